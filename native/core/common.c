@@ -1,0 +1,84 @@
+#define _GNU_SOURCE
+#include "ps_common.h"
+
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static _Thread_local char tls_error[1024];
+
+const char *ps_strerror(int status) {
+  switch (status) {
+    case PS_OK: return "ok";
+    case PS_EINVAL: return "invalid argument";
+    case PS_ENOMEM: return "out of memory";
+    case PS_EIO: return "i/o error";
+    case PS_EFORMAT: return "malformed file";
+    case PS_EUNSUPPORTED: return "unsupported";
+    case PS_ELIMIT: return "limit exceeded";
+    case PS_ETORCH: return "libtorch error";
+    case PS_ECANCELLED: return "cancelled";
+    case PS_ENOTFOUND: return "not found";
+    case PS_ESTATE: return "invalid state";
+    default: return "unknown error";
+  }
+}
+
+const char *ps_last_error(void) { return tls_error; }
+
+void ps_clear_error(void) { tls_error[0] = '\0'; }
+
+int ps_error(int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tls_error, sizeof tls_error, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+static ps_log_fn g_log_fn;
+static void *g_log_user;
+
+void ps_log_set(ps_log_fn fn, void *user) {
+  g_log_fn = fn;
+  g_log_user = user;
+}
+
+void ps_log(ps_log_level level, const char *fmt, ...) {
+  ps_log_fn fn = g_log_fn;
+  if (!fn) return;
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  fn(level, buf, g_log_user);
+}
+
+int ps_default_threads(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+const char *ps_version(void) { return "0.1.0"; }
+
+const char *ps_build_features(void) {
+  return ""
+#ifdef PS_HAVE_DICOM
+         "dicom "
+#endif
+#ifdef PS_HAVE_TORCH
+         "torch "
+#endif
+#ifdef PS_HAVE_CUDA
+         "cuda "
+#endif
+         "png jpeg";
+}

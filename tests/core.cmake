@@ -1,0 +1,1 @@
+ps_add_test(core SOURCES test_core.c)
