@@ -22,14 +22,31 @@ if(PS_WITH_TORCH)
 endif()
 
 if(PS_WITH_JAVA)
+  # FindJNI only looks where JAVA_HOME (env or variable) points or at a fixed list of folders, and
+  # Debian's /usr/bin/javac is an alternatives link: derive JAVA_HOME from the real javac when
+  # neither is set, so openjdk-17 (/usr/lib/jvm/java-17-openjdk-amd64) is found without help.
   find_package(Java 11 COMPONENTS Development QUIET)
+  if(Java_FOUND AND NOT JAVA_HOME AND NOT DEFINED ENV{JAVA_HOME} AND Java_JAVAC_EXECUTABLE)
+    get_filename_component(_ps_javac_real "${Java_JAVAC_EXECUTABLE}" REALPATH)
+    get_filename_component(_ps_java_bin "${_ps_javac_real}" DIRECTORY)
+    get_filename_component(_ps_java_home "${_ps_java_bin}" DIRECTORY)
+    if(EXISTS "${_ps_java_home}/include/jni.h")
+      set(JAVA_HOME "${_ps_java_home}")
+    endif()
+  endif()
   find_package(JNI QUIET)
-  find_file(PS_IJ_JAR NAMES ij.jar PATHS /usr/share/java NO_DEFAULT_PATH)
+  # Only the JNI headers matter (the JVM loads us, we never link libjvm/libjawt).
+  if(NOT JNI_FOUND AND JAVA_INCLUDE_PATH AND JAVA_INCLUDE_PATH2)
+    set(JNI_FOUND TRUE)
+    set(JNI_INCLUDE_DIRS ${JAVA_INCLUDE_PATH} ${JAVA_INCLUDE_PATH2})
+  endif()
+  find_file(PS_IJ_JAR NAMES ij.jar PATHS /usr/share/java /usr/share/imagej NO_DEFAULT_PATH)
   if(NOT Java_FOUND OR NOT JNI_FOUND OR NOT PS_IJ_JAR)
-    message(STATUS "PneumoScope: JNI + Fiji plugin OFF (need openjdk-17-jdk-headless and imagej's ij.jar)")
+    message(STATUS "PneumoScope: JNI + Fiji plugin OFF (need openjdk-17-jdk-headless and imagej's ij.jar;"
+                   " Java_FOUND=${Java_FOUND} JNI_FOUND=${JNI_FOUND} PS_IJ_JAR=${PS_IJ_JAR})")
     set(PS_WITH_JAVA OFF)
   else()
-    message(STATUS "PneumoScope: JNI + Fiji plugin ON (${PS_IJ_JAR})")
+    message(STATUS "PneumoScope: JNI + Fiji plugin ON (javac ${Java_VERSION_STRING}, ${PS_IJ_JAR})")
   endif()
 endif()
 
