@@ -1,0 +1,314 @@
+/* split.c — grouping (patient ∪ identical bytes), seeded stratified split, leakage audit. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset_internal.h"
+
+size_t ps__uf_find(size_t *parent, size_t i) {
+  while (parent[i] != i) {
+    parent[i] = parent[parent[i]];
+    i = parent[i];
+  }
+  return i;
+}
+
+void ps__uf_union(size_t *parent, size_t a, size_t b) {
+  a = ps__uf_find(parent, a);
+  b = ps__uf_find(parent, b);
+  if (a == b) return;
+  if (a < b) parent[b] = a; /* the root is always the smallest index: groups number by first film */
+  else parent[a] = b;
+}
+
+/* Indices sorted by a string key (0: patient id, 1: sha256), ties by index. */
+typedef struct {
+  const ps_dataset_item *items;
+  int key;
+} sort_ctx;
+
+static int cmp_key(const void *a, const void *b, void *ctx) {
+  const sort_ctx *c = ctx;
+  size_t i = *(const size_t *)a, j = *(const size_t *)b;
+  const char *x = c->key ? c->items[i].sha256 : c->items[i].patient_id;
+  const char *y = c->key ? c->items[j].sha256 : c->items[j].patient_id;
+  int r = strcmp(x, y);
+  return r ? r : (i > j) - (i < j);
+}
+
+static size_t *sorted_by(const ps_dataset *ds, int key) {
+  size_t *idx = malloc((ds->n ? ds->n : 1) * sizeof *idx);
+  if (!idx) return NULL;
+  for (size_t i = 0; i < ds->n; i++) idx[i] = i;
+  sort_ctx c = {ds->items, key};
+  qsort_r(idx, ds->n, sizeof *idx, cmp_key, &c);
+  return idx;
+}
+
+int ps__ds_groups(ps_dataset *ds, size_t *ngroups) {
+  size_t n = ds->n;
+  size_t *parent = malloc((n ? n : 1) * sizeof *parent);
+  if (!parent) return ps_error(PS_ENOMEM, "dataset: out of memory");
+  for (size_t i = 0; i < n; i++) parent[i] = i;
+  for (int key = 0; key < 2; key++) {
+    size_t *idx = sorted_by(ds, key);
+    if (!idx) {
+      free(parent);
+      return ps_error(PS_ENOMEM, "dataset: out of memory");
+    }
+    for (size_t k = 1; k < n; k++) {
+      const ps_dataset_item *a = &ds->items[idx[k - 1]], *b = &ds->items[idx[k]];
+      const char *x = key ? a->sha256 : a->patient_id, *y = key ? b->sha256 : b->patient_id;
+      if (x[0] && !strcmp(x, y)) ps__uf_union(parent, idx[k - 1], idx[k]);
+    }
+    free(idx);
+  }
+  size_t g = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t r = ps__uf_find(parent, i);
+    if (r == i) ds->items[i].group = (int)g++;
+    else ds->items[i].group = ds->items[r].group; /* r < i: already numbered */
+  }
+  free(parent);
+  if (ngroups) *ngroups = g;
+  return PS_OK;
+}
+
+/* xoshiro256** seeded through splitmix64 (Vigna): the same stream on every machine. */
+typedef struct {
+  uint64_t s[4];
+} rng;
+
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(rng *r) {
+  uint64_t *s = r->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t, s[3] = rotl(s[3], 45);
+  return result;
+}
+
+/* Uniform in [0, bound) by rejection (no modulo bias). */
+static uint64_t rng_below(rng *r, uint64_t bound) {
+  uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
+  uint64_t x;
+  do x = rng_next(r);
+  while (x >= limit);
+  return x % bound;
+}
+
+int ps_dataset_split(ps_dataset *ds, const ps_split_opts *opts) {
+  if (!ds) return ps_error(PS_EINVAL, "split: NULL dataset");
+  ps_split_opts o = {{0.70, 0.15, 0.15}, 0, PS_TASK_BINARY};
+  if (opts) {
+    o.seed = opts->seed;
+    o.task = opts->task;
+    if (opts->fractions[0] != 0 || opts->fractions[1] != 0 || opts->fractions[2] != 0)
+      memcpy(o.fractions, opts->fractions, sizeof o.fractions);
+  }
+  double sum = 0;
+  for (int s = 0; s < 3; s++) {
+    if (!(o.fractions[s] >= 0) || !isfinite(o.fractions[s]))
+      return ps_error(PS_EINVAL, "split: fraction %g for %s is not a number >= 0", o.fractions[s], ps_dataset_split_name(s));
+    sum += o.fractions[s];
+  }
+  if (fabs(sum - 1) > 1e-6)
+    return ps_error(PS_EINVAL, "split: fractions %g,%g,%g sum to %g, not 1", o.fractions[0], o.fractions[1], o.fractions[2], sum);
+  if (o.task != PS_TASK_BINARY && o.task != PS_TASK_MULTICLASS) return ps_error(PS_EINVAL, "split: unknown task %d", o.task);
+  int K = ps_dataset_num_classes(o.task);
+  for (size_t i = 0; i < ds->n; i++)
+    if (ps_dataset_item_class(&ds->items[i], o.task) < 0)
+      return ps_error(PS_EINVAL, "split: %s has no %s class (pneumonia subtype unknown); split it with the binary task",
+                      ds->items[i].rel_path, o.task == PS_TASK_MULTICLASS ? "multiclass" : "binary");
+  size_t ng = 0;
+  int st = ps__ds_groups(ds, &ng);
+  if (st) return st;
+  size_t *gsize = calloc(ng ? ng : 1, sizeof *gsize), *gcount = calloc((ng ? ng : 1) * K, sizeof *gcount);
+  int *gclass = calloc(ng ? ng : 1, sizeof *gclass), *gsplit = calloc(ng ? ng : 1, sizeof *gsplit);
+  size_t *order = malloc((ng ? ng : 1) * sizeof *order);
+  if (!gsize || !gcount || !gclass || !gsplit || !order) {
+    st = ps_error(PS_ENOMEM, "split: out of memory");
+    goto done;
+  }
+  for (size_t g = 0; g < ng; g++) gclass[g] = -1;
+  for (size_t i = 0; i < ds->n; i++) {
+    int g = ds->items[i].group, c = ps_dataset_item_class(&ds->items[i], o.task);
+    gsize[g]++;
+    gcount[(size_t)g * K + c]++;
+    if (gclass[g] < 0) gclass[g] = c; /* first film's class (items are in path order) */
+  }
+  for (size_t g = 0; g < ng; g++) { /* majority class; ties keep the first film's class */
+    int best = gclass[g];
+    for (int c = 0; c < K; c++)
+      if (gcount[g * K + c] > gcount[g * K + best]) best = c;
+    gclass[g] = best;
+  }
+  rng r;
+  uint64_t sm = o.seed;
+  for (int k = 0; k < 4; k++) r.s[k] = splitmix64(&sm);
+  for (int c = 0; c < K; c++) {
+    size_t m = 0, total = 0;
+    for (size_t g = 0; g < ng; g++)
+      if (gclass[g] == c) order[m++] = g, total += gsize[g];
+    for (size_t i = m; i > 1; i--) { /* Fisher-Yates */
+      size_t j = (size_t)rng_below(&r, i);
+      size_t t = order[i - 1];
+      order[i - 1] = order[j];
+      order[j] = t;
+    }
+    double b1 = o.fractions[0] * (double)total, b2 = (o.fractions[0] + o.fractions[1]) * (double)total;
+    size_t cum = 0;
+    for (size_t k = 0; k < m; k++) {
+      size_t g = order[k];
+      double mid = (double)cum + 0.5 * (double)gsize[g];
+      gsplit[g] = mid < b1 ? PS_SPLIT_TRAIN : mid < b2 ? PS_SPLIT_VAL : PS_SPLIT_TEST;
+      /* an empty split (fraction 0) never receives a group */
+      while (o.fractions[gsplit[g]] == 0) gsplit[g] = (gsplit[g] + 2) % 3;
+      cum += gsize[g];
+    }
+  }
+  for (size_t i = 0; i < ds->n; i++) ds->items[i].split = gsplit[ds->items[i].group];
+done:
+  free(gsize), free(gcount), free(gclass), free(gsplit), free(order);
+  return st;
+}
+
+/* ---- audit --------------------------------------------------------------------------------- */
+
+static int split_mask_leaks(unsigned mask) { return mask && (mask & (mask - 1)); }
+
+int ps_dataset_audit(ps_dataset *ds, ps_leakage_report *out) {
+  if (!ds || !out) return ps_error(PS_EINVAL, "audit: NULL dataset or report");
+  memset(out, 0, sizeof *out);
+  size_t ng = 0;
+  int st = ps__ds_groups(ds, &ng);
+  if (st) return st;
+  out->films = ds->n;
+  out->groups = ng;
+  for (size_t i = 0; i < ds->n; i++) {
+    const ps_dataset_item *it = &ds->items[i];
+    if (!it->sha256[0]) out->unhashed++;
+    if (it->split < 0 || it->split > 2) {
+      out->films_unsplit++;
+      continue;
+    }
+    if (it->label == 0 || it->label == 1) out->films_by_label[it->split][it->label]++;
+    out->films_by_subtype[it->split][it->subtype >= 0 && it->subtype <= 2 ? it->subtype : 3]++;
+  }
+  for (int key = 0; key < 2; key++) {
+    size_t *idx = sorted_by(ds, key);
+    if (!idx) return ps_error(PS_ENOMEM, "audit: out of memory");
+    for (size_t a = 0; a < ds->n;) {
+      const char *k = key ? ds->items[idx[a]].sha256 : ds->items[idx[a]].patient_id;
+      size_t b = a;
+      unsigned mask = 0;
+      while (b < ds->n && !strcmp(key ? ds->items[idx[b]].sha256 : ds->items[idx[b]].patient_id, k)) {
+        int s = ds->items[idx[b]].split;
+        if (s >= 0 && s <= 2) mask |= 1u << s;
+        b++;
+      }
+      if (k[0]) {
+        if (key == 0) {
+          out->patients++;
+          if (split_mask_leaks(mask)) out->patients_across_splits++, out->films_of_leaky_patients += b - a;
+        } else {
+          if (b - a > 1) out->duplicate_hashes++;
+          if (split_mask_leaks(mask)) out->hashes_across_splits++;
+        }
+      }
+      a = b;
+    }
+    free(idx);
+  }
+  return PS_OK;
+}
+
+typedef struct {
+  ps_dataset *ds;
+  const ps_leakage_report *rep;
+} leak_ctx;
+
+static void json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') fputc('\\', f), fputc(*p, f);
+    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+    else fputc(*p, f);
+  }
+  fputc('"', f);
+}
+
+static int write_leak_json(FILE *f, void *user) {
+  leak_ctx *c = user;
+  const ps_leakage_report *r = c->rep;
+  ps_dataset *ds = c->ds;
+  fprintf(f, "{\n  \"films\": %zu,\n  \"patients\": %zu,\n  \"groups\": %zu,\n", r->films, r->patients, r->groups);
+  fprintf(f, "  \"films_unsplit\": %zu,\n  \"unhashed\": %zu,\n  \"duplicate_hashes\": %zu,\n", r->films_unsplit,
+          r->unhashed, r->duplicate_hashes);
+  fprintf(f, "  \"patients_across_splits\": %zu,\n  \"films_of_leaky_patients\": %zu,\n  \"hashes_across_splits\": %zu,\n",
+          r->patients_across_splits, r->films_of_leaky_patients, r->hashes_across_splits);
+  fprintf(f, "  \"leak_free\": %s,\n", r->patients_across_splits == 0 && r->hashes_across_splits == 0 ? "true" : "false");
+  fputs("  \"splits\": {", f);
+  for (int s = 0; s < 3; s++)
+    fprintf(f, "%s\n    \"%s\": {\"NORMAL\": %zu, \"PNEUMONIA\": %zu, \"BACTERIA\": %zu, \"VIRUS\": %zu, \"PNEUMONIA_UNKNOWN_SUBTYPE\": %zu}",
+            s ? "," : "", ps_dataset_split_name(s), r->films_by_label[s][0], r->films_by_label[s][1],
+            r->films_by_subtype[s][1], r->films_by_subtype[s][2], r->films_by_subtype[s][3]);
+  fputs("\n  },\n", f);
+  for (int key = 0; key < 2; key++) {
+    fputs(key ? "  \"hashes_across_splits_detail\": [" : "  \"patients_across_splits_detail\": [", f);
+    size_t *idx = sorted_by(ds, key);
+    if (!idx) return ps_error(PS_ENOMEM, "audit: out of memory");
+    int first = 1;
+    for (size_t a = 0; a < ds->n;) {
+      const char *k = key ? ds->items[idx[a]].sha256 : ds->items[idx[a]].patient_id;
+      size_t b = a;
+      unsigned mask = 0;
+      while (b < ds->n && !strcmp(key ? ds->items[idx[b]].sha256 : ds->items[idx[b]].patient_id, k)) {
+        int s = ds->items[idx[b]].split;
+        if (s >= 0 && s <= 2) mask |= 1u << s;
+        b++;
+      }
+      if (k[0] && split_mask_leaks(mask)) {
+        fprintf(f, "%s\n    {%s", first ? "" : ",", key ? "\"sha256\": " : "\"patient_id\": ");
+        json_str(f, k);
+        fputs(", \"splits\": [", f);
+        int fs = 1;
+        for (int s = 0; s < 3; s++)
+          if (mask & (1u << s)) fprintf(f, "%s\"%s\"", fs ? "" : ", ", ps_dataset_split_name(s)), fs = 0;
+        fputs("], \"files\": [", f);
+        for (size_t j = a; j < b; j++) {
+          const ps_dataset_item *it = &ds->items[idx[j]];
+          fprintf(f, "%s{\"path\": ", j > a ? ", " : "");
+          json_str(f, it->rel_path);
+          fprintf(f, ", \"split\": \"%s\"}", ps_dataset_split_name(it->split));
+        }
+        fputs("]}", f);
+        first = 0;
+      }
+      a = b;
+    }
+    free(idx);
+    fputs(first ? "]" : "\n  ]", f);
+    fputs(key ? "\n" : ",\n", f);
+  }
+  fputs("}\n", f);
+  return PS_OK;
+}
+
+int ps_dataset_write_leakage_json(ps_dataset *ds, const char *path, ps_leakage_report *out) {
+  if (!ds || !path) return ps_error(PS_EINVAL, "audit: NULL dataset or path");
+  ps_leakage_report rep;
+  int st = ps_dataset_audit(ds, &rep);
+  if (st) return st;
+  leak_ctx c = {ds, &rep};
+  st = ps__write_atomic(path, 1, write_leak_json, &c);
+  if (out) *out = rep;
+  return st;
+}
