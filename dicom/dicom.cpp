@@ -354,9 +354,14 @@ void opj_keep_error(const char *msg, void *u) {
   }
 }
 
-struct OpjFree {
+// opj_codec_t and opj_stream_t are both void *: one deleter each.
+struct OpjCodecFree {
   void operator()(opj_codec_t *c) const { opj_destroy_codec(c); }
+};
+struct OpjStreamFree {
   void operator()(opj_stream_t *s) const { opj_stream_destroy(s); }
+};
+struct OpjImageFree {
   void operator()(opj_image_t *i) const { opj_image_destroy(i); }
 };
 
@@ -366,8 +371,8 @@ void decode_j2k(const std::vector<uint8_t> &cs, const Geometry &g, std::vector<i
   bool jp2 = cs[0] == 0 && cs[1] == 0 && cs[2] == 0 && cs[3] == 0x0C && cs[4] == 0x6A;
   if (!jp2 && !(cs[0] == 0xFF && cs[1] == 0x4F)) fail(PS_EFORMAT, "JPEG 2000 frame does not start with SOC or a JP2 signature");
   MemStream ms{cs.data(), cs.size(), 0};
-  std::unique_ptr<opj_stream_t, OpjFree> st(opj_stream_create(OPJ_J2K_STREAM_CHUNK_SIZE, OPJ_TRUE));
-  std::unique_ptr<opj_codec_t, OpjFree> codec(opj_create_decompress(jp2 ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K));
+  std::unique_ptr<opj_stream_t, OpjStreamFree> st(opj_stream_create(OPJ_J2K_STREAM_CHUNK_SIZE, OPJ_TRUE));
+  std::unique_ptr<opj_codec_t, OpjCodecFree> codec(opj_create_decompress(jp2 ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K));
   if (!st || !codec) throw std::bad_alloc();
   opj_stream_set_user_data(st.get(), &ms, nullptr);
   opj_stream_set_user_data_length(st.get(), cs.size());
@@ -384,7 +389,7 @@ void decode_j2k(const std::vector<uint8_t> &cs, const Geometry &g, std::vector<i
   opj_image_t *raw = nullptr;
   if (!opj_read_header(st.get(), codec.get(), &raw))
     fail(PS_EFORMAT, "bad JPEG 2000 header (%s)", err.empty() ? "OpenJPEG" : err.c_str());
-  std::unique_ptr<opj_image_t, OpjFree> img(raw);
+  std::unique_ptr<opj_image_t, OpjImageFree> img(raw);
   long long w = (long long)img->x1 - img->x0, h = (long long)img->y1 - img->y0;
   if (w != g.cols || h != g.rows)
     fail(PS_EFORMAT, "JPEG 2000 frame is %lld x %lld but Rows x Columns is %d x %d", w, h, g.rows, g.cols);

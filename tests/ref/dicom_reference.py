@@ -1,0 +1,165 @@
+#!/usr/bin/python3
+"""Reference for tests/test_dicom.c, computed with pydicom (2.3) and its pixel handlers
+(numpy, RLE, Pillow for JPEG Baseline and JPEG 2000), not with PneumoScope code.
+
+  dicom_reference.py pixels IN.dcm OUT.npy [IN.dcm OUT.npy ...]
+      display-ready float32 (H, W) in [0, 1] of frame 0:
+        stored values & ((1 << BitsStored) - 1) for unsigned data (pydicom leaves bits above
+        BitsStored alone; DICOM says they are not part of the value);
+        pydicom.pixel_data_handlers.util.apply_modality_lut;
+        VOI LUT Sequence -> apply_voi_lut(prefer_lut=True) / (2**LUTDescriptor[2] - 1);
+        WindowCenter/Width -> apply_voi_lut (= apply_windowing), scaled by the y_min / y_max
+          pydicom's apply_windowing maps to (so [0, 1]);
+        neither, <= 8 bits and no rescale/modality LUT -> full stored range (v - min) / (max - min);
+        neither, deeper -> numpy 0.5 / 99.5 percentile window;
+        MONOCHROME1 -> 1 - v.
+        Colour (SamplesPerPixel 3): pydicom's RGB (YBR converted with convert_color_space where
+        pydicom leaves it YBR) -> 0.299 R + 0.587 G + 0.114 B over the full stored range.
+  dicom_reference.py meta IN.dcm [IN.dcm ...]
+      one block per file: "file\\tPATH" then "Keyword\\tvalue" lines, then an empty line.
+  dicom_reference.py j2k IN.dcm OUT.dcm
+      re-encode frame 0 of IN losslessly as a JPEG 2000 codestream with Pillow (OpenJPEG) and
+      wrap it with pydicom.encaps.encapsulate as JPEG 2000 Lossless Only (1.2.840.10008.1.2.4.90).
+"""
+import io
+import sys
+import warnings
+
+import numpy as np
+import pydicom
+from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut, convert_color_space
+from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless, ExplicitVRLittleEndian
+
+warnings.simplefilter("ignore")
+
+
+def read(path):
+    ds = pydicom.dcmread(path, force=True)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # ACR-NEMA style (no meta header): pydicom read it as implicit little endian.
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    return ds
+
+
+def first_frame(ds):
+    arr = ds.pixel_array
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        arr = arr[0]
+    return arr
+
+
+def display(ds):
+    arr = first_frame(ds)
+    bits = int(ds.BitsStored)
+    pr = int(ds.get("PixelRepresentation", 0))
+    phot = str(ds.PhotometricInterpretation).strip()
+    if int(ds.get("SamplesPerPixel", 1)) == 3:
+        ts = ds.file_meta.TransferSyntaxUID
+        if phot.startswith("YBR") and (not ts.is_compressed or ts == RLELossless):
+            arr = convert_color_space(arr, "YBR_FULL", "RGB")
+        arr = arr.astype(np.float64)
+        y = 0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]
+        return np.clip(y / (2.0 ** bits - 1), 0, 1).astype(np.float32)
+    if pr == 0:
+        arr = arr & ((1 << bits) - 1)
+    has_mlut = "ModalityLUTSequence" in ds
+    slope = float(ds.get("RescaleSlope", 1) or 1) if "RescaleSlope" in ds else 1.0
+    icpt = float(ds.get("RescaleIntercept", 0) or 0) if "RescaleIntercept" in ds else 0.0
+    m = apply_modality_lut(arr, ds).astype(np.float64)
+    if "VOILUTSequence" in ds:
+        v = apply_voi_lut(m, ds, prefer_lut=True).astype(np.float64)
+        v = v / (2.0 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        # y_min / y_max exactly as pydicom's apply_windowing chooses them
+        if has_mlut:
+            y_min, y_max = 0, 2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
+        elif pr == 0:
+            y_min, y_max = 0, 2 ** bits - 1
+        else:
+            y_min, y_max = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+            y_min = y_min * ds.RescaleSlope + ds.RescaleIntercept
+            y_max = y_max * ds.RescaleSlope + ds.RescaleIntercept
+        v = apply_voi_lut(m, ds, index=0).astype(np.float64)
+        v = (v - y_min) / (y_max - y_min)
+    elif bits <= 8 and not has_mlut and slope == 1.0 and icpt == 0.0:
+        lo = -(2 ** (bits - 1)) if pr else 0
+        v = (m - lo) / (2.0 ** bits - 1)
+    else:
+        lo, hi = np.percentile(m, [0.5, 99.5])
+        v = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    v = np.clip(v, 0, 1)
+    if phot == "MONOCHROME1":
+        v = 1 - v
+    return v.astype(np.float32)
+
+
+META = ["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Modality",
+        "ViewPosition", "BodyPartExamined", "PhotometricInterpretation", "Rows", "Columns",
+        "BitsStored", "SamplesPerPixel", "NumberOfFrames", "RescaleSlope", "RescaleIntercept"]
+
+
+def meta(path):
+    ds = read(path)
+    print("file\t%s" % path)
+    for k in META:
+        if k in ds and ds[k].value is not None and str(ds[k].value) != "":
+            print("%s\t%s" % (k, str(ds[k].value).strip()))
+    raw_ts = pydicom.dcmread(path, force=True).file_meta.get("TransferSyntaxUID")
+    if raw_ts:
+        print("TransferSyntaxUID\t%s" % raw_ts)
+    for k in ("PixelSpacing", "ImagerPixelSpacing"):
+        if k in ds:
+            print("%s\t%r\t%r" % (k, float(ds[k].value[0]), float(ds[k].value[1])))
+            break
+    for k in ("WindowCenter", "WindowWidth"):
+        if k in ds:
+            val = ds[k].value
+            val = val[0] if isinstance(val, pydicom.multival.MultiValue) else val
+            print("%s\t%r" % (k, float(val)))
+    print()
+
+
+def j2k(src, dst):
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    ds = read(src)
+    arr = first_frame(ds)
+    if arr.dtype == np.uint8:
+        im = Image.fromarray(arr, mode="L")
+    else:
+        im = Image.fromarray(arr.astype(np.uint16), mode="I;16")
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG2000", no_jp2=True, irreversible=False)
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    if "NumberOfFrames" in ds:
+        del ds.NumberOfFrames
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", pydicom.uid.generate_uid())
+    ds.is_implicit_VR = False
+    ds.is_little_endian = True
+    ds.save_as(dst, write_like_original=False)
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[0] == "pixels" and len(argv) % 2 == 1:
+        for i in range(1, len(argv), 2):
+            np.save(argv[i + 1], display(read(argv[i])))
+    elif len(argv) >= 2 and argv[0] == "meta":
+        for p in argv[1:]:
+            meta(p)
+    elif len(argv) == 3 and argv[0] == "j2k":
+        j2k(argv[1], argv[2])
+    else:
+        sys.stderr.write(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
