@@ -1,0 +1,210 @@
+import java.io.File;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import pneumoscope.Film;
+import pneumoscope.PneumoScopeException;
+import pneumoscope.PsNative;
+
+/**
+ * Drives the JNI bindings with real and malformed films (zero bytes, truncated, random bytes, a
+ * folder, a missing file, limits) and checks that every failure comes back as a
+ * PneumoScopeException with a status and a message naming the file, and that the JVM lives on.
+ * Expected sizes come from ../shared/data/kaggle/manifest.csv and the DICOM headers (dcmdump.txt).
+ *
+ *   java -Dpneumoscope.lib.dir=BUILD -cp PneumoScope_.jar:ij.jar:BindingsTest.jar BindingsTest DATA [MODEL]
+ *
+ * Sections that need the model (Model, GradCam) are added by ModelBindings when it is built.
+ */
+public class BindingsTest {
+  static int failures = 0, checks = 0;
+  static File tmp;
+
+  static void check(boolean ok, String what) {
+    checks++;
+    if (!ok) {
+      failures++;
+      System.out.println("FAIL: " + what);
+    } else {
+      System.out.println("ok: " + what);
+    }
+  }
+
+  interface Body { void run() throws Exception; }
+
+  /** body must throw PneumoScopeException with one of the statuses, and a message containing needle. */
+  static PneumoScopeException expectFailure(String what, String needle, Body body, String... statuses) {
+    try {
+      body.run();
+      check(false, what + ": no exception");
+      return null;
+    } catch (PneumoScopeException e) {
+      boolean statusOk = statuses.length == 0;
+      for (String s : statuses) statusOk |= s.equals(e.statusName());
+      check(statusOk, what + ": status " + e.statusName() + " in " + String.join("|", statuses));
+      check(e.getMessage() != null && !e.detail().isEmpty(), what + ": has detail (" + e.getMessage() + ")");
+      if (needle != null) check(e.getMessage().contains(needle), what + ": message names " + needle);
+      return e;
+    } catch (Throwable t) {
+      check(false, what + ": wrong exception " + t);
+      return null;
+    }
+  }
+
+  static File write(String name, byte[] data) throws IOException {
+    File f = new File(tmp, name);
+    Files.write(f.toPath(), data);
+    return f;
+  }
+
+  static byte[] head(File f, int n) throws IOException {
+    try (RandomAccessFile r = new RandomAccessFile(f, "r")) {
+      byte[] b = new byte[(int) Math.min(n, r.length())];
+      r.readFully(b);
+      return b;
+    }
+  }
+
+  public static void main(String[] args) throws Exception {
+    if (args.length < 1) {
+      System.err.println("usage: BindingsTest DATA_DIR [MODEL]");
+      System.exit(2);
+    }
+    File data = new File(args[0]);
+    tmp = Files.createTempDirectory("ps-bindings").toFile();
+    try {
+      run(data, args.length > 1 ? args[1] : null);
+    } finally {
+      for (File f : tmp.listFiles()) f.delete();
+      tmp.delete();
+    }
+    System.out.println(checks + " checks, " + failures + " failures; JVM alive");
+    System.exit(failures == 0 ? 0 : 1);
+  }
+
+  static void run(File data, String model) throws Exception {
+    PsNative.load();
+    check(PsNative.version() != null && !PsNative.version().isEmpty(), "version " + PsNative.version());
+    final List<String> logged = new ArrayList<String>();
+    PsNative.setLogSink(new PsNative.LogSink() {
+      @Override
+      public void log(int level, String msg) {
+        synchronized (logged) { logged.add(msg); }
+      }
+    }, PsNative.LOG_DEBUG);
+
+    // ---- real films: sizes from the manifest / DICOM headers -----------------------------------
+    File jpeg = new File(data, "kaggle/NORMAL/IM-0117-0001.jpeg"); // manifest: 1422 x 1152
+    try (Film f = Film.read(jpeg.getPath())) {
+      check(f.width() == 1422 && f.height() == 1152, "jpeg size " + f.width() + "x" + f.height());
+      float[] px = f.pixels();
+      check(px.length == 1422 * 1152, "jpeg pixel count");
+      float lo = 1, hi = 0;
+      for (float v : px) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      check(lo >= 0 && hi <= 1 && hi > lo, "jpeg pixels in [0,1]: " + lo + ".." + hi);
+      check("jpeg".equals(f.format()), "jpeg format " + f.format());
+    }
+    File cr = new File(data, "dicom/CR-MONO1-10-chest.dcm"); // dcmdump: 440 x 440, MONOCHROME1, 10 bits
+    try (Film f = Film.read(cr.getPath(), true, 0, 0)) {
+      check(f.width() == 440 && f.height() == 440, "dicom size");
+      check("MONOCHROME1".equals(f.photometric()), "dicom photometric " + f.photometric());
+      check(f.bitsStored() == 10, "dicom bits stored " + f.bitsStored());
+      check(f.isRaw(), "raw flag");
+      check("CR".equals(f.modality()), "dicom modality " + f.modality());
+    }
+
+    // ---- malformed input ----------------------------------------------------------------------
+    final File empty = write("empty.dcm", new byte[0]);
+    expectFailure("zero-byte file", "empty.dcm", () -> Film.read(empty.getPath()), "PS_EFORMAT", "PS_EIO");
+    final File truncJpeg = write("truncated.jpeg", head(jpeg, 2000));
+    expectFailure("truncated jpeg", "truncated.jpeg", () -> Film.read(truncJpeg.getPath()), "PS_EFORMAT");
+    final File truncDcm = write("truncated.dcm", head(cr, 5000));
+    expectFailure("truncated dicom", "truncated.dcm", () -> Film.read(truncDcm.getPath()), "PS_EFORMAT");
+    File siim = new File(data, "dicom/siim_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm");
+    final File truncJpegDcm = write("truncated-jpeg-dicom.dcm", head(siim, (int) (siim.length() * 2 / 3)));
+    expectFailure("truncated JPEG-compressed dicom", "truncated-jpeg-dicom.dcm",
+        () -> Film.read(truncJpegDcm.getPath()), "PS_EFORMAT");
+    Random rnd = new Random(12345);
+    for (int i = 0; i < 5; i++) {
+      byte[] b = new byte[1 + rnd.nextInt(200000)];
+      rnd.nextBytes(b);
+      final File junk = write("random" + i + ".bin", b);
+      expectFailure("random bytes " + i, "random" + i, () -> Film.read(junk.getPath()), "PS_EFORMAT");
+    }
+    // a PNG signature followed by junk, a DICOM preamble + DICM followed by junk
+    byte[] png = new byte[4096];
+    rnd.nextBytes(png);
+    System.arraycopy(new byte[] {(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}, 0, png, 0, 8);
+    final File badPng = write("bad-signature.png", png);
+    expectFailure("png signature + junk", "bad-signature.png", () -> Film.read(badPng.getPath()), "PS_EFORMAT");
+    byte[] dcm = new byte[4096];
+    rnd.nextBytes(dcm);
+    System.arraycopy(new byte[] {'D', 'I', 'C', 'M'}, 0, dcm, 128, 4);
+    final File badDcm = write("bad-preamble.dcm", dcm);
+    expectFailure("DICM preamble + junk", "bad-preamble.dcm", () -> Film.read(badDcm.getPath()), "PS_EFORMAT");
+    final File missing = new File(tmp, "does-not-exist.dcm");
+    expectFailure("missing file", "does-not-exist.dcm", () -> Film.read(missing.getPath()), "PS_EIO");
+    expectFailure("a folder", tmp.getName(), () -> Film.read(tmp.getPath()), "PS_EIO", "PS_EFORMAT");
+    expectFailure("max pixels", "IM-0117-0001.jpeg", () -> Film.read(jpeg.getPath(), false, 1000, 0), "PS_ELIMIT");
+    expectFailure("max bytes", "IM-0117-0001.jpeg", () -> Film.read(jpeg.getPath(), false, 0, 1000), "PS_ELIMIT");
+    expectFailure("null path", null, () -> Film.read(null), "PS_EINVAL");
+
+    // ---- pixels from ImageJ arrays ------------------------------------------------------------
+    short[] s16 = new short[6];
+    for (int i = 0; i < 6; i++) s16[i] = (short) (1000 * i + 40000); // unsigned 40000..45000
+    try (Film f = Film.fromPixels(s16, 3, 2, 40000, 45000, false)) {
+      float[] px = f.pixels();
+      check(Math.abs(px[0]) < 1e-6 && Math.abs(px[5] - 1) < 1e-6 && Math.abs(px[2] - 0.4f) < 1e-6,
+          "short pixels as unsigned through the display range");
+    }
+    byte[] b8 = {0, (byte) 255, (byte) 128, 64};
+    try (Film f = Film.fromPixels(b8, 2, 2, 0, 255, true)) {
+      float[] px = f.pixels();
+      check(Math.abs(px[0] - 1) < 1e-6 && Math.abs(px[1]) < 1e-6, "inverted byte pixels");
+    }
+    expectFailure("pixel count mismatch", "does not match", () -> Film.fromPixels(new float[5], 3, 2, 0, 1, false),
+        "PS_EINVAL");
+    expectFailure("int[] pixels", "int[]", () -> Film.fromPixels(new int[6], 3, 2, 0, 1, false), "PS_EINVAL");
+    final Film closed = Film.read(jpeg.getPath());
+    closed.close();
+    closed.close(); // twice is fine
+    expectFailure("closed film", "closed", () -> closed.pixels(), "PS_ESTATE");
+
+    // ---- several threads at once --------------------------------------------------------------
+    final String[] films = {jpeg.getPath(), cr.getPath(), siim.getPath(),
+        new File(data, "png/nih_00000001_000.png").getPath(), empty.getPath(), truncDcm.getPath()};
+    final double[] want = new double[films.length];
+    for (int i = 0; i < films.length; i++) want[i] = sumOrStatus(films[i]);
+    ExecutorService pool = Executors.newFixedThreadPool(6);
+    List<Future<Boolean>> fs = new ArrayList<Future<Boolean>>();
+    for (int r = 0; r < 24; r++) {
+      final int i = r % films.length;
+      fs.add(pool.submit(new Callable<Boolean>() {
+        @Override
+        public Boolean call() throws Exception { return sumOrStatus(films[i]) == want[i]; }
+      }));
+    }
+    boolean same = true;
+    for (Future<Boolean> f : fs) same &= f.get();
+    pool.shutdown();
+    check(same, "24 concurrent reads (good and bad films) give the sequential results");
+
+  }
+
+  static double sumOrStatus(String path) {
+    try (Film f = Film.read(path)) {
+      double s = 0;
+      for (float v : f.pixels()) s += v;
+      return s;
+    } catch (PneumoScopeException e) {
+      return e.status() * 1e9;
+    }
+  }
+}
