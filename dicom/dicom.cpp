@@ -490,7 +490,10 @@ void read_frame0(const char *path, DcmDataset *ds, const Geometry &g, std::vecto
       fail(PS_EFORMAT, "cannot decode %s pixel data (%s)", xf.getXferName(), c.text());
     }
     if (!model.empty()) colour_model = model.c_str();
-    if (g.spp == 3) planar = (xfer == EXS_RLELossless) ? 1 : 0;
+    // JPEG / JPEG-LS decoders were registered colour-by-pixel; the RLE decoder lays the frame
+    // out as the data set's PlanarConfiguration says (re-read: a codec may update it).
+    Uint16 pc = 0;
+    if (g.spp == 3) planar = (xfer == EXS_RLELossless && get_u16(ds, DCM_PlanarConfiguration, pc)) ? pc : 0;
     if (colour_model == "YBR_FULL_422") colour_model = "YBR_FULL";  // decoders expand 4:2:2
   }
 

@@ -13,13 +13,24 @@
         neither, <= 8 bits and no rescale/modality LUT -> full stored range (v - min) / (max - min);
         neither, deeper -> numpy 0.5 / 99.5 percentile window;
         MONOCHROME1 -> 1 - v.
-        Colour (SamplesPerPixel 3): pydicom's RGB (YBR converted with convert_color_space where
-        pydicom leaves it YBR) -> 0.299 R + 0.587 G + 0.114 B over the full stored range.
+        Colour (SamplesPerPixel 3): pydicom's pixel_array, YBR_* converted with
+        convert_color_space(YBR_FULL -> RGB), then 0.299 R + 0.587 G + 0.114 B over the full
+        stored range.
+  dicom_reference.py modality IN.dcm OUT.npy [IN.dcm OUT.npy ...]
+      float32 (H, W) modality values of frame 0 (masked stored values, apply_modality_lut):
+      what ps_dicom_read gives with opts.raw.
   dicom_reference.py meta IN.dcm [IN.dcm ...]
       one block per file: "file\\tPATH" then "Keyword\\tvalue" lines, then an empty line.
   dicom_reference.py j2k IN.dcm OUT.dcm
       re-encode frame 0 of IN losslessly as a JPEG 2000 codestream with Pillow (OpenJPEG) and
       wrap it with pydicom.encaps.encapsulate as JPEG 2000 Lossless Only (1.2.840.10008.1.2.4.90).
+  dicom_reference.py multiframe IN.dcm OUT.dcm
+      explicit VR little endian copy of a native single-frame 8/16-bit monochrome film with 3 frames:
+      the film, its bitwise complement, and zeros (NumberOfFrames 3).
+  dicom_reference.py voilut IN.dcm OUT.dcm
+      copy with a VOI LUT Sequence (one item: a 16-bit gamma 0.5 curve over the stored range).
+  dicom_reference.py modlut IN.dcm OUT.dcm
+      copy with a Modality LUT Sequence (16-bit entries, reversed and scaled: 4095 - 4 v) instead of rescale.
 """
 import io
 import sys
@@ -28,7 +39,7 @@ import warnings
 import numpy as np
 import pydicom
 from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut, convert_color_space
-from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless, ExplicitVRLittleEndian
+from pydicom.uid import ImplicitVRLittleEndian, JPEG2000Lossless
 
 warnings.simplefilter("ignore")
 
@@ -49,14 +60,21 @@ def first_frame(ds):
     return arr
 
 
+def modality(ds):
+    arr = first_frame(ds)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        arr = arr & ((1 << int(ds.BitsStored)) - 1)
+    return apply_modality_lut(arr, ds).astype(np.float32)
+
+
 def display(ds):
     arr = first_frame(ds)
     bits = int(ds.BitsStored)
     pr = int(ds.get("PixelRepresentation", 0))
     phot = str(ds.PhotometricInterpretation).strip()
     if int(ds.get("SamplesPerPixel", 1)) == 3:
-        ts = ds.file_meta.TransferSyntaxUID
-        if phot.startswith("YBR") and (not ts.is_compressed or ts == RLELossless):
+        if phot.startswith("YBR"):
+            # pydicom leaves YBR data (native, RLE, and JPEG through Pillow's draft mode) as YBR
             arr = convert_color_space(arr, "YBR_FULL", "RGB")
         arr = arr.astype(np.float64)
         y = 0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]
@@ -146,10 +164,71 @@ def j2k(src, dst):
     ds.save_as(dst, write_like_original=False)
 
 
+def multiframe(src, dst):
+    ds = read(src)
+    arr = first_frame(ds)
+    full = (1 << int(ds.BitsStored)) - 1
+    frames = np.stack([arr, (full - arr.astype(np.int64)).astype(arr.dtype), np.zeros_like(arr)])
+    ds.PixelData = frames.astype(arr.dtype).tobytes()
+    ds["PixelData"].VR = "OB" if arr.dtype.itemsize == 1 else "OW"
+    ds.NumberOfFrames = 3
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", pydicom.uid.generate_uid())
+    ds.is_implicit_VR = False
+    ds.is_little_endian = True
+    ds.save_as(dst, write_like_original=False)
+
+
+def _native_copy(src):
+    ds = read(src)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", pydicom.uid.generate_uid())
+    ds.is_implicit_VR = False
+    ds.is_little_endian = True
+    return ds
+
+
+def voilut(src, dst):
+    from pydicom.dataset import Dataset
+    ds = _native_copy(src)
+    n = 1 << int(ds.BitsStored)
+    item = Dataset()
+    item.LUTDescriptor = [n if n < 65536 else 0, 0, 16]
+    item.LUTExplanation = "gamma 0.5"
+    item.add_new(0x00283006, "US", [int(round(65535 * (i / (n - 1)) ** 0.5)) for i in range(n)])
+    ds.VOILUTSequence = [item]
+    for k in ("WindowCenter", "WindowWidth"):
+        if k in ds:
+            delattr(ds, k)
+    ds.save_as(dst, write_like_original=False)
+
+
+def modlut(src, dst):
+    from pydicom.dataset import Dataset
+    ds = _native_copy(src)
+    n = 1 << int(ds.BitsStored)
+    item = Dataset()
+    item.LUTDescriptor = [n if n < 65536 else 0, 0, 16]  # pydicom 2.3 only takes 8 or 16
+    item.ModalityLUTType = "US"
+    item.add_new(0x00283006, "US", [max(0, 4095 - 4 * i) for i in range(n)])
+    ds.ModalityLUTSequence = [item]
+    for k in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
+        if k in ds:
+            delattr(ds, k)
+    ds.save_as(dst, write_like_original=False)
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == "pixels" and len(argv) % 2 == 1:
         for i in range(1, len(argv), 2):
             np.save(argv[i + 1], display(read(argv[i])))
+    elif len(argv) >= 3 and argv[0] == "modality" and len(argv) % 2 == 1:
+        for i in range(1, len(argv), 2):
+            np.save(argv[i + 1], modality(read(argv[i])))
+    elif len(argv) == 3 and argv[0] in ("multiframe", "voilut", "modlut"):
+        {"multiframe": multiframe, "voilut": voilut, "modlut": modlut}[argv[0]](argv[1], argv[2])
     elif len(argv) >= 2 and argv[0] == "meta":
         for p in argv[1:]:
             meta(p)
