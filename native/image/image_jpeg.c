@@ -84,7 +84,7 @@ int ps__jpeg_decode(const uint8_t *buf, size_t size, const char *name, const ps_
     goto done;
   }
   if (w <= 0 || h <= 0) {
-    st = ps_error(PS_EFORMAT, "jpeg: invalid size %dx%d in %s", w, h, name);
+    st = ps_error(PS_EFORMAT, "jpeg: no frame header (%s) in %s", scan.complete ? "invalid size" : "truncated", name);
     goto done;
   }
   int64_t max_pixels = ps_read_opts_max_pixels(opts);

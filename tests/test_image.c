@@ -1,0 +1,597 @@
+/* native/image: films decode exactly as Pillow decodes them (real PNGs, a sample of the Kaggle
+ * JPEGs incl. the RGB ones, PNG/JPEG variants written at test time), DICOM dispatch, PNG writing,
+ * and a catalogue of malformed files that must fail with the right status naming the file. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ps_image_io.h"
+#include "test_util.h"
+
+#define REF_SCRIPT "tests/ref/image_reference.py"
+
+static int have_pillow(void) { return ps_test_have_python("PIL,numpy"); }
+
+/* Max |img - ref| where ref is Pillow's .npy; fails on a shape mismatch. */
+static double diff_npy(const ps_image *img, const char *npy) {
+  size_t shape[4] = {0};
+  int nd = 0;
+  double *ref = ps_test_read_npy(npy, shape, &nd);
+  assert_non_null(ref);
+  assert_int_equal(nd, 2);
+  assert_int_equal(shape[0], img->height);
+  assert_int_equal(shape[1], img->width);
+  double md = 0;
+  size_t n = (size_t)img->width * img->height;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)img->data[i] - ref[i]);
+    if (!(d <= md)) md = d; /* NaN propagates as a failure */
+  }
+  free(ref);
+  return md;
+}
+
+/* Run the reference decoder on files[0..n) into a fresh folder; returns that folder (malloc'd). */
+static char *pillow_decode(const char *tag, char **files, int n) {
+  char *dir = ps_test_join(ps_test_tmpdir(), tag);
+  size_t cap = 256 + strlen(dir);
+  for (int i = 0; i < n; i++) cap += strlen(files[i]) + 4;
+  char *cmd = malloc(cap);
+  int len = snprintf(cmd, cap, "'%s' '%s' decode '%s'", PS_PYTHON, ps_test_src(REF_SCRIPT), dir);
+  for (int i = 0; i < n; i++) len += snprintf(cmd + len, cap - len, " '%s'", files[i]);
+  assert_int_equal(ps_test_system("%s", cmd), 0);
+  free(cmd);
+  return dir;
+}
+
+static char *npy_path(const char *dir, int i) {
+  char name[32];
+  snprintf(name, sizeof name, "%d.npy", i);
+  return ps_test_join(dir, name);
+}
+
+/* Decode files with us and Pillow; every film must agree within tol[i] (or tol_all). */
+static void compare_with_pillow(const char *tag, char **files, int n, const double *tol, double tol_all) {
+  char *dir = pillow_decode(tag, files, n);
+  for (int i = 0; i < n; i++) {
+    ps_image *img = NULL;
+    int st = ps_image_read(files[i], NULL, &img);
+    if (st != PS_OK) fail_msg("%s: %s", files[i], ps_last_error());
+    char *npy = npy_path(dir, i);
+    double md = diff_npy(img, npy);
+    double t = tol ? tol[i] : tol_all;
+    print_message("  %-60s %-5s %5dx%-5d max|d| = %.3g (%.3f grey levels, tol %.3g)\n", strrchr(files[i], '/') + 1,
+                  ps_format_name(img->meta.format), img->width, img->height, md, md * 255, t);
+    if (!(md <= t)) fail_msg("%s differs from Pillow by %g (> %g)", files[i], md, t);
+    free(npy);
+    ps_image_free(img);
+  }
+  free(dir);
+}
+
+/* Float32 k/255 vs float64 k/255: half an ulp of 1.0 in float32. */
+#define EXACT_8BIT 1e-7
+
+static void test_shared_pngs_equal_pillow(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(have_pillow(), "Debian python3 with Pillow + numpy not available");
+  DIR *d = opendir(ps_test_data("png"));
+  assert_non_null(d);
+  char *files[64];
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < 64)
+    if (strstr(e->d_name, ".png")) files[n++] = ps_test_join(ps_test_data("png"), e->d_name);
+  closedir(d);
+  assert_true(n >= 2);
+  compare_with_pillow("shared_png", files, n, NULL, EXACT_8BIT);
+  for (int i = 0; i < n; i++) free(files[i]);
+}
+
+/* 25 Kaggle JPEGs: every 3-component (RGB) one plus an even spread over the manifest. */
+static void test_kaggle_jpegs_equal_pillow(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(have_pillow(), "Debian python3 with Pillow + numpy not available");
+  FILE *f = fopen(ps_test_data("kaggle/manifest.csv"), "r");
+  assert_non_null(f);
+  char line[1024];
+  char *rgb[32], *gray[1024];
+  int nrgb = 0, ngray = 0;
+  assert_non_null(fgets(line, sizeof line, f)); /* header */
+  while (fgets(line, sizeof line, f)) {
+    char *fields[8];
+    int nf = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(line, ",", &save); tok && nf < 8; tok = strtok_r(NULL, ",", &save)) fields[nf++] = tok;
+    assert_true(nf >= 7);
+    char rel[512];
+    snprintf(rel, sizeof rel, "kaggle/%s", fields[0]);
+    if (atoi(fields[6]) == 3 && nrgb < 32) rgb[nrgb++] = strdup(ps_test_data(rel));
+    else if (ngray < 1024) gray[ngray++] = strdup(ps_test_data(rel));
+  }
+  fclose(f);
+  assert_true(nrgb >= 1);
+  assert_true(ngray >= 20);
+  char *files[25];
+  int n = 0;
+  for (int i = 0; i < nrgb && n < 25; i++) files[n++] = rgb[i];
+  int want = 25 - n;
+  for (int k = 0; k < want; k++) files[n++] = gray[(size_t)k * ngray / want];
+  compare_with_pillow("kaggle", files, n, NULL, EXACT_8BIT);
+  for (int i = 0; i < nrgb; i++) free(rgb[i]);
+  for (int i = 0; i < ngray; i++) free(gray[i]);
+}
+
+static void test_png_jpeg_variants_equal_pillow(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(have_pillow(), "Debian python3 with Pillow + numpy not available");
+  char *dir = ps_test_join(ps_test_tmpdir(), "variants");
+  int st = 0;
+  char *out = ps_test_capture(&st, "'%s' '%s' variants '%s' '%s'", PS_PYTHON, ps_test_src(REF_SCRIPT),
+                              ps_test_data("png/nih_00000001_000.png"), dir);
+  assert_int_equal(st, 0);
+  char *files[64];
+  double tol[64];
+  int n = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(out, "\n", &save); tok && n < 64; tok = strtok_r(NULL, "\n", &save)) {
+    files[n] = ps_test_join(dir, tok);
+    /* 16-bit RGB: Pillow keeps only the high byte of each sample before its 8-bit luminance;
+     * we weigh the full 16-bit samples, so the two differ by at most 1.5 grey levels
+     * (truncation < 1 level + Pillow's rounding 0.5). */
+    tol[n] = strstr(tok, "rgb16") ? 1.5 / 255 : EXACT_8BIT;
+    n++;
+  }
+  assert_true(n >= 18);
+  compare_with_pillow("variants_ref", files, n, tol, 0);
+  /* what the header said */
+  struct {
+    const char *name;
+    int components, bits;
+    ps_format format;
+  } expect[] = {
+      {"gray8.png", 1, 8, PS_FORMAT_PNG},     {"rgb8.png", 3, 8, PS_FORMAT_PNG},
+      {"rgba8.png", 4, 8, PS_FORMAT_PNG},     {"gray_alpha8.png", 2, 8, PS_FORMAT_PNG},
+      {"palette.png", 1, 8, PS_FORMAT_PNG},   {"gray1.png", 1, 1, PS_FORMAT_PNG},
+      {"gray16.png", 1, 16, PS_FORMAT_PNG},   {"gray2.png", 1, 2, PS_FORMAT_PNG},
+      {"gray4.png", 1, 4, PS_FORMAT_PNG},     {"rgb16.png", 3, 16, PS_FORMAT_PNG},
+      {"gray.jpeg", 1, 8, PS_FORMAT_JPEG},    {"rgb420.jpeg", 3, 8, PS_FORMAT_JPEG},
+      {"cmyk.jpeg", 4, 8, PS_FORMAT_JPEG},
+  };
+  for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+    char *p = ps_test_join(dir, expect[i].name);
+    ps_image *img = NULL;
+    assert_int_equal(ps_image_read(p, NULL, &img), PS_OK);
+    assert_int_equal(img->meta.format, expect[i].format);
+    assert_int_equal(img->meta.components, expect[i].components);
+    assert_int_equal(img->meta.bits_stored, expect[i].bits);
+    assert_int_equal(img->meta.rows, 240);
+    assert_int_equal(img->meta.columns, 300);
+    assert_int_equal(ps_image_sniff(p), expect[i].format);
+    ps_image_free(img);
+    free(p);
+  }
+  for (int i = 0; i < n; i++) free(files[i]);
+  free(out);
+  free(dir);
+}
+
+/* Content decides, not the name: a JPEG called .png, a PNG called .dcm. */
+static void test_sniffing_ignores_extension(void **state) {
+  (void)state;
+  const char *dir = ps_test_tmpdir();
+  char *a = ps_test_join(dir, "really_a_jpeg.png"), *b = ps_test_join(dir, "really_a_png.dcm");
+  assert_int_equal(ps_test_system("cp '%s' '%s' && cp '%s' '%s'",
+                                  ps_test_data("kaggle/PNEUMONIA/person1108_virus_1833.jpeg"), a,
+                                  ps_test_data("png/nih_00000001_000.png"), b),
+                   0);
+  ps_image *x = NULL, *y = NULL;
+  assert_int_equal(ps_image_read(a, NULL, &x), PS_OK);
+  assert_int_equal(x->meta.format, PS_FORMAT_JPEG);
+  assert_int_equal(x->width, 869);
+  assert_int_equal(x->height, 563);
+  assert_int_equal(ps_image_read(b, NULL, &y), PS_OK);
+  assert_int_equal(y->meta.format, PS_FORMAT_PNG);
+  ps_image_free(x);
+  ps_image_free(y);
+  free(a);
+  free(b);
+}
+
+/* ps_image_read_memory gives the same pixels as reading the file. */
+static void test_read_memory_matches_file(void **state) {
+  (void)state;
+  const char *p = ps_test_data("kaggle/PNEUMONIA/person1108_virus_1833.jpeg");
+  long n = ps_test_file_size(p);
+  assert_true(n > 0);
+  FILE *f = fopen(p, "rb");
+  uint8_t *buf = malloc((size_t)n);
+  assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  ps_image *a = NULL, *b = NULL;
+  assert_int_equal(ps_image_read(p, NULL, &a), PS_OK);
+  assert_int_equal(ps_image_read_memory(buf, (size_t)n, "film.jpeg", NULL, &b), PS_OK);
+  assert_memory_equal(a->data, b->data, (size_t)a->width * a->height * sizeof(float));
+  assert_int_equal(ps_image_read_memory(buf, 0, "empty.jpeg", NULL, &b), PS_EFORMAT);
+  assert_null(b);
+  assert_non_null(strstr(ps_last_error(), "empty.jpeg"));
+  ps_image_free(a);
+  free(buf);
+}
+
+/* Every DICOM film goes through ps_dicom_read when the build has it (same pixels), and is refused
+ * with PS_EUNSUPPORTED otherwise. */
+static void test_dicom_dispatch(void **state) {
+  (void)state;
+  const char *names[] = {"CR-MONO1-10-chest.dcm", "gcp_dicom_00000001_000.dcm",
+                         "nccid_1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm",
+                         "siim_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
+                         "torchxrayvision_Fake_MONOHR1.dcm"};
+  int have_dicom = strstr(ps_build_features(), "dicom") != NULL;
+  print_message("  build features: %s\n", ps_build_features());
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "dicom/%s", names[i]);
+    const char *p = ps_test_data(rel);
+    assert_int_equal(ps_image_sniff(p), PS_FORMAT_DICOM);
+    ps_image *img = NULL;
+    int st = ps_image_read(p, NULL, &img);
+    if (!have_dicom) {
+      assert_int_equal(st, PS_EUNSUPPORTED);
+      assert_non_null(strstr(ps_last_error(), p));
+      continue;
+    }
+    if (st != PS_OK) fail_msg("%s: %s", p, ps_last_error());
+    assert_int_equal(img->meta.format, PS_FORMAT_DICOM);
+    assert_true(img->width > 100 && img->height > 100);
+    float mn = 1, mx = 0;
+    for (int k = 0; k < img->width * img->height; k++) {
+      mn = fminf(mn, img->data[k]);
+      mx = fmaxf(mx, img->data[k]);
+    }
+    assert_true(mn >= 0.0f && mx <= 1.0f && mx - mn > 0.5f); /* display-ready, real contrast */
+    ps_image_free(img);
+  }
+  /* the NIH PNG and its DICOM twin hold the same pixels */
+  if (have_dicom) {
+    ps_image *png = NULL, *dcm = NULL;
+    assert_int_equal(ps_image_read(ps_test_data("png/nih_00000001_000.png"), NULL, &png), PS_OK);
+    assert_int_equal(ps_image_read(ps_test_data("dicom/gcp_dicom_00000001_000.dcm"), NULL, &dcm), PS_OK);
+    print_message("  PNG twin %dx%d, DICOM %dx%d\n", png->width, png->height, dcm->width, dcm->height);
+    ps_image_free(png);
+    ps_image_free(dcm);
+  }
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+static int count_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+  closedir(d);
+  return n;
+}
+
+static void test_write_png_round_trip(void **state) {
+  (void)state;
+  char *dir = ps_test_join(ps_test_tmpdir(), "write");
+  assert_int_equal(mkdir(dir, 0755), 0);
+  ps_image *img = NULL;
+  assert_int_equal(ps_image_create(37, 23, &img), PS_OK);
+  for (int i = 0; i < 37 * 23; i++) img->data[i] = (float)(i % 300) / 280.0f - 0.03f; /* spans < 0 and > 1 */
+  img->data[5] = NAN;
+  img->data[6] = 0.5f / 255.0f + 1e-4f; /* rounds up to 1 */
+  img->data[7] = 0.5f / 255.0f - 1e-4f; /* rounds down to 0 */
+  char *p = ps_test_join(dir, "out.png");
+  assert_int_equal(ps_image_write_png(img, p), PS_OK);
+  ps_image *back = NULL;
+  assert_int_equal(ps_image_read(p, NULL, &back), PS_OK);
+  assert_int_equal(back->width, 37);
+  assert_int_equal(back->height, 23);
+  for (int i = 0; i < 37 * 23; i++) {
+    float v = img->data[i];
+    int want = i == 5 ? 0 : (int)lrintf(fminf(fmaxf(v, 0.0f), 1.0f) * 255.0f);
+    int got = (int)lrintf(back->data[i] * 255.0f);
+    if (got != want) fail_msg("pixel %d: wrote %g, read back %d, want %d", i, v, got, want);
+  }
+  assert_int_equal((int)lrintf(back->data[6] * 255), 1);
+  assert_int_equal((int)lrintf(back->data[7] * 255), 0);
+  ps_image_free(back);
+  /* Pillow reads the same bytes */
+  if (have_pillow()) {
+    char *dref = pillow_decode("write_ref", &p, 1);
+    ps_image *again = NULL;
+    assert_int_equal(ps_image_read(p, NULL, &again), PS_OK);
+    char *npy = npy_path(dref, 0);
+    assert_true(diff_npy(again, npy) <= EXACT_8BIT);
+    ps_image_free(again);
+    free(npy);
+    free(dref);
+  }
+  /* our own output may be replaced (atomically: no temporary files stay behind) */
+  img->data[0] = 1.0f;
+  assert_int_equal(ps_image_write_png(img, p), PS_OK);
+  assert_int_equal(ps_image_read(p, NULL, &back), PS_OK);
+  assert_true(back->data[0] == 1.0f);
+  ps_image_free(back);
+  assert_int_equal(count_entries(dir), 1);
+  /* someone else's file (a real film, a text file) is never overwritten */
+  char *film = ps_test_join(dir, "film.png");
+  assert_int_equal(ps_test_system("cp '%s' '%s'", ps_test_data("png/nih_00000001_000.png"), film), 0);
+  long before = ps_test_file_size(film);
+  assert_int_equal(ps_image_write_png(img, film), PS_EIO);
+  assert_non_null(strstr(ps_last_error(), film));
+  assert_non_null(strstr(ps_last_error(), "refusing to overwrite"));
+  assert_int_equal(ps_test_system("cmp -s '%s' '%s'", film, ps_test_data("png/nih_00000001_000.png")), 0);
+  assert_int_equal(ps_test_file_size(film), before);
+  /* a directory, a folder that does not exist */
+  assert_int_equal(ps_image_write_png(img, dir), PS_EIO);
+  assert_non_null(strstr(ps_last_error(), "directory"));
+  char *nodir = ps_test_join(dir, "no/such/folder/x.png");
+  assert_int_equal(ps_image_write_png(img, nodir), PS_EIO);
+  assert_non_null(strstr(ps_last_error(), nodir));
+  assert_int_equal(count_entries(dir), 2);
+  /* RGB */
+  uint8_t rgb[4 * 3 * 3];
+  for (int i = 0; i < 36; i++) rgb[i] = (uint8_t)(i * 7);
+  char *prgb = ps_test_join(dir, "rgb.png");
+  assert_int_equal(ps_image_write_png_rgb(rgb, 4, 3, prgb), PS_OK);
+  if (have_pillow()) {
+    int st = 0;
+    char *o = ps_test_capture(&st, "'%s' -c \"from PIL import Image; im = Image.open('%s'); "
+                                   "print(im.mode, im.size, list(im.tobytes()))\"",
+                              PS_PYTHON, prgb);
+    assert_int_equal(st, 0);
+    char want[1024];
+    int len = snprintf(want, sizeof want, "RGB (4, 3) [");
+    for (int i = 0; i < 36; i++) len += snprintf(want + len, sizeof want - len, "%s%d", i ? ", " : "", rgb[i]);
+    snprintf(want + len, sizeof want - len, "]\n");
+    assert_string_equal(o, want);
+    free(o);
+  }
+  assert_int_equal(ps_image_write_png_rgb(rgb, 0, 3, prgb), PS_EINVAL);
+  assert_int_equal(ps_image_write_png(NULL, prgb), PS_EINVAL);
+  ps_image_free(img);
+  free(p);
+  free(film);
+  free(nodir);
+  free(prgb);
+  free(dir);
+}
+
+/* ---- malformed catalogue ------------------------------------------------------------------ */
+
+static uint8_t *slurp(const char *path, size_t *n) {
+  long sz = ps_test_file_size(path);
+  assert_true(sz > 0);
+  FILE *f = fopen(path, "rb");
+  uint8_t *b = malloc((size_t)sz);
+  assert_int_equal(fread(b, 1, (size_t)sz, f), (size_t)sz);
+  fclose(f);
+  *n = (size_t)sz;
+  return b;
+}
+
+static char *spit(const char *name, const uint8_t *b, size_t n) {
+  char *p = ps_test_join(ps_test_tmpdir(), name);
+  FILE *f = fopen(p, "wb");
+  assert_non_null(f);
+  if (n) assert_int_equal(fwrite(b, 1, n, f), n);
+  fclose(f);
+  return p;
+}
+
+/* The read fails with want, names the file, returns no image. */
+static void expect_fail(const char *path, const ps_read_opts *opts, int want, const char *what) {
+  ps_image *img = (ps_image *)0x1;
+  int st = ps_image_read(path, opts, &img);
+  print_message("  %-40s -> %-14s %s\n", what, ps_strerror(st), ps_last_error());
+  if (st != want) fail_msg("%s: status %d (%s), want %d: %s", what, st, ps_strerror(st), want, ps_last_error());
+  assert_null(img);
+  if (!strstr(ps_last_error(), path)) fail_msg("%s: message does not name %s: %s", what, path, ps_last_error());
+}
+
+static uint32_t crc32_png(const uint8_t *p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+  }
+  return c ^ 0xffffffffu;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+static void test_malformed_png(void **state) {
+  (void)state;
+  size_t n = 0;
+  uint8_t *png = slurp(ps_test_data("png/nih_00000001_000.png"), &n);
+  char name[64];
+  /* zero bytes */
+  char *p = spit("zero.png", png, 0);
+  expect_fail(p, NULL, PS_EFORMAT, "zero bytes");
+  free(p);
+  /* truncated at several offsets: in the signature, the IHDR, the first IDAT, mid-data, before IEND */
+  size_t cuts[] = {4, 8, 20, 33, 60, 1000, n / 2, n - 20, n - 12, n - 1};
+  for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+    snprintf(name, sizeof name, "trunc_%zu.png", cuts[i]);
+    p = spit(name, png, cuts[i]);
+    snprintf(name, sizeof name, "PNG truncated at %zu/%zu", cuts[i], n);
+    /* the first 4 bytes are not even a whole PNG signature: not a film at all */
+    expect_fail(p, NULL, PS_EFORMAT, name);
+    free(p);
+  }
+  /* wrong magic */
+  uint8_t *bad = malloc(n);
+  memcpy(bad, png, n);
+  bad[1] = 'Q';
+  p = spit("wrong_magic.png", bad, n);
+  expect_fail(p, NULL, PS_EFORMAT, "wrong magic");
+  assert_non_null(strstr(ps_last_error(), "not a PNG, JPEG or DICOM"));
+  free(p);
+  /* IHDR CRC broken */
+  memcpy(bad, png, n);
+  bad[29] ^= 0xff;
+  p = spit("bad_crc.png", bad, n);
+  expect_fail(p, NULL, PS_EFORMAT, "IHDR CRC wrong");
+  free(p);
+  /* absurd IHDR dimensions with a valid CRC: refused by max_pixels before allocating */
+  memcpy(bad, png, n);
+  put_be32(bad + 16, 0x7fffffffu);
+  put_be32(bad + 20, 0x7fffffffu);
+  put_be32(bad + 29, crc32_png(bad + 12, 17));
+  p = spit("absurd_ihdr.png", bad, n);
+  expect_fail(p, NULL, PS_ELIMIT, "IHDR 2^31-1 x 2^31-1");
+  free(p);
+  /* zero width with a valid CRC */
+  memcpy(bad, png, n);
+  put_be32(bad + 16, 0);
+  put_be32(bad + 29, crc32_png(bad + 12, 17));
+  p = spit("zero_width.png", bad, n);
+  expect_fail(p, NULL, PS_EFORMAT, "IHDR width 0");
+  free(p);
+  /* decompression bomb: 60000 x 60000 claimed (3.6 gigapixels), the real 512x512 data */
+  memcpy(bad, png, n);
+  put_be32(bad + 16, 60000);
+  put_be32(bad + 20, 60000);
+  put_be32(bad + 29, crc32_png(bad + 12, 17));
+  p = spit("bomb.png", bad, n);
+  expect_fail(p, NULL, PS_ELIMIT, "decompression bomb (default limit)");
+  /* the genuine film under a small pixel limit */
+  ps_read_opts o = ps_read_opts_default();
+  o.max_pixels = 512 * 512 - 1;
+  free(p);
+  p = strdup(ps_test_data("png/nih_00000001_000.png"));
+  expect_fail(p, &o, PS_ELIMIT, "max_pixels 512*512-1");
+  o.max_pixels = 512 * 512;
+  ps_image *img = NULL;
+  assert_int_equal(ps_image_read(p, &o, &img), PS_OK);
+  ps_image_free(img);
+  /* max_bytes is checked on the file size */
+  o = ps_read_opts_default();
+  o.max_bytes = (int64_t)n - 1;
+  expect_fail(p, &o, PS_ELIMIT, "max_bytes size-1");
+  free(p);
+  /* corrupt compressed data (flip bytes in the middle of IDAT) */
+  memcpy(bad, png, n);
+  for (size_t i = n / 2; i < n / 2 + 64; i++) bad[i] ^= 0x5a;
+  p = spit("corrupt_idat.png", bad, n);
+  expect_fail(p, NULL, PS_EFORMAT, "corrupt IDAT");
+  free(p);
+  free(bad);
+  free(png);
+}
+
+static void test_malformed_jpeg(void **state) {
+  (void)state;
+  size_t n = 0;
+  uint8_t *jpg = slurp(ps_test_data("kaggle/PNEUMONIA/person1108_virus_1833.jpeg"), &n);
+  char name[64];
+  size_t cuts[] = {2, 3, 10, 100, 600, n / 4, n / 2, n - 100, n - 2, n - 1};
+  for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+    snprintf(name, sizeof name, "trunc_%zu.jpeg", cuts[i]);
+    char *p = spit(name, jpg, cuts[i]);
+    snprintf(name, sizeof name, "JPEG truncated at %zu/%zu", cuts[i], n);
+    expect_fail(p, NULL, PS_EFORMAT, name);
+    free(p);
+  }
+  uint8_t *bad = malloc(n);
+  /* SOI present, then garbage */
+  memcpy(bad, jpg, n);
+  memset(bad + 3, 0x11, 200);
+  char *p = spit("garbage_header.jpeg", bad, n);
+  expect_fail(p, NULL, PS_EFORMAT, "garbage after SOI");
+  free(p);
+  /* wrong magic */
+  memcpy(bad, jpg, n);
+  bad[0] = 0x00;
+  p = spit("wrong_magic.jpeg", bad, n);
+  expect_fail(p, NULL, PS_EFORMAT, "wrong magic");
+  free(p);
+  /* limits */
+  ps_read_opts o = ps_read_opts_default();
+  o.max_pixels = 869 * 563 - 1;
+  p = strdup(ps_test_data("kaggle/PNEUMONIA/person1108_virus_1833.jpeg"));
+  expect_fail(p, &o, PS_ELIMIT, "max_pixels");
+  free(p);
+  /* a SOF claiming 60000 x 60000 (3.6 gigapixels, under libjpeg's own 65500 cap) */
+  memcpy(bad, jpg, n);
+  int patched = 0;
+  for (size_t i = 2; i + 9 < n; i++)
+    if (bad[i] == 0xff && (bad[i + 1] == 0xc0 || bad[i + 1] == 0xc2)) {
+      bad[i + 5] = bad[i + 7] = 0xea;
+      bad[i + 6] = bad[i + 8] = 0x60;
+      patched = 1;
+      break;
+    }
+  assert_true(patched);
+  p = spit("huge_sof.jpeg", bad, n);
+  expect_fail(p, NULL, PS_ELIMIT, "SOF 60000x60000");
+  free(p);
+  free(bad);
+  free(jpg);
+}
+
+static void test_not_films(void **state) {
+  (void)state;
+  const char *dir = ps_test_tmpdir();
+  char *d = ps_test_join(dir, "a_folder.png");
+  assert_int_equal(mkdir(d, 0755), 0);
+  expect_fail(d, NULL, PS_EIO, "a directory");
+  assert_non_null(strstr(ps_last_error(), "directory"));
+  char *missing = ps_test_join(dir, "missing.jpeg");
+  expect_fail(missing, NULL, PS_EIO, "missing file");
+  assert_non_null(strstr(ps_last_error(), "no such file"));
+  const uint8_t gif[] = "GIF89a\x01\x00\x01\x00\x00\x00\x00;";
+  char *g = spit("film.gif", gif, sizeof gif);
+  expect_fail(g, NULL, PS_EFORMAT, "a GIF");
+  char *t = ps_test_join(dir, "notes.dcm");
+  assert_int_equal(ps_test_system("echo 'just text, not a film' > '%s'", t), 0);
+  expect_fail(t, NULL, PS_EFORMAT, "text named .dcm");
+  if (geteuid() != 0) {
+    char *u = ps_test_join(dir, "unreadable.png");
+    assert_int_equal(ps_test_system("cp '%s' '%s' && chmod 000 '%s'", ps_test_data("png/nih_00000001_000.png"), u, u),
+                     0);
+    expect_fail(u, NULL, PS_EIO, "unreadable file");
+    free(u);
+  } else {
+    print_message("  (running as root: the unreadable-file case cannot be made here)\n");
+  }
+  ps_image *img = (ps_image *)0x1;
+  assert_int_equal(ps_image_read(NULL, NULL, &img), PS_EINVAL);
+  assert_null(img);
+  assert_int_equal(ps_image_read("", NULL, &img), PS_EINVAL);
+  assert_int_equal(ps_image_read("x", NULL, NULL), PS_EINVAL);
+  assert_int_equal(ps_image_sniff(d), PS_FORMAT_UNKNOWN);
+  assert_int_equal(ps_image_sniff(missing), PS_FORMAT_UNKNOWN);
+  free(d);
+  free(missing);
+  free(g);
+  free(t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_shared_pngs_equal_pillow),
+      cmocka_unit_test(test_kaggle_jpegs_equal_pillow),
+      cmocka_unit_test(test_png_jpeg_variants_equal_pillow),
+      cmocka_unit_test(test_sniffing_ignores_extension),
+      cmocka_unit_test(test_read_memory_matches_file),
+      cmocka_unit_test(test_dicom_dispatch),
+      cmocka_unit_test(test_write_png_round_trip),
+      cmocka_unit_test(test_malformed_png),
+      cmocka_unit_test(test_malformed_jpeg),
+      cmocka_unit_test(test_not_films),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
