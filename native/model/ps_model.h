@@ -1,0 +1,157 @@
+/* ps_model.h — ResNet18 (torchvision's exact layout and state_dict names) in C over ps_torch,
+ * with .safetensors weights and the metadata a chest-film classifier needs.
+ *
+ *   ps_model *m = NULL;
+ *   float probs[2 * PS_MODEL_MAX_CLASSES];
+ *   if (ps_model_load("pneumoscope-binary.safetensors", PS_DEVICE_AUTO, &m) == PS_OK &&
+ *       ps_model_predict(m, input, 2, 224, 224, NULL, probs) == PS_OK) {   // input (2,3,224,224)
+ *     int label; ps_model_label(m, probs, &label);          // index into ps_model_meta(m)->classes
+ *   }
+ *   ps_model_free(m);
+ *
+ * Architecture (torchvision.models.resnet18(num_classes=K)): conv1 7x7/2 pad 3 no bias, bn1,
+ * relu, maxpool 3/2 pad 1, layer1..layer4 of two BasicBlocks each (64,128,256,512 channels;
+ * stride 2 and a downsample conv1x1+bn in block 0 of layer2..4), adaptive avgpool 1x1, fc 512->K.
+ * Input: (N,3,H,W) float32, ImageNet-normalised (gray films replicated to 3 channels), H,W >= 32.
+ *
+ * State dict: 122 named tensors exactly as torchvision's resnet18().state_dict() (conv1.weight,
+ * bn1.weight, bn1.bias, bn1.running_mean, bn1.running_var, bn1.num_batches_tracked (int64),
+ * layer1.0.conv1.weight, ..., layer2.0.downsample.0.weight, layer2.0.downsample.1.*, ...,
+ * fc.weight, fc.bias). 62 of them are trainable parameters (conv/fc weights, bn weight/bias,
+ * fc bias); the rest are BN buffers.
+ *
+ * File format: safetensors (8-byte little-endian header length, JSON header naming dtype, shape
+ * and data_offsets of every tensor, raw little-endian data). Loads F32/F16/BF16 (I64 for
+ * num_batches_tracked); saves F32 (optionally F16/BF16). The "__metadata__" string map holds:
+ *   task        "binary" | "multiclass"
+ *   classes     comma list, e.g. "NORMAL,PNEUMONIA" or "NORMAL,BACTERIA,VIRUS"
+ *   input_size  e.g. "224"
+ *   mean, std   comma lists of 3 numbers (ImageNet by default)
+ *   threshold   binary decision threshold on P(classes[1]) (default 0.5)
+ *   provenance  free text / JSON (data, epochs, metrics ...)
+ * A file that lies about itself (bad JSON, offsets out of range or overlapping, byte size not
+ * dtype x shape, unknown dtype, wrong shape for a name, missing tensor, unknown tensor, header
+ * length beyond the file or above 100 MB) is refused with PS_EFORMAT and a message naming it.
+ */
+#ifndef PS_MODEL_H
+#define PS_MODEL_H
+
+#include "ps_common.h"
+#include "ps_torch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ps_model ps_model;
+
+#define PS_MODEL_MAX_CLASSES 8
+#define PS_MODEL_CLASS_NAME_MAX 32
+#define PS_MODEL_PROVENANCE_MAX 4096
+
+typedef enum { PS_TASK_BINARY = 0, PS_TASK_MULTICLASS = 1 } ps_task;
+
+/* Plain data, copied in and out (ps_model_meta / ps_model_set_meta). */
+typedef struct ps_model_meta {
+  ps_task task;
+  int num_classes;                                          /* K (= fc outputs) */
+  char classes[PS_MODEL_MAX_CLASSES][PS_MODEL_CLASS_NAME_MAX]; /* class names, index = logit */
+  int input_size;                                           /* square side the model was trained at */
+  float mean[3], std[3];                                    /* normalisation per channel */
+  double threshold;            /* binary: label = classes[1] when P(classes[1]) >= threshold */
+  char provenance[PS_MODEL_PROVENANCE_MAX];                 /* free text / JSON, "" if none */
+} ps_model_meta;
+
+/* Defaults for K classes: K=2 binary NORMAL,PNEUMONIA; K=3 multiclass NORMAL,BACTERIA,VIRUS;
+ * other K "class0".. (multiclass); input 224, ImageNet mean/std, threshold 0.5. */
+PS_API int ps_model_meta_default(int num_classes, ps_model_meta *out);
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+/* New ResNet18 with K outputs (2 <= K <= PS_MODEL_MAX_CLASSES) on device, torchvision-style
+ * init from seed: conv kaiming_normal(fan_out, relu), BN weight 1 / bias 0, fc uniform
+ * +-1/sqrt(512) (nn.Linear default). Training mode is OFF (eval) after create. */
+PS_API int ps_model_create(int num_classes, ps_device device, uint64_t seed, ps_model **out);
+/* Load a .safetensors written by ps_model_save or from torchvision's state_dict (K taken from
+ * fc.weight; metadata defaults when absent). Eval mode. */
+PS_API int ps_model_load(const char *path, ps_device device, ps_model **out);
+/* Initialise all tensors except fc.* from a torchvision-named ResNet18 file (e.g. ImageNet
+ * weights, any K; fc ignored). Shapes are checked. */
+PS_API int ps_model_init_from(ps_model *m, const char *path);
+PS_API void ps_model_free(ps_model *m);
+
+/* Options for ps_model_save; zero-initialised is valid (F32 storage). */
+typedef struct ps_model_save_opts {
+  ps_dtype storage; /* PS_DTYPE_F32 (default), PS_DTYPE_F16 or PS_DTYPE_BF16 for float tensors */
+} ps_model_save_opts;
+/* Atomic write: temp file in the same folder, fsync, rename over path. opts may be NULL. */
+PS_API int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts *opts);
+
+/* ---- metadata -------------------------------------------------------------------------------- */
+
+/* Borrowed; valid until ps_model_set_meta or free. */
+PS_API const ps_model_meta *ps_model_meta_get(const ps_model *m);
+/* Replace metadata (num_classes must equal the model's K; threshold in [0,1]; names non-empty). */
+PS_API int ps_model_set_meta(ps_model *m, const ps_model_meta *meta);
+PS_API int ps_model_num_classes(const ps_model *m);
+/* Index of a class name (case-sensitive), or PS_ENOTFOUND. */
+PS_API int ps_model_class_index(const ps_model *m, const char *name);
+/* Decision from probabilities (K): binary -> 1 when probs[1] >= threshold else 0;
+ * multiclass -> argmax. */
+PS_API int ps_model_label(const ps_model *m, const float *probs /* (K) */, int *label);
+
+/* ---- mode, device, tensors ------------------------------------------------------------------- */
+
+/* training=1: BN uses batch statistics and updates running stats (momentum 0.1) and
+ * num_batches_tracked; 0: eval. */
+PS_API int ps_model_set_train(ps_model *m, int training);
+PS_API int ps_model_is_train(const ps_model *m);
+/* Move every tensor to device (AUTO resolved; handles stay valid, parameters stay leaves). */
+PS_API int ps_model_to(ps_model *m, ps_device device);
+PS_API ps_device ps_model_device(const ps_model *m);
+/* channels_last memory format for the conv weights and the forward input (a CUDA speed-up). */
+PS_API int ps_model_set_channels_last(ps_model *m, int on);
+
+/* Trainable parameters (62), in state_dict order: borrowed handles (requires_grad on), e.g. for
+ * ps_adam_create. name (nullable) gets the state_dict key. NULL when i is out of range. */
+PS_API int ps_model_num_params(const ps_model *m);
+PS_API ps_tensor *ps_model_param(const ps_model *m, int i, const char **name);
+/* All state_dict entries (122: parameters and BN buffers), borrowed, in state_dict order. */
+PS_API int ps_model_num_tensors(const ps_model *m);
+PS_API ps_tensor *ps_model_tensor(const ps_model *m, int i, const char **name);
+/* Borrowed handle by state_dict key, NULL when absent. */
+PS_API ps_tensor *ps_model_find(const ps_model *m, const char *name);
+/* fc weight (K,512) and bias (K), borrowed: Grad-CAM's CAM fast path. */
+PS_API ps_tensor *ps_model_fc_weight(const ps_model *m);
+PS_API ps_tensor *ps_model_fc_bias(const ps_model *m);
+
+/* ---- forward --------------------------------------------------------------------------------- */
+
+/* logits (N,K) for x (N,3,H,W) on the model's device (x is moved if needed), in the model's
+ * mode, recorded by autograd when grad mode is on (training: backward from a loss). */
+PS_API int ps_model_forward(ps_model *m, const ps_tensor *x, ps_tensor **logits);
+/* Same, also returning the outputs of layer1..layer4 (acts[0..3]: (N,64,H/4,W/4) ...
+ * (N,512,H/32,W/32)) as new handles that stay in the graph: backward a class score (e.g.
+ * ps_op_select(logits,1,c) summed) and read d(score)/d(act) with ps_torch_grad, or call
+ * ps_tensor_retain_grad before backward. acts entries you do not want may be NULL pointers
+ * in the array: pass acts = NULL for none. */
+PS_API int ps_model_forward_features(ps_model *m, const ps_tensor *x, ps_tensor **logits,
+                                     ps_tensor *acts[4]);
+/* Inference from a float buffer: x (N,3,H,W) contiguous normalised input; writes logits and/or
+ * softmax probabilities (N,K) (either may be NULL). Always eval-mode BN and no autograd,
+ * whatever the model's mode; does not change the model. */
+PS_API int ps_model_predict(ps_model *m, const float *x, int n, int h, int w, float *logits,
+                            float *probs);
+
+/* ---- default model --------------------------------------------------------------------------- */
+
+/* The bundled default binary model file: $PNEUMOSCOPE_MODEL when set, else
+ * <source tree>/sample_data/models/pneumoscope-binary.safetensors, else
+ * <install prefix>/share/pneumoscope/models/pneumoscope-binary.safetensors (first that exists).
+ * PS_ENOTFOUND with the places tried when none exists. */
+PS_API int ps_model_default_path(char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

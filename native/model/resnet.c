@@ -1,0 +1,692 @@
+/* resnet.c — torchvision's ResNet18 in C over ps_torch (see ps_model.h). */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ps_model.h"
+#include "safetensors.h"
+
+#define N_TENSORS 122
+#define N_PARAMS 62
+#define BN_MOMENTUM 0.1
+#define BN_EPS 1e-5
+
+typedef struct entry {
+  char name[48];
+  ps_tensor *t;
+  int param;           /* trainable parameter (else BN buffer) */
+  int is_nbt;          /* num_batches_tracked (int64) */
+  int ndim;
+  int64_t shape[4];
+} entry;
+
+typedef struct bn_ix {
+  int w, b, rm, rv, nbt;
+} bn_ix;
+
+typedef struct block_ix {
+  int conv1, conv2, ds_conv; /* ds_conv -1 when no downsample */
+  bn_ix bn1, bn2, ds_bn;
+  int stride;
+} block_ix;
+
+struct ps_model {
+  ps_model_meta meta;
+  int K;
+  entry e[N_TENSORS];
+  int n;
+  int param_ix[N_PARAMS];
+  int np;
+  int conv1;
+  bn_ix bn1;
+  block_ix blocks[8];
+  int fc_w, fc_b;
+  ps_device dev;
+  int training;
+  int channels_last;
+};
+
+/* ---- metadata ---------------------------------------------------------------------------------- */
+
+int ps_model_meta_default(int num_classes, ps_model_meta *out) {
+  if (!out) return ps_error(PS_EINVAL, "model: meta is NULL");
+  if (num_classes < 2 || num_classes > PS_MODEL_MAX_CLASSES)
+    return ps_error(PS_EINVAL, "model: %d classes (need 2..%d)", num_classes, PS_MODEL_MAX_CLASSES);
+  memset(out, 0, sizeof *out);
+  out->num_classes = num_classes;
+  if (num_classes == 2) {
+    out->task = PS_TASK_BINARY;
+    strcpy(out->classes[0], "NORMAL");
+    strcpy(out->classes[1], "PNEUMONIA");
+  } else {
+    out->task = PS_TASK_MULTICLASS;
+    if (num_classes == 3) {
+      strcpy(out->classes[0], "NORMAL");
+      strcpy(out->classes[1], "BACTERIA");
+      strcpy(out->classes[2], "VIRUS");
+    } else {
+      for (int i = 0; i < num_classes; i++) snprintf(out->classes[i], PS_MODEL_CLASS_NAME_MAX, "class%d", i);
+    }
+  }
+  out->input_size = 224;
+  const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+  memcpy(out->mean, mean, sizeof mean);
+  memcpy(out->std, std, sizeof std);
+  out->threshold = 0.5;
+  return PS_OK;
+}
+
+static int meta_check(const ps_model_meta *mm, int K, const char *where) {
+  if (mm->num_classes != K)
+    return ps_error(PS_EINVAL, "model: %s: metadata names %d classes but the model has %d outputs", where,
+                    mm->num_classes, K);
+  if (mm->task != PS_TASK_BINARY && mm->task != PS_TASK_MULTICLASS)
+    return ps_error(PS_EINVAL, "model: %s: unknown task %d", where, (int)mm->task);
+  if (mm->task == PS_TASK_BINARY && K != 2)
+    return ps_error(PS_EINVAL, "model: %s: a binary task needs 2 classes, not %d", where, K);
+  for (int i = 0; i < K; i++) {
+    if (!mm->classes[i][0] || memchr(mm->classes[i], 0, PS_MODEL_CLASS_NAME_MAX) == NULL ||
+        strchr(mm->classes[i], ','))
+      return ps_error(PS_EINVAL, "model: %s: class name %d is empty, too long or holds a comma", where, i);
+  }
+  if (!(mm->threshold >= 0 && mm->threshold <= 1))
+    return ps_error(PS_EINVAL, "model: %s: threshold %g outside [0, 1]", where, mm->threshold);
+  if (mm->input_size < 32 || mm->input_size > 4096)
+    return ps_error(PS_EINVAL, "model: %s: input_size %d outside [32, 4096]", where, mm->input_size);
+  for (int c = 0; c < 3; c++)
+    if (!(mm->std[c] > 0) || !isfinite(mm->mean[c]))
+      return ps_error(PS_EINVAL, "model: %s: bad mean/std", where);
+  if (memchr(mm->provenance, 0, PS_MODEL_PROVENANCE_MAX) == NULL)
+    return ps_error(PS_EINVAL, "model: %s: provenance not NUL-terminated", where);
+  return PS_OK;
+}
+
+static int parse_floats3(const char *s, float out[3]) {
+  char *end = NULL;
+  for (int i = 0; i < 3; i++) {
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno) return -1;
+    out[i] = (float)v;
+    s = end;
+    while (*s == ' ') s++;
+    if (i < 2) {
+      if (*s != ',') return -1;
+      s++;
+    }
+  }
+  while (*s == ' ') s++;
+  return *s ? -1 : 0;
+}
+
+/* Fill meta from a file's __metadata__ (defaults for what is absent). */
+static int meta_from_file(const ps_st_file *f, int K, ps_model_meta *mm) {
+  int st = ps_model_meta_default(K, mm);
+  if (st) return st;
+  const char *v;
+  const char *path = f->path;
+  if ((v = ps_st_meta(f, "task"))) {
+    if (!strcmp(v, "binary")) mm->task = PS_TASK_BINARY;
+    else if (!strcmp(v, "multiclass")) mm->task = PS_TASK_MULTICLASS;
+    else return ps_error(PS_EFORMAT, "model: %s: metadata task \"%.40s\" is not binary or multiclass", path, v);
+  }
+  if ((v = ps_st_meta(f, "classes"))) {
+    int n = 0;
+    const char *s = v;
+    char tmp[PS_MODEL_MAX_CLASSES][PS_MODEL_CLASS_NAME_MAX];
+    for (;;) {
+      const char *c = strchr(s, ',');
+      size_t len = c ? (size_t)(c - s) : strlen(s);
+      if (n >= PS_MODEL_MAX_CLASSES || len == 0 || len >= PS_MODEL_CLASS_NAME_MAX)
+        return ps_error(PS_EFORMAT, "model: %s: metadata classes \"%.80s\" is malformed", path, v);
+      memcpy(tmp[n], s, len);
+      tmp[n][len] = 0;
+      n++;
+      if (!c) break;
+      s = c + 1;
+    }
+    if (n != K)
+      return ps_error(PS_EFORMAT, "model: %s: metadata lists %d classes but fc.weight has %d outputs", path, n, K);
+    memcpy(mm->classes, tmp, sizeof tmp);
+  }
+  if ((v = ps_st_meta(f, "input_size"))) {
+    char *end = NULL;
+    long s = strtol(v, &end, 10);
+    if (end == v || *end || s < 32 || s > 4096)
+      return ps_error(PS_EFORMAT, "model: %s: metadata input_size \"%.40s\" is not in 32..4096", path, v);
+    mm->input_size = (int)s;
+  }
+  if ((v = ps_st_meta(f, "mean")) && parse_floats3(v, mm->mean))
+    return ps_error(PS_EFORMAT, "model: %s: metadata mean \"%.60s\" is not 3 numbers", path, v);
+  if ((v = ps_st_meta(f, "std")) && (parse_floats3(v, mm->std) || !(mm->std[0] > 0 && mm->std[1] > 0 && mm->std[2] > 0)))
+    return ps_error(PS_EFORMAT, "model: %s: metadata std \"%.60s\" is not 3 positive numbers", path, v);
+  if ((v = ps_st_meta(f, "threshold"))) {
+    char *end = NULL;
+    double t = strtod(v, &end);
+    if (end == v || *end || !(t >= 0 && t <= 1))
+      return ps_error(PS_EFORMAT, "model: %s: metadata threshold \"%.40s\" is not in [0, 1]", path, v);
+    mm->threshold = t;
+  }
+  if ((v = ps_st_meta(f, "provenance"))) snprintf(mm->provenance, PS_MODEL_PROVENANCE_MAX, "%s", v);
+  if (mm->task == PS_TASK_BINARY && K != 2)
+    return ps_error(PS_EFORMAT, "model: %s: task binary but %d classes", path, K);
+  return PS_OK;
+}
+
+/* ---- structure ---------------------------------------------------------------------------------- */
+
+static int add(ps_model *m, const char *name, int param, int is_nbt, int ndim, int64_t a, int64_t b, int64_t c,
+               int64_t d) {
+  entry *e = &m->e[m->n];
+  snprintf(e->name, sizeof e->name, "%s", name);
+  e->param = param;
+  e->is_nbt = is_nbt;
+  e->ndim = ndim;
+  e->shape[0] = a;
+  e->shape[1] = b;
+  e->shape[2] = c;
+  e->shape[3] = d;
+  if (param) m->param_ix[m->np++] = m->n;
+  return m->n++;
+}
+
+static int add_conv(ps_model *m, const char *name, int64_t out, int64_t in, int64_t k) {
+  return add(m, name, 1, 0, 4, out, in, k, k);
+}
+
+static bn_ix add_bn(ps_model *m, const char *prefix, int64_t ch) {
+  char n[48];
+  bn_ix b;
+  snprintf(n, sizeof n, "%s.weight", prefix);
+  b.w = add(m, n, 1, 0, 1, ch, 0, 0, 0);
+  snprintf(n, sizeof n, "%s.bias", prefix);
+  b.b = add(m, n, 1, 0, 1, ch, 0, 0, 0);
+  snprintf(n, sizeof n, "%s.running_mean", prefix);
+  b.rm = add(m, n, 0, 0, 1, ch, 0, 0, 0);
+  snprintf(n, sizeof n, "%s.running_var", prefix);
+  b.rv = add(m, n, 0, 0, 1, ch, 0, 0, 0);
+  snprintf(n, sizeof n, "%s.num_batches_tracked", prefix);
+  b.nbt = add(m, n, 0, 1, 0, 0, 0, 0, 0);
+  return b;
+}
+
+/* Lay out the 122 state_dict entries in torchvision's order and allocate zero tensors. */
+static int build(ps_model *m, int K, ps_device dev) {
+  char n[48];
+  m->K = K;
+  m->dev = dev;
+  m->conv1 = add_conv(m, "conv1.weight", 64, 3, 7);
+  m->bn1 = add_bn(m, "bn1", 64);
+  const int64_t widths[4] = {64, 128, 256, 512};
+  int64_t in = 64;
+  for (int l = 0; l < 4; l++) {
+    for (int bi = 0; bi < 2; bi++) {
+      block_ix *b = &m->blocks[l * 2 + bi];
+      int64_t w = widths[l];
+      b->stride = (l > 0 && bi == 0) ? 2 : 1;
+      snprintf(n, sizeof n, "layer%d.%d.conv1.weight", l + 1, bi);
+      b->conv1 = add_conv(m, n, w, bi == 0 ? in : w, 3);
+      snprintf(n, sizeof n, "layer%d.%d.bn1", l + 1, bi);
+      b->bn1 = add_bn(m, n, w);
+      snprintf(n, sizeof n, "layer%d.%d.conv2.weight", l + 1, bi);
+      b->conv2 = add_conv(m, n, w, w, 3);
+      snprintf(n, sizeof n, "layer%d.%d.bn2", l + 1, bi);
+      b->bn2 = add_bn(m, n, w);
+      b->ds_conv = -1;
+      if (l > 0 && bi == 0) {
+        snprintf(n, sizeof n, "layer%d.%d.downsample.0.weight", l + 1, bi);
+        b->ds_conv = add_conv(m, n, w, in, 1);
+        snprintf(n, sizeof n, "layer%d.%d.downsample.1", l + 1, bi);
+        b->ds_bn = add_bn(m, n, w);
+      }
+    }
+    in = widths[l];
+  }
+  m->fc_w = add(m, "fc.weight", 1, 0, 2, K, 512, 0, 0);
+  m->fc_b = add(m, "fc.bias", 1, 0, 1, K, 0, 0, 0);
+  if (m->n != N_TENSORS || m->np != N_PARAMS)
+    return ps_error(PS_ESTATE, "model: internal layout error (%d tensors, %d params)", m->n, m->np);
+  for (int i = 0; i < m->n; i++) {
+    entry *e = &m->e[i];
+    int st = ps_tensor_zeros(&e->t, e->shape, e->ndim, e->is_nbt ? PS_DTYPE_I64 : PS_DTYPE_F32, dev);
+    if (st) return st;
+    if (e->param && (st = ps_tensor_set_requires_grad(e->t, 1))) return st;
+  }
+  return PS_OK;
+}
+
+static int alloc_model(int K, ps_device device, ps_model **out) {
+  ps_device dev;
+  int st = ps_torch_resolve_device(device, &dev);
+  if (st) return st;
+  ps_model *m = calloc(1, sizeof *m);
+  if (!m) return ps_error(PS_ENOMEM, "model: out of memory");
+  if ((st = ps_model_meta_default(K, &m->meta)) || (st = build(m, K, dev))) {
+    ps_model_free(m);
+    return st;
+  }
+  *out = m;
+  return PS_OK;
+}
+
+void ps_model_free(ps_model *m) {
+  if (!m) return;
+  for (int i = 0; i < m->n; i++) ps_tensor_free(m->e[i].t);
+  free(m);
+}
+
+int ps_model_create(int num_classes, ps_device device, uint64_t seed, ps_model **out) {
+  if (!out) return ps_error(PS_EINVAL, "model: out is NULL");
+  *out = NULL;
+  if (num_classes < 2 || num_classes > PS_MODEL_MAX_CLASSES)
+    return ps_error(PS_EINVAL, "model: %d classes (need 2..%d)", num_classes, PS_MODEL_MAX_CLASSES);
+  ps_model *m = NULL;
+  int st = alloc_model(num_classes, device, &m);
+  if (st) return st;
+  if ((st = ps_torch_manual_seed(seed))) goto fail;
+  for (int i = 0; i < m->n; i++) {
+    entry *e = &m->e[i];
+    if (e->ndim == 4) { /* conv: kaiming_normal_(mode="fan_out", nonlinearity="relu") */
+      double fan_out = (double)(e->shape[0] * e->shape[2] * e->shape[3]);
+      st = ps_tensor_normal_(e->t, 0.0, sqrt(2.0 / fan_out));
+    } else if (i == m->fc_w || i == m->fc_b) { /* nn.Linear default: U(-1/sqrt(in), 1/sqrt(in)) */
+      double bound = 1.0 / sqrt(512.0);
+      st = ps_tensor_uniform_(e->t, -bound, bound);
+    } else if (strstr(e->name, "running_var") || (e->param && strstr(e->name, ".weight"))) {
+      st = ps_tensor_fill_(e->t, 1.0); /* BN weight 1, running_var 1 */
+    } /* BN bias, running_mean, num_batches_tracked stay 0 */
+    if (st) goto fail;
+  }
+  *out = m;
+  return PS_OK;
+fail:
+  ps_model_free(m);
+  return st;
+}
+
+/* ---- load / save ----------------------------------------------------------------------------- */
+
+static int fill_from_file(ps_model *m, const ps_st_file *f, int skip_fc) {
+  for (int i = 0; i < m->n; i++) {
+    entry *e = &m->e[i];
+    if (skip_fc && (i == m->fc_w || i == m->fc_b)) continue;
+    const ps_st_tensor *t = ps_st_find(f, e->name);
+    if (!t) {
+      if (e->is_nbt) continue; /* older torchvision files (e.g. ImageNet weights) lack it: 0 */
+      return ps_error(PS_EFORMAT, "model: %s: missing tensor \"%s\"", f->path, e->name);
+    }
+    int same = t->ndim == e->ndim;
+    for (int d = 0; same && d < e->ndim; d++) same = t->shape[d] == e->shape[d];
+    if (!same) {
+      char want[80] = "", got[80] = "";
+      for (int d = 0; d < e->ndim; d++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)e->shape[d]);
+      for (int d = 0; d < t->ndim; d++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+      return ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" has shape [%s], ResNet18 needs [%s]", f->path, e->name,
+                      got, want);
+    }
+    if (e->is_nbt ? t->dtype != PS_DTYPE_I64 : t->dtype == PS_DTYPE_I64)
+      return ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" has dtype %s", f->path, e->name, ps_dtype_name(t->dtype));
+    int64_t numel = 1;
+    for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
+    int st = ps_tensor_copy_from_data_(e->t, t->data, t->dtype, (size_t)numel);
+    if (st) return st;
+  }
+  for (int j = 0; j < f->n; j++) {
+    const char *name = f->tensors[j].name;
+    if (skip_fc && !strncmp(name, "fc.", 3)) continue;
+    if (!ps_model_find(m, name))
+      return ps_error(PS_EFORMAT, "model: %s: unexpected tensor \"%s\" (not a ResNet18 state_dict key)", f->path, name);
+  }
+  return PS_OK;
+}
+
+int ps_model_load(const char *path, ps_device device, ps_model **out) {
+  ps_st_file *f = NULL;
+  ps_model *m = NULL;
+  int st;
+  if (!path || !out) return ps_error(PS_EINVAL, "model: path/out is NULL");
+  *out = NULL;
+  if ((st = ps_st_read(path, &f))) return st;
+  const ps_st_tensor *fw = ps_st_find(f, "fc.weight");
+  if (!fw) {
+    st = ps_error(PS_EFORMAT, "model: %s: missing tensor \"fc.weight\"", path);
+    goto fail;
+  }
+  if (fw->ndim != 2 || fw->shape[1] != 512 || fw->shape[0] < 2 || fw->shape[0] > PS_MODEL_MAX_CLASSES) {
+    st = ps_error(PS_EFORMAT, "model: %s: fc.weight must be [K,512] with 2 <= K <= %d", path, PS_MODEL_MAX_CLASSES);
+    goto fail;
+  }
+  int K = (int)fw->shape[0];
+  if ((st = alloc_model(K, device, &m))) goto fail;
+  if ((st = meta_from_file(f, K, &m->meta))) goto fail;
+  if ((st = fill_from_file(m, f, 0))) goto fail;
+  ps_st_free(f);
+  *out = m;
+  return PS_OK;
+fail:
+  ps_st_free(f);
+  ps_model_free(m);
+  return st;
+}
+
+int ps_model_init_from(ps_model *m, const char *path) {
+  ps_st_file *f = NULL;
+  if (!m || !path) return ps_error(PS_EINVAL, "model: model/path is NULL");
+  int st = ps_st_read(path, &f);
+  if (st) return st;
+  st = fill_from_file(m, f, 1);
+  ps_st_free(f);
+  return st;
+}
+
+int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts *opts) {
+  int st = PS_OK;
+  ps_st_out_tensor ts[N_TENSORS];
+  void *bufs[N_TENSORS] = {0};
+  char classes[PS_MODEL_MAX_CLASSES * PS_MODEL_CLASS_NAME_MAX + 8] = "";
+  char input_size[16], mean[80], std[80], thr[40];
+  if (!m || !path) return ps_error(PS_EINVAL, "model: model/path is NULL");
+  ps_dtype storage = opts ? opts->storage : PS_DTYPE_F32;
+  if (storage != PS_DTYPE_F32 && storage != PS_DTYPE_F16 && storage != PS_DTYPE_BF16)
+    return ps_error(PS_EINVAL, "model: save storage must be F32, F16 or BF16");
+  if ((st = meta_check(&m->meta, m->K, path))) return st;
+  for (int i = 0; i < m->n; i++) {
+    const entry *e = &m->e[i];
+    ps_dtype dt = e->is_nbt ? PS_DTYPE_I64 : storage;
+    int64_t numel = ps_tensor_numel(e->t);
+    bufs[i] = malloc((size_t)numel * ps_dtype_size(dt) + 1);
+    if (!bufs[i]) {
+      st = ps_error(PS_ENOMEM, "model: out of memory saving %s", path);
+      goto done;
+    }
+    if ((st = ps_tensor_to_data(e->t, dt, bufs[i], (size_t)numel))) goto done;
+    ts[i].name = e->name;
+    ts[i].dtype = dt;
+    ts[i].ndim = e->ndim;
+    ts[i].shape = e->shape;
+    ts[i].data = bufs[i];
+  }
+  for (int k = 0; k < m->K; k++) {
+    if (k) strcat(classes, ",");
+    strcat(classes, m->meta.classes[k]);
+  }
+  snprintf(input_size, sizeof input_size, "%d", m->meta.input_size);
+  snprintf(mean, sizeof mean, "%.9g,%.9g,%.9g", m->meta.mean[0], m->meta.mean[1], m->meta.mean[2]);
+  snprintf(std, sizeof std, "%.9g,%.9g,%.9g", m->meta.std[0], m->meta.std[1], m->meta.std[2]);
+  snprintf(thr, sizeof thr, "%.17g", m->meta.threshold);
+  const char *keys[] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance"};
+  const char *vals[] = {"pt", m->meta.task == PS_TASK_BINARY ? "binary" : "multiclass", classes, input_size, mean, std,
+                        thr, m->meta.provenance};
+  st = ps_st_write(path, ts, m->n, keys, vals, 8);
+done:
+  for (int i = 0; i < m->n; i++) free(bufs[i]);
+  return st;
+}
+
+/* ---- accessors ------------------------------------------------------------------------------- */
+
+const ps_model_meta *ps_model_meta_get(const ps_model *m) { return m ? &m->meta : NULL; }
+
+int ps_model_set_meta(ps_model *m, const ps_model_meta *meta) {
+  if (!m || !meta) return ps_error(PS_EINVAL, "model: model/meta is NULL");
+  int st = meta_check(meta, m->K, "set_meta");
+  if (st) return st;
+  m->meta = *meta;
+  return PS_OK;
+}
+
+int ps_model_num_classes(const ps_model *m) { return m ? m->K : 0; }
+
+int ps_model_class_index(const ps_model *m, const char *name) {
+  if (!m || !name) return ps_error(PS_EINVAL, "model: model/name is NULL");
+  for (int k = 0; k < m->K; k++)
+    if (!strcmp(m->meta.classes[k], name)) return k;
+  return ps_error(PS_ENOTFOUND, "model: no class named \"%s\"", name);
+}
+
+int ps_model_label(const ps_model *m, const float *probs, int *label) {
+  if (!m || !probs || !label) return ps_error(PS_EINVAL, "model: NULL argument");
+  if (m->meta.task == PS_TASK_BINARY) {
+    *label = probs[1] >= m->meta.threshold ? 1 : 0;
+  } else {
+    int best = 0;
+    for (int k = 1; k < m->K; k++)
+      if (probs[k] > probs[best]) best = k;
+    *label = best;
+  }
+  return PS_OK;
+}
+
+int ps_model_set_train(ps_model *m, int training) {
+  if (!m) return ps_error(PS_EINVAL, "model: NULL");
+  m->training = training != 0;
+  return PS_OK;
+}
+
+int ps_model_is_train(const ps_model *m) { return m ? m->training : 0; }
+
+int ps_model_to(ps_model *m, ps_device device) {
+  if (!m) return ps_error(PS_EINVAL, "model: NULL");
+  ps_device dev;
+  int st = ps_torch_resolve_device(device, &dev);
+  if (st) return st;
+  for (int i = 0; i < m->n; i++)
+    if ((st = ps_tensor_move_(m->e[i].t, dev))) return st;
+  m->dev = dev;
+  return PS_OK;
+}
+
+ps_device ps_model_device(const ps_model *m) { return m ? m->dev : PS_DEVICE_CPU; }
+
+int ps_model_set_channels_last(ps_model *m, int on) {
+  if (!m) return ps_error(PS_EINVAL, "model: NULL");
+  for (int i = 0; i < m->n; i++) {
+    if (m->e[i].ndim != 4) continue;
+    int st = ps_tensor_set_channels_last_(m->e[i].t, on);
+    if (st) return st;
+  }
+  m->channels_last = on != 0;
+  return PS_OK;
+}
+
+int ps_model_num_params(const ps_model *m) { return m ? m->np : 0; }
+
+ps_tensor *ps_model_param(const ps_model *m, int i, const char **name) {
+  if (!m || i < 0 || i >= m->np) return NULL;
+  if (name) *name = m->e[m->param_ix[i]].name;
+  return m->e[m->param_ix[i]].t;
+}
+
+int ps_model_num_tensors(const ps_model *m) { return m ? m->n : 0; }
+
+ps_tensor *ps_model_tensor(const ps_model *m, int i, const char **name) {
+  if (!m || i < 0 || i >= m->n) return NULL;
+  if (name) *name = m->e[i].name;
+  return m->e[i].t;
+}
+
+ps_tensor *ps_model_find(const ps_model *m, const char *name) {
+  if (!m || !name) return NULL;
+  for (int i = 0; i < m->n; i++)
+    if (!strcmp(m->e[i].name, name)) return m->e[i].t;
+  return NULL;
+}
+
+ps_tensor *ps_model_fc_weight(const ps_model *m) { return m ? m->e[m->fc_w].t : NULL; }
+ps_tensor *ps_model_fc_bias(const ps_model *m) { return m ? m->e[m->fc_b].t : NULL; }
+
+/* ---- forward ---------------------------------------------------------------------------------- */
+
+#define T_(i) (m->e[(i)].t)
+
+static int bn_fwd(ps_model *m, const bn_ix *b, const ps_tensor *x, int training, ps_tensor **out) {
+  int st = ps_op_batch_norm(out, x, T_(b->w), T_(b->b), T_(b->rm), T_(b->rv), training, BN_MOMENTUM, BN_EPS);
+  if (st == PS_OK && training) st = ps_tensor_add_scalar_(T_(b->nbt), 1.0);
+  return st;
+}
+
+/* conv -> bn (-> relu) */
+static int cbr(ps_model *m, int conv, const bn_ix *b, const ps_tensor *x, int stride, int pad, int relu, int training,
+               ps_tensor **out) {
+  ps_tensor *a = NULL, *c = NULL;
+  *out = NULL;
+  int st = ps_op_conv2d(&a, x, T_(conv), NULL, stride, pad);
+  if (!st) st = bn_fwd(m, b, a, training, &c);
+  ps_tensor_free(a);
+  if (!st && relu) {
+    st = ps_op_relu(out, c);
+    ps_tensor_free(c);
+  } else if (!st) {
+    *out = c;
+  } else {
+    ps_tensor_free(c);
+  }
+  return st;
+}
+
+static int block_fwd(ps_model *m, const block_ix *b, const ps_tensor *x, int training, ps_tensor **out) {
+  ps_tensor *h = NULL, *y = NULL, *idn = NULL, *s = NULL;
+  *out = NULL;
+  int st = cbr(m, b->conv1, &b->bn1, x, b->stride, 1, 1, training, &h);
+  if (!st) st = cbr(m, b->conv2, &b->bn2, h, 1, 1, 0, training, &y);
+  if (!st && b->ds_conv >= 0) st = cbr(m, b->ds_conv, &b->ds_bn, x, b->stride, 0, 0, training, &idn);
+  if (!st) st = ps_op_add(&s, y, idn ? idn : x);
+  if (!st) st = ps_op_relu(out, s);
+  ps_tensor_free(h);
+  ps_tensor_free(y);
+  ps_tensor_free(idn);
+  ps_tensor_free(s);
+  return st;
+}
+
+static int forward_impl(ps_model *m, const ps_tensor *x_in, int training, ps_tensor **logits, ps_tensor **acts) {
+  ps_tensor *x = NULL, *h = NULL, *p = NULL, *f = NULL;
+  int st = PS_OK;
+  *logits = NULL;
+  if (acts)
+    for (int i = 0; i < 4; i++) acts[i] = NULL;
+  int64_t shape[PS_TENSOR_MAX_DIMS];
+  int nd = ps_tensor_shape(x_in, shape);
+  if (nd < 0) return nd;
+  if (nd != 4 || shape[1] != 3 || shape[0] < 1 || shape[2] < 32 || shape[3] < 32)
+    return ps_error(PS_EINVAL, "model: input must be (N,3,H,W) with N >= 1 and H, W >= 32");
+  if (ps_tensor_device(x_in) != m->dev || ps_tensor_dtype(x_in) != PS_DTYPE_F32) {
+    if ((st = ps_tensor_to(&x, x_in, m->dev, PS_DTYPE_F32))) return st;
+  } else if ((st = ps_tensor_ref(&x, x_in))) {
+    return st;
+  }
+  if (m->channels_last && !ps_tensor_requires_grad(x) && (st = ps_tensor_set_channels_last_(x, 1))) goto done;
+  if ((st = cbr(m, m->conv1, &m->bn1, x, 2, 3, 1, training, &h))) goto done;
+  if ((st = ps_op_max_pool2d(&p, h, 3, 2, 1))) goto done;
+  ps_tensor_free(h);
+  h = p;
+  p = NULL;
+  for (int bi = 0; bi < 8; bi++) {
+    if ((st = block_fwd(m, &m->blocks[bi], h, training, &p))) goto done;
+    ps_tensor_free(h);
+    h = p;
+    p = NULL;
+    if (acts && (bi & 1) && (st = ps_tensor_ref(&acts[bi / 2], h))) goto done;
+  }
+  if ((st = ps_op_adaptive_avg_pool2d(&p, h, 1, 1))) goto done;
+  if ((st = ps_op_flatten(&f, p, 1))) goto done;
+  st = ps_op_linear(logits, f, T_(m->fc_w), T_(m->fc_b));
+done:
+  ps_tensor_free(x);
+  ps_tensor_free(h);
+  ps_tensor_free(p);
+  ps_tensor_free(f);
+  if (st && acts)
+    for (int i = 0; i < 4; i++) {
+      ps_tensor_free(acts[i]);
+      acts[i] = NULL;
+    }
+  return st;
+}
+
+int ps_model_forward(ps_model *m, const ps_tensor *x, ps_tensor **logits) {
+  if (!m || !x || !logits) return ps_error(PS_EINVAL, "model: NULL argument to forward");
+  return forward_impl(m, x, m->training, logits, NULL);
+}
+
+int ps_model_forward_features(ps_model *m, const ps_tensor *x, ps_tensor **logits, ps_tensor *acts[4]) {
+  if (!m || !x || !logits) return ps_error(PS_EINVAL, "model: NULL argument to forward");
+  return forward_impl(m, x, m->training, logits, acts);
+}
+
+int ps_model_predict(ps_model *m, const float *x, int n, int h, int w, float *logits, float *probs) {
+  ps_tensor *xt = NULL, *lt = NULL, *pt = NULL;
+  int prev = 1, st;
+  if (!m || !x || n < 1 || h < 32 || w < 32) return ps_error(PS_EINVAL, "model: predict needs (N,3,H,W), H,W >= 32");
+  int64_t shape[4] = {n, 3, h, w};
+  if ((st = ps_torch_set_grad_enabled(0, &prev))) return st;
+  if ((st = ps_tensor_from_f32(&xt, x, shape, 4, m->dev))) goto done;
+  if ((st = forward_impl(m, xt, 0, &lt, NULL))) goto done;
+  if (logits && (st = ps_tensor_to_f32(lt, logits, (size_t)n * (size_t)m->K))) goto done;
+  if (probs) {
+    if ((st = ps_op_softmax(&pt, lt, 1))) goto done;
+    if ((st = ps_tensor_to_f32(pt, probs, (size_t)n * (size_t)m->K))) goto done;
+  }
+done:
+  ps_tensor_free(xt);
+  ps_tensor_free(lt);
+  ps_tensor_free(pt);
+  ps_torch_set_grad_enabled(prev, NULL);
+  return st;
+}
+
+/* ---- default model ---------------------------------------------------------------------------- */
+
+#ifndef PS_MODEL_SOURCE_DIR
+#define PS_MODEL_SOURCE_DIR "."
+#endif
+#ifndef PS_MODEL_INSTALL_DIR
+#define PS_MODEL_INSTALL_DIR "/usr/local/share/pneumoscope/models"
+#endif
+#define PS_DEFAULT_MODEL_NAME "pneumoscope-binary.safetensors"
+
+static int file_exists(const char *p) { return access(p, R_OK) == 0; }
+
+int ps_model_default_path(char *buf, size_t cap) {
+  char cand[3][4096];
+  int nc = 0;
+  if (!buf || cap == 0) return ps_error(PS_EINVAL, "model: buffer is NULL");
+  buf[0] = 0;
+  const char *env = getenv("PNEUMOSCOPE_MODEL");
+  if (env && *env) {
+    if (!file_exists(env))
+      return ps_error(PS_ENOTFOUND, "model: PNEUMOSCOPE_MODEL=%s does not name a readable file", env);
+    if (strlen(env) >= cap) return ps_error(PS_EINVAL, "model: path too long");
+    strcpy(buf, env);
+    return PS_OK;
+  }
+  snprintf(cand[nc++], sizeof cand[0], "%s/sample_data/models/%s", PS_MODEL_SOURCE_DIR, PS_DEFAULT_MODEL_NAME);
+  snprintf(cand[nc++], sizeof cand[0], "%s/%s", PS_MODEL_INSTALL_DIR, PS_DEFAULT_MODEL_NAME);
+  /* Relocated install: <exe dir>/../share/pneumoscope/models. */
+  char exe[4096];
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (k > 0) {
+    exe[k] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = 0;
+      snprintf(cand[nc++], sizeof cand[0], "%.3000s/../share/pneumoscope/models/%s", exe, PS_DEFAULT_MODEL_NAME);
+    }
+  }
+  for (int i = 0; i < nc; i++) {
+    if (file_exists(cand[i])) {
+      if (strlen(cand[i]) >= cap) return ps_error(PS_EINVAL, "model: path too long");
+      strcpy(buf, cand[i]);
+      return PS_OK;
+    }
+  }
+  return ps_error(PS_ENOTFOUND,
+                  "model: no default model found (set PNEUMOSCOPE_MODEL or pass --model); looked for %s, %s%s%s",
+                  cand[0], cand[1], nc > 2 ? ", " : "", nc > 2 ? cand[2] : "");
+}

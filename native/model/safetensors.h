@@ -1,0 +1,53 @@
+/* safetensors.h — internal (not installed): parse and write the safetensors format in C.
+ * Format: u64 little-endian header length N, N bytes of JSON
+ *   {"__metadata__": {"k": "v", ...}, "name": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}, ...}
+ * then the data block; offsets are relative to the start of the data block. */
+#ifndef PS_SAFETENSORS_H
+#define PS_SAFETENSORS_H
+
+#include "ps_common.h"
+#include "ps_torch.h"
+
+#define PS_ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+
+typedef struct ps_st_tensor {
+  char *name;
+  ps_dtype dtype;
+  int ndim;
+  int64_t shape[PS_TENSOR_MAX_DIMS];
+  uint64_t begin, end;      /* byte range in the data block */
+  const uint8_t *data;      /* = file body + begin */
+} ps_st_tensor;
+
+typedef struct ps_st_file {
+  char *path;
+  uint8_t *bytes;           /* whole file */
+  size_t size;
+  ps_st_tensor *tensors;
+  int n;
+  char **meta_keys, **meta_vals;
+  int nmeta;
+} ps_st_file;
+
+/* Read and validate the whole file; PS_EFORMAT with a message naming path for any lie. */
+int ps_st_read(const char *path, ps_st_file **out);
+/* Same from memory (copied); name is used in messages. */
+int ps_st_parse(const char *name, const void *bytes, size_t size, ps_st_file **out);
+void ps_st_free(ps_st_file *f);
+const ps_st_tensor *ps_st_find(const ps_st_file *f, const char *name);
+/* Metadata value or NULL. */
+const char *ps_st_meta(const ps_st_file *f, const char *key);
+
+typedef struct ps_st_out_tensor {
+  const char *name;
+  ps_dtype dtype;           /* storage dtype written */
+  int ndim;
+  const int64_t *shape;
+  const void *data;         /* numel * dtype size bytes, little-endian */
+} ps_st_out_tensor;
+
+/* Atomic write (temp in the same folder + fsync + rename). */
+int ps_st_write(const char *path, const ps_st_out_tensor *ts, int n, const char *const *meta_keys,
+                const char *const *meta_vals, int nmeta);
+
+#endif
