@@ -1,0 +1,219 @@
+/* Grad-CAM / CAM / Grad-CAM++ over the libtorch wrapper and the C ResNet18 (see ps_gradcam.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcam_internal.h"
+#include "ps_model.h"
+#include "ps_preprocess.h"
+#include "ps_torch.h"
+
+/* Bilinear resize with half-pixel centres (F.interpolate bilinear, align_corners=False, no
+ * antialias): src (sh, sw) -> dst (dh, dw). */
+static void upsample_bilinear(const float *src, int sw, int sh, float *dst, int dw, int dh) {
+  double sx = (double)sw / dw, sy = (double)sh / dh;
+  for (int y = 0; y < dh; y++) {
+    double fy = (y + 0.5) * sy - 0.5;
+    if (fy < 0) fy = 0;
+    int y0 = (int)fy;
+    if (y0 > sh - 1) y0 = sh - 1;
+    int y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
+    double ly = fy - y0;
+    for (int x = 0; x < dw; x++) {
+      double fx = (x + 0.5) * sx - 0.5;
+      if (fx < 0) fx = 0;
+      int x0 = (int)fx;
+      if (x0 > sw - 1) x0 = sw - 1;
+      int x1 = x0 + 1 < sw ? x0 + 1 : sw - 1;
+      double lx = fx - x0;
+      double v = (1 - ly) * ((1 - lx) * src[y0 * sw + x0] + lx * src[y0 * sw + x1]) +
+                 ly * ((1 - lx) * src[y1 * sw + x0] + lx * src[y1 * sw + x1]);
+      dst[(size_t)y * dw + x] = (float)v;
+    }
+  }
+}
+
+int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *opts, ps_gradcam_result **out) {
+  if (!out) return ps_error(PS_EINVAL, "gradcam: NULL out pointer");
+  *out = NULL;
+  if (!m || !img || !img->data) return ps_error(PS_EINVAL, "gradcam: NULL model or film");
+  if (img->is_raw) return ps_error(PS_EINVAL, "gradcam: the film holds raw modality values; read it display-ready");
+  ps_gradcam_opts o = opts ? *opts : ps_gradcam_opts_default();
+  int layer = o.layer ? o.layer : 4;
+  if (layer < 1 || layer > 4) return ps_error(PS_EINVAL, "gradcam: layer %d outside layer1..layer4", layer);
+  ps_cam_method method = o.method;
+  if (method == PS_CAM_AUTO) method = layer == 4 ? PS_CAM_CAM : PS_CAM_GRADCAM;
+  if (method == PS_CAM_CAM && layer != 4)
+    return ps_error(PS_EINVAL, "gradcam: method cam needs layer4 (GAP + fc follow it); use gradcam for layer%d", layer);
+  if (method < PS_CAM_CAM || method > PS_CAM_GRADCAMPP) return ps_error(PS_EINVAL, "gradcam: unknown method %d", method);
+  const ps_model_meta *meta = ps_model_meta_get(m);
+  int K = ps_model_num_classes(m);
+  if (!meta || K < 1 || K > PS_GRADCAM_MAX_CLASSES) return ps_error(PS_EINVAL, "gradcam: model has %d classes", K);
+  if (o.use_class && (o.class_index < 0 || o.class_index >= K))
+    return ps_error(PS_EINVAL, "gradcam: class %d outside 0..%d", o.class_index, K - 1);
+  int S = o.input_size ? o.input_size : meta->input_size;
+  if (S < 32 || S > 4096) return ps_error(PS_EINVAL, "gradcam: input size %d outside 32..4096", S);
+
+  int st = PS_OK, prev_grad = 1, grad_set = 0, was_train = ps_model_is_train(m), train_set = 0;
+  float *x = NULL, *act = NULL, *grad = NULL, *fcw = NULL;
+  double *wk = NULL;
+  ps_tensor *xt = NULL, *logits = NULL, *probs_t = NULL, *score = NULL, *score_sum = NULL, *g = NULL;
+  ps_tensor *acts[4] = {NULL, NULL, NULL, NULL};
+  ps_gradcam_result *r = calloc(1, sizeof *r);
+  if (!r) return ps_error(PS_ENOMEM, "gradcam: out of memory");
+  r->width = img->width, r->height = img->height, r->layer = layer, r->method = method, r->num_classes = K;
+  r->lung_focus = NAN;
+
+  x = malloc((size_t)3 * S * S * sizeof(float));
+  if (!x) {
+    st = ps_error(PS_ENOMEM, "gradcam: out of memory");
+    goto fail;
+  }
+  if ((st = ps_preprocess_tensor_ex(img, S, meta->mean, meta->std, x))) goto fail;
+  int64_t shape[4] = {1, 3, S, S};
+  if ((st = ps_tensor_from_f32(&xt, x, shape, 4, ps_model_device(m)))) goto fail;
+  if (was_train) {
+    if ((st = ps_model_set_train(m, 0))) goto fail;
+    train_set = 1;
+  }
+  int need_grad = method != PS_CAM_CAM;
+  if ((st = ps_torch_set_grad_enabled(need_grad, &prev_grad))) goto fail;
+  grad_set = 1;
+  if ((st = ps_model_forward_features(m, xt, &logits, acts))) goto fail;
+  if ((st = ps_tensor_to_f32(logits, r->logits, (size_t)K))) goto fail;
+  {
+    /* softmax in double on the copied logits (same as torch up to rounding) */
+    double mx = r->logits[0], s = 0;
+    for (int k = 1; k < K; k++) mx = fmax(mx, r->logits[k]);
+    for (int k = 0; k < K; k++) s += exp(r->logits[k] - mx);
+    for (int k = 0; k < K; k++) r->probs[k] = (float)(exp(r->logits[k] - mx) / s);
+  }
+  if ((st = ps_model_label(m, r->probs, &r->predicted))) goto fail;
+  int c = o.use_class ? o.class_index : r->predicted;
+  r->target_class = c;
+
+  ps_tensor *A = acts[layer - 1];
+  int64_t as[PS_TENSOR_MAX_DIMS];
+  if (!A || ps_tensor_shape(A, as) != 4 || as[0] != 1) {
+    st = ps_error(PS_ESTATE, "gradcam: model returned no layer%d activation", layer);
+    goto fail;
+  }
+  int C = (int)as[1], h = (int)as[2], w = (int)as[3], hw = h * w;
+  act = malloc((size_t)C * hw * sizeof(float));
+  wk = calloc((size_t)C, sizeof(double));
+  if (!act || !wk) {
+    st = ps_error(PS_ENOMEM, "gradcam: out of memory");
+    goto fail;
+  }
+  if ((st = ps_tensor_to_f32(A, act, (size_t)C * hw))) goto fail;
+
+  if (method == PS_CAM_CAM) {
+    ps_tensor *W = ps_model_fc_weight(m);
+    if (!W || ps_tensor_size(W, 1) != C) {
+      st = ps_error(PS_ESTATE, "gradcam: fc weight does not match layer4 (%d channels)", C);
+      goto fail;
+    }
+    fcw = malloc((size_t)K * C * sizeof(float));
+    if (!fcw) {
+      st = ps_error(PS_ENOMEM, "gradcam: out of memory");
+      goto fail;
+    }
+    if ((st = ps_tensor_to_f32(W, fcw, (size_t)K * C))) goto fail;
+    for (int k = 0; k < C; k++) wk[k] = fcw[(size_t)c * C + k];
+  } else {
+    if ((st = ps_op_select(&score, logits, 1, c))) goto fail;
+    if ((st = ps_op_sum(&score_sum, score, NULL, 0, 0))) goto fail;
+    ps_tensor *inputs[1] = {A};
+    if ((st = ps_torch_grad(&g, score_sum, NULL, inputs, 1, 0))) goto fail;
+    if (!g) {
+      st = ps_error(PS_ESTATE, "gradcam: the class score does not depend on layer%d", layer);
+      goto fail;
+    }
+    grad = malloc((size_t)C * hw * sizeof(float));
+    if (!grad) {
+      st = ps_error(PS_ENOMEM, "gradcam: out of memory");
+      goto fail;
+    }
+    if ((st = ps_tensor_to_f32(g, grad, (size_t)C * hw))) goto fail;
+    for (int k = 0; k < C; k++) {
+      const float *gk = grad + (size_t)k * hw, *ak = act + (size_t)k * hw;
+      if (method == PS_CAM_GRADCAM) {
+        double s = 0;
+        for (int i = 0; i < hw; i++) s += gk[i];
+        wk[k] = s / hw;
+      } else { /* Grad-CAM++ (pytorch-grad-cam's closed form) */
+        double asum = 0, s = 0;
+        for (int i = 0; i < hw; i++) asum += ak[i];
+        for (int i = 0; i < hw; i++) {
+          double g1 = gk[i], g2 = g1 * g1, g3 = g2 * g1;
+          if (g1 == 0) continue;
+          double a = g2 / (2 * g2 + asum * g3 + 1e-7);
+          s += a * (g1 > 0 ? g1 : 0);
+        }
+        wk[k] = s;
+      }
+    }
+  }
+
+  r->map_w = w, r->map_h = h;
+  r->map = malloc((size_t)hw * sizeof(float));
+  r->cam = malloc((size_t)img->width * img->height * sizeof(float));
+  if (!r->map || !r->cam) {
+    st = ps_error(PS_ENOMEM, "gradcam: out of memory for a %dx%d map", img->width, img->height);
+    goto fail;
+  }
+  double mx = 0;
+  for (int i = 0; i < hw; i++) {
+    double s = 0;
+    for (int k = 0; k < C; k++) s += wk[k] * act[(size_t)k * hw + i];
+    r->map[i] = (float)(s > 0 ? s : 0);
+    if (r->map[i] > mx) mx = r->map[i];
+  }
+  r->raw_max = mx;
+  upsample_bilinear(r->map, w, h, r->cam, img->width, img->height);
+  size_t n = (size_t)img->width * img->height;
+  if (mx > 0) {
+    float inv = (float)(1.0 / mx);
+    for (size_t i = 0; i < n; i++) {
+      float v = r->cam[i] * inv;
+      r->cam[i] = v < 0 ? 0 : (v > 1 ? 1 : v);
+    }
+  } else {
+    memset(r->cam, 0, n * sizeof(float));
+  }
+
+  if (!o.no_lung) {
+    if ((st = ps_lung_segment(img, &o.lung, &r->lung_mask, &r->lung))) goto fail;
+    if ((st = ps_gradcam_lung_focus(r->cam, r->lung_mask, img->width, img->height, &r->lung_focus))) goto fail;
+  }
+  *out = r;
+  r = NULL;
+  st = PS_OK;
+fail:
+  if (grad_set) ps_torch_set_grad_enabled(prev_grad, NULL);
+  if (train_set) ps_model_set_train(m, was_train);
+  for (int i = 0; i < 4; i++) ps_tensor_free(acts[i]);
+  ps_tensor_free(xt);
+  ps_tensor_free(logits);
+  ps_tensor_free(probs_t);
+  ps_tensor_free(score);
+  ps_tensor_free(score_sum);
+  ps_tensor_free(g);
+  free(x);
+  free(act);
+  free(grad);
+  free(fcw);
+  free(wk);
+  ps_gradcam_result_free(r);
+  return st;
+}
+
+int ps_gradcam_model_classes(ps_model *m, int *task, const char *names[PS_GRADCAM_MAX_CLASSES]) {
+  const ps_model_meta *meta = m ? ps_model_meta_get(m) : NULL;
+  if (!meta) return ps_error(PS_EINVAL, "gradcam: NULL model");
+  int K = meta->num_classes;
+  if (K < 1 || K > PS_GRADCAM_MAX_CLASSES) return ps_error(PS_EINVAL, "gradcam: model has %d classes", K);
+  *task = meta->task == PS_TASK_MULTICLASS ? 1 : 0;
+  for (int k = 0; k < K; k++) names[k] = meta->classes[k];
+  return K;
+}
