@@ -227,7 +227,7 @@ int ps_cli_split(int argc, char **argv) {
     }
   }
   if (materialize) { /* refuse a foreign non-empty target before writing anything */
-    char marker[PATH_MAX];
+    char marker[PATH_MAX + 32];
     struct stat ms;
     snprintf(marker, sizeof marker, "%s/.pneumoscope-materialized", amat);
     if (stat(amat, &ms) == 0 && access(marker, F_OK) != 0 && rmdir_probe_nonempty(amat)) {

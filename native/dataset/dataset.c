@@ -245,7 +245,9 @@ static int walk(const char *root, const char *rel, int depth, strvec *files) {
     if (lstat(full, &ls) != 0) continue;
     if (S_ISDIR(ls.st_mode)) {
       st = walk(root, sub, depth + 1, files);
-    } else if (stat(full, &s) == 0 && S_ISREG(s.st_mode)) { /* files may be symlinks (materialised trees) */
+    } else if (stat(full, &s) != 0) {
+      ps_log(PS_LOG_WARN, "dataset: %s is a broken link or unreadable (%s), skipped", full, strerror(errno));
+    } else if (S_ISREG(s.st_mode)) { /* files may be symlinks (materialised trees) */
       if (sv_push(files, sub)) st = ps_error(PS_ENOMEM, "dataset: out of memory");
     }
   }
