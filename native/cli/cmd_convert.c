@@ -8,6 +8,16 @@
 
 const char ps_cli_convert_help[] = "write a film (PNG, JPEG, DICOM) as a display-ready 8-bit PNG";
 
+/* One line on stderr: the library's message names the file; add the name when it does not. */
+static int fail_film(const char *file, int status) {
+  const char *d = ps_last_error();
+  if (d && *d && strstr(d, file)) {
+    fprintf(stderr, "pneumoscope convert: %s\n", d);
+    return 1;
+  }
+  return ps_cli_fail("convert", file, status);
+}
+
 static void usage(FILE *f) {
   fputs("usage: pneumoscope convert FILE OUT.png [--size N]\n"
         "  Reads FILE (PNG, JPEG or DICOM, by content) and writes the display-ready gray film as\n"
@@ -64,17 +74,17 @@ int ps_cli_convert(int argc, char **argv) {
   }
   ps_image *img = NULL, *small = NULL;
   int st = ps_image_read(in, NULL, &img);
-  if (st != PS_OK) return ps_cli_fail("convert", in, st);
+  if (st != PS_OK) return fail_film(in, st);
   if (size > 0) {
     st = ps_image_resize(img, size, size, &small);
     if (st != PS_OK) {
       ps_image_free(img);
-      return ps_cli_fail("convert", in, st);
+      return fail_film(in, st);
     }
   }
   st = ps_image_write_png(small ? small : img, out);
   ps_image_free(img);
   ps_image_free(small);
-  if (st != PS_OK) return ps_cli_fail("convert", out, st);
+  if (st != PS_OK) return fail_film(out, st);
   return 0;
 }

@@ -8,6 +8,16 @@
 
 const char ps_cli_info_help[] = "print each film's format, size and header fields as one JSON line";
 
+/* One line on stderr: the library's message names the file; add the name when it does not. */
+static int fail_film(const char *file, int status) {
+  const char *d = ps_last_error();
+  if (d && *d && strstr(d, file)) {
+    fprintf(stderr, "pneumoscope info: %s\n", d);
+    return 1;
+  }
+  return ps_cli_fail("info", file, status);
+}
+
 static void usage(FILE *f) {
   fputs("usage: pneumoscope info FILE...\n"
         "  Reads each film (PNG, JPEG or DICOM, recognised by content) and prints one JSON object\n"
@@ -96,7 +106,7 @@ int ps_cli_info(int argc, char **argv) {
     ps_image *img = NULL;
     int st = ps_image_read(argv[i], NULL, &img);
     if (st != PS_OK) {
-      ps_cli_fail("info", argv[i], st);
+      fail_film(argv[i], st);
       failed++;
       continue;
     }

@@ -41,7 +41,8 @@ static void png_read_fn(png_structp png, png_bytep out, size_t n) {
   png_src *s = png_get_io_ptr(png);
   if (n > s->size - s->pos) {
     s->status = PS_EFORMAT;
-    snprintf(s->msg, sizeof s->msg, "truncated at byte %zu of %zu", s->size, s->pos + n);
+    snprintf(s->msg, sizeof s->msg, "truncated (the file ends at byte %zu, its data goes on past %zu)", s->size,
+             s->pos + n);
     png_error(png, s->msg);
   }
   memcpy(out, s->buf + s->pos, n);
