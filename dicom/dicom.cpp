@@ -1,7 +1,8 @@
 // dicom.cpp — DICOM films through DCMTK (and OpenJPEG for JPEG 2000) behind the C API of ps_dicom.h.
 //
 // Pixels are read straight from the pixel data element (native: getPartialValue of frame 0;
-// encapsulated: DcmPixelData::getUncompressedFrame through the registered codecs), never through
+// JPEG / JPEG-LS: DcmPixelData::getUncompressedFrame through DCMTK's codecs after checking the
+// frame header against Rows/Columns; RLE: decoded here; JPEG 2000: OpenJPEG), never through
 // DCMTK's DicomImage display pipeline. Modality LUT, VOI and MONOCHROME1 handling follow DICOM
 // PS3.3 C.11 the way pydicom's apply_modality_lut / apply_voi_lut do (tests/ref/dicom_reference.py).
 // Every extern "C" body runs inside PS_PROTECT: no exception crosses the boundary.
@@ -12,7 +13,7 @@
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
-#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcswap.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/oflog/oflog.h>
@@ -74,7 +75,6 @@ void init_dcmtk() {
     // Colour JPEG / JPEG-LS frames come back colour-by-pixel, YBR converted to RGB.
     DJDecoderRegistration::registerCodecs(EDC_photometricInterpretation, EUC_default, EPC_colorByPixel);
     DJLSDecoderRegistration::registerCodecs(EJLSUC_default, EJLSPC_colorByPixel);
-    DcmRLEDecoderRegistration::registerCodecs();
   });
 }
 
@@ -290,14 +290,15 @@ bool is_j2k(E_TransferSyntax x) {
 }
 
 // Concatenated fragments of frame 0 (fragment 0 is the basic offset table).
-std::vector<uint8_t> first_frame_fragments(DcmPixelData *pix, E_TransferSyntax xfer, int frames) {
+std::vector<uint8_t> first_frame_fragments(DcmPixelData *pix, E_TransferSyntax xfer, int frames,
+                                           unsigned long max_fragments = ~0UL) {
   DcmPixelSequence *seq = nullptr;
   if (pix->getEncapsulatedRepresentation(xfer, nullptr, seq).bad() || !seq)
     fail(PS_EFORMAT, "encapsulated pixel data expected for transfer syntax %s", DcmXfer(xfer).getXferName());
   unsigned long n = seq->card();
   if (n < 2) fail(PS_EFORMAT, "encapsulated pixel data holds no fragment");
   std::vector<uint8_t> out;
-  for (unsigned long i = 1; i < n; i++) {
+  for (unsigned long i = 1; i < n && i <= max_fragments; i++) {
     DcmPixelItem *it = nullptr;
     if (seq->getItem(it, i).bad() || !it) fail(PS_EFORMAT, "cannot read pixel data fragment %lu", i);
     Uint8 *p = nullptr;
@@ -312,6 +313,86 @@ std::vector<uint8_t> first_frame_fragments(DcmPixelData *pix, E_TransferSyntax x
     if (frames > 1 && eoc) break;
   }
   return out;
+}
+
+bool is_jpeg_family(E_TransferSyntax x) {
+  switch (x) {
+    case EXS_JPEGProcess1: case EXS_JPEGProcess2_4: case EXS_JPEGProcess3_5: case EXS_JPEGProcess6_8:
+    case EXS_JPEGProcess7_9: case EXS_JPEGProcess10_12: case EXS_JPEGProcess11_13: case EXS_JPEGProcess14:
+    case EXS_JPEGProcess15: case EXS_JPEGProcess16_18: case EXS_JPEGProcess17_19: case EXS_JPEGProcess20_22:
+    case EXS_JPEGProcess21_23: case EXS_JPEGProcess24_26: case EXS_JPEGProcess25_27: case EXS_JPEGProcess28:
+    case EXS_JPEGProcess29: case EXS_JPEGProcess14SV1: case EXS_JPEGLSLossless: case EXS_JPEGLSLossy:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The codecs trust Rows/Columns and pad or cut a frame that disagrees with its own header: compare
+// the SOF (JPEG) / SOF55 (JPEG-LS) size of the first fragment with the data set first.
+void check_jpeg_size(DcmPixelData *pix, E_TransferSyntax xfer, const Geometry &g) {
+  std::vector<uint8_t> f = first_frame_fragments(pix, xfer, g.frames, 1);
+  size_t i = 0, n = f.size();
+  if (n < 4 || f[0] != 0xFF || f[1] != 0xD8) fail(PS_EFORMAT, "JPEG frame does not start with an SOI marker");
+  i = 2;
+  while (i + 4 <= n) {
+    if (f[i] != 0xFF) fail(PS_EFORMAT, "corrupt JPEG marker segment at byte %zu of the first fragment", i);
+    uint8_t m = f[i + 1];
+    if (m == 0xFF) { i++; continue; }
+    if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) { i += 2; continue; }
+    size_t len = (size_t)f[i + 2] << 8 | f[i + 3];
+    bool sof = (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) || m == 0xF7;
+    if (sof) {
+      if (i + 9 > n) break;
+      int h = f[i + 5] << 8 | f[i + 6], w = f[i + 7] << 8 | f[i + 8];
+      if ((h != 0 && h != g.rows) || w != g.cols)
+        fail(PS_EFORMAT, "JPEG frame is %d x %d but Rows x Columns is %d x %d", h, w, g.rows, g.cols);
+      return;
+    }
+    if (m == 0xDA || m == 0xD9) break;  // start of scan before any SOF
+    i += 2 + len;
+  }
+  fail(PS_EFORMAT, "no JPEG frame header (SOF) in the first fragment");
+}
+
+// RLE Lossless (PS3.5 Annex G) frame 0, decoded here rather than by DCMTK so that a frame whose
+// segments do not hold exactly Rows x Columns bytes is an error, not padding. Output: host-endian
+// samples, colour-by-pixel.
+void decode_rle(const std::vector<uint8_t> &f, const Geometry &g, std::vector<uint8_t> &out) {
+  size_t npix = (size_t)g.rows * g.cols;
+  int bytes = g.bits_alloc / 8;
+  int nseg_want = g.spp * bytes;
+  if (f.size() < 64) fail(PS_EFORMAT, "RLE frame is only %zu bytes (no RLE header)", f.size());
+  auto u32 = [&](size_t o) { return (uint32_t)f[o] | (uint32_t)f[o + 1] << 8 | (uint32_t)f[o + 2] << 16 | (uint32_t)f[o + 3] << 24; };
+  uint32_t nseg = u32(0);
+  if ((int)nseg != nseg_want)
+    fail(PS_EFORMAT, "RLE frame has %u segments, %d samples x %d bytes need %d", nseg, g.spp, bytes, nseg_want);
+  out.assign(npix * nseg_want + 2, 0);
+  for (uint32_t sgi = 0; sgi < nseg; sgi++) {
+    size_t start = u32(4 + 4 * sgi), end = sgi + 1 < nseg ? u32(8 + 4 * sgi) : f.size();
+    if (start < 64 || start > end || end > f.size()) fail(PS_EFORMAT, "RLE segment %u offsets are out of the frame", sgi);
+    int sample = (int)sgi / bytes, byte = bytes - 1 - (int)sgi % bytes;  // segments: MSB first
+    size_t pos = start, px = 0;
+    uint8_t *dst = out.data() + (size_t)sample * bytes + byte;
+    size_t step = (size_t)nseg_want;
+    while (pos < end && px < npix) {
+      int8_t hdr = (int8_t)f[pos++];
+      if (hdr >= 0) {
+        size_t cnt = (size_t)hdr + 1;
+        if (pos + cnt > end || px + cnt > npix) fail(PS_EFORMAT, "RLE segment %u overruns the frame", sgi);
+        for (size_t k = 0; k < cnt; k++) dst[(px + k) * step] = f[pos + k];
+        pos += cnt;
+        px += cnt;
+      } else if (hdr != -128) {
+        size_t cnt = (size_t)(1 - hdr);
+        if (pos >= end || px + cnt > npix) fail(PS_EFORMAT, "RLE segment %u overruns the frame", sgi);
+        for (size_t k = 0; k < cnt; k++) dst[(px + k) * step] = f[pos];
+        pos++;
+        px += cnt;
+      }
+    }
+    if (px != npix) fail(PS_EFORMAT, "RLE segment %u holds %zu pixels, Rows x Columns is %zu", sgi, px, npix);
+  }
 }
 
 #ifdef PS_HAVE_OPENJPEG
@@ -476,7 +557,16 @@ void read_frame0(const char *path, DcmDataset *ds, const Geometry &g, std::vecto
     buf.resize(g.frame_bytes + 2);
     OFCondition c = el->getPartialValue(buf.data(), 0, (Uint32)g.frame_bytes, nullptr);
     if (c.bad()) fail(PS_EFORMAT, "cannot read the pixel data (%s; truncated file?)", c.text());
+  } else if (xfer == EXS_RLELossless) {
+    // one fragment per frame (PS3.5 G.2); a single-frame file may still split it
+    decode_rle(first_frame_fragments(pix, xfer, g.frames, g.frames > 1 ? 1 : ~0UL), g, buf);
+    if (buf.size() > 2) {
+      // segments were assembled little-endian; make them host order (x86/ARM LE: nothing to do)
+      if (gLocalByteOrder == EBO_BigEndian && g.bits_alloc > 8) swapBytes(buf.data(), (Uint32)(buf.size() - 2), g.bits_alloc / 8);
+    }
+    planar = 0;
   } else {
+    if (is_jpeg_family(xfer)) check_jpeg_size(pix, xfer, g);
     Uint32 fsize = 0;
     if (pix->getUncompressedFrameSize(ds, fsize).bad()) fail(PS_EFORMAT, "cannot size the decoded frame");
     size_t need = std::max<size_t>(fsize, (size_t)npix * g.spp * (g.bits_alloc / 8));
@@ -490,10 +580,7 @@ void read_frame0(const char *path, DcmDataset *ds, const Geometry &g, std::vecto
       fail(PS_EFORMAT, "cannot decode %s pixel data (%s)", xf.getXferName(), c.text());
     }
     if (!model.empty()) colour_model = model.c_str();
-    // JPEG / JPEG-LS decoders were registered colour-by-pixel; the RLE decoder lays the frame
-    // out as the data set's PlanarConfiguration says (re-read: a codec may update it).
-    Uint16 pc = 0;
-    if (g.spp == 3) planar = (xfer == EXS_RLELossless && get_u16(ds, DCM_PlanarConfiguration, pc)) ? pc : 0;
+    if (g.spp == 3) planar = 0;  // JPEG / JPEG-LS decoders were registered colour-by-pixel
     if (colour_model == "YBR_FULL_422") colour_model = "YBR_FULL";  // decoders expand 4:2:2
   }
 
