@@ -26,6 +26,7 @@ set(_ps_fiji_env
   "PS_PLUGIN_JAR=${PS_PLUGIN_JAR}"
   "PS_TESTS_JAR=${_ps_tests_jar}"
   "PS_LIB_DIR=${CMAKE_BINARY_DIR}"
+  "PS_BINARY_DIR=${CMAKE_BINARY_DIR}"
   "PS_CLI=$<TARGET_FILE:pneumoscope_cli>"
   "PS_SHARED_DATA=${PS_SHARED_DATA}"
   "PS_SOURCE_DIR=${CMAKE_SOURCE_DIR}"

@@ -42,7 +42,7 @@ public class Open_DICOM_PneumoScope implements PlugIn {
       ImagePlus imp = Engine.openFilm(path, raw);
       imp.show();
     } catch (PneumoScopeException e) {
-      IJ.error("Open DICOM (PneumoScope)", e.getMessage());
+      Engine.fail(Keys.CMD_OPEN, e);
     }
   }
 }

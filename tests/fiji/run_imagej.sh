@@ -1,2 +1,4 @@
 #!/usr/bin/env bash
-echo "fiji_imagej: not yet"; exit 1
+# ctest fiji_imagej: real ImageJ runs the macros in this folder; check_fiji.py compares with the CLI.
+set -euo pipefail
+exec "${PS_PYTHON:-/usr/bin/python3}" "$(dirname "$0")/check_fiji.py"

@@ -33,6 +33,29 @@ public final class Engine {
     }
   }
 
+  /**
+   * Report a failed command: a dialog when a person is at the screen; when a macro runs the
+   * command, the message goes to the Log and the macro is aborted (a dialog would block a batch
+   * run, e.g. ImageJ -batch under Xvfb).
+   */
+  public static void fail(String command, Throwable e) {
+    String msg = e instanceof PneumoScopeException ? e.getMessage() : String.valueOf(e);
+    if (e instanceof OutOfMemoryError) msg = "out of Java memory (" + e.getMessage() + "); Edit > Options > Memory";
+    if (isMacro()) {
+      IJ.log(command + ": " + msg);
+      System.err.println("PneumoScope " + command + ": " + msg);
+      ij.macro.Interpreter.abort();
+    } else {
+      IJ.error(command, msg);
+    }
+  }
+
+  /** True when a macro (or -batch) runs the command, so no dialog may wait for a click. */
+  public static boolean isMacro() {
+    return ij.Macro.getOptions() != null || ij.macro.Interpreter.isBatchMode()
+        || Thread.currentThread().getName().startsWith("Run$_");
+  }
+
   // ---- films -------------------------------------------------------------------------------
 
   /**
