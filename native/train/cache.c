@@ -1,0 +1,249 @@
+/* The preprocessed-film cache: every film decoded and resized once to (S, S) uint8 gray, keyed by
+ * (version, S, resize method, sha256 of each file). Format in ps_train.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ps_image.h"
+#include "ps_image_io.h"
+#include "ps_preprocess.h"
+#include "ps_train.h"
+#include "train_internal.h"
+
+static const char CACHE_MAGIC[8] = {'P', 'S', 'C', 'A', 'C', 'H', 'E', 0};
+
+/* ---- cache file ---- */
+typedef struct {
+  uint32_t size, method, n;
+  char *keys;     /* (n, 64) */
+  uint8_t *pix;   /* (n, S, S) */
+} cache_file;
+
+static void cache_file_free(cache_file *c) {
+  free(c->keys);
+  free(c->pix);
+  memset(c, 0, sizeof *c);
+}
+
+/* Returns PS_OK and fills c when the file exists with this version/size/method; PS_ENOTFOUND when
+ * absent; PS_EFORMAT when it is not a usable cache (then it is simply rebuilt). */
+static int cache_file_read(const char *path, uint32_t size, cache_file *c) {
+  memset(c, 0, sizeof *c);
+  FILE *f = fopen(path, "rb");
+  if (!f) return PS_ENOTFOUND;
+  int st = PS_EFORMAT;
+  char magic[8];
+  uint32_t hdr[4];
+  if (fread(magic, 1, 8, f) != 8 || memcmp(magic, CACHE_MAGIC, 8) != 0) goto done;
+  if (fread(hdr, 4, 4, f) != 4) goto done;
+  if (hdr[0] != PS_TRAIN_CACHE_VERSION || hdr[1] != size || hdr[2] != PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR) goto done;
+  if (hdr[3] > 10000000u) goto done;
+  c->size = hdr[1], c->method = hdr[2], c->n = hdr[3];
+  size_t px = (size_t)size * size;
+  c->keys = malloc((size_t)c->n * 64 + 1);
+  c->pix = malloc((size_t)c->n * px + 1);
+  if (!c->keys || !c->pix) {
+    st = PS_ENOMEM;
+    goto done;
+  }
+  if (fread(c->keys, 64, c->n, f) != c->n) goto done;
+  if (fread(c->pix, px, c->n, f) != c->n) goto done;
+  if (fgetc(f) != EOF) goto done; /* trailing bytes: not ours */
+  st = PS_OK;
+done:
+  fclose(f);
+  if (st != PS_OK) cache_file_free(c);
+  return st;
+}
+
+static int cache_file_write(const char *path, uint32_t size, int n, const char *keys, const uint8_t *pix) {
+  size_t len = strlen(path);
+  char *tmp = malloc(len + 32);
+  if (!tmp) return ps_error(PS_ENOMEM, "train: out of memory");
+  snprintf(tmp, len + 32, "%s.tmp%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    int e = errno;
+    free(tmp);
+    return ps_error(PS_EIO, "train: cannot write cache %s: %s", path, strerror(e));
+  }
+  uint32_t hdr[4] = {PS_TRAIN_CACHE_VERSION, size, PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR, (uint32_t)n};
+  size_t px = (size_t)size * size;
+  int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(hdr, 4, 4, f) == 4 &&
+           (n == 0 || (fwrite(keys, 64, n, f) == (size_t)n && fwrite(pix, px, n, f) == (size_t)n));
+  ok = (fclose(f) == 0) && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    unlink(tmp);
+    free(tmp);
+    return ps_error(PS_EIO, "train: cannot write cache %s (disk full?)", path);
+  }
+  free(tmp);
+  return PS_OK;
+}
+
+/* ---- building: worker threads decode + resize ---- */
+typedef struct {
+  int n, size;
+  const char *const *paths;
+  const int *todo;       /* indices to decode */
+  int ntodo;
+  uint8_t *pix;          /* (n, S, S) */
+  atomic_int next, done, failed;
+  pthread_mutex_t mu;
+  int err_status;
+  char err_msg[1024];
+} build_job;
+
+int ps_train_film_to_u8(const char *path, int size, uint8_t *out) {
+  ps_image *img = NULL;
+  int st = ps_image_read(path, NULL, &img);
+  if (st != PS_OK) return st;
+  uint8_t *full = malloc((size_t)img->width * img->height);
+  if (!full) {
+    ps_image_free(img);
+    return ps_error(PS_ENOMEM, "train: out of memory for %s", path);
+  }
+  ps_image_to_u8(img, full);
+  st = ps_resize_u8(full, img->width, img->height, out, size, size);
+  free(full);
+  ps_image_free(img);
+  return st;
+}
+
+static void *build_worker(void *arg) {
+  build_job *j = arg;
+  size_t px = (size_t)j->size * j->size;
+  for (;;) {
+    if (atomic_load(&j->failed)) break;
+    int k = atomic_fetch_add(&j->next, 1);
+    if (k >= j->ntodo) break;
+    int i = j->todo[k];
+    int st = ps_train_film_to_u8(j->paths[i], j->size, j->pix + (size_t)i * px);
+    if (st != PS_OK) {
+      pthread_mutex_lock(&j->mu);
+      if (!atomic_load(&j->failed)) {
+        j->err_status = st;
+        snprintf(j->err_msg, sizeof j->err_msg, "train: cannot read film %s: %s", j->paths[i],
+                 ps_last_error()[0] ? ps_last_error() : ps_strerror(st));
+        atomic_store(&j->failed, 1);
+      }
+      pthread_mutex_unlock(&j->mu);
+      break;
+    }
+    atomic_fetch_add(&j->done, 1);
+  }
+  return NULL;
+}
+
+typedef struct {
+  const char *key;
+  int idx;
+} key_idx;
+
+static int key_cmp(const void *a, const void *b) { return memcmp(((const key_idx *)a)->key, ((const key_idx *)b)->key, 64); }
+
+int ps_train_cache_load(const char *cache_path, int size, int n, const char *const *paths, const char *const *sha256,
+                        int threads, ps_progress_fn progress, void *user, uint8_t **pixels, int *built) {
+  if (!cache_path || !paths || !pixels || n < 0 || size < 8 || size > 4096)
+    return ps_error(PS_EINVAL, "train: cache: bad arguments");
+  *pixels = NULL;
+  if (built) *built = 0;
+  size_t px = (size_t)size * size;
+  int st = PS_OK;
+  char *keys = malloc((size_t)n * 64 + 1);
+  uint8_t *pix = malloc((size_t)n * px + 1);
+  int *todo = malloc(sizeof(int) * (size_t)(n + 1));
+  key_idx *index = NULL;
+  cache_file cf;
+  memset(&cf, 0, sizeof cf);
+  if (!keys || !pix || !todo) {
+    st = ps_error(PS_ENOMEM, "train: out of memory for a %d-film cache at %d px", n, size);
+    goto fail;
+  }
+  for (int i = 0; i < n; i++) {
+    const char *h = sha256 ? sha256[i] : NULL;
+    char hex[65];
+    if (!h || strlen(h) != 64) {
+      if ((st = ps_train_sha256_file(paths[i], hex)) != PS_OK) goto fail;
+      h = hex;
+    }
+    for (int k = 0; k < 64; k++) keys[(size_t)i * 64 + k] = (char)((h[k] >= 'A' && h[k] <= 'F') ? h[k] + 32 : h[k]);
+  }
+  int r = cache_file_read(cache_path, (uint32_t)size, &cf);
+  if (r == PS_ENOMEM) {
+    st = ps_error(PS_ENOMEM, "train: out of memory reading cache %s", cache_path);
+    goto fail;
+  }
+  int ntodo = 0;
+  if (r == PS_OK && cf.n > 0) {
+    index = malloc(sizeof *index * cf.n);
+    if (!index) {
+      st = ps_error(PS_ENOMEM, "train: out of memory");
+      goto fail;
+    }
+    for (uint32_t i = 0; i < cf.n; i++) index[i].key = cf.keys + (size_t)i * 64, index[i].idx = (int)i;
+    qsort(index, cf.n, sizeof *index, key_cmp);
+  }
+  for (int i = 0; i < n; i++) {
+    key_idx q = {keys + (size_t)i * 64, 0};
+    key_idx *hit = index ? bsearch(&q, index, cf.n, sizeof *index, key_cmp) : NULL;
+    if (hit) memcpy(pix + (size_t)i * px, cf.pix + (size_t)hit->idx * px, px);
+    else todo[ntodo++] = i;
+  }
+  if (r == PS_EFORMAT) ps_log(PS_LOG_INFO, "train: cache %s is for another size/version: rebuilding", cache_path);
+  if (ntodo == 0) {
+    ps_log(PS_LOG_INFO, "train: cache reused: %s (%d films at %dx%d, no decoding)", cache_path, n, size, size);
+  } else {
+    int nt = threads > 0 ? threads : ps_default_threads();
+    if (nt > ntodo) nt = ntodo;
+    if (nt > 64) nt = 64;
+    ps_log(PS_LOG_INFO, "train: building cache %s: decoding %d of %d films at %dx%d with %d threads", cache_path, ntodo,
+           n, size, size, nt);
+    build_job j;
+    memset(&j, 0, sizeof j);
+    j.n = n, j.size = size, j.paths = paths, j.todo = todo, j.ntodo = ntodo, j.pix = pix;
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_t tids[64];
+    int started = 0;
+    for (int t = 0; t < nt; t++)
+      if (pthread_create(&tids[t], NULL, build_worker, &j) == 0) started++;
+      else break;
+    if (started == 0) build_worker(&j);
+    int cancelled = 0;
+    while (started > 0) {
+      int d = atomic_load(&j.done);
+      if (progress && !cancelled && progress((double)d / ntodo, "decoding films into the cache", user)) {
+        cancelled = 1;
+        atomic_store(&j.failed, 1);
+      }
+      if (d >= ntodo || atomic_load(&j.failed)) break;
+      usleep(50000);
+    }
+    for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+    pthread_mutex_destroy(&j.mu);
+    if (cancelled) {
+      st = ps_error(PS_ECANCELLED, "train: cancelled while building the cache");
+      goto fail;
+    }
+    if (j.err_status != PS_OK) {
+      st = ps_error(j.err_status, "%s", j.err_msg);
+      goto fail;
+    }
+    if ((st = cache_file_write(cache_path, (uint32_t)size, n, keys, pix)) != PS_OK) goto fail;
+    if (built) *built = 1;
+  }
+  *pixels = pix;
+  pix = NULL;
+fail:
+  cache_file_free(&cf);
+  free(index);
+  free(keys);
+  free(pix);
+  free(todo);
+  return st;
+}

@@ -1,0 +1,213 @@
+/* ps_evaluate_run: a trained model on one split of a manifest -> metrics.json, predictions.csv, plots. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ps_image_io.h"
+#include "ps_metrics.h"
+#include "ps_model.h"
+#include "ps_preprocess.h"
+#include "ps_train.h"
+#include "train_internal.h"
+#ifdef PS_TRAIN_HAVE_PLOT
+#include "ps_plot.h"
+#endif
+
+typedef struct {
+  const ps_train_films *f;
+  const int *idx;
+  int n, K;
+  const int *y, *pred;
+  const float *probs;
+  const ps_model_meta *meta;
+  const ps_metrics *m;
+  const char *model_path, *manifest, *split;
+} eval_out;
+
+static void jnum(FILE *f, double v) {
+  if (isfinite(v)) fprintf(f, "%.10g", v);
+  else fputs("null", f);
+}
+
+static void jstr(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') fputc('\\', f), fputc(*s, f);
+    else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
+    else fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+static void csv_field(FILE *f, const char *s) {
+  if (!strpbrk(s, ",\"\n\r")) {
+    fputs(s, f);
+    return;
+  }
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"') fputc('"', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+static int write_metrics_json(FILE *f, void *user) {
+  const eval_out *e = user;
+  const ps_metrics *m = e->m;
+  const int K = e->K;
+  fputs("{\n  \"model\": ", f), jstr(f, e->model_path);
+  fputs(",\n  \"manifest\": ", f), jstr(f, e->manifest);
+  fputs(",\n  \"split\": ", f), jstr(f, e->split);
+  fprintf(f, ",\n  \"task\": \"%s\",\n  \"classes\": [", ps_train_task_name(e->meta->task));
+  for (int c = 0; c < K; c++) fprintf(f, "%s\"%s\"", c ? ", " : "", e->meta->classes[c]);
+  fprintf(f, "],\n  \"n\": %zu,\n  \"threshold\": ", m->n);
+  if (K == 2) jnum(f, m->threshold);
+  else fputs("null", f);
+  fprintf(f, ",\n  \"decision\": \"%s\"", K == 2 ? "P(classes[1]) >= threshold" : "argmax");
+  fputs(",\n  \"accuracy\": ", f), jnum(f, m->accuracy);
+  fputs(",\n  \"roc_auc\": ", f), jnum(f, m->roc_auc);
+  fputs(",\n  \"average_precision\": ", f), jnum(f, m->average_precision);
+  fputs(",\n  \"sensitivity\": ", f), jnum(f, K == 2 ? m->sensitivity : NAN);
+  fputs(",\n  \"specificity\": ", f), jnum(f, K == 2 ? m->specificity : NAN);
+  fputs(",\n  \"per_class\": {", f);
+  for (int c = 0; c < K; c++) {
+    fprintf(f, "%s\n    \"%s\": {\"precision\": ", c ? "," : "", e->meta->classes[c]);
+    jnum(f, m->precision[c]);
+    fputs(", \"recall\": ", f), jnum(f, m->recall[c]);
+    fputs(", \"f1\": ", f), jnum(f, m->f1[c]);
+    fprintf(f, ", \"support\": %lld}", (long long)m->support[c]);
+  }
+  fputs("\n  },\n  \"macro\": {\"precision\": ", f), jnum(f, m->macro_precision);
+  fputs(", \"recall\": ", f), jnum(f, m->macro_recall);
+  fputs(", \"f1\": ", f), jnum(f, m->macro_f1);
+  fputs("},\n  \"weighted\": {\"precision\": ", f), jnum(f, m->weighted_precision);
+  fputs(", \"recall\": ", f), jnum(f, m->weighted_recall);
+  fputs(", \"f1\": ", f), jnum(f, m->weighted_f1);
+  fputs("},\n  \"confusion_matrix\": [", f);
+  for (int i = 0; i < K; i++) {
+    fputs(i ? ", [" : "[", f);
+    for (int j = 0; j < K; j++) fprintf(f, "%s%lld", j ? ", " : "", (long long)m->confusion[i * K + j]);
+    fputc(']', f);
+  }
+  fputs("],\n  \"confusion_matrix_note\": \"rows = true class, columns = predicted class\"\n}\n", f);
+  return PS_OK;
+}
+
+static int write_predictions_csv(FILE *f, void *user) {
+  const eval_out *e = user;
+  fputs("path,patient_id,true_label,true_index,pred_label,pred_index", f);
+  for (int c = 0; c < e->K; c++) fprintf(f, ",prob_%s", e->meta->classes[c]);
+  fputc('\n', f);
+  for (int i = 0; i < e->n; i++) {
+    int k = e->idx[i];
+    csv_field(f, e->f->paths[k]);
+    fputc(',', f);
+    csv_field(f, e->f->patient[k]);
+    fprintf(f, ",%s,%d,%s,%d", e->meta->classes[e->y[i]], e->y[i], e->meta->classes[e->pred[i]], e->pred[i]);
+    for (int c = 0; c < e->K; c++) fprintf(f, ",%.9g", e->probs[(size_t)i * e->K + c]);
+    fputc('\n', f);
+  }
+  return PS_OK;
+}
+
+int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *user, ps_eval_result *result) {
+  if (!opts || !opts->model || !opts->manifest || !opts->outdir)
+    return ps_error(PS_EINVAL, "evaluate: model, manifest and output folder are required");
+  const char *split = opts->split && *opts->split ? opts->split : "test";
+  int want_split = !strcmp(split, "train") ? 0 : !strcmp(split, "val") ? 1 : !strcmp(split, "test") ? 2 : !strcmp(split, "all") ? -1 : -2;
+  if (want_split == -2) return ps_error(PS_EINVAL, "evaluate: unknown split '%s' (train, val, test or all)", split);
+  ps_model *model = NULL;
+  ps_train_films films;
+  memset(&films, 0, sizeof films);
+  int *idx = NULL, *y = NULL, *pred = NULL;
+  float *probs = NULL, *x = NULL;
+  char *p_metrics = NULL, *p_pred = NULL;
+  int st, n = 0;
+  int threads = opts->threads > 0 ? opts->threads : ps_default_threads();
+  ps_device dev = opts->device == PS_TRAIN_DEVICE_CPU ? PS_DEVICE_CPU : opts->device == PS_TRAIN_DEVICE_CUDA ? PS_DEVICE_CUDA : PS_DEVICE_AUTO;
+  if ((st = ps_torch_set_threads(threads)) || (st = ps_model_load(opts->model, dev, &model))) goto done;
+  const ps_model_meta *meta = ps_model_meta_get(model);
+  const int K = meta->num_classes, task = meta->task, S = meta->input_size > 0 ? meta->input_size : 224;
+  if ((task == PS_TASK_BINARY && K != 2) || (task == PS_TASK_MULTICLASS && K != 3)) {
+    st = ps_error(PS_EUNSUPPORTED, "evaluate: %s has %d classes for task %s; expected 2 (binary) or 3 (multiclass)", opts->model, K,
+                  ps_train_task_name(task));
+    goto done;
+  }
+  for (int c = 0; c < K; c++)
+    if (strcmp(meta->classes[c], ps_train_class_name(task, c)) != 0) {
+      st = ps_error(PS_EUNSUPPORTED, "evaluate: %s class %d is '%s'; the manifest's class is '%s'", opts->model, c,
+                    meta->classes[c], ps_train_class_name(task, c));
+      goto done;
+    }
+  if ((st = ps_train_films_read(opts->manifest, task, 0, 0, &films))) goto done;
+  if ((st = ps_train_mkdir(opts->outdir))) goto done;
+  idx = malloc(sizeof(int) * (films.n + 1));
+  y = malloc(sizeof(int) * (films.n + 1));
+  pred = malloc(sizeof(int) * (films.n + 1));
+  probs = malloc(sizeof(float) * K * (films.n + 1));
+  const int B = opts->batch > 0 ? opts->batch : 32;
+  const size_t px = (size_t)S * S;
+  x = malloc(sizeof(float) * 3 * px * B);
+  if (!idx || !y || !pred || !probs || !x) {
+    st = ps_error(PS_ENOMEM, "evaluate: out of memory");
+    goto done;
+  }
+  for (int i = 0; i < films.n; i++)
+    if ((want_split < 0 || films.split[i] == want_split) && (opts->limit <= 0 || n < opts->limit)) idx[n] = i, y[n] = films.cls[i], n++;
+  if (n == 0) {
+    st = ps_error(PS_EINVAL, "evaluate: %s has no %s films for the %s task", opts->manifest, split, ps_train_task_name(task));
+    goto done;
+  }
+  ps_log(PS_LOG_INFO, "evaluate: %s on %d %s films of %s at %dx%d", opts->model, n, split, opts->manifest, S, S);
+  for (int b0 = 0; b0 < n; b0 += B) {
+    int nb = n - b0 < B ? n - b0 : B;
+    for (int k = 0; k < nb; k++) {
+      ps_image *img = NULL;
+      const char *path = films.paths[idx[b0 + k]];
+      if ((st = ps_image_read(path, NULL, &img))) goto done;
+      st = ps_preprocess_tensor_ex(img, S, meta->mean, meta->std, x + (size_t)k * 3 * px);
+      ps_image_free(img);
+      if (st) goto done;
+    }
+    if ((st = ps_model_predict(model, x, nb, S, S, NULL, probs + (size_t)b0 * K))) goto done;
+    if (progress && progress((double)(b0 + nb) / n, "evaluating", user)) {
+      st = ps_error(PS_ECANCELLED, "evaluate: cancelled");
+      goto done;
+    }
+  }
+  double thr = opts->use_threshold ? opts->threshold : meta->threshold;
+  if (K == 2 && !(thr >= 0 && thr <= 1)) {
+    st = ps_error(PS_EINVAL, "evaluate: threshold %g outside [0, 1]", thr);
+    goto done;
+  }
+  for (int i = 0; i < n; i++) {
+    if ((st = ps_model_label(model, probs + (size_t)i * K, &pred[i]))) goto done;
+    if (K == 2) pred[i] = probs[(size_t)i * 2 + 1] >= thr;
+  }
+  ps_metrics m;
+  if ((st = ps_metrics_compute(y, probs, n, K, thr, &m))) goto done;
+  eval_out e = {&films, idx, n, K, y, pred, probs, meta, &m, opts->model, opts->manifest, split};
+  p_metrics = ps_train_join(opts->outdir, "metrics.json");
+  p_pred = ps_train_join(opts->outdir, "predictions.csv");
+  if (!p_metrics || !p_pred) {
+    st = ps_error(PS_ENOMEM, "evaluate: out of memory");
+    goto done;
+  }
+  if ((st = ps_train_write_atomic(p_metrics, write_metrics_json, &e)) || (st = ps_train_write_atomic(p_pred, write_predictions_csv, &e)))
+    goto done;
+  ps_log(PS_LOG_INFO, "evaluate: accuracy %.4f, ROC AUC %.4f, AP %.4f, macro F1 %.4f%s", m.accuracy, m.roc_auc,
+         m.average_precision, m.macro_f1, K == 2 ? "" : " (argmax)");
+  if (result) {
+    result->n = n, result->accuracy = m.accuracy, result->auc = m.roc_auc, result->ap = m.average_precision;
+    result->f1_macro = m.macro_f1, result->threshold = thr, result->sensitivity = m.sensitivity, result->specificity = m.specificity;
+  }
+done:
+  ps_model_free(model);
+  ps_train_films_free(&films);
+  free(idx), free(y), free(pred), free(probs), free(x), free(p_metrics), free(p_pred);
+  return st;
+}

@@ -1,0 +1,153 @@
+/* ps_train.h — train a ResNet18 on a split manifest, the preprocessed-film cache, evaluation.
+ *
+ *   ps_train_opts o = ps_train_opts_default();      // or zero-initialised: every 0 = default
+ *   o.manifest = "split/manifest.csv";              // path,label,subtype,patient_id,split,sha256
+ *   o.outdir = "runs/binary";                       // best.safetensors, last.ckpt, history.json/.csv
+ *   o.task = PS_TASK_BINARY;  o.size = 128;
+ *   ps_train_result r;
+ *   int st = ps_train_run(&o, my_progress, my_user, &r);   // progress may return 1 to cancel
+ *   if (st != PS_OK && st != PS_ECANCELLED) fprintf(stderr, "%s\n", ps_last_error());
+ *
+ *   ps_eval_opts e = {0};
+ *   e.model = "runs/binary/best.safetensors"; e.manifest = "split/manifest.csv"; e.outdir = "eval";
+ *   st = ps_evaluate_run(&e, NULL, NULL, NULL);   // metrics.json, predictions.csv, PNG plots
+ *
+ * Recipe (all overridable): ResNet18 from scratch (or --init weights), Adam, batch 32.
+ *   binary:     classes NORMAL, PNEUMONIA; max 30 epochs, patience 5 on val AUC (max);
+ *               class-balanced sampling (with replacement, weights 1/class count);
+ *               augmentation: random resized crop (scale 0.8-1, ratio 0.9-1.1) + brightness/contrast 0.2.
+ *   multiclass: classes NORMAL, BACTERIA, VIRUS; max 50 epochs, patience 10 on val macro-F1;
+ *               no balancing; augmentation: brightness/contrast jitter only.
+ *   Mixed precision (bf16 autocast) on CUDA, fp32 on CPU.
+ *
+ * The split must be leakage-free (no patient, no identical file in two splits): a leaky manifest
+ * is refused with PS_EINVAL naming the first leaking patient.
+ *
+ * Decision threshold: after training, the best model's P(PNEUMONIA) on the validation split
+ * gives Youden's J = max(TPR - FPR) over the ROC thresholds (scikit-learn's roc_curve); that
+ * threshold is stored in the model metadata and used by classify/evaluate. For 3 classes: argmax.
+ *
+ * Preprocessed-film cache (versioned binary file, native endian is little endian):
+ *   offset 0   char[8]  "PSCACHE\0"
+ *          8   uint32   version (PS_TRAIN_CACHE_VERSION)
+ *         12   uint32   size S (films stored S x S)
+ *         16   uint32   resize method id (1: film quantised to 8 bits, round(v * 255), then
+ *                       PIL's 8-bit antialiased bilinear to (S,S): ps_resize_u8 — the pixels
+ *                       ps_preprocess_tensor / classify and torchvision's Resize see)
+ *         20   uint32   N entries
+ *         24   N x 64   lowercase hex sha256 of each source file (the key, with S and method)
+ *              N x S*S  uint8 pixels, row-major (H, W), in entry order
+ *   Written to a temporary name and renamed (atomic). Reused when S, method and version match and
+ *   every film's sha256 is in it; otherwise rebuilt (films already present are not decoded again).
+ *   Built with worker threads (opts.threads, 0: ps_default_threads()). Lives in OUTDIR
+ *   (cache-S.pscache) unless opts.cache names another path; nothing is written anywhere else.
+ */
+#ifndef PS_TRAIN_H
+#define PS_TRAIN_H
+
+#include <stdint.h>
+
+#include "ps_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PS_TRAIN_CACHE_VERSION 1u
+#define PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR 1u
+
+typedef enum { PS_MONITOR_DEFAULT = 0, PS_MONITOR_AUC, PS_MONITOR_F1, PS_MONITOR_LOSS, PS_MONITOR_ACC } ps_monitor;
+typedef enum { PS_TRAIN_DEVICE_AUTO = 0, PS_TRAIN_DEVICE_CPU, PS_TRAIN_DEVICE_CUDA } ps_train_device;
+
+/* Valid zero-initialised: every 0 / NULL field takes the task's default. */
+typedef struct ps_train_opts {
+  const char *manifest;   /* required: split manifest (path,label,subtype,patient_id,split,sha256) */
+  const char *outdir;     /* required: created if absent */
+  int task;               /* PS_TASK_BINARY (0, default) or PS_TASK_MULTICLASS (1), as in ps_model.h */
+  int epochs;             /* 0: 30 binary, 50 multiclass */
+  double lr;              /* 0: 1e-3 */
+  int batch;              /* 0: 32 */
+  int patience;           /* 0: 5 binary, 10 multiclass; < 0: no early stopping */
+  ps_monitor monitor;     /* 0: auc (binary), f1 (multiclass) */
+  int size;               /* input size S (0: 224) */
+  uint64_t seed;          /* RNG seed for init, sampling, augmentation */
+  int threads;            /* CPU threads for libtorch and the cache (0: ps_default_threads()) */
+  ps_train_device device; /* auto: CUDA when available */
+  const char *init;       /* optional safetensors to start from (e.g. ImageNet ResNet18) */
+  int resume;             /* 1: continue from OUTDIR/last.ckpt */
+  int no_balance;         /* 1: plain shuffling even for binary */
+  int no_augment;         /* 1: no augmentation */
+  int balance;            /* 1: force class-balanced sampling (multiclass too) */
+  const char *cache;      /* cache file path (0: OUTDIR/cache-S.pscache) */
+  int limit;              /* > 0: use at most this many films per split (tests, smoke runs) */
+  int save_half;          /* 1: store best.safetensors as F16 (half the size; for shipping) */
+  const char *command;    /* command line recorded in the model's provenance (optional) */
+} ps_train_opts;
+
+PS_API ps_train_opts ps_train_opts_default(void);
+
+/* One epoch's numbers (also one row of history.json / history.csv). Validation metrics use
+ * threshold 0.5 (binary) or argmax (multiclass); precision/recall/F1 are for PNEUMONIA (binary)
+ * or macro (multiclass); AUC is macro one-vs-rest for 3 classes. */
+typedef struct ps_train_epoch {
+  int epoch;               /* 1-based */
+  double train_loss, val_loss;
+  double precision, recall, f1, accuracy, auc;
+  double seconds;          /* wall time of the training pass */
+  double images_per_s;     /* training images per second */
+  int improved;            /* monitored metric improved: best.safetensors written */
+} ps_train_epoch;
+
+typedef struct ps_train_result {
+  int epochs_run;          /* epochs in the history (resumed ones included) */
+  int best_epoch;
+  double best_score;       /* monitored metric at best_epoch */
+  double threshold;        /* decision threshold stored in best.safetensors (binary); 0 for argmax */
+  int stopped_early;
+  int cache_built;         /* 1 when this run decoded films into the cache, 0 when reused */
+  int n_train, n_val, n_test;
+} ps_train_result;
+
+/* Train. Writes OUTDIR/best.safetensors (atomically, each time the monitored metric improves,
+ * then once more at the end with the validation threshold and provenance), OUTDIR/last.ckpt
+ * (model + Adam state + epoch + RNG + history, every epoch), history.json, history.csv.
+ * progress(fraction, what, user) is called per batch; returning non-zero stops at once with
+ * PS_ECANCELLED, leaving best.safetensors loadable and last.ckpt resumable. result may be NULL. */
+PS_API int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user, ps_train_result *result);
+
+/* The cache on its own (used by ps_train_run). Films: paths and their sha256 (hex, 64 chars;
+ * NULL or "" entries are hashed from the file). pixels receives a malloc'd (N, S, S) uint8 block
+ * (caller frees); *built is 1 when films were decoded. */
+PS_API int ps_train_cache_load(const char *cache_path, int size, int n, const char *const *paths,
+                               const char *const *sha256, int threads, ps_progress_fn progress,
+                               void *user, uint8_t **pixels, int *built);
+
+typedef struct ps_eval_opts {
+  const char *model;      /* required: safetensors written by ps_train_run (or the bundled one) */
+  const char *manifest;   /* required */
+  const char *split;      /* 0: "test"; "all" uses every row */
+  const char *outdir;     /* required: metrics.json, predictions.csv, *.png */
+  const char *history;    /* history.json for the training-curve plot (0: next to the model) */
+  double threshold;       /* < 0 or 0 with use_threshold=0: the model's own */
+  int use_threshold;      /* 1: use .threshold instead of the model's */
+  int batch;              /* 0: 32 */
+  int threads;            /* 0: ps_default_threads() */
+  ps_train_device device;
+  int limit;
+} ps_eval_opts;
+
+typedef struct ps_eval_result {
+  int n;
+  double accuracy, auc, ap, f1_macro, threshold;
+  double sensitivity, specificity;   /* binary: of PNEUMONIA */
+} ps_eval_result;
+
+PS_API int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *user, ps_eval_result *result);
+
+PS_API const char *ps_train_task_name(int task);     /* "binary", "multiclass" */
+PS_API const char *ps_monitor_name(ps_monitor m);    /* "auc", "f1", "loss", "acc" */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,725 @@
+/* The training loop (llm.c style: explicit create / forward / backward / step / free).
+ * Recipe and file formats: ps_train.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ps_metrics.h"
+#include "ps_model.h"
+#include "ps_preprocess.h"
+#include "ps_torch.h"
+#include "ps_train.h"
+#include "train_internal.h"
+
+#define CKPT_MAGIC "PSCKPT\0\0"
+#define CKPT_VERSION 1u
+#define MAX_HISTORY 10000
+
+ps_train_opts ps_train_opts_default(void) {
+  ps_train_opts o;
+  memset(&o, 0, sizeof o);
+  o.task = PS_TASK_BINARY;
+  o.epochs = 30;
+  o.lr = 1e-3;
+  o.batch = 32;
+  o.patience = 5;
+  o.monitor = PS_MONITOR_AUC;
+  o.size = 224;
+  return o;
+}
+
+const char *ps_train_task_name(int task) { return task == PS_TASK_MULTICLASS ? "multiclass" : "binary"; }
+
+const char *ps_monitor_name(ps_monitor m) {
+  switch (m) {
+    case PS_MONITOR_AUC: return "auc";
+    case PS_MONITOR_F1: return "f1";
+    case PS_MONITOR_LOSS: return "loss";
+    case PS_MONITOR_ACC: return "acc";
+    default: return "default";
+  }
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int file_exists(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0;
+}
+
+/* ---- the run's state ---- */
+typedef struct {
+  /* resolved options */
+  int task, K, epochs, batch, patience, size, threads, augment, balance;
+  double lr;
+  ps_monitor monitor;
+  ps_device dev;
+  uint64_t seed;
+  /* data */
+  ps_train_films films;
+  uint8_t *pix;            /* (n_films, S, S) cache pixels, films.paths order for train+val */
+  int *train_idx, n_train; /* indices into films */
+  int *val_idx, n_val;
+  int *val_y;              /* (n_val) */
+  /* model */
+  ps_model *model;
+  ps_adam *adam;
+  ps_tensor **params;
+  int n_params;
+  ps_rng rng;
+  /* progress */
+  int epoch;               /* last completed epoch */
+  int best_epoch, bad_epochs;
+  double best_score;
+  ps_train_epoch *history;
+  int n_history;
+  /* paths */
+  char *best_path, *last_path, *hist_json, *hist_csv, *cache_path;
+  const ps_train_opts *opts;
+} run;
+
+static int better(ps_monitor m, double a, double b) {
+  if (isnan(a)) return 0;
+  if (isnan(b)) return 1;
+  return m == PS_MONITOR_LOSS ? a < b : a > b;
+}
+
+static double monitored(ps_monitor m, const ps_train_epoch *e) {
+  switch (m) {
+    case PS_MONITOR_AUC: return e->auc;
+    case PS_MONITOR_F1: return e->f1;
+    case PS_MONITOR_LOSS: return e->val_loss;
+    default: return e->accuracy;
+  }
+}
+
+/* ---- batches ---- */
+
+/* x (nb, 3, S, S) from cache pixels of films idx[0..nb), augmented when aug != NULL. */
+static int fill_batch(run *r, const int *idx, int nb, const ps_augment_opts *aug, float *x, float *src, float *dst) {
+  const int S = r->size;
+  const size_t px = (size_t)S * S;
+  static const float mean[3] = PS_IMAGENET_MEAN, stdv[3] = PS_IMAGENET_STD;
+  for (int k = 0; k < nb; k++) {
+    const uint8_t *p = r->pix + (size_t)idx[k] * px;
+    for (size_t i = 0; i < px; i++) src[i] = p[i] * (1.0f / 255.0f);
+    const float *g = src;
+    if (aug) {
+      int st = ps_augment(src, S, S, aug, ps_rng_next(&r->rng), dst, S, S);
+      if (st != PS_OK) return st;
+      g = dst;
+    }
+    ps_preprocess_normalize(g, S, S, mean, stdv, x + (size_t)k * 3 * px);
+  }
+  return PS_OK;
+}
+
+/* The training order of one epoch: class-balanced draws with replacement (weights 1/count, as
+ * torch's WeightedRandomSampler) or a shuffled permutation. */
+static void epoch_order(run *r, int *order) {
+  const int n = r->n_train;
+  if (r->balance) {
+    int count[PS_MODEL_MAX_CLASSES] = {0};
+    for (int i = 0; i < n; i++) count[r->films.cls[r->train_idx[i]]]++;
+    double total = 0;
+    for (int c = 0; c < r->K; c++) total += count[c] ? 1.0 : 0.0; /* sum over films of 1/count */
+    for (int k = 0; k < n; k++) {
+      double u = ps_rng_uniform(&r->rng) * total, acc = 0;
+      int c = 0;
+      for (c = 0; c < r->K; c++) {
+        if (!count[c]) continue;
+        acc += 1.0;
+        if (u < acc) break;
+      }
+      if (c >= r->K) c = r->K - 1;
+      while (!count[c]) c--;
+      int j = ps_rng_int(&r->rng, count[c]); /* the j-th film of class c */
+      for (int i = 0; i < n; i++)
+        if (r->films.cls[r->train_idx[i]] == c && j-- == 0) {
+          order[k] = r->train_idx[i];
+          break;
+        }
+    }
+  } else {
+    for (int i = 0; i < n; i++) order[i] = r->train_idx[i];
+    for (int i = n - 1; i > 0; i--) {
+      int j = ps_rng_int(&r->rng, i + 1), t = order[i];
+      order[i] = order[j], order[j] = t;
+    }
+  }
+}
+
+/* Probabilities (n, K) and mean cross-entropy of the films idx[0..n) (eval mode, no grad). */
+static int predict_films(run *r, const int *idx, int n, const int *y, float *probs, double *loss) {
+  const int S = r->size, B = r->batch;
+  const size_t px = (size_t)S * S;
+  float *x = malloc(sizeof(float) * 3 * px * B), *src = malloc(sizeof(float) * px);
+  float *logits = malloc(sizeof(float) * r->K * B);
+  int st = PS_OK;
+  double tot = 0;
+  if (!x || !src || !logits) {
+    st = ps_error(PS_ENOMEM, "train: out of memory");
+    goto fail;
+  }
+  for (int b0 = 0; b0 < n; b0 += B) {
+    int nb = n - b0 < B ? n - b0 : B;
+    if ((st = fill_batch(r, idx + b0, nb, NULL, x, src, NULL)) != PS_OK) goto fail;
+    if ((st = ps_model_predict(r->model, x, nb, S, S, logits, probs + (size_t)b0 * r->K)) != PS_OK) goto fail;
+    for (int k = 0; k < nb; k++) {
+      const float *l = logits + (size_t)k * r->K;
+      double mx = l[0], s = 0;
+      for (int c = 1; c < r->K; c++) mx = l[c] > mx ? l[c] : mx;
+      for (int c = 0; c < r->K; c++) s += exp(l[c] - mx);
+      tot += mx + log(s) - l[y[b0 + k]];
+    }
+  }
+  if (loss) *loss = n ? tot / n : NAN;
+fail:
+  free(x);
+  free(src);
+  free(logits);
+  return st;
+}
+
+/* ---- files: history, checkpoint, model ---- */
+
+static void json_num(FILE *f, double v) {
+  if (isfinite(v)) fprintf(f, "%.6g", v);
+  else fputs("null", f);
+}
+
+static int write_history_json(FILE *f, void *user) {
+  run *r = user;
+  fprintf(f, "{\n  \"task\": \"%s\",\n  \"monitor\": \"%s\",\n  \"best_epoch\": %d,\n  \"epochs\": [\n",
+          ps_train_task_name(r->task), ps_monitor_name(r->monitor), r->best_epoch);
+  for (int i = 0; i < r->n_history; i++) {
+    const ps_train_epoch *e = &r->history[i];
+    fprintf(f, "    {\"epoch\": %d, \"train_loss\": ", e->epoch);
+    json_num(f, e->train_loss);
+    fputs(", \"val_loss\": ", f), json_num(f, e->val_loss);
+    fputs(", \"precision\": ", f), json_num(f, e->precision);
+    fputs(", \"recall\": ", f), json_num(f, e->recall);
+    fputs(", \"f1\": ", f), json_num(f, e->f1);
+    fputs(", \"accuracy\": ", f), json_num(f, e->accuracy);
+    fputs(", \"auc\": ", f), json_num(f, e->auc);
+    fputs(", \"seconds\": ", f), json_num(f, e->seconds);
+    fputs(", \"images_per_s\": ", f), json_num(f, e->images_per_s);
+    fprintf(f, ", \"improved\": %s}%s\n", e->improved ? "true" : "false", i + 1 < r->n_history ? "," : "");
+  }
+  fputs("  ]\n}\n", f);
+  return PS_OK;
+}
+
+static int write_history_csv(FILE *f, void *user) {
+  run *r = user;
+  fputs("epoch,train_loss,val_loss,precision,recall,f1,accuracy,auc,seconds,images_per_s,improved\n", f);
+  for (int i = 0; i < r->n_history; i++) {
+    const ps_train_epoch *e = &r->history[i];
+    fprintf(f, "%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f,%.3f,%d\n", e->epoch, e->train_loss, e->val_loss, e->precision,
+            e->recall, e->f1, e->accuracy, e->auc, e->seconds, e->images_per_s, e->improved);
+  }
+  return PS_OK;
+}
+
+static int write_all(FILE *f, const void *p, size_t n) {
+  return fwrite(p, 1, n, f) == n ? PS_OK : ps_error(PS_EIO, "train: write error");
+}
+
+/* last.ckpt: magic, version, run state, history, Adam state, every state_dict tensor. */
+static int write_ckpt(FILE *f, void *user) {
+  run *r = user;
+  int st;
+  void *adam = NULL;
+  size_t adam_len = 0;
+  if ((st = ps_adam_save(r->adam, &adam, &adam_len)) != PS_OK) return st;
+  uint32_t ver = CKPT_VERSION;
+  int32_t ints[8] = {r->task, r->K, r->size, r->epoch, r->best_epoch, r->bad_epochs, r->n_history,
+                     ps_model_num_tensors(r->model)};
+  uint64_t alen = adam_len;
+  if ((st = write_all(f, CKPT_MAGIC, 8)) || (st = write_all(f, &ver, 4)) || (st = write_all(f, ints, sizeof ints)) ||
+      (st = write_all(f, &r->best_score, 8)) || (st = write_all(f, r->rng.s, sizeof r->rng.s)) ||
+      (st = write_all(f, r->history, sizeof(ps_train_epoch) * r->n_history)) || (st = write_all(f, &alen, 8)) ||
+      (st = write_all(f, adam, adam_len)))
+    goto done;
+  for (int i = 0; i < ints[7]; i++) {
+    const char *name = NULL;
+    ps_tensor *t = ps_model_tensor(r->model, i, &name);
+    ps_dtype dt = ps_tensor_dtype(t) == PS_DTYPE_I64 ? PS_DTYPE_I64 : PS_DTYPE_F32;
+    uint64_t numel = (uint64_t)ps_tensor_numel(t);
+    uint32_t meta[2] = {(uint32_t)strlen(name), (uint32_t)dt};
+    size_t bytes = numel * ps_dtype_size(dt);
+    void *buf = malloc(bytes ? bytes : 1);
+    if (!buf) {
+      st = ps_error(PS_ENOMEM, "train: out of memory");
+      goto done;
+    }
+    st = ps_tensor_to_data(t, dt, buf, numel);
+    if (!st && !(st = write_all(f, meta, 8)) && !(st = write_all(f, name, meta[0])) && !(st = write_all(f, &numel, 8)))
+      st = write_all(f, buf, bytes);
+    free(buf);
+    if (st) goto done;
+  }
+done:
+  free(adam);
+  return st;
+}
+
+static int read_all(FILE *f, void *p, size_t n, const char *path) {
+  return fread(p, 1, n, f) == n ? PS_OK : ps_error(PS_EFORMAT, "train: %s is truncated", path);
+}
+
+static int read_ckpt(run *r, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return ps_error(PS_ENOTFOUND, "train: --resume: no checkpoint %s (%s)", path, strerror(errno));
+  int st = PS_OK;
+  void *adam = NULL, *buf = NULL;
+  char magic[8], name[256];
+  uint32_t ver;
+  int32_t ints[8];
+  uint64_t alen;
+  if ((st = read_all(f, magic, 8, path)) || (st = read_all(f, &ver, 4, path))) goto done;
+  if (memcmp(magic, CKPT_MAGIC, 8) != 0 || ver != CKPT_VERSION) {
+    st = ps_error(PS_EFORMAT, "train: %s is not a PneumoScope checkpoint (version %u)", path, CKPT_VERSION);
+    goto done;
+  }
+  if ((st = read_all(f, ints, sizeof ints, path))) goto done;
+  if (ints[0] != r->task || ints[1] != r->K || ints[2] != r->size) {
+    st = ps_error(PS_EINVAL, "train: --resume: %s was a %s run at size %d; this run is %s at size %d", path,
+                  ps_train_task_name(ints[0]), ints[2], ps_train_task_name(r->task), r->size);
+    goto done;
+  }
+  if (ints[6] < 0 || ints[6] > MAX_HISTORY || ints[7] != ps_model_num_tensors(r->model) || ints[3] < 0) {
+    st = ps_error(PS_EFORMAT, "train: %s: bad header", path);
+    goto done;
+  }
+  r->epoch = ints[3], r->best_epoch = ints[4], r->bad_epochs = ints[5], r->n_history = ints[6];
+  if ((st = read_all(f, &r->best_score, 8, path)) || (st = read_all(f, r->rng.s, sizeof r->rng.s, path)) ||
+      (st = read_all(f, r->history, sizeof(ps_train_epoch) * r->n_history, path)) || (st = read_all(f, &alen, 8, path)))
+    goto done;
+  if (alen > ((uint64_t)1 << 32) || !(adam = malloc(alen ? alen : 1))) {
+    st = ps_error(PS_EFORMAT, "train: %s: bad optimizer state size", path);
+    goto done;
+  }
+  if ((st = read_all(f, adam, alen, path))) goto done;
+  for (int i = 0; i < ints[7]; i++) {
+    const char *want = NULL;
+    ps_tensor *t = ps_model_tensor(r->model, i, &want);
+    uint32_t meta[2];
+    uint64_t numel;
+    if ((st = read_all(f, meta, 8, path))) goto done;
+    if (meta[0] >= sizeof name || (st = read_all(f, name, meta[0], path))) {
+      if (!st) st = ps_error(PS_EFORMAT, "train: %s: bad tensor name", path);
+      goto done;
+    }
+    name[meta[0]] = 0;
+    if ((st = read_all(f, &numel, 8, path))) goto done;
+    if (strcmp(name, want) != 0 || numel != (uint64_t)ps_tensor_numel(t) ||
+        (meta[1] != PS_DTYPE_F32 && meta[1] != PS_DTYPE_I64)) {
+      st = ps_error(PS_EFORMAT, "train: %s: tensor %d is %s, expected %s", path, i, name, want);
+      goto done;
+    }
+    size_t bytes = numel * ps_dtype_size((ps_dtype)meta[1]);
+    free(buf);
+    if (!(buf = malloc(bytes ? bytes : 1))) {
+      st = ps_error(PS_ENOMEM, "train: out of memory");
+      goto done;
+    }
+    if ((st = read_all(f, buf, bytes, path)) || (st = ps_tensor_copy_from_data_(t, buf, (ps_dtype)meta[1], numel))) goto done;
+  }
+  st = ps_adam_load(r->adam, adam, alen);
+done:
+  free(adam);
+  free(buf);
+  fclose(f);
+  return st;
+}
+
+static void iso_date(char *buf, size_t cap) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Metadata for a saved model: task, classes, size, ImageNet mean/std, threshold, provenance. */
+static int set_meta(run *r, double threshold, const char *note) {
+  ps_model_meta meta;
+  int st = ps_model_meta_default(r->K, &meta);
+  if (st) return st;
+  meta.task = (ps_task)r->task;
+  for (int c = 0; c < r->K; c++) snprintf(meta.classes[c], sizeof meta.classes[c], "%s", ps_train_class_name(r->task, c));
+  meta.input_size = r->size;
+  meta.threshold = threshold;
+  char date[32];
+  iso_date(date, sizeof date);
+  const ps_train_epoch *be = NULL;
+  for (int i = 0; i < r->n_history; i++)
+    if (r->history[i].epoch == r->best_epoch) be = &r->history[i];
+  char cmd[1024] = "";
+  if (r->opts->command) {
+    size_t k = 0;
+    for (const char *p = r->opts->command; *p && k + 2 < sizeof cmd; p++) {
+      if (*p == '"' || *p == '\\') cmd[k++] = '\\';
+      cmd[k++] = (*p >= 0x20) ? *p : ' ';
+    }
+    cmd[k] = 0;
+  }
+  char man[1024];
+  snprintf(man, sizeof man, "%s", r->opts->manifest);
+  for (char *p = man; *p; p++)
+    if (*p == '"' || *p == '\\') *p = '_';
+  snprintf(meta.provenance, sizeof meta.provenance,
+           "{\"software\": \"PneumoScope %s\", \"data\": \"%s\", \"training_films\": %d, \"validation_films\": %d, "
+           "\"command\": \"%s\", \"recipe\": \"ResNet18 %s, Adam lr %g, batch %d, size %d, %s sampling, %s\", "
+           "\"epochs_run\": %d, \"best_epoch\": %d, \"monitor\": \"%s\", \"val_auc\": %.4f, \"val_f1\": %.4f, "
+           "\"val_accuracy\": %.4f, \"threshold_rule\": \"%s\", \"date\": \"%s\"%s%s%s}",
+           ps_version(), man, r->n_train, r->n_val, cmd, r->opts->init ? "from --init weights" : "from scratch", r->lr,
+           r->batch, r->size, r->balance ? "class-balanced" : "shuffled", r->augment ? "augmented" : "no augmentation",
+           r->n_history, r->best_epoch, ps_monitor_name(r->monitor), be ? be->auc : NAN, be ? be->f1 : NAN,
+           be ? be->accuracy : NAN,
+           r->task == PS_TASK_BINARY ? "Youden J (max TPR-FPR) on the validation split, P(PNEUMONIA) >= threshold"
+                                     : "argmax",
+           date, note ? ", \"note\": \"" : "", note ? note : "", note ? "\"" : "");
+  return ps_model_set_meta(r->model, &meta);
+}
+
+static int save_best(run *r, double threshold, const char *note) {
+  int st = set_meta(r, threshold, note);
+  if (st) return st;
+  ps_model_save_opts so = {r->opts->save_half ? PS_DTYPE_F16 : PS_DTYPE_F32};
+  return ps_model_save(r->model, r->best_path, &so);
+}
+
+/* After training: reload best, choose the threshold on validation, save it with provenance. */
+static int finalize_best(run *r, double *threshold) {
+  ps_model *trained = r->model, *best = NULL;
+  int st = ps_model_load(r->best_path, r->dev, &best);
+  if (st) return st;
+  r->model = best;
+  float *probs = malloc(sizeof(float) * r->K * (r->n_val + 1));
+  float *score = malloc(sizeof(float) * (r->n_val + 1));
+  double thr = 0.5, j = NAN;
+  if (!probs || !score) {
+    st = ps_error(PS_ENOMEM, "train: out of memory");
+    goto done;
+  }
+  if ((st = predict_films(r, r->val_idx, r->n_val, r->val_y, probs, NULL))) goto done;
+  if (r->task == PS_TASK_BINARY) {
+    for (int i = 0; i < r->n_val; i++) score[i] = probs[i * 2 + 1];
+    if (ps_metrics_youden_threshold(r->val_y, score, r->n_val, &thr, &j) != PS_OK) {
+      ps_log(PS_LOG_WARN, "train: validation split holds one class only: threshold stays 0.5");
+      thr = 0.5;
+    }
+    if (thr > 1) thr = 1;
+    if (thr < 0) thr = 0;
+    ps_log(PS_LOG_INFO, "train: decision threshold %.4f (Youden J %.3f on %d validation films)", thr, j, r->n_val);
+  } else {
+    thr = 0.5; /* unused for argmax; kept valid in the metadata */
+  }
+  if ((st = save_best(r, thr, NULL))) goto done;
+  *threshold = thr;
+done:
+  r->model = trained;
+  ps_model_free(best);
+  free(probs);
+  free(score);
+  return st;
+}
+
+static void run_free(run *r) {
+  ps_adam_free(r->adam);
+  ps_model_free(r->model);
+  free(r->params);
+  ps_train_films_free(&r->films);
+  free(r->pix);
+  free(r->train_idx);
+  free(r->val_idx);
+  free(r->val_y);
+  free(r->history);
+  free(r->best_path);
+  free(r->last_path);
+  free(r->hist_json);
+  free(r->hist_csv);
+  free(r->cache_path);
+}
+
+/* ---- the run ---- */
+
+static int resolve(run *r, const ps_train_opts *o) {
+  r->opts = o;
+  if (!o->manifest || !*o->manifest) return ps_error(PS_EINVAL, "train: no manifest given");
+  if (!o->outdir || !*o->outdir) return ps_error(PS_EINVAL, "train: no output folder given");
+  if (o->task != PS_TASK_BINARY && o->task != PS_TASK_MULTICLASS) return ps_error(PS_EINVAL, "train: unknown task %d", o->task);
+  r->task = o->task;
+  r->K = r->task == PS_TASK_BINARY ? 2 : 3;
+  r->epochs = o->epochs > 0 ? o->epochs : (r->task == PS_TASK_BINARY ? 30 : 50);
+  r->batch = o->batch > 0 ? o->batch : 32;
+  r->patience = o->patience != 0 ? o->patience : (r->task == PS_TASK_BINARY ? 5 : 10);
+  r->size = o->size > 0 ? o->size : 224;
+  r->lr = o->lr > 0 ? o->lr : 1e-3;
+  r->monitor = o->monitor != PS_MONITOR_DEFAULT ? o->monitor : (r->task == PS_TASK_BINARY ? PS_MONITOR_AUC : PS_MONITOR_F1);
+  r->threads = o->threads > 0 ? o->threads : ps_default_threads();
+  r->augment = !o->no_augment;
+  r->balance = o->balance ? 1 : (o->no_balance ? 0 : r->task == PS_TASK_BINARY);
+  r->seed = o->seed;
+  if (r->batch < 2 || r->batch > 4096) return ps_error(PS_EINVAL, "train: batch %d out of range 2..4096", r->batch);
+  if (r->size < 32 || r->size > 1024) return ps_error(PS_EINVAL, "train: size %d out of range 32..1024", r->size);
+  if (o->monitor < PS_MONITOR_DEFAULT || o->monitor > PS_MONITOR_ACC) return ps_error(PS_EINVAL, "train: unknown monitor");
+  if (!isfinite(r->lr) || r->lr > 10) return ps_error(PS_EINVAL, "train: learning rate %g out of range", r->lr);
+  ps_device want = o->device == PS_TRAIN_DEVICE_CPU ? PS_DEVICE_CPU
+                   : o->device == PS_TRAIN_DEVICE_CUDA ? PS_DEVICE_CUDA
+                                                       : PS_DEVICE_AUTO;
+  return ps_torch_resolve_device(want, &r->dev);
+}
+
+static int setup_data(run *r, ps_progress_fn progress, void *user, ps_train_result *res) {
+  int st = ps_train_films_read(r->opts->manifest, r->task, r->opts->limit, 1, &r->films);
+  if (st) return st;
+  ps_train_films *f = &r->films;
+  if (f->count[0] < 2 || f->count[1] < 1)
+    return ps_error(PS_EINVAL, "train: %s has %d training and %d validation films usable for the %s task (need >= 2 and >= 1)",
+                    r->opts->manifest, f->count[0], f->count[1], ps_train_task_name(r->task));
+  /* cache only what training reads: train + val, in manifest order */
+  r->train_idx = malloc(sizeof(int) * f->n);
+  r->val_idx = malloc(sizeof(int) * f->n);
+  r->val_y = malloc(sizeof(int) * f->n);
+  const char **paths = malloc(sizeof(char *) * f->n), **shas = malloc(sizeof(char *) * f->n);
+  int *map = malloc(sizeof(int) * f->n);
+  if (!r->train_idx || !r->val_idx || !r->val_y || !paths || !shas || !map) {
+    st = ps_error(PS_ENOMEM, "train: out of memory");
+    goto done;
+  }
+  int nc = 0;
+  for (int i = 0; i < f->n; i++) {
+    if (f->split[i] > 1) continue;
+    paths[nc] = f->paths[i], shas[nc] = f->sha256[i], map[nc] = i;
+    if (f->split[i] == 0) r->train_idx[r->n_train++] = nc;
+    else r->val_y[r->n_val] = f->cls[i], r->val_idx[r->n_val++] = nc;
+    nc++;
+  }
+  /* films.cls must be addressable by cache index: remap in place (cache order is a prefix order) */
+  for (int k = 0; k < nc; k++) f->cls[k] = f->cls[map[k]];
+  int built = 0;
+  st = ps_train_cache_load(r->cache_path, r->size, nc, paths, shas, r->threads, progress, user, &r->pix, &built);
+  res->cache_built = built;
+  res->n_train = r->n_train, res->n_val = r->n_val, res->n_test = f->count[2];
+done:
+  free(paths);
+  free(shas);
+  free(map);
+  return st;
+}
+
+static int setup_model(run *r) {
+  int st = ps_torch_set_threads(r->threads);
+  if (!st) st = ps_torch_manual_seed(r->seed);
+  if (!st) st = ps_model_create(r->K, r->dev, r->seed, &r->model);
+  if (st) return st;
+  if (r->opts->init && !r->opts->resume && (st = ps_model_init_from(r->model, r->opts->init))) return st;
+  r->n_params = ps_model_num_params(r->model);
+  r->params = malloc(sizeof(ps_tensor *) * r->n_params);
+  if (!r->params) return ps_error(PS_ENOMEM, "train: out of memory");
+  for (int i = 0; i < r->n_params; i++) r->params[i] = ps_model_param(r->model, i, NULL);
+  ps_adam_opts ao;
+  memset(&ao, 0, sizeof ao);
+  ao.lr = r->lr;
+  if ((st = ps_adam_create(&r->adam, r->params, r->n_params, &ao))) return st;
+  ps_rng_seed(&r->rng, r->seed ^ 0x5053545241494eull);
+  r->best_score = NAN;
+  if (r->opts->resume) {
+    if ((st = read_ckpt(r, r->last_path))) return st;
+    ps_log(PS_LOG_INFO, "train: resumed from %s after epoch %d (best epoch %d)", r->last_path, r->epoch, r->best_epoch);
+  }
+  return ps_model_set_train(r->model, 1);
+}
+
+/* One pass over the training films. *cancelled set when progress asked to stop. */
+static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epoch *e, int *cancelled) {
+  const int S = r->size, B = r->batch, n = r->n_train;
+  const size_t px = (size_t)S * S;
+  ps_augment_opts aug = ps_augment_opts_default();
+  if (r->task == PS_TASK_BINARY) {
+    aug.crop_scale_min = 0.8, aug.crop_scale_max = 1.0, aug.crop_ratio_min = 0.9, aug.crop_ratio_max = 1.1;
+  } else {
+    aug.crop_scale_min = 0, aug.crop_scale_max = 0; /* jitter only */
+  }
+  aug.brightness = 0.2, aug.contrast = 0.2, aug.hflip = 0, aug.rotate_deg = 0;
+  int *order = malloc(sizeof(int) * n);
+  float *x = malloc(sizeof(float) * 3 * px * B), *src = malloc(sizeof(float) * px), *dst = malloc(sizeof(float) * px);
+  int64_t *y = malloc(sizeof(int64_t) * B);
+  int *batch_idx = malloc(sizeof(int) * B);
+  ps_tensor *xt = NULL, *yt = NULL, *logits = NULL, *loss = NULL;
+  int st = PS_OK;
+  double tot = 0;
+  int seen = 0;
+  if (!order || !x || !src || !dst || !y || !batch_idx) {
+    st = ps_error(PS_ENOMEM, "train: out of memory");
+    goto done;
+  }
+  epoch_order(r, order);
+  const int nbatches = (n + B - 1) / B;
+  double t0 = now_s();
+  if (r->dev == PS_DEVICE_CUDA) ps_torch_set_autocast(1);
+  for (int b = 0; b < nbatches; b++) {
+    int nb = (b + 1) * B <= n ? B : n - b * B;
+    if (nb < 2) break; /* batch norm needs 2 films: drop a last batch of one */
+    for (int k = 0; k < nb; k++) batch_idx[k] = order[b * B + k], y[k] = r->films.cls[order[b * B + k]];
+    int64_t xs[4] = {nb, 3, S, S}, ys[1] = {nb};
+    if ((st = fill_batch(r, batch_idx, nb, r->augment ? &aug : NULL, x, src, dst))) goto done;
+    if ((st = ps_tensor_from_f32(&xt, x, xs, 4, r->dev)) || (st = ps_tensor_from_data(&yt, y, PS_DTYPE_I64, ys, 1, r->dev)))
+      goto done;
+    /* forward, loss, backward, step */
+    if ((st = ps_model_forward(r->model, xt, &logits)) || (st = ps_op_cross_entropy(&loss, logits, yt, NULL, 0.0)) ||
+        (st = ps_adam_zero_grad(r->adam)) || (st = ps_tensor_backward(loss, NULL, 0)) || (st = ps_adam_step(r->adam)))
+      goto done;
+    double lv;
+    if ((st = ps_tensor_item(loss, &lv))) goto done;
+    if (!isfinite(lv)) {
+      st = ps_error(PS_ESTATE, "train: loss became %g in epoch %d batch %d (learning rate %g too high?)", lv, r->epoch + 1,
+                    b + 1, r->lr);
+      goto done;
+    }
+    tot += lv * nb, seen += nb;
+    ps_tensor_free(loss), ps_tensor_free(logits), ps_tensor_free(xt), ps_tensor_free(yt);
+    loss = logits = xt = yt = NULL;
+    if (progress) {
+      char what[96];
+      snprintf(what, sizeof what, "epoch %d/%d batch %d/%d loss %.4f", r->epoch + 1, r->epochs, b + 1, nbatches, tot / seen);
+      double frac = (r->epoch + (double)(b + 1) / nbatches) / r->epochs;
+      if (progress(frac, what, user)) {
+        *cancelled = 1;
+        goto done;
+      }
+    }
+  }
+  e->seconds = now_s() - t0;
+  e->train_loss = seen ? tot / seen : NAN;
+  e->images_per_s = e->seconds > 0 ? seen / e->seconds : 0;
+done:
+  if (r->dev == PS_DEVICE_CUDA) ps_torch_set_autocast(0);
+  ps_tensor_free(loss), ps_tensor_free(logits), ps_tensor_free(xt), ps_tensor_free(yt);
+  free(order), free(x), free(src), free(dst), free(y), free(batch_idx);
+  return st;
+}
+
+static int validate(run *r, ps_train_epoch *e) {
+  float *probs = malloc(sizeof(float) * r->K * (r->n_val + 1));
+  if (!probs) return ps_error(PS_ENOMEM, "train: out of memory");
+  int st = predict_films(r, r->val_idx, r->n_val, r->val_y, probs, &e->val_loss);
+  ps_metrics m;
+  if (!st) st = ps_metrics_compute(r->val_y, probs, r->n_val, r->K, 0.5, &m);
+  if (!st) {
+    e->accuracy = m.accuracy, e->auc = m.roc_auc;
+    if (r->K == 2) e->precision = m.precision[1], e->recall = m.recall[1], e->f1 = m.f1[1];
+    else e->precision = m.macro_precision, e->recall = m.macro_recall, e->f1 = m.macro_f1;
+  }
+  free(probs);
+  return st;
+}
+
+int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user, ps_train_result *result) {
+  run r;
+  memset(&r, 0, sizeof r);
+  ps_train_result res;
+  memset(&res, 0, sizeof res);
+  ps_train_opts zero;
+  if (!opts) {
+    memset(&zero, 0, sizeof zero);
+    opts = &zero;
+  }
+  int st = resolve(&r, opts), cancelled = 0;
+  if (st) goto fail;
+  if ((st = ps_train_mkdir(opts->outdir))) goto fail;
+  char cname[64];
+  snprintf(cname, sizeof cname, "cache-%d.pscache", r.size);
+  r.best_path = ps_train_join(opts->outdir, "best.safetensors");
+  r.last_path = ps_train_join(opts->outdir, "last.ckpt");
+  r.hist_json = ps_train_join(opts->outdir, "history.json");
+  r.hist_csv = ps_train_join(opts->outdir, "history.csv");
+  r.cache_path = opts->cache && *opts->cache ? strdup(opts->cache) : ps_train_join(opts->outdir, cname);
+  r.history = calloc(MAX_HISTORY, sizeof(ps_train_epoch));
+  if (!r.best_path || !r.last_path || !r.hist_json || !r.hist_csv || !r.cache_path || !r.history) {
+    st = ps_error(PS_ENOMEM, "train: out of memory");
+    goto fail;
+  }
+  if (r.epochs > MAX_HISTORY) {
+    st = ps_error(PS_EINVAL, "train: at most %d epochs", MAX_HISTORY);
+    goto fail;
+  }
+  if (!opts->resume && file_exists(r.last_path))
+    ps_log(PS_LOG_WARN, "train: %s exists: starting a new run over it (use --resume to continue it)", r.last_path);
+  ps_log(PS_LOG_INFO, "train: %s task, size %d, batch %d, lr %g, max %d epochs, patience %d on val %s, %s, %s, %s, %d threads",
+         ps_train_task_name(r.task), r.size, r.batch, r.lr, r.epochs, r.patience, ps_monitor_name(r.monitor),
+         r.balance ? "class-balanced sampling" : "shuffled", r.augment ? "augmented" : "no augmentation",
+         r.dev == PS_DEVICE_CUDA ? "CUDA bf16 autocast" : "CPU fp32", r.threads);
+  if ((st = setup_data(&r, progress, user, &res)) != PS_OK) {
+    cancelled = st == PS_ECANCELLED;
+    goto fail;
+  }
+  ps_log(PS_LOG_INFO, "train: %d training, %d validation films", r.n_train, r.n_val);
+  if ((st = setup_model(&r))) goto fail;
+
+  int stopped = 0;
+  if (r.patience > 0 && r.bad_epochs >= r.patience) stopped = 1; /* resumed a finished run */
+  while (!stopped && r.epoch < r.epochs) {
+    ps_train_epoch e;
+    memset(&e, 0, sizeof e);
+    e.epoch = r.epoch + 1;
+    if ((st = train_epoch(&r, progress, user, &e, &cancelled))) goto fail;
+    if (cancelled) break;
+    if ((st = validate(&r, &e))) goto fail;
+    double score = monitored(r.monitor, &e);
+    if (better(r.monitor, score, r.best_score) || !file_exists(r.best_path)) {
+      e.improved = 1;
+      r.best_score = score, r.best_epoch = e.epoch, r.bad_epochs = 0;
+    } else {
+      r.bad_epochs++;
+    }
+    r.history[r.n_history++] = e;
+    r.epoch = e.epoch;
+    if (e.improved && (st = save_best(&r, 0.5, "threshold not yet chosen (training in progress)"))) goto fail;
+    if ((st = ps_train_write_atomic(r.last_path, write_ckpt, &r)) || (st = ps_train_write_atomic(r.hist_json, write_history_json, &r)) ||
+        (st = ps_train_write_atomic(r.hist_csv, write_history_csv, &r)))
+      goto fail;
+    ps_log(PS_LOG_INFO,
+           "epoch %d/%d train_loss %.4f val_loss %.4f precision %.3f recall %.3f f1 %.3f acc %.3f auc %.4f | %.1f s, %.1f images/s%s",
+           e.epoch, r.epochs, e.train_loss, e.val_loss, e.precision, e.recall, e.f1, e.accuracy, e.auc, e.seconds,
+           e.images_per_s, e.improved ? " | best" : "");
+    if (r.patience > 0 && r.bad_epochs >= r.patience) {
+      ps_log(PS_LOG_INFO, "train: early stop: val %s did not improve for %d epochs (best %.4f at epoch %d)",
+             ps_monitor_name(r.monitor), r.patience, r.best_score, r.best_epoch);
+      stopped = 1;
+    }
+  }
+  if (cancelled) {
+    if (!file_exists(r.best_path)) {
+      /* a loadable model even when stopped inside the first epoch */
+      if ((st = save_best(&r, 0.5, "cancelled before the first epoch ended"))) goto fail;
+    }
+    st = ps_error(PS_ECANCELLED, "train: cancelled in epoch %d; %s is loadable, --resume continues from epoch %d",
+                  r.epoch + 1, r.best_path, r.epoch + 1);
+    goto fail;
+  }
+  if ((st = finalize_best(&r, &res.threshold))) goto fail;
+  res.stopped_early = stopped;
+  ps_log(PS_LOG_INFO, "train: done: best epoch %d (val %s %.4f), model %s", r.best_epoch, ps_monitor_name(r.monitor),
+         r.best_score, r.best_path);
+fail:
+  res.epochs_run = r.n_history;
+  res.best_epoch = r.best_epoch;
+  res.best_score = r.best_score;
+  if (result) *result = res;
+  if (cancelled && st == PS_OK) st = ps_error(PS_ECANCELLED, "train: cancelled");
+  run_free(&r);
+  return st;
+}

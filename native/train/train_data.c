@@ -1,0 +1,126 @@
+/* native/train's view of a split manifest (through ps_dataset) plus small shared helpers. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ps_dataset.h"
+#include "train_internal.h"
+
+const char *ps_train_class_name(int task, int cls) { return ps_dataset_class_name((ps_task)task, cls); }
+
+void ps_train_films_free(ps_train_films *f) {
+  if (!f) return;
+  for (int i = 0; i < f->n; i++) {
+    free(f->paths[i]);
+    free(f->sha256[i]);
+    free(f->patient[i]);
+  }
+  free(f->paths);
+  free(f->sha256);
+  free(f->patient);
+  free(f->cls);
+  free(f->split);
+  memset(f, 0, sizeof *f);
+}
+
+int ps_train_films_read(const char *manifest, int task, int limit, int check_leak, ps_train_films *out) {
+  memset(out, 0, sizeof *out);
+  if (!manifest) return ps_error(PS_EINVAL, "train: no manifest given");
+  ps_dataset *ds = NULL;
+  int st = ps_dataset_read_manifest(manifest, &ds);
+  if (st != PS_OK) return st;
+  if (check_leak) {
+    ps_leakage_report rep;
+    if ((st = ps_dataset_audit(ds, &rep)) != PS_OK) goto fail;
+    if (rep.patients_across_splits > 0 || rep.hashes_across_splits > 0) {
+      st = ps_error(PS_EINVAL,
+                    "train: %s leaks between splits: %zu patient(s) and %zu identical file(s) appear in more than "
+                    "one split (re-split with `pneumoscope split`)",
+                    manifest, rep.patients_across_splits, rep.hashes_across_splits);
+      goto fail;
+    }
+  }
+  size_t n = ps_dataset_size(ds);
+  out->paths = calloc(n + 1, sizeof(char *));
+  out->sha256 = calloc(n + 1, sizeof(char *));
+  out->patient = calloc(n + 1, sizeof(char *));
+  out->cls = calloc(n + 1, sizeof(int));
+  out->split = calloc(n + 1, sizeof(int));
+  if (!out->paths || !out->sha256 || !out->patient || !out->cls || !out->split) {
+    st = ps_error(PS_ENOMEM, "train: out of memory");
+    goto fail;
+  }
+  int skipped = 0;
+  for (size_t i = 0; i < n; i++) {
+    const ps_dataset_item *it = ps_dataset_item_at(ds, i);
+    int c = ps_dataset_item_class(it, (ps_task)task);
+    if (it->split < PS_SPLIT_TRAIN || it->split > PS_SPLIT_TEST || c < 0) {
+      skipped++;
+      continue;
+    }
+    if (limit > 0 && out->count[it->split] >= limit) continue;
+    int k = out->n;
+    out->paths[k] = strdup(it->path);
+    out->sha256[k] = strdup(it->sha256);
+    out->patient[k] = strdup(it->patient_id);
+    out->n++;
+    if (!out->paths[k] || !out->sha256[k] || !out->patient[k]) {
+      st = ps_error(PS_ENOMEM, "train: out of memory");
+      goto fail;
+    }
+    out->cls[k] = c;
+    out->split[k] = it->split;
+    out->count[it->split]++;
+  }
+  if (skipped) ps_log(PS_LOG_WARN, "train: %d film(s) of %s have no split or no %s class: left out", skipped, manifest,
+                      task ? "multiclass" : "binary");
+  ps_dataset_free(ds);
+  return PS_OK;
+fail:
+  ps_dataset_free(ds);
+  ps_train_films_free(out);
+  return st;
+}
+
+/* ---- files ---- */
+char *ps_train_join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s/%s", dir, name);
+  return s;
+}
+
+int ps_train_mkdir(const char *path) {
+  struct stat sb;
+  if (stat(path, &sb) == 0) {
+    if (S_ISDIR(sb.st_mode)) return PS_OK;
+    return ps_error(PS_EIO, "train: %s exists and is not a folder", path);
+  }
+  if (mkdir(path, 0777) != 0 && errno != EEXIST) return ps_error(PS_EIO, "train: cannot create %s: %s", path, strerror(errno));
+  return PS_OK;
+}
+
+int ps_train_write_atomic(const char *path, int (*fn)(FILE *f, void *user), void *user) {
+  size_t len = strlen(path) + 32;
+  char *tmp = malloc(len);
+  if (!tmp) return ps_error(PS_ENOMEM, "train: out of memory");
+  snprintf(tmp, len, "%s.tmp%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    int e = errno;
+    free(tmp);
+    return ps_error(PS_EIO, "train: cannot write %s: %s", path, strerror(e));
+  }
+  int st = fn(f, user);
+  if (fflush(f) != 0 || ferror(f)) st = st ? st : ps_error(PS_EIO, "train: write error on %s", path);
+  if (fclose(f) != 0 && st == PS_OK) st = ps_error(PS_EIO, "train: write error on %s", path);
+  if (st == PS_OK && rename(tmp, path) != 0) st = ps_error(PS_EIO, "train: cannot rename onto %s: %s", path, strerror(errno));
+  if (st != PS_OK) unlink(tmp);
+  free(tmp);
+  return st;
+}
+
+int ps_train_sha256_file(const char *path, char hex[65]) { return ps_sha256_file(path, hex); }

@@ -1,0 +1,42 @@
+/* Private to native/train: the films of one split manifest as plain arrays (so the files that
+ * use ps_model.h need not include ps_dataset.h), RNG, small file helpers. */
+#ifndef PS_TRAIN_INTERNAL_H
+#define PS_TRAIN_INTERNAL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ps_common.h"
+#include "ps_preprocess.h"
+
+typedef struct ps_train_films {
+  int n;
+  char **paths;   /* (n) resolved paths */
+  char **sha256;  /* (n) hex or "" */
+  char **patient; /* (n) */
+  int *cls;       /* (n) class index for the task */
+  int *split;     /* (n) 0 train, 1 val, 2 test */
+  int count[3];   /* films per split */
+} ps_train_films;
+
+/* Read the manifest, keep films with a class for task (0 binary, 1 multiclass) and a split;
+ * limit > 0 keeps the first `limit` films of each split. check_leak: refuse leaky splits. */
+int ps_train_films_read(const char *manifest, int task, int limit, int check_leak, ps_train_films *out);
+void ps_train_films_free(ps_train_films *f);
+/* "NORMAL", "PNEUMONIA" / "NORMAL", "BACTERIA", "VIRUS" */
+const char *ps_train_class_name(int task, int cls);
+
+int ps_train_sha256_file(const char *path, char hex[65]);
+/* Decode, quantise to 8 bits (round(v*255)) and resize to (size, size) with PIL's 8-bit bilinear:
+ * exactly the pixels ps_preprocess_tensor (classify) and torchvision's Resize on a PIL image use. */
+int ps_train_film_to_u8(const char *path, int size, uint8_t *out);
+
+/* RNG: ps_rng (xoshiro256**) from ps_preprocess.h */
+
+/* Write a text file atomically: fn(f, user) writes it; temp + rename. */
+int ps_train_write_atomic(const char *path, int (*fn)(FILE *f, void *user), void *user);
+/* mkdir -p for one level (existing folder is fine). */
+int ps_train_mkdir(const char *path);
+char *ps_train_join(const char *dir, const char *name);
+
+#endif
