@@ -217,6 +217,7 @@ static void test_read_memory_matches_file(void **state) {
   assert_int_equal(ps_image_read(p, NULL, &a), PS_OK);
   assert_int_equal(ps_image_read_memory(buf, (size_t)n, "film.jpeg", NULL, &b), PS_OK);
   assert_memory_equal(a->data, b->data, (size_t)a->width * a->height * sizeof(float));
+  ps_image_free(b);
   assert_int_equal(ps_image_read_memory(buf, 0, "empty.jpeg", NULL, &b), PS_EFORMAT);
   assert_null(b);
   assert_non_null(strstr(ps_last_error(), "empty.jpeg"));
