@@ -452,7 +452,6 @@ static void test_dicom_labels_csv(void **state) {
   char csvtext[2048] = "path,label\n", files[4096] = "";
   assert_int_equal(ps_test_system("mkdir -p '%s'", root), 0);
   for (int i = 0; i < 4; i++) {
-    assert_int_equal(ps_test_system("ln -s '%s' '%s/'", ps_test_data("dicom"), root) == 0 || 1, 1);
     char line[256];
     snprintf(line, sizeof line, "dicom/%s,%s\n", names[i], i % 2 ? "PNEUMONIA" : "NORMAL");
     strcat(csvtext, line);
@@ -461,8 +460,8 @@ static void test_dicom_labels_csv(void **state) {
     strcat(files, names[i]);
     strcat(files, "'");
   }
-  /* the symlinked folder is not followed: link the files one by one instead */
-  assert_int_equal(ps_test_system("rm -f '%s/dicom' && mkdir -p '%s/dicom'", root, root), 0);
+  /* symlinked folders are not followed: link the films one by one */
+  assert_int_equal(ps_test_system("mkdir -p '%s/dicom'", root), 0);
   for (int i = 0; i < 4; i++)
     assert_int_equal(ps_test_system("ln -s '%s/dicom/%s' '%s/dicom/'", ps_test_data(""), names[i], root), 0);
   char *csv = ps_test_join(tmp, "dicom_labels.csv");

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""Pillow checks of the PNG figures written by ps_plot (tests/test_plot.c). Prints "key value" lines.
+
+  metrics_plot_check.py basic FILE W H          size, mode, how non-blank the picture is
+  metrics_plot_check.py roc FILE                fraction of curve-1 (tab10 blue) pixels above the chance diagonal
+  metrics_plot_check.py confusion FILE          share of the dark cell pixels in each quadrant of the dark-pixel box
+  metrics_plot_check.py training FILE           mean height of the train-loss curve at its left end vs its middle
+"""
+import sys
+
+import numpy as np
+from PIL import Image
+
+BLUE = (31, 119, 180)   # tab10 #1f77b4, first curve
+
+
+def load(path):
+    im = Image.open(path)
+    im.load()
+    return im, np.asarray(im.convert("RGB")).astype(int)
+
+
+def mask(a, rgb, tol=12):
+    return (np.abs(a - np.array(rgb)).max(axis=2) <= tol)
+
+
+def basic(path, w, h):
+    im, a = load(path)
+    print("format", 1 if im.format == "PNG" else 0)
+    print("width", im.size[0])
+    print("height", im.size[1])
+    print("expected", 1 if im.size == (w, h) else 0)
+    grey = a.mean(axis=2)
+    print("std_x100", int(grey.std() * 100))
+    print("colours", len(np.unique(a.reshape(-1, 3), axis=0)))
+    print("dark_pixels", int((grey < 80).sum()))
+    print("white_fraction_x1000", int((grey > 250).mean() * 1000))
+    # text: dark pixels in the title band (top 8 %)
+    print("title_dark_pixels", int((grey[: max(1, h * 8 // 100)] < 100).sum()))
+
+
+def frame(a):
+    """The axes frame (0.15 grey lines): first/last rows and columns with long runs of it."""
+    d = (a.max(axis=2) < 140) & (np.ptp(a, axis=2) < 8)  # dark neutral grey (antialiased line)
+    rows = np.nonzero(d.sum(axis=1) > 0.4 * min(a.shape[:2]))[0]
+    cols = np.nonzero(d.sum(axis=0) > 0.4 * min(a.shape[:2]))[0]
+    return cols.min(), cols.max(), rows.min(), rows.max()
+
+
+def roc(path):
+    _, a = load(path)
+    fx0, fx1, fy0, fy1 = frame(a)
+    # ps_plot draws the unit square with 2 % margins: data -0.02 .. 1.02 across the frame
+    b = mask(a, BLUE, 12)
+    by, bx = np.nonzero(b)
+    inside = (bx > fx0 + 2) & (bx < fx1 - 2) & (by > fy0 + 2) & (by < fy1 - 2)
+    bx, by = bx[inside], by[inside]
+    xd = -0.02 + (bx - fx0) / (fx1 - fx0) * 1.04
+    yd = -0.02 + (fy1 - by) / (fy1 - fy0) * 1.04
+    print("frame", int(fx1 - fx0), int(fy1 - fy0))
+    print("curve_pixels", len(bx))
+    print("above_x1000", int(1000 * (yd > xd + 0.005).sum() / max(1, len(bx))))
+
+
+def confusion(path):
+    _, a = load(path)
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    dark_blue = (b > r + 60) & (b > 90) & (r < 80)
+    ys, xs = np.nonzero(dark_blue)
+    cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+    n = max(1, len(xs))
+    print("dark_pixels", len(xs))
+    print("top_left_x1000", int(1000 * ((xs < cx) & (ys < cy)).sum() / n))
+    print("bottom_right_x1000", int(1000 * ((xs >= cx) & (ys >= cy)).sum() / n))
+    print("top_right_x1000", int(1000 * ((xs >= cx) & (ys < cy)).sum() / n))
+    print("bottom_left_x1000", int(1000 * ((xs < cx) & (ys >= cy)).sum() / n))
+
+
+def training(path):
+    _, a = load(path)
+    w = a.shape[1]
+    left = a[:, : w // 2]
+    b = mask(left, BLUE, 12)
+    ys, xs = np.nonzero(b)
+    lo, hi = xs.min(), xs.max()
+    span = hi - lo
+    first = ys[xs < lo + 0.1 * span].mean()
+    middle = ys[(xs > lo + 0.4 * span) & (xs < lo + 0.6 * span)].mean()
+    print("left_row", int(first))
+    print("middle_row", int(middle))
+    print("right_panel_blue", int(mask(a[:, w // 2:], BLUE, 12).sum()))
+
+
+if __name__ == "__main__":
+    cmd, path = sys.argv[1], sys.argv[2]
+    if cmd == "basic":
+        basic(path, int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "roc":
+        roc(path)
+    elif cmd == "confusion":
+        confusion(path)
+    elif cmd == "training":
+        training(path)
