@@ -447,7 +447,7 @@ struct OpjImageFree {
 };
 
 // Decode a J2K codestream or JP2 file into per-sample int values (H, W, spp) colour-by-pixel.
-void decode_j2k(const std::vector<uint8_t> &cs, const Geometry &g, std::vector<int64_t> &vals) {
+void decode_j2k(const std::vector<uint8_t> &cs, const Geometry &g, std::vector<double> &vals) {
   if (cs.size() < 12) fail(PS_EFORMAT, "JPEG 2000 frame is only %zu bytes", cs.size());
   bool jp2 = cs[0] == 0 && cs[1] == 0 && cs[2] == 0 && cs[3] == 0x0C && cs[4] == 0x6A;
   if (!jp2 && !(cs[0] == 0xFF && cs[1] == 0x4F)) fail(PS_EFORMAT, "JPEG 2000 frame does not start with SOC or a JP2 signature");
@@ -497,7 +497,7 @@ struct SampleReader {
   int bytes, shift, bits;
   uint64_t mask;
   bool sgn;
-  int64_t operator()(size_t k) const {
+  double operator()(size_t k) const {
     uint64_t raw;
     if (bytes == 1) raw = buf[k];
     else if (bytes == 2) {
@@ -510,13 +510,14 @@ struct SampleReader {
       raw = t;
     }
     uint64_t v = (raw >> shift) & mask;
-    if (sgn && (v >> (bits - 1)) & 1) return (int64_t)v - ((int64_t)1 << bits);
-    return (int64_t)v;
+    if (sgn && (v >> (bits - 1)) & 1) return (double)((int64_t)v - ((int64_t)1 << bits));
+    return (double)v;
   }
 };
 
-// Frame 0 as int samples, colour-by-pixel (H, W, spp); colour_model: photometric of the samples.
-void read_frame0(const char *path, DcmDataset *ds, const Geometry &g, std::vector<int64_t> &vals,
+// Frame 0 as stored values (exact in a double), colour-by-pixel (H, W, spp); colour_model: the
+// photometric interpretation of those samples.
+void read_frame0(const char *path, DcmDataset *ds, const Geometry &g, std::vector<double> &vals,
                  std::string &colour_model) {
   (void)path;
   DcmElement *el = nullptr;
@@ -668,7 +669,7 @@ int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
   load_file(path, opts, ff);
   DcmDataset *ds = ff.getDataset();
   Geometry g = check_geometry(ds, opts);
-  std::vector<int64_t> samples;
+  std::vector<double> samples;  // stored values, then modality values in place
   std::string model;
   read_frame0(path, ds, g, samples, model);
 
@@ -689,7 +690,7 @@ int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
     double full = (double)((1ULL << g.bits_stored) - 1);
     bool ybr = model == "YBR_FULL";
     for (size_t i = 0; i < npix; i++) {
-      const int64_t *s = &samples[i * 3];
+      const double *s = &samples[i * 3];
       double y = ybr ? (double)s[0] : 0.299 * (double)s[0] + 0.587 * (double)s[1] + 0.114 * (double)s[2];
       o[i] = raw ? (float)y : (float)std::min(1.0, std::max(0.0, y / full));
     }
@@ -701,15 +702,14 @@ int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
   // Modality LUT (sequence first, else rescale).
   Lut mlut = read_lut(ds, DCM_ModalityLUTSequence, g.pixrep, "Modality LUT Sequence");
   double slope = img->meta.rescale_slope, icpt = img->meta.rescale_intercept;
-  std::vector<double> mv(npix);
+  std::vector<double> &mv = samples;
   if (mlut.present) {
-    for (size_t i = 0; i < npix; i++) mv[i] = mlut.map((double)samples[i]);
+    for (size_t i = 0; i < npix; i++) mv[i] = mlut.map(mv[i]);
     img->meta.rescale_slope = 1;
     img->meta.rescale_intercept = 0;
-  } else {
-    for (size_t i = 0; i < npix; i++) mv[i] = (double)samples[i] * slope + icpt;
+  } else if (slope != 1.0 || icpt != 0.0) {
+    for (size_t i = 0; i < npix; i++) mv[i] = mv[i] * slope + icpt;
   }
-  std::vector<int64_t>().swap(samples);
 
   // VOI: LUT sequence, else first window, else full 8-bit range or percentile window.
   Lut vlut = read_lut(ds, DCM_VOILUTSequence, 0, "VOI LUT Sequence");
@@ -750,21 +750,23 @@ int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
     return PS_OK;
   }
 
-  bool invert = g.photometric == "MONOCHROME1";
-  double lut_full = (double)((1 << vlut.bits) - 1);
+  const bool invert = g.photometric == "MONOCHROME1";
+  const bool sigmoid = func == "SIGMOID";
+  const double lut_full = (double)((1 << vlut.bits) - 1);
   double c = wc, w = ww;
-  if (func == "LINEAR") c -= 0.5, w -= 1;
+  if (func == "LINEAR") c -= 0.5, w -= 1;  // PS3.3 C.11.2.1.2.1
+  const double below = c - w / 2, above = c + w / 2, span = hi > lo ? hi - lo : 0.0;
   for (size_t i = 0; i < npix; i++) {
     double x = mv[i], y;
     switch (kind) {
       case V_LUT: y = vlut.map(x) / lut_full; break;
       case V_WINDOW:
-        if (func == "SIGMOID") y = 1.0 / (1.0 + std::exp(-4.0 * (x - wc) / ww));
-        else if (x <= c - w / 2) y = 0;
-        else if (x > c + w / 2) y = 1;
+        if (sigmoid) y = 1.0 / (1.0 + std::exp(-4.0 * (x - wc) / ww));
+        else if (x <= below) y = 0;
+        else if (x > above) y = 1;
         else y = (x - c) / w + 0.5;
         break;
-      default: y = hi > lo ? (x - lo) / (hi - lo) : 0.0; break;
+      default: y = span > 0 ? (x - lo) / span : 0.0; break;
     }
     y = std::min(1.0, std::max(0.0, y));
     o[i] = (float)(invert ? 1.0 - y : y);
