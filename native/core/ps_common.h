@@ -59,6 +59,10 @@ typedef void (*ps_log_fn)(ps_log_level level, const char *msg, void *user);
 PS_API void ps_log_set(ps_log_fn fn, void *user);
 PS_API void ps_log(ps_log_level level, const char *fmt, ...) PS_PRINTF(2, 3);
 
+/* The two screening tasks: NORMAL/PNEUMONIA, and NORMAL/BACTERIA/VIRUS. Shared by dataset,
+ * model, training and evaluation, so it lives here once. */
+typedef enum { PS_TASK_BINARY = 0, PS_TASK_MULTICLASS = 1 } ps_task;
+
 /* Long work reports progress in [0, 1]; return non-zero to cancel (PS_ECANCELLED). */
 typedef int (*ps_progress_fn)(double fraction, const char *what, void *user);
 

@@ -69,7 +69,7 @@ typedef enum {
 } ps_subtype;
 typedef enum { PS_SPLIT_NONE = -1, PS_SPLIT_TRAIN = 0, PS_SPLIT_VAL = 1, PS_SPLIT_TEST = 2 } ps_split;
 /* Binary: NORMAL/PNEUMONIA (class = label). Multiclass: NORMAL/BACTERIA/VIRUS (class = subtype). */
-typedef enum { PS_TASK_BINARY = 0, PS_TASK_MULTICLASS = 1 } ps_task;
+/* ps_task (PS_TASK_BINARY, PS_TASK_MULTICLASS) is defined once, in ps_common.h. */
 
 typedef struct ps_dataset ps_dataset;
 

@@ -49,7 +49,7 @@ typedef struct ps_model ps_model;
 #define PS_MODEL_CLASS_NAME_MAX 32
 #define PS_MODEL_PROVENANCE_MAX 4096
 
-typedef enum { PS_TASK_BINARY = 0, PS_TASK_MULTICLASS = 1 } ps_task;
+/* ps_task (PS_TASK_BINARY, PS_TASK_MULTICLASS) is defined once, in ps_common.h. */
 
 /* Plain data, copied in and out (ps_model_meta / ps_model_set_meta). */
 typedef struct ps_model_meta {
