@@ -539,6 +539,22 @@ static void test_malformed_jpeg(void **state) {
   p = spit("huge_sof.jpeg", bad, n);
   expect_fail(p, NULL, PS_ELIMIT, "SOF 60000x60000");
   free(p);
+  /* valid JPEG kinds TurboJPEG cannot decode: 12-bit samples, lossless (SOF3) */
+  size_t sof = 0;
+  for (size_t i = 2; i + 9 < n && !sof; i++)
+    if (jpg[i] == 0xff && (jpg[i + 1] == 0xc0 || jpg[i + 1] == 0xc2)) sof = i;
+  assert_true(sof > 0);
+  memcpy(bad, jpg, n);
+  bad[sof + 4] = 12;
+  bad[sof + 1] = 0xc1; /* extended sequential, 12-bit */
+  p = spit("twelve_bit.jpeg", bad, n);
+  expect_fail(p, NULL, PS_EUNSUPPORTED, "12-bit JPEG");
+  free(p);
+  memcpy(bad, jpg, n);
+  bad[sof + 1] = 0xc3;
+  p = spit("lossless.jpeg", bad, n);
+  expect_fail(p, NULL, PS_EUNSUPPORTED, "lossless JPEG (SOF3)");
+  free(p);
   free(bad);
   free(jpg);
 }
