@@ -668,6 +668,18 @@ int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
   DcmFileFormat ff;
   load_file(path, opts, ff);
   DcmDataset *ds = ff.getDataset();
+  // A transfer syntax DCMTK does not know (HTJ2K, JPEG XL, private ones) leaves the pixel data
+  // unreadable: say so instead of a confusing pixel data error.
+  OFString ts_uid;
+  if (ff.getMetaInfo() && ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, ts_uid).good() && !ts_uid.empty()) {
+    char ts[68];
+    copy_str(ts, sizeof ts, ts_uid);
+    if (DcmXfer(ts).getXfer() == EXS_Unknown) {
+      bool htj2k = !strcmp(ts, "1.2.840.10008.1.2.4.201") || !strcmp(ts, "1.2.840.10008.1.2.4.202") ||
+                   !strcmp(ts, "1.2.840.10008.1.2.4.203");
+      fail(PS_EUNSUPPORTED, "%stransfer syntax %s not supported", htj2k ? "High-Throughput JPEG 2000 " : "unknown ", ts);
+    }
+  }
   Geometry g = check_geometry(ds, opts);
   std::vector<double> samples;  // stored values, then modality values in place
   std::string model;

@@ -24,8 +24,10 @@
  *
  * Transfer syntaxes: Implicit/Explicit VR Little Endian, Explicit VR Big Endian, Deflated,
  * JPEG Baseline/Extended/Lossless (incl. SV1), JPEG-LS lossless/near-lossless, RLE, and
- * JPEG 2000 (lossless and lossy) when built with OpenJPEG (ps_dicom_have_jpeg2000()); files with no
- * preamble and no meta header (ACR-NEMA style) are read too. Multi-frame files give frame 0;
+ * JPEG 2000 (lossless and lossy, YBR_RCT/ICT colour) when built with OpenJPEG
+ * (ps_dicom_have_jpeg2000()); files with no preamble and no meta header (ACR-NEMA style) are read
+ * too. Other transfer syntaxes (HTJ2K, MPEG/HEVC video, JPEG XL, unknown UIDs) fail with
+ * PS_EUNSUPPORTED naming the syntax. Multi-frame files give frame 0;
  * meta.frames holds NumberOfFrames.
  *
  * Untrusted input: the file size is checked against opts->max_bytes before reading, and

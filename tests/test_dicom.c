@@ -145,8 +145,18 @@ static int setup_all(void **state) {
     fprintf(stderr, "DCMTK tools (apt-get install dcmtk) are needed to make the test variants\n");
     return -1;
   }
+  /* A real 3-component Kermany JPEG wrapped by img2dcm (JPEG Baseline, YBR_FULL_422) and
+   * decompressed to native RGB by dcmdjpeg: the colour source of the variants below. */
+  char *jpg = strdup(ps_test_data(KAGGLE_RGB)), *wrapped = tmp("rgb_jpeg.dcm"), *native = tmp("rgb_native.dcm");
+  int bad = run_quiet("img2dcm", jpg, wrapped) != 0 || run_quiet("dcmdjpeg", wrapped, native) != 0;
+  free(jpg);
+  free(wrapped);
+  if (bad) return -1;
   HAVE_PY = ps_test_have_python("pydicom,numpy,PIL");
-  if (!HAVE_PY) return 0;
+  if (!HAVE_PY) {
+    free(native);
+    return 0;
+  }
   char *ref = py_ref();
   /* pixels of every real film + pydicom-made variants */
   char cmd[8192];
@@ -162,13 +172,27 @@ static int setup_all(void **state) {
   }
   if (ps_test_system("%s", cmd) != 0) return -1;
   char *cr = real(CR), *nccid = real(NCCID);
-  const char *gen[][3] = {{"j2k", nccid, "n_j2k.dcm"},     {"j2k", cr, "cr_j2k.dcm"},   {"multiframe", cr, "mf.dcm"},
-                          {"multiframe", nccid, "mf8.dcm"}, {"voilut", cr, "voilut.dcm"}, {"modlut", cr, "modlut.dcm"}};
+  char *n_j2k = tmp("n_j2k.dcm");
+  const char *gen[][4] = {{"j2k", nccid, "n_j2k.dcm", ""},
+                          {"j2k", cr, "cr_j2k.dcm", ""},
+                          {"j2k", native, "rgb_j2k.dcm", ""},
+                          {"j2k", nccid, "n_j2k_lossy.dcm", "lossy"},
+                          {"j2k", cr, "cr_j2k_lossy.dcm", "lossy"},
+                          {"j2k", native, "rgb_j2k_lossy.dcm", "lossy"},
+                          {"retag", n_j2k, "htj2k.dcm", "1.2.840.10008.1.2.4.201"},
+                          {"retag", n_j2k, "unknown_ts.dcm", "1.2.840.10008.1.2.4.99"},
+                          {"retag", n_j2k, "mpeg2_ts.dcm", "1.2.840.10008.1.2.4.100"},
+                          {"multiframe", cr, "mf.dcm", ""},
+                          {"multiframe", nccid, "mf8.dcm", ""},
+                          {"voilut", cr, "voilut.dcm", ""},
+                          {"modlut", cr, "modlut.dcm", ""}};
   for (size_t i = 0; i < sizeof gen / sizeof gen[0]; i++) {
     char *o = tmp(gen[i][2]);
-    if (ps_test_system("'%s' '%s' %s '%s' '%s'", PS_PYTHON, ref, gen[i][0], gen[i][1], o) != 0) return -1;
+    if (ps_test_system("'%s' '%s' %s '%s' '%s' %s", PS_PYTHON, ref, gen[i][0], gen[i][1], o, gen[i][3]) != 0) return -1;
     free(o);
   }
+  free(n_j2k);
+  free(native);
   char *meta = tmp("meta.txt");
   n = snprintf(cmd, sizeof cmd, "'%s' '%s' meta", PS_PYTHON, ref);
   for (int i = 0; i < NREAL; i++) {
@@ -354,10 +378,7 @@ static void test_variants_rgb(void **state) {
   (void)state;
   /* A real 3-component Kermany JPEG wrapped by img2dcm (JPEG Baseline, YBR_FULL_422),
    * decompressed to native RGB by dcmdjpeg, then re-encoded. */
-  char *jpg = strdup(ps_test_data(KAGGLE_RGB));
-  char *wrapped = tmp("rgb_jpeg.dcm"), *native = tmp("rgb_native.dcm");
-  assert_int_equal(run_quiet("img2dcm", jpg, wrapped), 0);
-  assert_int_equal(run_quiet("dcmdjpeg", wrapped, native), 0);
+  char *wrapped = tmp("rgb_jpeg.dcm"), *native = tmp("rgb_native.dcm"); /* made in setup_all */
   ps_image *a = read_ok(wrapped, NULL);
   assert_string_equal(a->meta.photometric, "YBR_FULL_422");
   assert_int_equal(a->meta.components, 3);
@@ -382,7 +403,6 @@ static void test_variants_rgb(void **state) {
   ps_image_free(a);
   ps_image_free(b);
   ps_image_free(c);
-  free(jpg);
   free(wrapped);
   free(native);
   free(ybr);
@@ -448,27 +468,47 @@ static void test_jpegls_near_lossless(void **state) {
 static void test_jpeg2000(void **state) {
   (void)state;
   PS_TEST_SKIP_UNLESS(HAVE_PY, "the J2K variants are made with Pillow/pydicom");
-  const char *srcs[] = {NCCID, CR};
-  const char *j2k[] = {"n_j2k.dcm", "cr_j2k.dcm"};
-  for (int s = 0; s < 2; s++) {
-    char *src = real(srcs[s]), *path = tmp(j2k[s]);
+  /* made in setup_all by Pillow (OpenJPEG encoder) + pydicom encapsulate */
+  struct {
+    const char *src, *j2k, *ts;
+    int lossy;
+  } v[] = {{NCCID, "n_j2k.dcm", "1.2.840.10008.1.2.4.90", 0},
+           {CR, "cr_j2k.dcm", "1.2.840.10008.1.2.4.90", 0},
+           {NULL, "rgb_j2k.dcm", "1.2.840.10008.1.2.4.90", 0}, /* YBR_RCT */
+           {NCCID, "n_j2k_lossy.dcm", "1.2.840.10008.1.2.4.91", 1},
+           {CR, "cr_j2k_lossy.dcm", "1.2.840.10008.1.2.4.91", 1},
+           {NULL, "rgb_j2k_lossy.dcm", "1.2.840.10008.1.2.4.91", 1}}; /* YBR_ICT */
+  char *ref = py_ref();
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    char *src = v[i].src ? real(v[i].src) : tmp("rgb_native.dcm"), *path = tmp(v[i].j2k);
     if (!ps_dicom_have_jpeg2000()) {
       expect_fail(path, NULL, PS_EUNSUPPORTED, "JPEG 2000");
     } else {
       ps_image *a = read_ok(src, NULL), *b = read_ok(path, NULL);
-      assert_string_equal(b->meta.transfer_syntax, "1.2.840.10008.1.2.4.90");
-      assert_same_pixels(j2k[s], a, b);
-      char *ref = py_ref(), *npy = tmp("ref_j2k.npy");
+      assert_string_equal(b->meta.transfer_syntax, v[i].ts);
+      if (v[i].lossy) compare_8bit(v[i].j2k, b, a->data, a->width, a->height, 24, 1.5);
+      else assert_same_pixels(v[i].j2k, a, b);
+      char npy[4200];
+      snprintf(npy, sizeof npy, "%s.npy", path);
       assert_int_equal(ps_test_system("'%s' '%s' pixels '%s' '%s'", PS_PYTHON, ref, path, npy), 0);
-      compare_npy("JPEG 2000 vs pydicom+Pillow(OpenJPEG)", b, npy, 1, 0.5);
-      free(ref);
-      free(npy);
+      compare_npy("  vs pydicom+Pillow(OpenJPEG)", b, npy, 1, 0.5);
       ps_image_free(a);
       ps_image_free(b);
     }
     free(src);
     free(path);
   }
+  free(ref);
+  /* transfer syntaxes without a decoder here: a clear "not supported" */
+  char *p = tmp("htj2k.dcm");
+  expect_fail(p, NULL, PS_EUNSUPPORTED, "High-Throughput JPEG 2000 transfer syntax 1.2.840.10008.1.2.4.201");
+  free(p);
+  p = tmp("unknown_ts.dcm");
+  expect_fail(p, NULL, PS_EUNSUPPORTED, "1.2.840.10008.1.2.4.99");
+  free(p);
+  p = tmp("mpeg2_ts.dcm");
+  expect_fail(p, NULL, PS_EUNSUPPORTED, "1.2.840.10008.1.2.4.100");
+  free(p);
 }
 
 static void test_multiframe(void **state) {

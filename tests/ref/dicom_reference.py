@@ -21,9 +21,15 @@
       what ps_dicom_read gives with opts.raw.
   dicom_reference.py meta IN.dcm [IN.dcm ...]
       one block per file: "file\\tPATH" then "Keyword\\tvalue" lines, then an empty line.
-  dicom_reference.py j2k IN.dcm OUT.dcm
-      re-encode frame 0 of IN losslessly as a JPEG 2000 codestream with Pillow (OpenJPEG) and
-      wrap it with pydicom.encaps.encapsulate as JPEG 2000 Lossless Only (1.2.840.10008.1.2.4.90).
+  dicom_reference.py j2k IN.dcm OUT.dcm [lossy]
+      re-encode frame 0 of IN as a JPEG 2000 codestream with Pillow (OpenJPEG) and wrap it with
+      pydicom.encaps.encapsulate: lossless (5/3 wavelet, JPEG 2000 Lossless Only,
+      1.2.840.10008.1.2.4.90; colour with the reversible component transform, YBR_RCT) or lossy
+      (9/7 wavelet at 20:1, JPEG 2000, 1.2.840.10008.1.2.4.91; colour YBR_ICT).
+  dicom_reference.py retag IN.dcm OUT.dcm UID
+      byte-for-byte copy of IN with its TransferSyntaxUID replaced by UID (even one pydicom does
+      not know, e.g. HTJ2K 1.2.840.10008.1.2.4.201): pydicom writes a placeholder transfer
+      syntax of the same padded length, which is then patched in the bytes.
   dicom_reference.py multiframe IN.dcm OUT.dcm
       explicit VR little endian copy of a native single-frame 8/16-bit monochrome film with 3 frames:
       the film, its bitwise complement, and zeros (NumberOfFrames 3).
@@ -73,8 +79,9 @@ def display(ds):
     pr = int(ds.get("PixelRepresentation", 0))
     phot = str(ds.PhotometricInterpretation).strip()
     if int(ds.get("SamplesPerPixel", 1)) == 3:
-        if phot.startswith("YBR"):
-            # pydicom leaves YBR data (native, RLE, and JPEG through Pillow's draft mode) as YBR
+        if phot in ("YBR_FULL", "YBR_FULL_422"):
+            # pydicom leaves YBR data (native, RLE, and JPEG through Pillow's draft mode) as YBR;
+            # YBR_RCT / YBR_ICT (JPEG 2000) come back from Pillow/OpenJPEG as RGB already
             arr = convert_color_space(arr, "YBR_FULL", "RGB")
         arr = arr.astype(np.float64)
         y = 0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]
@@ -139,24 +146,30 @@ def meta(path):
     print()
 
 
-def j2k(src, dst):
+def j2k(src, dst, lossy=False):
     from PIL import Image
     from pydicom.encaps import encapsulate
 
     ds = read(src)
     arr = first_frame(ds)
-    if arr.dtype == np.uint8:
+    colour = arr.ndim == 3
+    if colour:
+        im = Image.fromarray(arr.astype(np.uint8), mode="RGB")
+        ds.PhotometricInterpretation = "YBR_ICT" if lossy else "YBR_RCT"
+        ds.PlanarConfiguration = 0
+    elif arr.dtype == np.uint8:
         im = Image.fromarray(arr, mode="L")
     else:
         im = Image.fromarray(arr.astype(np.uint16), mode="I;16")
     buf = io.BytesIO()
-    im.save(buf, format="JPEG2000", no_jp2=True, irreversible=False)
+    opts = dict(irreversible=True, quality_mode="rates", quality_layers=[20]) if lossy else dict(irreversible=False)
+    im.save(buf, format="JPEG2000", no_jp2=True, mct=1 if colour else 0, **opts)
     ds.PixelData = encapsulate([buf.getvalue()])
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
     if "NumberOfFrames" in ds:
         del ds.NumberOfFrames
-    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEG2000 if lossy else JPEG2000Lossless
     ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", pydicom.uid.generate_uid())
     ds.is_implicit_VR = False
@@ -220,6 +233,24 @@ def modlut(src, dst):
     ds.save_as(dst, write_like_original=False)
 
 
+def retag(src, dst, uid):
+    ds = pydicom.dcmread(src)
+    padded = len(uid) + (len(uid) & 1)
+    known = [u for u in pydicom.uid.AllTransferSyntaxes if len(u) + (len(u) & 1) == padded and u.is_compressed]
+    if not known:
+        raise SystemExit("no placeholder transfer syntax of length %d" % padded)
+    ph = known[0]
+    ds.file_meta.TransferSyntaxUID = ph
+    out = io.BytesIO()
+    ds.save_as(out)
+    b = out.getvalue()
+    old = ph.encode() + (b"\0" if len(ph) & 1 else b"")
+    new = uid.encode() + (b"\0" if len(uid) & 1 else b"")
+    if b.count(old) != 1:
+        raise SystemExit("placeholder %s not unique in the file" % ph)
+    open(dst, "wb").write(b.replace(old, new))
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == "pixels" and len(argv) % 2 == 1:
         for i in range(1, len(argv), 2):
@@ -232,8 +263,10 @@ def main(argv):
     elif len(argv) >= 2 and argv[0] == "meta":
         for p in argv[1:]:
             meta(p)
-    elif len(argv) == 3 and argv[0] == "j2k":
-        j2k(argv[1], argv[2])
+    elif len(argv) in (3, 4) and argv[0] == "j2k":
+        j2k(argv[1], argv[2], len(argv) == 4 and argv[3] == "lossy")
+    elif len(argv) == 4 and argv[0] == "retag":
+        retag(argv[1], argv[2], argv[3])
     else:
         sys.stderr.write(__doc__)
         return 2
