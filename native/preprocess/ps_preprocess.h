@@ -74,7 +74,10 @@ PS_API int ps_image_window(ps_image *img, double lo, double hi);
 
 /* ---- augmentation (pure functions of the input and a seed) ------------------------------- */
 
-/* Tiny PRNG with explicit state: xoshiro256** seeded through splitmix64. */
+/* Tiny PRNG with explicit state: xoshiro256** seeded through splitmix64. The augmentations draw
+ * from the same distributions as torchvision's transforms, but from this generator, not torch's:
+ * a seed here does not reproduce a torch.manual_seed run (the building blocks below, given the
+ * same parameters, do reproduce torchvision.transforms.functional). */
 typedef struct ps_rng {
   uint64_t s[4];
 } ps_rng;
