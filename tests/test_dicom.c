@@ -630,6 +630,9 @@ static void test_voi_variants_match_pydicom(void **state) {
       {"sigmoid.dcm", "-i VOILUTFunction=SIGMOID"},
       {"linear_exact.dcm", "-i VOILUTFunction=LINEAR_EXACT"},
       {"two_windows.dcm", "-m WindowCenter=600\\\\300 -m WindowWidth=800\\\\400"},
+      /* the same 10 stored bits read as two's complement: sign extension from bit 9 */
+      {"signed.dcm", "-m PixelRepresentation=1 -m WindowCenter=0 -m WindowWidth=600"},
+      {"signed_rescale_nowin.dcm", "-m PixelRepresentation=1 -e WindowCenter -e WindowWidth -i RescaleIntercept=-1024 -i RescaleSlope=1"},
       {"voilut.dcm", NULL},
       {"modlut.dcm", NULL},
   };

@@ -4,8 +4,9 @@
 
   dicom_reference.py pixels IN.dcm OUT.npy [IN.dcm OUT.npy ...]
       display-ready float32 (H, W) in [0, 1] of frame 0:
-        stored values & ((1 << BitsStored) - 1) for unsigned data (pydicom leaves bits above
-        BitsStored alone; DICOM says they are not part of the value);
+        stored values & ((1 << BitsStored) - 1), sign-extended from bit BitsStored - 1 when
+        PixelRepresentation is 1 (pydicom 2.3 leaves bits above BitsStored alone; DICOM says they
+        are not part of the value);
         pydicom.pixel_data_handlers.util.apply_modality_lut;
         VOI LUT Sequence -> apply_voi_lut(prefer_lut=True) / (2**LUTDescriptor[2] - 1);
         WindowCenter/Width -> apply_voi_lut (= apply_windowing), scaled by the y_min / y_max
@@ -66,10 +67,19 @@ def first_frame(ds):
     return arr
 
 
+def stored_values(arr, bits, pr):
+    """Bits above BitsStored are not part of the value (PS3.5 8.1.1): mask them, and for signed
+    data sign-extend from bit BitsStored - 1 (pydicom 2.3 does neither)."""
+    mask = (1 << bits) - 1
+    if pr == 0:
+        return arr & mask
+    sign = 1 << (bits - 1)
+    return ((arr.astype(np.int64) & mask) ^ sign) - sign
+
+
 def modality(ds):
     arr = first_frame(ds)
-    if int(ds.get("PixelRepresentation", 0)) == 0:
-        arr = arr & ((1 << int(ds.BitsStored)) - 1)
+    arr = stored_values(arr, int(ds.BitsStored), int(ds.get("PixelRepresentation", 0)))
     return apply_modality_lut(arr, ds).astype(np.float32)
 
 
@@ -86,8 +96,7 @@ def display(ds):
         arr = arr.astype(np.float64)
         y = 0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]
         return np.clip(y / (2.0 ** bits - 1), 0, 1).astype(np.float32)
-    if pr == 0:
-        arr = arr & ((1 << bits) - 1)
+    arr = stored_values(arr, bits, pr)
     has_mlut = "ModalityLUTSequence" in ds
     slope = float(ds.get("RescaleSlope", 1) or 1) if "RescaleSlope" in ds else 1.0
     icpt = float(ds.get("RescaleIntercept", 0) or 0) if "RescaleIntercept" in ds else 0.0
