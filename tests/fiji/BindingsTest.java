@@ -10,6 +10,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import pneumoscope.Film;
+import pneumoscope.Model;
 import pneumoscope.PneumoScopeException;
 import pneumoscope.PsNative;
 
@@ -196,6 +197,79 @@ public class BindingsTest {
     pool.shutdown();
     check(same, "24 concurrent reads (good and bad films) give the sequential results");
 
+    modelChecks(data, model, jpeg, cr);
+
+  }
+
+  /** Model binding: a real classification, corrupt model files, threads sharing one model. */
+  static void modelChecks(File data, String model, File jpeg, File cr) throws Exception {
+    if (model == null) {
+      // built without libtorch: the binding must say so, not crash or pretend
+      expectFailure("model without libtorch", "libtorch", () -> Model.load(jpeg.getPath(), "cpu"), "PS_EUNSUPPORTED");
+      return;
+    }
+    final Model m = Model.load(model, "cpu");
+    check(m.numClasses() == 2 && m.classes()[0].equals("NORMAL") && m.classes()[1].equals("PNEUMONIA"),
+        "model classes " + String.join(",", m.classes()));
+    check(m.inputSize() == 224 && m.task().equals("binary") && m.provenance().contains("Fiji test model"),
+        "model metadata (input " + m.inputSize() + ", task " + m.task() + ")");
+    final File[] films = {jpeg, cr, new File(data, "png/nih_00000001_000.png"),
+        new File(data, "kaggle/PNEUMONIA/person1018_virus_1706.jpeg")};
+    final float[][] want = new float[films.length][];
+    for (int i = 0; i < films.length; i++) {
+      try (Film f = Film.read(films[i].getPath())) {
+        Model.Prediction p = m.classify(f);
+        want[i] = p.probs();
+        check(Math.abs(want[i][0] + want[i][1] - 1) < 1e-5 && p.labelName().equals(m.classes()[p.label()])
+            && p.label() == (want[i][1] >= m.threshold() ? 1 : 0),
+            films[i].getName() + ": P=" + want[i][0] + "," + want[i][1] + " -> " + p.labelName());
+        Model.Prediction lo = m.classify(f, 0.0), hi = m.classify(f, 1.0 + 0 * want[i][1]);
+        check(lo.label() == 1 && (hi.label() == 1) == (want[i][1] >= 1.0f), films[i].getName() + ": threshold override");
+      }
+    }
+    try (Film raw = Film.read(cr.getPath(), true, 0, 0)) {
+      expectFailure("classify a raw film", "raw", () -> m.classify(raw), "PS_EINVAL");
+    }
+    // several ImageJ threads classifying with one shared model
+    ExecutorService pool = Executors.newFixedThreadPool(4);
+    List<Future<Boolean>> fs = new ArrayList<Future<Boolean>>();
+    for (int r = 0; r < 12; r++) {
+      final int i = r % films.length;
+      fs.add(pool.submit(new Callable<Boolean>() {
+        @Override
+        public Boolean call() throws Exception {
+          try (Film f = Film.read(films[i].getPath())) {
+            float[] p = m.classify(f).probs();
+            return Math.abs(p[1] - want[i][1]) < 1e-6;
+          }
+        }
+      }));
+    }
+    boolean same = true;
+    for (Future<Boolean> f : fs) same &= f.get();
+    pool.shutdown();
+    check(same, "12 concurrent classifications on one shared model equal the sequential ones");
+    m.close();
+    try (Film f = Film.read(jpeg.getPath())) {
+      expectFailure("closed model", "closed", () -> m.classify(f), "PS_ESTATE");
+    }
+
+    // corrupt models
+    File good = new File(model);
+    final File trunc = write("truncated.safetensors", head(good, (int) (good.length() / 2)));
+    expectFailure("truncated .safetensors", "truncated.safetensors", () -> Model.load(trunc.getPath(), "cpu"), "PS_EFORMAT");
+    final File hdr = write("header-only.safetensors", head(good, 4096));
+    expectFailure("header cut .safetensors", "header-only.safetensors", () -> Model.load(hdr.getPath(), "cpu"), "PS_EFORMAT");
+    final File zero = write("zero.safetensors", new byte[0]);
+    expectFailure("zero-byte model", "zero.safetensors", () -> Model.load(zero.getPath(), "cpu"), "PS_EFORMAT", "PS_EIO");
+    byte[] junk = new byte[100000];
+    new Random(7).nextBytes(junk);
+    final File rnd = write("random.safetensors", junk);
+    expectFailure("random-bytes model", "random.safetensors", () -> Model.load(rnd.getPath(), "cpu"), "PS_EFORMAT");
+    expectFailure("a film as model", jpeg.getName(), () -> Model.load(jpeg.getPath(), "cpu"), "PS_EFORMAT");
+    final File none = new File(tmp, "no-such-model.safetensors");
+    expectFailure("missing model", "no-such-model", () -> Model.load(none.getPath(), "cpu"), "PS_EIO", "PS_ENOTFOUND");
+    expectFailure("bad device", "device", () -> Model.load(model, "tpu"), "PS_EINVAL");
   }
 
   static double sumOrStatus(String path) {

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # ctest fiji_bindings: BindingsTest against the JNI library in the build folder (see fiji.cmake).
 set -euo pipefail
+# With libtorch: a seeded torchvision ResNet18 written as .safetensors by make_test_model.py
+# (python reference env); without: BindingsTest checks that Model says "built without".
 model_args=()
-if [ "${PS_HAVE_TORCH:-OFF}" = ON ] && [ -n "${PS_TEST_MODEL:-}" ]; then model_args=("$PS_TEST_MODEL"); fi
-exec "$PS_JAVA" -Xcheck:jni -Dpneumoscope.lib.dir="$PS_LIB_DIR" \
+if [ "${PS_HAVE_TORCH:-OFF}" = ON ]; then
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  "$PS_PYTHON" "$(dirname "$0")/make_test_model.py" "$tmp/test-binary.safetensors" 2 7
+  model_args=("$tmp/test-binary.safetensors")
+fi
+"$PS_JAVA" -Xcheck:jni -Dpneumoscope.lib.dir="$PS_LIB_DIR" \
   -cp "$PS_PLUGIN_JAR:$PS_IJ_JAR:$PS_TESTS_JAR" BindingsTest "$PS_SHARED_DATA" "${model_args[@]}"

@@ -1,0 +1,136 @@
+package pneumoscope;
+
+/**
+ * A ResNet18 chest-film classifier loaded from .safetensors (ps_model_load) with its metadata.
+ * One model may be shared by several ImageJ threads: calls on one model are serialised here
+ * (the C model is not documented as safe for concurrent use), different models run in parallel.
+ *
+ * <pre>
+ * try (Model m = Model.load("pneumoscope-binary.safetensors", "auto");
+ *      Film f = Film.read("chest.dcm")) {
+ *   Model.Prediction p = m.classify(f);   // p.labelName(), p.probs()
+ * }
+ * </pre>
+ */
+public final class Model implements AutoCloseable {
+  /** One film's classification. */
+  public static final class Prediction {
+    private final float[] probs;
+    private final int label;
+    private final String labelName;
+
+    Prediction(float[] probs, int label, String labelName) {
+      this.probs = probs;
+      this.label = label;
+      this.labelName = labelName;
+    }
+
+    /** Softmax probabilities (K), index = class. */
+    public float[] probs() { return probs.clone(); }
+    public int label() { return label; }
+    public String labelName() { return labelName; }
+  }
+
+  private long handle;
+  private final String path;
+  private final String[] classes;
+  private final double[] numbers; // task, K, input_size, threshold
+  private final String provenance;
+
+  private Model(long handle, String path) {
+    this.handle = handle;
+    this.path = path;
+    this.classes = nativeClasses(handle);
+    this.numbers = nativeMetaNumbers(handle);
+    this.provenance = PsNative.str(nativeProvenance(handle));
+  }
+
+  /** device: "auto" (CUDA when available), "cpu" or "cuda". */
+  public static Model load(String path, String device) throws PneumoScopeException {
+    if (path == null || path.isEmpty())
+      throw new PneumoScopeException("PS_EINVAL", "no model file given", null);
+    PsNative.load();
+    return new Model(nativeLoad(PsNative.cstr(path), deviceCode(device)), path);
+  }
+
+  /** The bundled default model (ps_model_default_path: $PNEUMOSCOPE_MODEL, then the install). */
+  public static String defaultPath() throws PneumoScopeException {
+    PsNative.load();
+    return PsNative.str(nativeDefaultPath());
+  }
+
+  static int deviceCode(String device) throws PneumoScopeException {
+    if (device == null || device.isEmpty() || device.equals("auto")) return 2;
+    if (device.equals("cpu")) return 0;
+    if (device.equals("cuda")) return 1;
+    throw new PneumoScopeException("PS_EINVAL", "device must be auto, cpu or cuda, not " + device, null);
+  }
+
+  synchronized long handle() throws PneumoScopeException {
+    if (handle == 0) throw new PneumoScopeException("PS_ESTATE", "model is closed", null);
+    return handle;
+  }
+
+  /**
+   * Classify one display-ready film: the model's preprocessing (resize to input_size, its
+   * mean/std), softmax, decision (binary: P(classes[1]) >= threshold; threshold < 0 or NaN: the
+   * model's own; multiclass: argmax).
+   */
+  public synchronized Prediction classify(Film film, double threshold) throws PneumoScopeException {
+    long h = handle();
+    float[] probs;
+    synchronized (film) {
+      probs = nativeClassify(h, film.handle());
+    }
+    int label;
+    if (numClasses() == 2 && threshold >= 0 && threshold <= 1) {
+      label = probs[1] >= threshold ? 1 : 0;
+    } else {
+      label = nativeLabel(h, probs);
+    }
+    return new Prediction(probs, label, classes[label]);
+  }
+
+  public Prediction classify(Film film) throws PneumoScopeException { return classify(film, -1); }
+
+  /** Native handle for GradCam (used under this model's lock). */
+  long lockedHandle() throws PneumoScopeException { return handle(); }
+
+  public String path() { return path; }
+  /** "binary" or "multiclass". */
+  public String task() { return numbers[0] == 0 ? "binary" : "multiclass"; }
+  public int numClasses() { return (int) numbers[1]; }
+  public String[] classes() { return classes.clone(); }
+  public int inputSize() { return (int) numbers[2]; }
+  public double threshold() { return numbers[3]; }
+  public String provenance() { return provenance; }
+
+  /** Multi-line description for About / Model Info. */
+  public String describe() {
+    StringBuilder b = new StringBuilder();
+    b.append("Model: ").append(path).append('\n');
+    b.append("Task: ").append(task()).append('\n');
+    b.append("Classes: ").append(String.join(", ", classes)).append('\n');
+    b.append("Input size: ").append(inputSize()).append('\n');
+    if (numClasses() == 2) b.append("Threshold on P(").append(classes[1]).append("): ").append(threshold()).append('\n');
+    if (!provenance.isEmpty()) b.append("Provenance: ").append(provenance).append('\n');
+    return b.toString();
+  }
+
+  @Override
+  public synchronized void close() {
+    if (handle != 0) {
+      nativeFree(handle);
+      handle = 0;
+    }
+  }
+
+  private static native long nativeLoad(byte[] path, int device) throws PneumoScopeException;
+  private static native byte[] nativeDefaultPath() throws PneumoScopeException;
+  private static native String[] nativeClasses(long handle);
+  private static native double[] nativeMetaNumbers(long handle);
+  private static native byte[] nativeProvenance(long handle);
+  private static native float[] nativeClassify(long handle, long film) throws PneumoScopeException;
+  private static native int nativeLabel(long handle, float[] probs) throws PneumoScopeException;
+  private static native void nativeFree(long handle);
+}
