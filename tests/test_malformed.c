@@ -1,0 +1,356 @@
+/* test_malformed.c — hospital-folder robustness: every malformed film in the catalogue
+ * (tests/malformed/make_catalogue.py, made from the real films) and every fuzzing regression
+ * file (tests/malformed/regress/) gets a status from the allowed set and a message naming the
+ * file, never a crash or a hang; directories, symlinks, FIFOs and non-UTF-8 names given as films;
+ * `pneumoscope info` over a folder of all of them goes on and reports each one. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ps_common.h"
+#include "ps_dataset.h"
+#include "ps_image.h"
+#include "ps_image_io.h"
+#include "test_util.h"
+
+static char cat_dir[4096];
+
+typedef struct {
+  char name[256];
+  char allowed[128];
+  char what[512];
+} cat_row;
+static cat_row rows[256];
+static int nrows;
+
+static const char *status_name(int st) {
+  switch (st) {
+    case PS_OK: return "OK";
+    case PS_EINVAL: return "EINVAL";
+    case PS_ENOMEM: return "ENOMEM";
+    case PS_EIO: return "EIO";
+    case PS_EFORMAT: return "EFORMAT";
+    case PS_EUNSUPPORTED: return "EUNSUPPORTED";
+    case PS_ELIMIT: return "ELIMIT";
+    case PS_ETORCH: return "ETORCH";
+    case PS_ECANCELLED: return "ECANCELLED";
+    case PS_ENOTFOUND: return "ENOTFOUND";
+    case PS_ESTATE: return "ESTATE";
+    default: return "?";
+  }
+}
+
+static int allowed(const char *list, int st) {
+  char buf[128];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+    if (!strcmp(t, status_name(st))) return 1;
+  return 0;
+}
+
+static const char *base_name(const char *p) {
+  const char *s = strrchr(p, '/');
+  return s ? s + 1 : p;
+}
+
+static int setup_catalogue(void **state) {
+  (void)state;
+  snprintf(cat_dir, sizeof cat_dir, "%s/catalogue", ps_test_tmpdir());
+  if (ps_test_system("'%s' '%s' '%s' >/dev/null 2>&1", PS_PYTHON, ps_test_src("tests/malformed/make_catalogue.py"),
+                     cat_dir) != 0) {
+    fprintf(stderr, "make_catalogue.py failed\n");
+    return -1;
+  }
+  char *idx = ps_test_join(cat_dir, "catalogue.tsv");
+  FILE *f = fopen(idx, "r");
+  free(idx);
+  if (!f) return -1;
+  char line[1024];
+  while (fgets(line, sizeof line, f) && nrows < 256) {
+    if (line[0] == '#') continue;
+    line[strcspn(line, "\n")] = 0;
+    char *a = strchr(line, '\t');
+    if (!a) continue;
+    *a++ = 0;
+    char *w = strchr(a, '\t');
+    if (w) *w++ = 0;
+    snprintf(rows[nrows].name, sizeof rows[nrows].name, "%s", line);
+    snprintf(rows[nrows].allowed, sizeof rows[nrows].allowed, "%s", a);
+    snprintf(rows[nrows].what, sizeof rows[nrows].what, "%s", w ? w : "");
+    nrows++;
+  }
+  fclose(f);
+  return nrows > 40 ? 0 : -1;
+}
+
+/* One read: allowed status, out NULL on failure, message names the file, pixels sane on success. */
+static void check_read(const char *path, const char *allow, const char *what, const ps_read_opts *opts) {
+  ps_image *img = (ps_image *)(uintptr_t)1;
+  ps_clear_error();
+  int st = ps_image_read(path, opts, &img);
+  if (!allowed(allow, st)) {
+    print_error("%s (%s): status %s, allowed %s: %s\n", base_name(path), what, status_name(st), allow,
+                ps_last_error());
+    fail();
+  }
+  if (st != PS_OK) {
+    assert_null(img);
+    const char *e = ps_last_error();
+    if (!strstr(e, base_name(path))) {
+      print_error("%s: message does not name the file: '%s'\n", base_name(path), e);
+      fail();
+    }
+  } else {
+    assert_non_null(img);
+    assert_true(img->width > 0 && img->height > 0);
+    size_t n = (size_t)img->width * img->height;
+    for (size_t i = 0; i < n; i++)
+      if (!(img->data[i] >= 0.0f && img->data[i] <= 1.0f)) {
+        print_error("%s: pixel %zu = %g outside [0,1]\n", base_name(path), i, img->data[i]);
+        fail();
+      }
+    ps_image_free(img);
+  }
+}
+
+static void test_catalogue(void **state) {
+  (void)state;
+  int ok = 0, refused = 0;
+  for (int i = 0; i < nrows; i++) {
+    char *p = ps_test_join(cat_dir, rows[i].name);
+    check_read(p, rows[i].allowed, rows[i].what, NULL);
+    ps_image *img = NULL;
+    if (ps_image_read(p, NULL, &img) == PS_OK) ok++;
+    else refused++;
+    ps_image_free(img);
+    free(p);
+  }
+  print_message("catalogue: %d files, %d read, %d refused with a status naming the file\n", nrows, ok, refused);
+  assert_true(refused > 40);
+}
+
+/* A valid film under tight limits: refused with ELIMIT before decoding. */
+static void test_limits(void **state) {
+  (void)state;
+  const char *films[] = {"png/nih_00000001_000.png", "dicom/gcp_dicom_00000001_000.dcm"};
+  for (size_t i = 0; i < 2; i++) {
+    ps_read_opts o = ps_read_opts_default();
+    o.max_pixels = 1000;
+    check_read(ps_test_data(films[i]), "ELIMIT", "max_pixels 1000", &o);
+    o = ps_read_opts_default();
+    o.max_bytes = 100;
+    check_read(ps_test_data(films[i]), "ELIMIT", "max_bytes 100", &o);
+  }
+}
+
+/* Fuzzing regressions: films must fail cleanly or read; CSVs must fail naming the file or give
+ * items that keep the ps_dataset_item contract (non-empty patient id, a path). */
+static void test_regressions(void **state) {
+  (void)state;
+  int n = 0;
+  const char *film_dirs[] = {"tests/malformed/regress/image", "tests/malformed/regress/dicom"};
+  for (size_t d = 0; d < 2; d++) {
+    const char *dir = ps_test_src(film_dirs[d]);
+    char dirbuf[4096];
+    snprintf(dirbuf, sizeof dirbuf, "%s", dir);
+    DIR *dh = opendir(dirbuf);
+    if (!dh) continue;
+    struct dirent *e;
+    while ((e = readdir(dh))) {
+      if (e->d_name[0] == '.') continue;
+      char *p = ps_test_join(dirbuf, e->d_name);
+      check_read(p, "OK,EFORMAT,EUNSUPPORTED,ELIMIT", "fuzz regression", NULL);
+      free(p);
+      n++;
+    }
+    closedir(dh);
+  }
+  char csvdir[4096];
+  snprintf(csvdir, sizeof csvdir, "%s", ps_test_src("tests/malformed/regress/csv"));
+  DIR *dh = opendir(csvdir);
+  assert_non_null(dh);
+  struct dirent *e;
+  while ((e = readdir(dh))) {
+    if (e->d_name[0] == '.') continue;
+    char *p = ps_test_join(csvdir, e->d_name);
+    ps_dataset *ds = NULL;
+    ps_clear_error();
+    int st = ps_dataset_read_manifest(p, &ds);
+    if (st != PS_OK) {
+      assert_null(ds);
+      if (!strstr(ps_last_error(), e->d_name)) {
+        print_error("%s: message does not name the file: '%s'\n", e->d_name, ps_last_error());
+        fail();
+      }
+    } else {
+      for (size_t i = 0; i < ps_dataset_size(ds); i++) {
+        const ps_dataset_item *it = ps_dataset_item_at(ds, i);
+        if (!it->path || !it->patient_id || !it->patient_id[0]) {
+          print_error("%s: row %zu (path '%s') accepted with an empty patient id (ps_dataset.h: never NULL or \"\")\n",
+                      e->d_name, i, it->path ? it->path : "(null)");
+          fail();
+        }
+      }
+      ps_dataset_free(ds);
+    }
+    free(p);
+    n++;
+  }
+  closedir(dh);
+  print_message("regressions: %d files\n", n);
+  assert_true(n > 0);
+}
+
+/* Run ps_image_read(path) in a child with a deadline: a FIFO or device must not block forever. */
+static int read_in_child(const char *path, int seconds, int *status_out) {
+  int pfd[2];
+  if (pipe(pfd) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pfd[0]);
+    alarm((unsigned)seconds);
+    ps_image *img = NULL;
+    int st = ps_image_read(path, NULL, &img);
+    ps_image_free(img);
+    if (write(pfd[1], &st, sizeof st) != (ssize_t)sizeof st) _exit(3);
+    _exit(0);
+  }
+  close(pfd[1]);
+  int st = 1, ws = 0;
+  ssize_t r = read(pfd[0], &st, sizeof st);
+  close(pfd[0]);
+  waitpid(pid, &ws, 0);
+  if (WIFSIGNALED(ws)) return WTERMSIG(ws) == SIGALRM ? -2 : -3;
+  if (r != (ssize_t)sizeof st) return -1;
+  *status_out = st;
+  return 0;
+}
+
+static void test_filesystem_specials(void **state) {
+  (void)state;
+  const char *tmp = ps_test_tmpdir();
+  char good[4096], p[4096];
+  snprintf(good, sizeof good, "%s/dcm_small_ok.dcm", cat_dir);
+
+  /* a folder given as a film */
+  snprintf(p, sizeof p, "%s/folder.png", tmp);
+  assert_int_equal(mkdir(p, 0700), 0);
+  check_read(p, "EIO", "a directory", NULL);
+  /* symlink to a real film: read; to a folder, dangling: refused */
+  snprintf(p, sizeof p, "%s/link_to_film.dcm", tmp);
+  assert_int_equal(symlink(good, p), 0);
+  check_read(p, "OK", "symlink to a film", NULL);
+  snprintf(p, sizeof p, "%s/link_to_folder.png", tmp);
+  char tgt[4096];
+  snprintf(tgt, sizeof tgt, "%s/folder.png", tmp);
+  assert_int_equal(symlink(tgt, p), 0);
+  check_read(p, "EIO", "symlink to a folder", NULL);
+  snprintf(p, sizeof p, "%s/dangling.jpeg", tmp);
+  assert_int_equal(symlink("/nonexistent/pneumoscope/film.jpeg", p), 0);
+  check_read(p, "EIO,ENOTFOUND", "dangling symlink", NULL);
+  snprintf(p, sizeof p, "%s/missing.png", tmp);
+  check_read(p, "EIO,ENOTFOUND", "missing file", NULL);
+  /* non-UTF-8 names (Latin-1 bytes from an old Windows share) */
+  char name[64];
+  snprintf(name, sizeof name, "%s", "r\xf6ntgen_\xe9t\xe9.png");
+  snprintf(p, sizeof p, "%s/%s", tmp, name);
+  assert_int_equal(ps_test_system("cp '%s' '%s'", ps_test_data("png/nih_00000001_000.png"), p), 0);
+  check_read(p, "OK", "non-UTF-8 name, real PNG", NULL);
+  snprintf(p, sizeof p, "%s/%s", tmp, "bad_\xff\xfe.dcm");
+  char src[4096];
+  snprintf(src, sizeof src, "%s/dcm_short_pixels.dcm", cat_dir);
+  assert_int_equal(ps_test_system("cp '%s' '%s'", src, p), 0);
+  check_read(p, "EFORMAT", "non-UTF-8 name, short pixel data", NULL);
+  /* NULL / empty arguments */
+  ps_image *img = NULL;
+  assert_int_equal(ps_image_read(NULL, NULL, &img), PS_EINVAL);
+  assert_int_equal(ps_image_read("", NULL, &img), PS_EINVAL);
+  assert_int_equal(ps_image_read(good, NULL, NULL), PS_EINVAL);
+
+  /* A FIFO named like a film (a half-configured DICOM receiver leaves these): must not block. */
+  const char *fifo_names[] = {"pipe.png", "pipe.dcm"};
+  for (size_t i = 0; i < 2; i++) {
+    snprintf(p, sizeof p, "%s/%s", tmp, fifo_names[i]);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    int st = 0;
+    int r = read_in_child(p, 5, &st);
+    if (r == -2) {
+      print_error("%s: ps_image_read blocked for 5 s on a FIFO (open without O_NONBLOCK)\n", fifo_names[i]);
+      fail();
+    }
+    assert_int_equal(r, 0);
+    assert_int_equal(st, PS_EIO);
+  }
+}
+
+/* `pneumoscope info` over every catalogue file, special files and a good film: it reports each
+ * good film on stdout, names every bad one on stderr, goes on, exits 1 (not a signal). */
+static void test_batch_info(void **state) {
+  (void)state;
+  char *errf = ps_test_join(ps_test_tmpdir(), "info.err");
+  int status = -1;
+  char *out = ps_test_capture(&status, "cd '%s' && '%s' info * '%s' 2>'%s'", cat_dir, PS_CLI,
+                              ps_test_data("png/nih_00000001_000.png"), errf);
+  assert_non_null(out);
+  assert_int_equal(status, 1);
+  int expect_ok = 1, expect_bad = 0;
+  for (int i = 0; i < nrows; i++) {
+    char *p = ps_test_join(cat_dir, rows[i].name);
+    ps_image *img = NULL;
+    if (ps_image_read(p, NULL, &img) == PS_OK) expect_ok++;
+    else expect_bad++;
+    ps_image_free(img);
+    free(p);
+  }
+  expect_bad++; /* catalogue.tsv itself is not a film */
+  int lines = 0;
+  for (char *s = out; *s; s++) lines += *s == '\n';
+  assert_int_equal(lines, expect_ok);
+  FILE *f = fopen(errf, "r");
+  assert_non_null(f);
+  char line[2048];
+  int errs = 0;
+  while (fgets(line, sizeof line, f)) errs++;
+  rewind(f);
+  for (int i = 0; i < nrows; i++) {
+    char *p = ps_test_join(cat_dir, rows[i].name);
+    ps_image *img = NULL;
+    int bad = ps_image_read(p, NULL, &img) != PS_OK;
+    ps_image_free(img);
+    free(p);
+    if (!bad) continue;
+    int found = 0;
+    rewind(f);
+    while (fgets(line, sizeof line, f))
+      if (strstr(line, rows[i].name)) found = 1;
+    if (!found) {
+      print_error("info: no stderr line names %s\n", rows[i].name);
+      fail();
+    }
+  }
+  fclose(f);
+  print_message("info batch: %d films reported, %d errors on stderr (expected %d)\n", lines, errs, expect_bad);
+  assert_true(errs >= expect_bad);
+  free(out);
+  free(errf);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_catalogue),
+      cmocka_unit_test(test_limits),
+      cmocka_unit_test(test_regressions),
+      cmocka_unit_test(test_filesystem_specials),
+      cmocka_unit_test(test_batch_info),
+  };
+  return cmocka_run_group_tests(tests, setup_catalogue, NULL);
+}
