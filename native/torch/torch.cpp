@@ -5,6 +5,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -370,7 +371,8 @@ int ps_tensor_add_scalar_(ps_tensor *t, double value) {
   PS_PROTECT({
     at::Tensor x = T(t);
     at::NoGradGuard ng;
-    x.add_(value);
+    if (at::isFloatingType(x.scalar_type())) x.add_(value);
+    else x.add_(at::Scalar((int64_t)std::llround(value)));
     return PS_OK;
   })
 }
