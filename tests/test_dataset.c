@@ -360,7 +360,9 @@ static void test_kaggle_layout_and_original_split_audit(void **state) {
                                     files[i][0]),
                      0);
   }
-  write_text(ps_test_join(root, "README.txt"), "not a film\n");
+  char *readme = ps_test_join(root, "README.txt");
+  write_text(readme, "not a film\n");
+  free(readme);
   ps_dataset *ds = NULL;
   assert_int_equal(ps_dataset_scan(root, NULL, &ds), PS_OK);
   assert_int_equal(ps_dataset_size(ds), 6);

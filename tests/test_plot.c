@@ -11,6 +11,10 @@
 #include "ps_plot.h"
 #include "test_util.h"
 
+/* Under PS_SANITIZE: fontconfig (inside cairo's text rendering) keeps its caches until exit. */
+const char *__lsan_default_suppressions(void);
+__attribute__((visibility("default"))) const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"; }
+
 static long kv(const char *text, const char *key) {
   char pat[128];
   snprintf(pat, sizeof pat, "%s ", key);
