@@ -61,30 +61,84 @@ static void gaussian_blur(float *img, float *tmp, int w, int h, double sigma) {
     }
 }
 
-/* Binary erosion (erode=1) or dilation with a disk of radius r; pixels outside count as 0
- * for dilation and as 1 for erosion (so the border does not eat into regions). */
-static void morph(const uint8_t *in, uint8_t *out, int w, int h, int r, int erode) {
-  for (int y = 0; y < h; y++)
-    for (int x = 0; x < w; x++) {
-      int hit = erode ? 1 : 0;
-      for (int dy = -r; dy <= r && hit == (erode ? 1 : 0); dy++) {
-        int yy = y + dy;
-        for (int dx = -r; dx <= r; dx++) {
-          if (dx * dx + dy * dy > r * r + r / 2) continue;
-          int xx = x + dx;
-          int v = (yy < 0 || yy >= h || xx < 0 || xx >= w) ? erode : in[yy * w + xx];
-          if (erode && !v) {
-            hit = 0;
-            break;
-          }
-          if (!erode && v) {
-            hit = 1;
-            break;
-          }
-        }
-      }
-      out[y * w + x] = (uint8_t)hit;
+/* Squared Euclidean distance transform (Felzenszwalb & Huttenlocher): d2[i] = squared distance
+ * from pixel i to the nearest pixel with target[i] == want; pixels outside the grid count as
+ * "want" when outside_is_want. Buffers: f, d (max(w,h)), v (int, max(w,h)), z (max(w,h)+1). */
+static void edt1(const double *f, int n, double *d, int *v, double *z) {
+  int k = 0;
+  v[0] = 0;
+  z[0] = -1e30, z[1] = 1e30;
+  for (int q = 1; q < n; q++) {
+    double sq;
+    for (;;) {
+      sq = ((f[q] + (double)q * q) - (f[v[k]] + (double)v[k] * v[k])) / (2.0 * q - 2.0 * v[k]);
+      if (sq <= z[k] && k > 0) k--;
+      else break;
     }
+    if (sq <= z[k]) { /* k == 0 */
+      v[0] = q;
+      z[0] = -1e30, z[1] = 1e30;
+      continue;
+    }
+    k++;
+    v[k] = q, z[k] = sq, z[k + 1] = 1e30;
+  }
+  k = 0;
+  for (int q = 0; q < n; q++) {
+    while (z[k + 1] < q) k++;
+    d[q] = (double)(q - v[k]) * (q - v[k]) + f[v[k]];
+  }
+}
+
+/* Binary erosion (erode=1) or dilation with the disk {dx^2 + dy^2 <= r^2 + r/2}; pixels outside
+ * the grid count as 1 for erosion and 0 for dilation (the border neither eats nor grows regions).
+ * Exact, through the squared distance to the nearest pixel of the other value. */
+static void morph(const uint8_t *in, uint8_t *out, int w, int h, int r, int erode) {
+  int n = w > h ? w : h;
+  double inf = 1e20;
+  double *d2 = malloc((size_t)w * h * sizeof(double));
+  double *f = malloc((size_t)(n + 2) * sizeof(double)), *d = malloc((size_t)(n + 2) * sizeof(double));
+  double *z = malloc((size_t)(n + 3) * sizeof(double));
+  int *v = malloc((size_t)(n + 2) * sizeof(int));
+  if (!d2 || !f || !d || !z || !v) {
+    /* out of memory: fall back to the direct loop */
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++) {
+        int hit = erode;
+        for (int dy = -r; dy <= r && hit == erode; dy++)
+          for (int dx = -r; dx <= r; dx++) {
+            if (dx * dx + dy * dy > r * r + r / 2) continue;
+            int yy = y + dy, xx = x + dx;
+            int val = (yy < 0 || yy >= h || xx < 0 || xx >= w) ? erode : in[yy * w + xx];
+            if (val != erode) {
+              hit = !erode;
+              break;
+            }
+          }
+        out[y * w + x] = (uint8_t)hit;
+      }
+    goto done;
+  }
+  /* target pixels: background (0) for erosion, foreground (1) for dilation */
+  uint8_t want = erode ? 0 : 1;
+  for (int y = 0; y < h; y++) {
+    for (int x = 0; x < w; x++) f[x] = in[y * w + x] == want ? 0 : inf;
+    edt1(f, w, d, v, z);
+    for (int x = 0; x < w; x++) d2[y * w + x] = d[x];
+  }
+  for (int x = 0; x < w; x++) {
+    for (int y = 0; y < h; y++) f[y] = d2[y * w + x];
+    edt1(f, h, d, v, z);
+    for (int y = 0; y < h; y++) d2[y * w + x] = d[y];
+  }
+  double lim = (double)r * r + r / 2;
+  for (int i = 0; i < w * h; i++) out[i] = erode ? (uint8_t)(d2[i] > lim) : (uint8_t)(d2[i] <= lim);
+done:
+  free(d2);
+  free(f);
+  free(d);
+  free(z);
+  free(v);
 }
 
 static void open_mask(uint8_t *m, uint8_t *tmp, int w, int h, int r) {
