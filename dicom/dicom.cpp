@@ -664,6 +664,39 @@ void percentile_window(const std::vector<double> &v, double &lo, double &hi) {
   hi = pct(0.995);
 }
 
+// Same percentiles over integer stored values through a histogram (O(n), no copy). false when the
+// values are not integers inside the BitsStored range (e.g. a JPEG 2000 frame of other precision).
+bool percentile_hist(const std::vector<double> &v, int bits, int pixrep, double q_lo, double q_hi, double &lo,
+                     double &hi) {
+  if (bits > 16 || v.empty()) return false;
+  const long long base = pixrep ? -(1LL << (bits - 1)) : 0, range = 1LL << bits;
+  std::vector<uint64_t> hist((size_t)range, 0);
+  for (double x : v) {
+    long long k = (long long)x - base;
+    if (k < 0 || k >= range || (double)((long long)x) != x) return false;
+    hist[(size_t)k]++;
+  }
+  const size_t n = v.size();
+  auto kth = [&](size_t want, size_t &bin, uint64_t &cum) {  // value of the want-th smallest (0-based)
+    while (cum + hist[bin] <= want) cum += hist[bin++];
+    return (double)((long long)bin + base);
+  };
+  auto pct = [&](double q) {
+    double pos = q * (double)(n - 1);
+    size_t i = (size_t)std::floor(pos);
+    double frac = pos - (double)i;
+    size_t bin = 0;
+    uint64_t cum = 0;
+    double a = kth(i, bin, cum);
+    if (frac == 0 || i + 1 >= n) return a;
+    double b = kth(i + 1, bin, cum);
+    return a + (b - a) * frac;
+  };
+  lo = pct(q_lo);
+  hi = pct(q_hi);
+  return true;
+}
+
 int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
   DcmFileFormat ff;
   load_file(path, opts, ff);
@@ -711,19 +744,10 @@ int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
     return PS_OK;
   }
 
-  // Modality LUT (sequence first, else rescale).
+  // Modality LUT (sequence first, else rescale) and the VOI that will follow: LUT sequence, else
+  // the first window, else the full 8-bit range, else a percentile window.
   Lut mlut = read_lut(ds, DCM_ModalityLUTSequence, g.pixrep, "Modality LUT Sequence");
   double slope = img->meta.rescale_slope, icpt = img->meta.rescale_intercept;
-  std::vector<double> &mv = samples;
-  if (mlut.present) {
-    for (size_t i = 0; i < npix; i++) mv[i] = mlut.map(mv[i]);
-    img->meta.rescale_slope = 1;
-    img->meta.rescale_intercept = 0;
-  } else if (slope != 1.0 || icpt != 0.0) {
-    for (size_t i = 0; i < npix; i++) mv[i] = mv[i] * slope + icpt;
-  }
-
-  // VOI: LUT sequence, else first window, else full 8-bit range or percentile window.
   Lut vlut = read_lut(ds, DCM_VOILUTSequence, 0, "VOI LUT Sequence");
   double wc = 0, ww = 0;
   bool have_window = get_f64(ds, DCM_WindowCenter, wc) && get_f64(ds, DCM_WindowWidth, ww) && ww >= 1;
@@ -733,24 +757,47 @@ int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
     fail(PS_EUNSUPPORTED, "VOI LUT Function '%s' not supported", func.c_str());
   bool plain = !mlut.present && slope == 1.0 && icpt == 0.0;
   enum { V_LUT, V_WINDOW, V_FULL, V_PCT } kind;
+  if (vlut.present) kind = V_LUT;
+  else if (have_window) kind = V_WINDOW;
+  else if (plain && g.bits_stored <= 8) kind = V_FULL;
+  else kind = V_PCT;
+
   double lo = 0, hi = 0;
-  if (vlut.present) {
-    kind = V_LUT;
+  bool pct_done = false;
+  if (kind == V_PCT && !mlut.present) {
+    // Percentiles of slope * s + intercept are slope * (percentiles of s) + intercept, the
+    // quantiles swapping when the slope is negative.
+    double a = 0, b = 0;
+    bool neg = slope < 0;
+    if (percentile_hist(samples, g.bits_stored, g.pixrep, neg ? 0.995 : 0.005, neg ? 0.005 : 0.995, a, b)) {
+      lo = a * slope + icpt;
+      hi = b * slope + icpt;
+      pct_done = true;
+    }
+  }
+
+  std::vector<double> &mv = samples;
+  if (mlut.present) {
+    for (size_t i = 0; i < npix; i++) mv[i] = mlut.map(mv[i]);
+    img->meta.rescale_slope = 1;
+    img->meta.rescale_intercept = 0;
+  } else if (slope != 1.0 || icpt != 0.0) {
+    for (size_t i = 0; i < npix; i++) mv[i] = mv[i] * slope + icpt;
+  }
+
+  if (kind == V_LUT) {
     img->meta.window_width = (double)vlut.entries;
     img->meta.window_center = (double)vlut.first + (double)vlut.entries / 2.0;
-  } else if (have_window) {
-    kind = V_WINDOW;
+  } else if (kind == V_WINDOW) {
     img->meta.window_center = wc;
     img->meta.window_width = ww;
-  } else if (plain && g.bits_stored <= 8) {
-    kind = V_FULL;
+  } else if (kind == V_FULL) {
     lo = g.pixrep ? -(double)(1 << (g.bits_stored - 1)) : 0.0;
     hi = lo + (double)((1 << g.bits_stored) - 1);
     img->meta.window_center = (lo + hi) / 2;
     img->meta.window_width = hi - lo;
   } else {
-    kind = V_PCT;
-    percentile_window(mv, lo, hi);
+    if (!pct_done) percentile_window(mv, lo, hi);
     img->meta.window_center = (lo + hi) / 2;
     img->meta.window_width = hi - lo;
   }

@@ -624,9 +624,10 @@ static void test_voi_variants_match_pydicom(void **state) {
   struct {
     const char *name, *edit;
   } v[] = {
-      {"nowin.dcm", "-e WindowCenter -e WindowWidth"}, /* percentile window */
+      {"nowin.dcm", "-e WindowCenter -e WindowWidth"}, /* percentile window (histogram path) */
       {"rescale.dcm", "-i RescaleSlope=2 -i RescaleIntercept=-100 -m WindowCenter=1000 -m WindowWidth=2048"},
       {"rescale_nowin.dcm", "-i RescaleSlope=0.5 -i RescaleIntercept=10 -e WindowCenter -e WindowWidth"},
+      {"negative_slope_nowin.dcm", "-i RescaleSlope=-1 -i RescaleIntercept=1023 -e WindowCenter -e WindowWidth"},
       {"sigmoid.dcm", "-i VOILUTFunction=SIGMOID"},
       {"linear_exact.dcm", "-i VOILUTFunction=LINEAR_EXACT"},
       {"two_windows.dcm", "-m WindowCenter=600\\\\300 -m WindowWidth=800\\\\400"},
@@ -634,7 +635,7 @@ static void test_voi_variants_match_pydicom(void **state) {
       {"signed.dcm", "-m PixelRepresentation=1 -m WindowCenter=0 -m WindowWidth=600"},
       {"signed_rescale_nowin.dcm", "-m PixelRepresentation=1 -e WindowCenter -e WindowWidth -i RescaleIntercept=-1024 -i RescaleSlope=1"},
       {"voilut.dcm", NULL},
-      {"modlut.dcm", NULL},
+      {"modlut.dcm", NULL}, /* no window either: percentile of the LUT output (selection path) */
   };
   char *cr = real(CR), *ref = py_ref();
   char cmd[8192];
