@@ -183,6 +183,7 @@ static int setup_all(void **state) {
                           {"retag", n_j2k, "unknown_ts.dcm", "1.2.840.10008.1.2.4.99"},
                           {"retag", n_j2k, "mpeg2_ts.dcm", "1.2.840.10008.1.2.4.100"},
                           {"multiframe", cr, "mf.dcm", ""},
+                          {"j2kmf", cr, "mf_j2k.dcm", ""},
                           {"multiframe", nccid, "mf8.dcm", ""},
                           {"voilut", cr, "voilut.dcm", ""},
                           {"modlut", cr, "modlut.dcm", ""}};
@@ -536,6 +537,17 @@ static void test_multiframe(void **state) {
       ps_image_free(c);
       free(out);
     }
+    ps_image_free(a);
+    ps_image_free(b);
+    free(src);
+    free(path);
+  }
+  /* JPEG 2000, 3 frames of 2 fragments each, no offset table: frame 0 ends at the first EOC */
+  if (ps_dicom_have_jpeg2000()) {
+    char *src = real(CR), *path = tmp("mf_j2k.dcm");
+    ps_image *a = read_ok(src, NULL), *b = read_ok(path, NULL);
+    assert_int_equal(b->meta.frames, 3);
+    assert_same_pixels("multi-frame JPEG 2000 (2 fragments/frame): frame 0", a, b);
     ps_image_free(a);
     ps_image_free(b);
     free(src);

@@ -27,6 +27,9 @@
       pydicom.encaps.encapsulate: lossless (5/3 wavelet, JPEG 2000 Lossless Only,
       1.2.840.10008.1.2.4.90; colour with the reversible component transform, YBR_RCT) or lossy
       (9/7 wavelet at 20:1, JPEG 2000, 1.2.840.10008.1.2.4.91; colour YBR_ICT).
+  dicom_reference.py j2kmf IN.dcm OUT.dcm
+      3-frame JPEG 2000 Lossless copy of a monochrome film (the film, its complement, zeros),
+      each frame split over 2 fragments, no offset table.
   dicom_reference.py retag IN.dcm OUT.dcm UID
       byte-for-byte copy of IN with its TransferSyntaxUID replaced by UID (even one pydicom does
       not know, e.g. HTJ2K 1.2.840.10008.1.2.4.201): pydicom writes a placeholder transfer
@@ -242,6 +245,32 @@ def modlut(src, dst):
     ds.save_as(dst, write_like_original=False)
 
 
+def j2kmf(src, dst):
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    ds = read(src)
+    arr = first_frame(ds)
+    full = (1 << int(ds.BitsStored)) - 1
+    frames = [arr, (full - arr.astype(np.int64)).astype(arr.dtype), np.zeros_like(arr)]
+    data = []
+    for f in frames:
+        im = Image.fromarray(f, mode="L") if f.dtype == np.uint8 else Image.fromarray(f.astype(np.uint16), mode="I;16")
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG2000", no_jp2=True, irreversible=False)
+        data.append(buf.getvalue())
+    ds.PixelData = encapsulate(data, fragments_per_frame=2, has_bot=False)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.NumberOfFrames = 3
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", pydicom.uid.generate_uid())
+    ds.is_implicit_VR = False
+    ds.is_little_endian = True
+    ds.save_as(dst, write_like_original=False)
+
+
 def retag(src, dst, uid):
     ds = pydicom.dcmread(src)
     padded = len(uid) + (len(uid) & 1)
@@ -274,6 +303,8 @@ def main(argv):
             meta(p)
     elif len(argv) in (3, 4) and argv[0] == "j2k":
         j2k(argv[1], argv[2], len(argv) == 4 and argv[3] == "lossy")
+    elif len(argv) == 3 and argv[0] == "j2kmf":
+        j2kmf(argv[1], argv[2])
     elif len(argv) == 4 and argv[0] == "retag":
         retag(argv[1], argv[2], argv[3])
     else:
