@@ -451,45 +451,50 @@ static void test_dicom_labels_csv(void **state) {
   static const char *const names[] = {"CR-MONO1-10-chest.dcm", "gcp_dicom_00000001_000.dcm",
                                       "siim_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
                                       "torchxrayvision_Fake_MONOHR1.dcm"};
-  char csvtext[2048] = "path,label\n", files[4096] = "";
-  assert_int_equal(ps_test_system("mkdir -p '%s'", root), 0);
+  char files[4096] = "";
+  /* symlinked folders are not followed: link the films one by one */
+  assert_int_equal(ps_test_system("mkdir -p '%s/dicom'", root), 0);
   for (int i = 0; i < 4; i++) {
-    char line[256];
-    snprintf(line, sizeof line, "dicom/%s,%s\n", names[i], i % 2 ? "PNEUMONIA" : "NORMAL");
-    strcat(csvtext, line);
+    assert_int_equal(ps_test_system("ln -s '%s/dicom/%s' '%s/dicom/'", ps_test_data(""), names[i], root), 0);
     strcat(files, " '");
     strcat(files, ps_test_data("dicom/"));
     strcat(files, names[i]);
     strcat(files, "'");
   }
-  /* symlinked folders are not followed: link the films one by one */
-  assert_int_equal(ps_test_system("mkdir -p '%s/dicom'", root), 0);
-  for (int i = 0; i < 4; i++)
-    assert_int_equal(ps_test_system("ln -s '%s/dicom/%s' '%s/dicom/'", ps_test_data(""), names[i], root), 0);
-  char *csv = ps_test_join(tmp, "dicom_labels.csv");
-  write_text(csv, csvtext);
   int rc;
   char *ref = ps_test_capture(&rc, "'%s' '%s' dicom_pid%s", PS_PYTHON, ps_test_src("tests/ref/dataset_reference.py"), files);
   assert_int_equal(rc, 0);
+  char pid[4][128], sop[4][128];
+  const char *line = ref;
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(sscanf(line, "%127s %127s", pid[i], sop[i]), 2);
+    line = strchr(line, '\n') + 1;
+  }
+  /* the labels CSV names one film by its SOPInstanceUID (column SOPInstanceUID), the others by path */
+  assert_string_not_equal(sop[1], "-");
+  char csvtext[2048] = "SOPInstanceUID,label\n";
+  for (int i = 0; i < 4; i++) {
+    char row[512];
+    if (i == 1) snprintf(row, sizeof row, "%s,PNEUMONIA\n", sop[1]);
+    else snprintf(row, sizeof row, "dicom/%s,%s\n", names[i], i % 2 ? "PNEUMONIA" : "NORMAL");
+    strcat(csvtext, row);
+  }
+  char *csv = ps_test_join(tmp, "dicom_labels.csv");
+  write_text(csv, csvtext);
   ps_scan_opts o = {0};
   o.labels_csv = csv;
   ps_dataset *ds = NULL;
   assert_int_equal(ps_dataset_scan(root, &o, &ds), PS_OK);
   assert_int_equal(ps_dataset_size(ds), 4);
-  char *line = ref;
   for (int i = 0; i < 4; i++) { /* items are in path order = names[] order */
     const ps_dataset_item *it = ps_dataset_item_at(ds, i);
     char want[128];
-    size_t l = strcspn(line, "\n");
-    snprintf(want, sizeof want, "%.*s", (int)l, line);
-    if (!strcmp(want, "-")) { /* no PatientID: the file stem */
-      char stem[128];
-      ps_dataset_patient_id_from_name(names[i], stem, sizeof stem);
-      snprintf(want, sizeof want, "%s", stem);
-    }
+    if (!strcmp(pid[i], "-")) /* no PatientID in the header: the file stem */
+      ps_dataset_patient_id_from_name(names[i], want, sizeof want);
+    else
+      snprintf(want, sizeof want, "%s", pid[i]);
     assert_string_equal(it->patient_id, want);
     assert_int_equal(it->label, i % 2);
-    line += l + 1;
   }
   /* siim and its MONOCHROME1 copy share a PatientID: one group, one split */
   assert_int_equal(ps_dataset_split(ds, NULL), PS_OK);

@@ -130,7 +130,7 @@ static int audit_only(const char *what, const char *outdir) {
 
 int ps_cli_split(int argc, char **argv) {
   const char *src = NULL, *outdir = NULL, *labels = NULL, *mat_dir = NULL, *audit = NULL, *v = NULL;
-  int materialize = 0, force = 0, no_hash = 0, seed = 0;
+  int materialize = 0, force = 0, no_hash = 0;
   ps_split_opts so = {{0.70, 0.15, 0.15}, 0, PS_TASK_BINARY};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -158,8 +158,14 @@ int ps_cli_split(int argc, char **argv) {
     } else if (ps_cli_opt(a, "--seed", &v)) {
       if (!v) v = i + 1 < argc ? argv[++i] : NULL;
       if (!v) goto missing;
-      if (ps_cli_int("split", "--seed", v, &seed)) return 2;
-      so.seed = (uint64_t)(int64_t)seed;
+      char *end;
+      errno = 0;
+      unsigned long long x = strtoull(v, &end, 10);
+      if (!*v || *end || errno || v[0] == '-') {
+        fprintf(stderr, "pneumoscope split: --seed needs a non-negative integer, got '%s'\n", v);
+        return 2;
+      }
+      so.seed = (uint64_t)x;
     } else if (ps_cli_opt(a, "--task", &v)) {
       if (!v) v = i + 1 < argc ? argv[++i] : NULL;
       if (!v) goto missing;
@@ -275,7 +281,7 @@ int ps_cli_split(int argc, char **argv) {
     printf("materialized %zu symlinks under %s\n", made, mat_dir);
   }
   ps_dataset_free(ds);
-  printf("seed %d, fractions %.4g/%.4g/%.4g, stratified by %s class\n", seed, so.fractions[0], so.fractions[1],
+  printf("seed %llu, fractions %.4g/%.4g/%.4g, stratified by %s class\n", (unsigned long long)so.seed, so.fractions[0], so.fractions[1],
          so.fractions[2], so.task == PS_TASK_MULTICLASS ? "multiclass" : "binary");
   print_summary(stdout, &r);
   if (r.patients_across_splits || r.hashes_across_splits) {

@@ -327,6 +327,8 @@ typedef struct {
 typedef struct {
   label_row *rows;
   size_t n;
+  size_t *by_key;  /* (n) row indices sorted by normalised key */
+  size_t *by_base; /* (n) row indices sorted by the key's file name */
 } label_table;
 
 static int parse_label(const char *s, int *label, int *subtype) {
@@ -352,6 +354,52 @@ static int parse_subtype(const char *s, int *subtype) {
 static void label_table_free(label_table *t) {
   for (size_t i = 0; i < t->n; i++) free(t->rows[i].key), free(t->rows[i].patient);
   free(t->rows);
+  free(t->by_key);
+  free(t->by_base);
+}
+
+static const char *norm_key(const char *k) {
+  while (k[0] == '.' && k[1] == '/') k += 2;
+  return k;
+}
+
+static int cmp_rows(const void *a, const void *b, void *ctx) {
+  const label_table *t = ((const void **)ctx)[0];
+  int base = *(const int *)((const void **)ctx)[1];
+  const char *x = norm_key(t->rows[*(const size_t *)a].key), *y = norm_key(t->rows[*(const size_t *)b].key);
+  if (base) x = base_name(x), y = base_name(y);
+  int c = strcmp(x, y);
+  return c ? c : (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+}
+
+static int index_labels(label_table *t) {
+  t->by_key = malloc((t->n ? t->n : 1) * sizeof(size_t));
+  t->by_base = malloc((t->n ? t->n : 1) * sizeof(size_t));
+  if (!t->by_key || !t->by_base) return ps_error(PS_ENOMEM, "labels: out of memory");
+  for (size_t i = 0; i < t->n; i++) t->by_key[i] = t->by_base[i] = i;
+  int zero = 0, one = 1;
+  const void *c0[2] = {t, &zero}, *c1[2] = {t, &one};
+  qsort_r(t->by_key, t->n, sizeof(size_t), cmp_rows, c0);
+  qsort_r(t->by_base, t->n, sizeof(size_t), cmp_rows, c1);
+  return PS_OK;
+}
+
+/* First row (in file order among equals) whose key (or key's file name) equals want; NULL if none. */
+static label_row *find_row(label_table *t, const size_t *idx, int base, const char *want) {
+  size_t lo = 0, hi = t->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const char *k = norm_key(t->rows[idx[mid]].key);
+    if (base) k = base_name(k);
+    if (strcmp(k, want) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < t->n) {
+    const char *k = norm_key(t->rows[idx[lo]].key);
+    if (base) k = base_name(k);
+    if (!strcmp(k, want)) return &t->rows[idx[lo]];
+  }
+  return NULL;
 }
 
 static int load_labels(const char *path, label_table *t) {
@@ -412,6 +460,7 @@ static int load_labels(const char *path, label_table *t) {
       goto done;
     }
   }
+  st = index_labels(t);
 done:
   ps__csv_free(&c);
   if (st) label_table_free(t);
@@ -419,19 +468,11 @@ done:
 }
 
 static label_row *label_lookup(label_table *t, const char *rel, const char *sop) {
-  if (!t) return NULL;
-  const char *b = base_name(rel);
-  for (size_t i = 0; i < t->n; i++) { /* relative path first, then file name, then SOP UID */
-    const char *k = t->rows[i].key;
-    while (k[0] == '.' && k[1] == '/') k += 2;
-    if (!strcmp(k, rel)) return &t->rows[i];
-  }
-  for (size_t i = 0; i < t->n; i++)
-    if (!strcmp(base_name(t->rows[i].key), b)) return &t->rows[i];
-  if (sop && *sop)
-    for (size_t i = 0; i < t->n; i++)
-      if (!strcmp(t->rows[i].key, sop)) return &t->rows[i];
-  return NULL;
+  if (!t) return NULL; /* relative path first, then file name, then SOP Instance UID */
+  label_row *r = find_row(t, t->by_key, 0, rel);
+  if (!r) r = find_row(t, t->by_base, 1, base_name(rel));
+  if (!r && sop && *sop) r = find_row(t, t->by_key, 0, sop);
+  return r;
 }
 
 /* Parallel hashing. */

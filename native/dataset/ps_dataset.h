@@ -148,8 +148,8 @@ PS_API int ps_dataset_audit(ps_dataset *ds, ps_leakage_report *out);
 PS_API int ps_dataset_write_leakage_json(ps_dataset *ds, const char *path, ps_leakage_report *out);
 /* Build dir/{train,val,test}/{CLASS}/<file name> as symlinks to the films (classes for task).
  * Never moves, copies over or deletes a user file: dir must not exist, be empty, or be a folder
- * this function made before (it holds ".pneumoscope-materialized"); in the last case only our
- * symlinks are replaced. dir may not lie inside a class folder of the source tree. Name clashes
+ * this function made before (it holds ".pneumoscope-materialized"); in the last case the symlinks
+ * in its <split>/<class> folders are replaced and nothing else is touched. dir may not lie inside a class folder of the source tree. Name clashes
  * (same file name in one class of one split) get "-2", "-3" ... before the extension. Films with
  * no split or no class for the task are skipped (logged). *made: symlinks created (may be NULL). */
 PS_API int ps_dataset_materialize(const ps_dataset *ds, const char *dir, ps_task task, size_t *made);

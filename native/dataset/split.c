@@ -130,6 +130,17 @@ int ps_dataset_split(ps_dataset *ds, const ps_split_opts *opts) {
   size_t ng = 0;
   int st = ps__ds_groups(ds, &ng);
   if (st) return st;
+  {
+    size_t patients = 0;
+    size_t *idx = sorted_by(ds, 0);
+    if (!idx) return ps_error(PS_ENOMEM, "split: out of memory");
+    for (size_t k = 0; k < ds->n; k++)
+      patients += k == 0 || strcmp(ds->items[idx[k]].patient_id, ds->items[idx[k - 1]].patient_id) != 0;
+    free(idx);
+    if (ng < patients)
+      ps_log(PS_LOG_INFO, "split: byte-identical films join %zu patients into shared groups (%zu groups for %zu patients)",
+             patients - ng, ng, patients);
+  }
   size_t *gsize = calloc(ng ? ng : 1, sizeof *gsize), *gcount = calloc((ng ? ng : 1) * K, sizeof *gcount);
   int *gclass = calloc(ng ? ng : 1, sizeof *gclass), *gsplit = calloc(ng ? ng : 1, sizeof *gsplit);
   size_t *order = malloc((ng ? ng : 1) * sizeof *order);

@@ -7,7 +7,7 @@
   dataset_reference.py leaky KAGGLE OUT SEED     write a per-file random split manifest (the classic
                                                  leaky split) whose duplicate films straddle splits;
                                                  prints the leakage it holds as "key value" lines
-  dataset_reference.py dicom_pid FILE...         PatientID (pydicom) per file, "-" when absent
+  dataset_reference.py dicom_pid FILE...         "PatientID SOPInstanceUID" (pydicom) per file, "-" when absent
 """
 import csv
 import hashlib
@@ -114,7 +114,8 @@ def dicom_pid(files):
     for p in files:
         ds = pydicom.dcmread(p, force=True, stop_before_pixels=True)
         v = str(ds.get("PatientID", "") or "")
-        print(v if v else "-")
+        u = str(ds.get("SOPInstanceUID", "") or "")
+        print(v if v else "-", u if u else "-")
 
 
 if __name__ == "__main__":
