@@ -1,0 +1,263 @@
+/* pneumoscope classify — label films (files or folders) with a ResNet18 model: one ps_infer_run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#ifdef PS_HAVE_INFER
+#include "ps_infer.h"
+#endif
+
+const char ps_cli_classify_help[] = "label films (files or folders) NORMAL/PNEUMONIA or NORMAL/BACTERIA/VIRUS";
+
+static void usage(FILE *f) {
+  fputs("usage: pneumoscope classify [--model M] [--json|--csv] [--device cpu|cuda|auto] [--threads N]\n"
+        "                            [--batch B] PATH...\n"
+        "  Classifies every film (PNG, JPEG, DICOM by content) in the files and folders given\n"
+        "  (folders recursively; .txt/.csv/.json and other clearly non-film files are skipped).\n"
+        "  --model M     .safetensors model (default: $PNEUMOSCOPE_MODEL, else the bundled\n"
+        "                pneumoscope-binary.safetensors)\n"
+        "  --json        JSON array: file, label, probabilities, threshold, DICOM identifiers\n"
+        "  --csv         the same as CSV (header line first)\n"
+        "  --device D    cpu, cuda or auto (default auto: CUDA when available)\n"
+        "  --threads N   CPU threads for decoding and for libtorch (default: all available)\n"
+        "  --batch B     films per forward pass (default 16)\n"
+        "  A film that cannot be read is reported (stderr and an error row) and skipped.\n"
+        "  Exit status: 0 all films classified, 1 any film failed or the model could not run,\n"
+        "  2 bad usage.\n",
+        f);
+}
+
+#ifdef PS_HAVE_INFER
+
+typedef enum { OUT_TABLE, OUT_JSON, OUT_CSV } out_kind;
+
+typedef struct out_ctx {
+  out_kind kind;
+  const ps_model *model;
+  int count;
+} out_ctx;
+
+static int has_dicom_ids(const ps_film_meta *m) {
+  return m && m->format == PS_FORMAT_DICOM;
+}
+
+static int on_result(const ps_infer_result *r, void *user) {
+  out_ctx *o = user;
+  const ps_model_meta *mm = ps_model_meta_get(o->model);
+  int K = r->num_classes;
+  FILE *f = stdout;
+  int binary = mm->task == PS_TASK_BINARY;
+  if (r->status != PS_OK) fprintf(stderr, "pneumoscope classify: %s\n", r->error);
+  if (o->kind == OUT_JSON) {
+    fputs(o->count ? ",\n  {" : "\n  {", f);
+    fputs("\"file\":", f);
+    ps_cli_json_string(f, r->file);
+    if (r->status != PS_OK) {
+      fputs(",\"label\":null,\"error\":", f);
+      ps_cli_json_string(f, r->error);
+      fputs("}", f);
+    } else {
+      fputs(",\"label\":", f);
+      ps_cli_json_string(f, r->label_name);
+      fputs(",\"probabilities\":{", f);
+      for (int k = 0; k < K; k++) {
+        if (k) fputc(',', f);
+        ps_cli_json_string(f, mm->classes[k]);
+        fprintf(f, ":%.9g", r->probs[k]);
+      }
+      fputs("},\"threshold\":", f);
+      if (binary) fprintf(f, "%.9g", mm->threshold);
+      else fputs("null", f);
+      const ps_film_meta *m = r->meta;
+      if (has_dicom_ids(m)) {
+        const char *keys[] = {"PatientID", "StudyInstanceUID", "SOPInstanceUID", "ViewPosition"};
+        const char *vals[] = {m->patient_id, m->study_uid, m->sop_uid, m->view_position};
+        for (int i = 0; i < 4; i++) {
+          if (!vals[i][0]) continue;
+          fprintf(f, ",\"%s\":", keys[i]);
+          ps_cli_json_string(f, vals[i]);
+        }
+      }
+      fputs("}", f);
+    }
+  } else if (o->kind == OUT_CSV) {
+    if (o->count == 0) {
+      fputs("file,label", f);
+      for (int k = 0; k < K; k++) {
+        char h[64];
+        snprintf(h, sizeof h, "p_%s", mm->classes[k]);
+        fputc(',', f);
+        ps_cli_csv_field(f, h);
+      }
+      fputs(",threshold,PatientID,StudyInstanceUID,SOPInstanceUID,ViewPosition,error\n", f);
+    }
+    ps_cli_csv_field(f, r->file);
+    fputc(',', f);
+    if (r->status == PS_OK) {
+      ps_cli_csv_field(f, r->label_name);
+      for (int k = 0; k < K; k++) fprintf(f, ",%.9g", r->probs[k]);
+      if (binary) fprintf(f, ",%.9g", mm->threshold);
+      else fputc(',', f);
+      const ps_film_meta *m = r->meta;
+      int d = has_dicom_ids(m);
+      const char *vals[] = {d ? m->patient_id : "", d ? m->study_uid : "", d ? m->sop_uid : "",
+                            d ? m->view_position : ""};
+      for (int i = 0; i < 4; i++) {
+        fputc(',', f);
+        ps_cli_csv_field(f, vals[i]);
+      }
+      fputs(",\n", f);
+    } else {
+      for (int k = 0; k < K; k++) fputc(',', f);
+      fputs(",,,,,,", f);
+      ps_cli_csv_field(f, r->error);
+      fputc('\n', f);
+    }
+  } else {
+    if (o->count == 0) {
+      printf("%-12s", "label");
+      for (int k = 0; k < K; k++) {
+        char h[64];
+        snprintf(h, sizeof h, "P(%s)", mm->classes[k]);
+        printf(" %12s", h);
+      }
+      printf("  file\n");
+    }
+    if (r->status == PS_OK) {
+      printf("%-12s", r->label_name);
+      for (int k = 0; k < K; k++) printf(" %12.4f", r->probs[k]);
+      printf("  %s\n", r->file);
+    } else {
+      printf("%-12s", "ERROR");
+      for (int k = 0; k < K; k++) printf(" %12s", "-");
+      printf("  %s\n", r->file);
+    }
+  }
+  o->count++;
+  fflush(f);
+  return 0;
+}
+
+int ps_cli_classify(int argc, char **argv) {
+  const char *model_path = NULL, *v = NULL;
+  out_kind kind = OUT_TABLE;
+  ps_device device = PS_DEVICE_AUTO;
+  int threads = 0, batch = 0, npaths = 0, only_paths = 0;
+  const char **paths = calloc((size_t)argc + 1, sizeof *paths);
+  if (!paths) return ps_cli_fail("classify", "arguments", PS_ENOMEM);
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (only_paths || a[0] != '-' || !a[1]) {
+      paths[npaths++] = a;
+      continue;
+    }
+#define VALUE()                                                               \
+  do {                                                                        \
+    if (!v) {                                                                 \
+      if (i + 1 >= argc) {                                                    \
+        fprintf(stderr, "pneumoscope classify: %s needs a value\n", a);       \
+        free(paths);                                                          \
+        return 2;                                                             \
+      }                                                                       \
+      v = argv[++i];                                                          \
+    }                                                                         \
+  } while (0)
+    v = NULL;
+    if (!strcmp(a, "--")) {
+      only_paths = 1;
+    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      free(paths);
+      return 0;
+    } else if (!strcmp(a, "--json")) {
+      kind = OUT_JSON;
+    } else if (!strcmp(a, "--csv")) {
+      kind = OUT_CSV;
+    } else if (ps_cli_opt(a, "--model", &v)) {
+      VALUE();
+      model_path = v;
+    } else if (ps_cli_opt(a, "--device", &v)) {
+      VALUE();
+      if (!strcmp(v, "cpu")) device = PS_DEVICE_CPU;
+      else if (!strcmp(v, "cuda")) device = PS_DEVICE_CUDA;
+      else if (!strcmp(v, "auto")) device = PS_DEVICE_AUTO;
+      else {
+        fprintf(stderr, "pneumoscope classify: --device must be cpu, cuda or auto, got '%s'\n", v);
+        free(paths);
+        return 2;
+      }
+    } else if (ps_cli_opt(a, "--threads", &v)) {
+      VALUE();
+      if (ps_cli_int("classify", "--threads", v, &threads) || threads < 0) {
+        free(paths);
+        return 2;
+      }
+    } else if (ps_cli_opt(a, "--batch", &v)) {
+      VALUE();
+      if (ps_cli_int("classify", "--batch", v, &batch) || batch < 1) {
+        if (batch < 1) fprintf(stderr, "pneumoscope classify: --batch must be >= 1\n");
+        free(paths);
+        return 2;
+      }
+    } else {
+      fprintf(stderr, "pneumoscope classify: unknown option '%s'\n", a);
+      usage(stderr);
+      free(paths);
+      return 2;
+    }
+#undef VALUE
+  }
+  if (!npaths) {
+    usage(stderr);
+    free(paths);
+    return 2;
+  }
+  char defpath[4096];
+  int st;
+  if (!model_path) {
+    if ((st = ps_model_default_path(defpath, sizeof defpath)) != PS_OK) {
+      free(paths);
+      return ps_cli_fail("classify", "default model", st);
+    }
+    model_path = defpath;
+  }
+  if (threads > 0 && (st = ps_torch_set_threads(threads)) != PS_OK) {
+    free(paths);
+    return ps_cli_fail("classify", "threads", st);
+  }
+  ps_model *m = NULL;
+  if ((st = ps_model_load(model_path, device, &m)) != PS_OK) {
+    free(paths);
+    return ps_cli_fail("classify", model_path, st);
+  }
+  out_ctx o = {kind, m, 0};
+  ps_infer_opts io = {0};
+  io.batch = batch;
+  io.threads = threads;
+  int nfailed = 0;
+  if (kind == OUT_JSON) fputs("[", stdout);
+  st = ps_infer_run(m, paths, npaths, &io, on_result, &o, &nfailed);
+  if (kind == OUT_JSON) fputs(o.count ? "\n]\n" : "]\n", stdout);
+  fflush(stdout);
+  ps_model_free(m);
+  free(paths);
+  if (st != PS_OK) return ps_cli_fail("classify", "run", st);
+  if (o.count == 0) fprintf(stderr, "pneumoscope classify: no films found\n");
+  if (nfailed) fprintf(stderr, "pneumoscope classify: %d of %d films failed\n", nfailed, o.count);
+  return (nfailed || o.count == 0) ? 1 : 0;
+}
+
+#else
+
+int ps_cli_classify(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    }
+  fprintf(stderr, "pneumoscope classify: built without libtorch (PS_WITH_TORCH=OFF)\n");
+  return 1;
+}
+
+#endif

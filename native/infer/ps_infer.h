@@ -1,0 +1,76 @@
+/* ps_infer.h — classify many films: decoding on worker threads overlapped with batched forward
+ * passes of a ps_model, results delivered in input order. What `pneumoscope classify` and the
+ * Fiji "Classify" command call.
+ *
+ *   static int on_result(const ps_infer_result *r, void *user) {
+ *     if (r->status != PS_OK) fprintf(stderr, "%s: %s\n", r->file, r->error);
+ *     else printf("%s %s %.3f\n", r->file, r->label_name, r->probs[r->label]);
+ *     return 0;                                   // non-zero cancels (PS_ECANCELLED)
+ *   }
+ *   const char *paths[] = {"films/", "one.dcm"};
+ *   ps_infer_opts o = {0};                        // batch 16, ps_default_threads() decoders
+ *   int nfailed = 0;
+ *   int st = ps_infer_run(model, paths, 2, &o, on_result, NULL, &nfailed);
+ *
+ * Folders are walked recursively in sorted order. Files that are clearly not films by their
+ * extension (.txt .csv .json .md .xml .html .py .sh .npy .safetensors ...) and hidden files are
+ * skipped quietly; every other file is read by content (PNG, JPEG, DICOM), and one that cannot be
+ * read is reported as a failed result while the run goes on.
+ */
+#ifndef PS_INFER_H
+#define PS_INFER_H
+
+#include "ps_common.h"
+#include "ps_image.h"
+#include "ps_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Zero-initialised is valid. */
+typedef struct ps_infer_opts {
+  int batch;          /* films per forward pass (0: 16) */
+  int threads;        /* decoding worker threads (0: ps_default_threads()) */
+  ps_read_opts read;  /* limits for untrusted films (zero: defaults) */
+} ps_infer_opts;
+
+typedef struct ps_infer_result {
+  int index;                          /* position in the expanded file list */
+  const char *file;                   /* path as found (borrowed, valid during the callback) */
+  int status;                         /* PS_OK, or why this film failed */
+  const char *error;                  /* ps_last_error() text of the failure, "" when OK */
+  int label;                          /* class index (ps_model_label), -1 on failure */
+  const char *label_name;             /* model class name, "" on failure */
+  int num_classes;                    /* K */
+  float probs[PS_MODEL_MAX_CLASSES];  /* softmax probabilities (K) */
+  const ps_film_meta *meta;           /* what the reader found (DICOM identifiers); NULL on failure */
+} ps_infer_result;
+
+/* Called once per file, in input order, on the thread that called ps_infer_run.
+ * Return non-zero to stop the run (PS_ECANCELLED). */
+typedef int (*ps_infer_fn)(const ps_infer_result *r, void *user);
+
+/* Expand paths (files and folders, recursively, sorted; non-film extensions and hidden files
+ * skipped) into a malloc'd array of malloc'd strings; free with ps_infer_list_free. A path that
+ * does not exist is kept in the list (it will be reported as a failed film). */
+PS_API int ps_infer_collect(const char *const *paths, int n, char ***files, int *nfiles);
+PS_API void ps_infer_list_free(char **files, int nfiles);
+/* 1 when the file name is skipped as clearly not a film (.txt, .csv, .json, hidden ...). */
+PS_API int ps_infer_skip_name(const char *path);
+
+/* Classify every film under paths with m (eval-mode BN, no autograd; model input size and
+ * mean/std from its metadata). nfailed (nullable) gets the number of films that failed.
+ * Returns PS_OK when the run completed (even with failed films), PS_ECANCELLED when fn asked to
+ * stop, another status when the run itself could not go on (no memory, forward failed). */
+PS_API int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_opts *opts,
+                        ps_infer_fn fn, void *user, int *nfailed);
+
+/* Classify one preprocessed-or-not film file: convenience for JNI / single films. */
+PS_API int ps_infer_file(ps_model *m, const char *path, const ps_read_opts *read, float *probs /* (K) */,
+                         int *label);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
