@@ -389,6 +389,7 @@ static void test_kaggle_layout_and_original_split_audit(void **state) {
   text = ps_test_capture(&rc, "'%s' split '%s' -o '%s' --seed 5 2>&1", PS_CLI, root, out);
   assert_int_equal(rc, 0);
   assert_non_null(strstr(text, "leakage: 0 patients in more than one split (0 films), 0 identical films across splits"));
+  assert_non_null(strstr(text, "own train/val/test folders: 1 patients in more than one split, 1 identical films"));
   free(text), free(out), free(root);
 }
 

@@ -93,13 +93,7 @@ static int audit_only(const char *what, const char *outdir) {
     /* a folder: audit its own train/val/test layout (e.g. the original Kaggle split) */
     st = ps_dataset_scan(what, NULL, &ds);
     if (st) return ps_cli_fail("split", what, st);
-    size_t none = 0;
-    for (size_t i = 0; i < ps_dataset_size(ds); i++) {
-      ps_dataset_item *it = (ps_dataset_item *)ps_dataset_item_at(ds, i);
-      it->split = it->source_split;
-      none += it->split == PS_SPLIT_NONE;
-    }
-    if (none == ps_dataset_size(ds)) {
+    if (ps_dataset_use_source_split(ds) <= 0) {
       ps_dataset_free(ds);
       fprintf(stderr, "pneumoscope split: %s has no train/val/test folders to audit\n", what);
       return 1;
@@ -255,6 +249,13 @@ int ps_cli_split(int argc, char **argv) {
   ps_dataset *ds = NULL;
   int st = ps_dataset_scan(src, &sc, &ds);
   if (st) return ps_cli_fail("split", src, st);
+  if (ps_dataset_use_source_split(ds) > 0) { /* e.g. Kaggle's own train/val/test: say how it leaks */
+    ps_leakage_report orig;
+    if (ps_dataset_audit(ds, &orig) == PS_OK)
+      printf("the source's own train/val/test folders: %zu patients in more than one split, %zu identical films across "
+             "splits (pooled and split again below)\n",
+             orig.patients_across_splits, orig.hashes_across_splits);
+  }
   if ((st = ps_dataset_split(ds, &so)) != PS_OK) {
     ps_dataset_free(ds);
     return ps_cli_fail("split", src, st);

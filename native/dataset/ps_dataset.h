@@ -137,6 +137,10 @@ PS_API const char *ps_dataset_subtype_name(int subtype);         /* "NORMAL", "B
 /* Assign item->split to every film (opts NULL: defaults). Fails with PS_EINVAL on bad fractions or
  * when opts->task is multiclass and a film has no known subtype. */
 PS_API int ps_dataset_split(ps_dataset *ds, const ps_split_opts *opts);
+/* Copy each film's source_split (the train/val/test folder a scan found it in) into its split, e.g.
+ * to audit the Kaggle set's own split. Returns the number of films that had one (films without one
+ * get PS_SPLIT_NONE); negative status on NULL. */
+PS_API int ps_dataset_use_source_split(ps_dataset *ds);
 /* Write the manifest atomically (temp file + rename). An existing file is refused (PS_EINVAL)
  * unless force; forced overwrites also go through the temp file. */
 PS_API int ps_dataset_write_manifest(const ps_dataset *ds, const char *path, int force);

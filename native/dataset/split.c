@@ -191,6 +191,16 @@ done:
   return st;
 }
 
+int ps_dataset_use_source_split(ps_dataset *ds) {
+  if (!ds) return ps_error(PS_EINVAL, "split: NULL dataset");
+  int n = 0;
+  for (size_t i = 0; i < ds->n; i++) {
+    ds->items[i].split = ds->items[i].source_split;
+    n += ds->items[i].split != PS_SPLIT_NONE;
+  }
+  return n;
+}
+
 /* ---- audit --------------------------------------------------------------------------------- */
 
 static int split_mask_leaks(unsigned mask) { return mask && (mask & (mask - 1)); }
