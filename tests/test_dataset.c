@@ -93,6 +93,10 @@ static void test_patient_ids(void **state) {
   assert_string_equal(out, "IM-0117");
   assert_int_equal(ps_dataset_patient_id_from_name("person12x_a.jpeg", out, sizeof out), 0);
   assert_int_equal(ps_dataset_patient_id_from_name("person123_bacteria_456.jpeg", out, 4), PS_EINVAL);
+  assert_int_equal(ps_dataset_patient_id_from_name("dir/", out, sizeof out), 0);
+  assert_string_equal(out, "dir/");
+  assert_int_equal(ps_dataset_patient_id_from_name("", out, sizeof out), 0);
+  assert_string_equal(out, "unnamed");
   assert_int_equal(ps_dataset_subtype_from_name("person1_Bacteria_2.jpeg"), PS_SUBTYPE_BACTERIA);
   assert_int_equal(ps_dataset_subtype_from_name("x/person1_virus_2.jpeg"), PS_SUBTYPE_VIRUS);
   assert_int_equal(ps_dataset_subtype_from_name("virus_dir/person1.jpeg"), PS_SUBTYPE_UNKNOWN);
@@ -556,6 +560,50 @@ static void test_manifest_reader_errors(void **state) {
   free(m), free(m2);
 }
 
+/* Truncations and byte flips of a valid manifest: every read returns a status, never crashes
+ * (run under PS_SANITIZE for memory errors), and failures name the file. */
+static void test_manifest_reader_garbage(void **state) {
+  (void)state;
+  const char *tmp = ps_test_tmpdir();
+  const char *good = "path,label,subtype,patient_id,split,sha256\n"
+                     "/x/person1_bacteria_1.jpeg,PNEUMONIA,BACTERIA,person1,train,"
+                     "05bc425eda168493cbe38eea4c079edbbfad1e17e3477892740b1fce97b69957\n"
+                     "\"/x/a,b.jpeg\",NORMAL,NORMAL,\"p\"\"q\",test,\n";
+  size_t n = strlen(good);
+  char *m = ps_test_join(tmp, "garbage.csv");
+  uint64_t s = 7;
+  int ok = 0, failed = 0;
+  for (int round = 0; round < 400; round++) {
+    char buf[512];
+    memcpy(buf, good, n);
+    size_t len = n;
+    if (round < (int)n) {
+      len = (size_t)round; /* every truncation */
+    } else {
+      for (int k = 0; k < 3; k++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        buf[(s >> 33) % n] = (char)(s >> 13);
+      }
+    }
+    FILE *f = fopen(m, "wb");
+    fwrite(buf, 1, len, f);
+    fclose(f);
+    ps_dataset *ds = NULL;
+    int st = ps_dataset_read_manifest(m, &ds);
+    if (st == PS_OK) {
+      ok++;
+      for (size_t i = 0; i < ps_dataset_size(ds); i++) assert_true(ps_dataset_item_at(ds, i)->patient_id[0] != '\0');
+      ps_dataset_free(ds);
+    } else {
+      failed++;
+      assert_null(ds);
+      assert_non_null(strstr(ps_last_error(), "garbage.csv"));
+    }
+  }
+  assert_true(ok > 0 && failed > 0);
+  free(m);
+}
+
 /* hash every source film (hashlib, independent of our sha256) */
 static char *hash_sources(void) {
   int rc;
@@ -661,6 +709,7 @@ int main(void) {
       cmocka_unit_test(test_class_folders_and_labels_csv),
       cmocka_unit_test(test_dicom_labels_csv),
       cmocka_unit_test(test_manifest_reader_errors),
+      cmocka_unit_test(test_manifest_reader_garbage),
       cmocka_unit_test(test_cli_materialize_and_refusals),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

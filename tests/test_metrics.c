@@ -175,6 +175,12 @@ static void test_against_sklearn(void **state) {
   cases[ncases++] = multi_case("three_ties", 200, 0, 1);
   cases[ncases++] = multi_case("three_missing_pred", 150, 1, 0); /* class 2 never predicted */
   {
+    mcase c = multi_case("three_missing_label", 120, 0, 0); /* no VIRUS film: AUC/AP undefined (NAN) */
+    for (int i = 0; i < c.n; i++)
+      if (c.y[i] == 2) c.y[i] = i % 2;
+    cases[ncases++] = c;
+  }
+  {
     mcase c = binary_case("all_negative_pred", 60, 0.0, 0, 0.5); /* nothing predicted positive */
     for (int i = 0; i < c.n; i++) c.p[2 * i + 1] *= 0.4f, c.p[2 * i] = 1 - c.p[2 * i + 1];
     cases[ncases++] = c;

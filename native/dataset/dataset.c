@@ -125,7 +125,9 @@ int ps_dataset_patient_id_from_name(const char *name, char *out, size_t cap) {
     }
   }
   if (keep + 1 > cap) return ps_error(PS_EINVAL, "dataset: patient id of %s longer than %zu", b, cap - 1);
-  if (keep == 0) { /* ".jpeg": the whole name */
+  if (keep == 0) { /* ".jpeg": the whole name; "dir/": the whole path */
+    if (len == 0) b = name, len = strlen(name);
+    if (len == 0) b = "unnamed", len = 7;
     keep = len < cap ? len : cap - 1;
   }
   memcpy(out, b, keep);
