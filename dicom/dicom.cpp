@@ -89,10 +89,32 @@ void copy_str(char *dst, size_t cap, const OFString &s) {
   dst[len] = '\0';
 }
 
+// Make dst valid UTF-8 in place (callers pass it on to Java and JSON): an invalid or truncated
+// sequence becomes '?', as do control characters.
+void utf8_sanitize(char *dst) {
+  unsigned char *p = (unsigned char *)dst;
+  while (*p) {
+    unsigned c = *p;
+    int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0;
+    for (int k = 1; ok && k < len; k++) ok = (p[k] & 0xC0) == 0x80;
+    if (ok && len == 2) ok = c >= 0xC2;
+    if (ok && len == 3) ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] >= 0xA0);
+    if (ok && len == 4) ok = c <= 0xF4 && !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] >= 0x90);
+    if (!ok) {
+      *p++ = '?';
+      continue;
+    }
+    if (len == 1 && c < 0x20) *p = '?';
+    p += len;
+  }
+}
+
 void get_str(DcmItem *item, const DcmTagKey &tag, char *dst, size_t cap) {
   OFString s;
   dst[0] = '\0';
   if (item && item->findAndGetOFString(tag, s).good()) copy_str(dst, cap, s);
+  utf8_sanitize(dst);
 }
 
 bool get_u16(DcmItem *item, const DcmTagKey &tag, Uint16 &v) {
@@ -179,6 +201,12 @@ void fill_meta(DcmFileFormat &ff, ps_film_meta *m) {
   DcmMetaInfo *mi = ff.getMetaInfo();
   memset(m, 0, sizeof *m);
   m->format = PS_FORMAT_DICOM;
+  // Text in another character set (Latin-1, ...) becomes UTF-8; what cannot be converted is
+  // replaced by '?' in get_str.
+  OFString charset;
+  if (ds->findAndGetOFStringArray(DCM_SpecificCharacterSet, charset).good() && !charset.empty() &&
+      charset != "ISO_IR 192" && charset != "ISO_IR 6")
+    (void)ds->convertToUTF8();
   get_str(ds, DCM_PatientID, m->patient_id, sizeof m->patient_id);
   get_str(ds, DCM_StudyInstanceUID, m->study_uid, sizeof m->study_uid);
   get_str(ds, DCM_SeriesInstanceUID, m->series_uid, sizeof m->series_uid);

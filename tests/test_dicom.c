@@ -325,6 +325,39 @@ static void test_metadata_matches_pydicom(void **state) {
   }
 }
 
+static void test_metadata_charset(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(HAVE_PY, "no pydicom in " PS_PYTHON);
+  /* Latin-1 PatientID with SpecificCharacterSet ISO_IR 100: UTF-8 out, as pydicom decodes it */
+  char *nccid = real(NCCID), *l1 = tmp("latin1.dcm"), *l2 = tmp("bad_bytes.dcm"), *ref = py_ref();
+  copy_file(nccid, l1);
+  assert_int_equal(ps_test_system("dcmodify -nb -i 'SpecificCharacterSet=ISO_IR 100' -m \"PatientID=$(printf 'M\\374ller^J\\366rg')\" '%s' >/dev/null 2>&1", l1), 0);
+  int st = 0;
+  char *txt = ps_test_capture(&st, "'%s' '%s' meta '%s'", PS_PYTHON, ref, l1);
+  assert_int_equal(st, 0);
+  char *want = strstr(txt, "PatientID\t");
+  assert_non_null(want);
+  want += strlen("PatientID\t");
+  want[strcspn(want, "\n")] = '\0';
+  ps_film_meta m;
+  assert_int_equal(ps_dicom_read_meta(l1, NULL, &m), PS_OK);
+  print_message("  Latin-1 PatientID: pydicom '%s' ours '%s'\n", want, m.patient_id);
+  assert_string_equal(m.patient_id, want);
+  assert_true(strlen(want) > 11); /* really multi-byte UTF-8, not the Latin-1 bytes */
+  free(txt);
+  /* bytes that are not valid in the declared (default) character set: '?' for each, so the
+   * string stays valid UTF-8 for JNI / JSON */
+  copy_file(nccid, l2);
+  assert_int_equal(ps_test_system("dcmodify -nb -m \"PatientID=$(printf 'M\\374ller\\001')\" '%s' >/dev/null 2>&1", l2), 0);
+  assert_int_equal(ps_dicom_read_meta(l2, NULL, &m), PS_OK);
+  print_message("  invalid bytes PatientID: '%s'\n", m.patient_id);
+  assert_string_equal(m.patient_id, "M?ller?");
+  free(nccid);
+  free(l1);
+  free(l2);
+  free(ref);
+}
+
 /* ---- transfer-syntax variants made with DCMTK's tools --------------------------------------- */
 
 typedef struct {
@@ -970,6 +1003,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_real_films_match_pydicom),
       cmocka_unit_test(test_metadata_matches_pydicom),
+      cmocka_unit_test(test_metadata_charset),
       cmocka_unit_test(test_variants_8bit),
       cmocka_unit_test(test_variants_16bit_acr_nema),
       cmocka_unit_test(test_variants_rgb),

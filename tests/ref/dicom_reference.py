@@ -139,6 +139,8 @@ META = ["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", 
 
 def meta(path):
     ds = read(path)
+    out = []
+    print = lambda s="": out.append(s)  # noqa: E731  (written as UTF-8 below, whatever the locale)
     print("file\t%s" % path)
     for k in META:
         if k in ds and ds[k].value is not None and str(ds[k].value) != "":
@@ -156,6 +158,9 @@ def meta(path):
             val = val[0] if isinstance(val, pydicom.multival.MultiValue) else val
             print("%s\t%r" % (k, float(val)))
     print()
+    sys.stdout.flush()
+    sys.stdout.buffer.write(("\n".join(out) + "\n").encode("utf-8"))
+    sys.stdout.buffer.flush()
 
 
 def j2k(src, dst, lossy=False):
