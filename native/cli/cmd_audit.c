@@ -155,8 +155,14 @@ int ps_cli_audit(int argc, char **argv) {
     num(c->min_focus);
     printf("}");
   }
+  char path[4200];
+  snprintf(path, sizeof path, "%s/lung_focus.csv", outdir);
   printf("}, \"csv\": ");
-  printf("\"%s/lung_focus.csv\", \"summary\": \"%s/summary.json\"}\n", outdir, outdir);
+  ps_cli_json_string(stdout, path);
+  snprintf(path, sizeof path, "%s/summary.json", outdir);
+  printf(", \"summary\": ");
+  ps_cli_json_string(stdout, path);
+  printf("}\n");
   return 0;
 #endif
 }

@@ -48,10 +48,11 @@ static void json_num(FILE *f, double v) {
 static int may_replace(const char *path, const char *tag) {
   FILE *f = fopen(path, "rb");
   if (!f) return errno == ENOENT;
-  char buf[64] = {0};
-  size_t n = fread(buf, 1, strlen(tag), f);
+  char buf[256] = {0};
+  size_t want = strlen(tag) < sizeof buf ? strlen(tag) : sizeof buf;
+  size_t n = fread(buf, 1, want, f);
   fclose(f);
-  return n == strlen(tag) && !memcmp(buf, tag, n);
+  return n == want && !memcmp(buf, tag, n);
 }
 
 static FILE *open_tmp(const char *path, char **tmp) {
