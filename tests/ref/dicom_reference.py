@@ -30,6 +30,9 @@
   dicom_reference.py j2kmf IN.dcm OUT.dcm
       3-frame JPEG 2000 Lossless copy of a monochrome film (the film, its complement, zeros),
       each frame split over 2 fragments, no offset table.
+  dicom_reference.py bits32 IN.dcm OUT.dcm [signed]
+      explicit VR little endian copy with BitsAllocated/BitsStored 32: stored values * 4099 + 7
+      (unsigned) or (v - 512) * 4099 (signed, PixelRepresentation 1), no window.
   dicom_reference.py retag IN.dcm OUT.dcm UID
       byte-for-byte copy of IN with its TransferSyntaxUID replaced by UID (even one pydicom does
       not know, e.g. HTJ2K 1.2.840.10008.1.2.4.201): pydicom writes a placeholder transfer
@@ -276,6 +279,25 @@ def j2kmf(src, dst):
     ds.save_as(dst, write_like_original=False)
 
 
+def bits32(src, dst, signed=False):
+    ds = _native_copy(src)
+    arr = first_frame(ds).astype(np.int64)
+    if signed:
+        out = ((arr - 512) * 4099).astype(np.int32)
+    else:
+        out = (arr * 4099 + 7).astype(np.uint32)
+    ds.BitsAllocated = 32
+    ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.PixelData = out.tobytes()
+    ds["PixelData"].VR = "OW"
+    for k in ("WindowCenter", "WindowWidth"):
+        if k in ds:
+            delattr(ds, k)
+    ds.save_as(dst, write_like_original=False)
+
+
 def retag(src, dst, uid):
     ds = pydicom.dcmread(src)
     padded = len(uid) + (len(uid) & 1)
@@ -308,6 +330,8 @@ def main(argv):
             meta(p)
     elif len(argv) in (3, 4) and argv[0] == "j2k":
         j2k(argv[1], argv[2], len(argv) == 4 and argv[3] == "lossy")
+    elif len(argv) in (3, 4) and argv[0] == "bits32":
+        bits32(argv[1], argv[2], len(argv) == 4 and argv[3] == "signed")
     elif len(argv) == 3 and argv[0] == "j2kmf":
         j2kmf(argv[1], argv[2])
     elif len(argv) == 4 and argv[0] == "retag":
