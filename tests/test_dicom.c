@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ps_dicom.h"
 
@@ -873,6 +874,61 @@ static void test_probe(void **state) {
   assert_int_equal(ps_dicom_probe(NULL), 0);
 }
 
+static void test_silent(void **state) {
+  (void)state;
+  /* The library prints nothing, even where DCMTK's own tools complain (dcmdump on the same
+   * truncated / inconsistent files writes errors and warnings to stderr). */
+  char *nccid = real(NCCID), *siim = real(SIIM);
+  char *t1 = tmp("silent_truncated.dcm"), *t2 = tmp("silent_truncated_jpeg.dcm"), *t3 = tmp("silent_rows.dcm");
+  truncate_copy(nccid, t1, ps_test_file_size(nccid) / 2);
+  truncate_copy(siim, t2, ps_test_file_size(siim) - 5000);
+  copy_file(siim, t3);
+  assert_int_equal(ps_test_system("dcmodify -nb -m Rows=2048 '%s' >/dev/null 2>&1", t3), 0);
+  /* the files do make DCMTK talk when its logger is not silenced */
+  int st = 0;
+  char *talk = ps_test_capture(&st, "dcmdump '%s' 2>&1 >/dev/null", t1);
+  assert_non_null(talk);
+  print_message("  dcmdump on the truncated file says: %.100s\n", talk);
+  assert_true(strlen(talk) > 0);
+  free(talk);
+  char *log = tmp("silent.log");
+  fflush(stdout);
+  fflush(stderr);
+  int out_fd = dup(1), err_fd = dup(2);
+  FILE *lf = fopen(log, "w");
+  assert_non_null(lf);
+  dup2(fileno(lf), 1);
+  dup2(fileno(lf), 2);
+  const char *files[] = {t1, t2, t3, nccid, siim};
+  int statuses[5];
+  for (int i = 0; i < 5; i++) {
+    ps_image *img = NULL;
+    statuses[i] = ps_dicom_read(files[i], NULL, &img);
+    ps_image_free(img);
+    ps_film_meta m;
+    (void)ps_dicom_read_meta(files[i], NULL, &m);
+  }
+  fflush(stdout);
+  fflush(stderr);
+  dup2(out_fd, 1);
+  dup2(err_fd, 2);
+  close(out_fd);
+  close(err_fd);
+  fclose(lf);
+  for (int i = 0; i < 3; i++) assert_int_not_equal(statuses[i], PS_OK);
+  assert_int_equal(statuses[3], PS_OK);
+  assert_int_equal(statuses[4], PS_OK);
+  long printed = ps_test_file_size(log);
+  print_message("  bytes printed by the library: %ld\n", printed);
+  assert_int_equal(printed, 0);
+  free(nccid);
+  free(siim);
+  free(t1);
+  free(t2);
+  free(t3);
+  free(log);
+}
+
 /* ---- mutated films: never a crash, always a status with the file name -------------------------- */
 
 static void test_mutations(void **state) {
@@ -1020,6 +1076,7 @@ int main(void) {
       cmocka_unit_test(test_voi_variants_match_pydicom),
       cmocka_unit_test(test_malformed),
       cmocka_unit_test(test_probe),
+      cmocka_unit_test(test_silent),
       cmocka_unit_test(test_mutations),
       cmocka_unit_test(test_threads),
   };
