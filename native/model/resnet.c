@@ -311,13 +311,18 @@ fail:
 /* ---- load / save ----------------------------------------------------------------------------- */
 
 static int fill_from_file(ps_model *m, const ps_st_file *f, int skip_fc) {
+  /* One staging buffer, as large as the largest tensor (layer4 conv: 9.4 MB in F32). */
+  void *buf = NULL;
+  size_t cap = 0;
+  int st = PS_OK;
   for (int i = 0; i < m->n; i++) {
     entry *e = &m->e[i];
     if (skip_fc && (i == m->fc_w || i == m->fc_b)) continue;
     const ps_st_tensor *t = ps_st_find(f, e->name);
     if (!t) {
       if (e->is_nbt) continue; /* older torchvision files (e.g. ImageNet weights) lack it: 0 */
-      return ps_error(PS_EFORMAT, "model: %s: missing tensor \"%s\"", f->path, e->name);
+      st = ps_error(PS_EFORMAT, "model: %s: missing tensor \"%s\"", f->path, e->name);
+      goto done;
     }
     int same = t->ndim == e->ndim;
     for (int d = 0; same && d < e->ndim; d++) same = t->shape[d] == e->shape[d];
@@ -327,16 +332,32 @@ static int fill_from_file(ps_model *m, const ps_st_file *f, int skip_fc) {
         snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)e->shape[d]);
       for (int d = 0; d < t->ndim; d++)
         snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
-      return ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" has shape [%s], ResNet18 needs [%s]", f->path, e->name,
-                      got, want);
+      st = ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" has shape [%s], ResNet18 needs [%s]", f->path, e->name,
+                    got, want);
+      goto done;
     }
-    if (e->is_nbt ? t->dtype != PS_DTYPE_I64 : t->dtype == PS_DTYPE_I64)
-      return ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" has dtype %s", f->path, e->name, ps_dtype_name(t->dtype));
+    if (e->is_nbt ? t->dtype != PS_DTYPE_I64 : t->dtype == PS_DTYPE_I64) {
+      st = ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" has dtype %s", f->path, e->name, ps_dtype_name(t->dtype));
+      goto done;
+    }
     int64_t numel = 1;
     for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
-    int st = ps_tensor_copy_from_data_(e->t, t->data, t->dtype, (size_t)numel);
-    if (st) return st;
+    size_t bytes = (size_t)(t->end - t->begin);
+    if (bytes > cap) {
+      free(buf);
+      cap = bytes;
+      buf = malloc(cap);
+      if (!buf) {
+        st = ps_error(PS_ENOMEM, "model: out of memory loading %s", f->path);
+        goto done;
+      }
+    }
+    if ((st = ps_st_read_tensor(f, t, buf))) goto done;
+    if ((st = ps_tensor_copy_from_data_(e->t, buf, t->dtype, (size_t)numel))) goto done;
   }
+done:
+  free(buf);
+  if (st) return st;
   for (int j = 0; j < f->n; j++) {
     const char *name = f->tensors[j].name;
     if (skip_fc && !strncmp(name, "fc.", 3)) continue;
@@ -352,7 +373,7 @@ int ps_model_load(const char *path, ps_device device, ps_model **out) {
   int st;
   if (!path || !out) return ps_error(PS_EINVAL, "model: path/out is NULL");
   *out = NULL;
-  if ((st = ps_st_read(path, &f))) return st;
+  if ((st = ps_st_open(path, &f))) return st;
   const ps_st_tensor *fw = ps_st_find(f, "fc.weight");
   if (!fw) {
     st = ps_error(PS_EFORMAT, "model: %s: missing tensor \"fc.weight\"", path);
@@ -378,7 +399,7 @@ fail:
 int ps_model_init_from(ps_model *m, const char *path) {
   ps_st_file *f = NULL;
   if (!m || !path) return ps_error(PS_EINVAL, "model: model/path is NULL");
-  int st = ps_st_read(path, &f);
+  int st = ps_st_open(path, &f);
   if (st) return st;
   st = fill_from_file(m, f, 1);
   ps_st_free(f);

@@ -217,7 +217,7 @@ void ps_st_free(ps_st_file *f) {
   free(f->tensors);
   free(f->meta_keys);
   free(f->meta_vals);
-  free(f->bytes);
+  if (f->fd >= 0) close(f->fd);
   free(f->path);
   free(f);
 }
@@ -332,46 +332,92 @@ static int parse_tensor(jp *p, ps_st_tensor *t) {
   return 0;
 }
 
-int ps_st_parse(const char *name, const void *bytes, size_t size, ps_st_file **out) {
+static int read_full(int fd, void *dst, size_t n, uint64_t off) {
+  uint8_t *p = dst;
+  while (n > 0) {
+    ssize_t k = pread(fd, p, n, (off_t)off);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    p += k;
+    n -= (size_t)k;
+    off += (uint64_t)k;
+  }
+  return 0;
+}
+
+int ps_st_read_tensor(const ps_st_file *f, const ps_st_tensor *t, void *dst) {
+  if (!f || !t || (!dst && t->end > t->begin)) return ps_error(PS_EINVAL, "safetensors: NULL argument");
+  if (read_full(f->fd, dst, (size_t)(t->end - t->begin), f->data_start + t->begin))
+    return ps_error(PS_EIO, "safetensors: %s: cannot read tensor \"%s\" (file changed or unreadable)", f->path, t->name);
+  return PS_OK;
+}
+
+int ps_st_open(const char *path, ps_st_file **out) {
   int st = PS_OK;
   ps_st_file *f = NULL;
   const ps_st_tensor **order = NULL;
-  if (!out) return ps_error(PS_EINVAL, "safetensors: out is NULL");
+  char *hbuf = NULL;
+  if (!path || !out) return ps_error(PS_EINVAL, "safetensors: path/out is NULL");
   *out = NULL;
-  if (!name) name = "(memory)";
+  const char *name = path;
   f = calloc(1, sizeof *f);
   if (!f) return ps_error(PS_ENOMEM, "safetensors: out of memory");
-  f->path = strdup(name);
-  f->bytes = malloc(size ? size : 1);
-  if (!f->path || !f->bytes) {
+  f->fd = -1;
+  f->path = strdup(path);
+  if (!f->path) {
     st = ps_error(PS_ENOMEM, "safetensors: out of memory reading %s", name);
     goto fail;
   }
-  memcpy(f->bytes, bytes, size);
+  f->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (f->fd < 0) {
+    st = ps_error(errno == ENOENT ? PS_ENOTFOUND : PS_EIO, "safetensors: cannot open %s: %s", path, strerror(errno));
+    goto fail;
+  }
+  struct stat sb;
+  if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    st = ps_error(PS_EIO, "safetensors: %s is not a regular file", path);
+    goto fail;
+  }
+  uint64_t size = (uint64_t)sb.st_size;
   f->size = size;
   if (size < 8) {
-    st = ps_error(PS_EFORMAT, "safetensors: %s: file is %zu bytes, too short for the 8-byte header length", name, size);
+    st = ps_error(PS_EFORMAT, "safetensors: %s: file is %llu bytes, too short for the 8-byte header length", name,
+                  (unsigned long long)size);
+    goto fail;
+  }
+  uint8_t len8[8];
+  if (read_full(f->fd, len8, 8, 0)) {
+    st = ps_error(PS_EIO, "safetensors: cannot read %s", path);
     goto fail;
   }
   uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | f->bytes[i];
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | len8[i];
   if (hlen > PS_ST_MAX_HEADER) {
     st = ps_error(PS_EFORMAT, "safetensors: %s: header length %llu exceeds the %llu-byte limit", name,
                   (unsigned long long)hlen, (unsigned long long)PS_ST_MAX_HEADER);
     goto fail;
   }
   if (hlen > size - 8) {
-    st = ps_error(PS_EFORMAT, "safetensors: %s: header length %llu is beyond the end of the %zu-byte file", name,
-                  (unsigned long long)hlen, size);
+    st = ps_error(PS_EFORMAT, "safetensors: %s: header length %llu is beyond the end of the %llu-byte file", name,
+                  (unsigned long long)hlen, (unsigned long long)size);
     goto fail;
   }
   if (hlen < 2) {
     st = ps_error(PS_EFORMAT, "safetensors: %s: header of %llu bytes is too short", name, (unsigned long long)hlen);
     goto fail;
   }
-  const uint8_t *body = f->bytes + 8 + hlen;
+  hbuf = malloc((size_t)hlen);
+  if (!hbuf) {
+    st = ps_error(PS_ENOMEM, "safetensors: out of memory reading %s", name);
+    goto fail;
+  }
+  if (read_full(f->fd, hbuf, (size_t)hlen, 8)) {
+    st = ps_error(PS_EIO, "safetensors: cannot read %s", path);
+    goto fail;
+  }
+  f->data_start = 8 + hlen;
   uint64_t body_len = size - 8 - hlen;
-  jp p = {(const char *)f->bytes + 8, (const char *)f->bytes + 8 + hlen, name, {0}};
+  jp p = {hbuf, hbuf + hlen, name, {0}};
   int cap = 0;
   if (jp_expect(&p, '{')) goto bad_json;
   if (!jp_peek(&p, '}')) {
@@ -457,9 +503,8 @@ int ps_st_parse(const char *name, const void *bytes, size_t size, ps_st_file **o
                     (unsigned long long)(t->end - t->begin), ps_dtype_name(t->dtype), (unsigned long long)want);
       goto fail;
     }
-    t->data = body + t->begin;
   }
-  if (f->n > 1) {
+  if (f->n >= 1) {
     order = malloc(sizeof *order * (size_t)f->n);
     if (!order) {
       st = ps_error(PS_ENOMEM, "safetensors: out of memory");
@@ -474,46 +519,37 @@ int ps_st_parse(const char *name, const void *bytes, size_t size, ps_st_file **o
         goto fail;
       }
     }
+    /* The spec: the byte buffer is entirely indexed, without holes. A hole means the header
+     * length or offsets lie (e.g. a header length off by one still parses and would load every
+     * tensor shifted): refuse rather than load garbage weights. */
+    uint64_t pos = 0;
+    for (int i = 0; i < f->n; i++) {
+      if (order[i]->begin != pos) {
+        st = ps_error(PS_EFORMAT, "safetensors: %s: data block has %llu unreferenced bytes at offset %llu "
+                      "(corrupt or truncated header)", name,
+                      (unsigned long long)(order[i]->begin - pos), (unsigned long long)pos);
+        goto fail;
+      }
+      pos = order[i]->end;
+    }
+    if (pos != body_len) {
+      st = ps_error(PS_EFORMAT, "safetensors: %s: data block has %llu unreferenced bytes at offset %llu "
+                    "(corrupt or truncated header)", name, (unsigned long long)(body_len - pos),
+                    (unsigned long long)pos);
+      goto fail;
+    }
     free(order);
     order = NULL;
   }
+  free(hbuf);
   *out = f;
   return PS_OK;
 bad_json:
   st = ps_error(PS_EFORMAT, "safetensors: %s: bad header: %s", name, p.err[0] ? p.err : "malformed JSON");
 fail:
   free(order);
+  free(hbuf);
   ps_st_free(f);
-  return st;
-}
-
-int ps_st_read(const char *path, ps_st_file **out) {
-  if (!path || !out) return ps_error(PS_EINVAL, "safetensors: path/out is NULL");
-  *out = NULL;
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return ps_error(errno == ENOENT ? PS_ENOTFOUND : PS_EIO, "safetensors: cannot open %s: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(fp);
-    return ps_error(PS_EIO, "safetensors: %s is not a regular file", path);
-  }
-  size_t size = (size_t)sb.st_size;
-  uint8_t *buf = malloc(size ? size : 1);
-  if (!buf) {
-    fclose(fp);
-    return ps_error(PS_ENOMEM, "safetensors: out of memory reading %s (%zu bytes)", path, size);
-  }
-  if (size && fread(buf, 1, size, fp) != size) {
-    free(buf);
-    fclose(fp);
-    return ps_error(PS_EIO, "safetensors: cannot read %s", path);
-  }
-  fclose(fp);
-  /* ps_st_parse copies; avoid a double copy by handing the buffer over. */
-  ps_st_file *f = NULL;
-  int st = ps_st_parse(path, buf, size, &f);
-  free(buf);
-  if (st == PS_OK) *out = f;
   return st;
 }
 

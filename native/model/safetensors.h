@@ -16,23 +16,25 @@ typedef struct ps_st_tensor {
   int ndim;
   int64_t shape[PS_TENSOR_MAX_DIMS];
   uint64_t begin, end;      /* byte range in the data block */
-  const uint8_t *data;      /* = file body + begin */
 } ps_st_tensor;
 
+/* An open file: the header is parsed and validated; tensor data is read on demand
+ * (ps_st_read_tensor), so loading never holds a second copy of the weights. */
 typedef struct ps_st_file {
   char *path;
-  uint8_t *bytes;           /* whole file */
-  size_t size;
+  int fd;
+  uint64_t size;            /* file size */
+  uint64_t data_start;      /* 8 + header length */
   ps_st_tensor *tensors;
   int n;
   char **meta_keys, **meta_vals;
   int nmeta;
 } ps_st_file;
 
-/* Read and validate the whole file; PS_EFORMAT with a message naming path for any lie. */
-int ps_st_read(const char *path, ps_st_file **out);
-/* Same from memory (copied); name is used in messages. */
-int ps_st_parse(const char *name, const void *bytes, size_t size, ps_st_file **out);
+/* Open, read and validate the header; PS_EFORMAT with a message naming path for any lie. */
+int ps_st_open(const char *path, ps_st_file **out);
+/* Read tensor t's bytes (t->end - t->begin) into dst. */
+int ps_st_read_tensor(const ps_st_file *f, const ps_st_tensor *t, void *dst);
 void ps_st_free(ps_st_file *f);
 const ps_st_tensor *ps_st_find(const ps_st_file *f, const char *name);
 /* Metadata value or NULL. */

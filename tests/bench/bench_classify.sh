@@ -1,0 +1,103 @@
+#!/bin/sh
+# pneumoscope classify vs what a user otherwise runs (/usr/bin/python3: PIL decode + torchvision
+# transforms + torchvision ResNet18 with torch.set_num_threads(nproc), tests/bench/classify_reference.py)
+# on the same random-weight binary model. Not part of ctest. Prints ratios measured in this run:
+#   - one film, whole process (file -> label, cold process), best of REPEATS wall time
+#   - in-process per-film latency (read + preprocess + forward), median of 20 after a warm-up
+#   - folder throughput over ../shared/data/kaggle (651 films), batches of 16
+#   - peak RSS (/usr/bin/time -v "Maximum resident set size") of the whole-process and folder runs
+# and checks that the BLAS libtorch loads is OpenBLAS. Aim: whole process >= 3x faster,
+# throughput >= 1.5x, peak memory <= half.
+#
+#   tests/bench/bench_classify.sh [BUILD_DIR (default build-model)] [REPEATS (default 3)]
+#
+# Wall times: on a shared machine, rerun when the load average printed is high.
+set -eu
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${1:-$SRC/build-model}
+REPS=${2:-3}
+PY=${PS_PYTHON:-/usr/bin/python3}
+DATA=${PS_SHARED_DATA:-$SRC/../shared/data}
+CLI="$BUILD/pneumoscope"
+NPROC=$(nproc)
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+FILM="$DATA/kaggle/NORMAL/IM-0117-0001.jpeg"
+
+echo "machine: $NPROC CPUs, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+# --- which BLAS libtorch uses ------------------------------------------------------------------
+BLAS=$(ldd "$BUILD/libpneumoscope.so" | awk '/libblas|libopenblas/ {print $3}' | xargs -r readlink -f | sort -u | tr '\n' ' ')
+echo "BLAS loaded with libtorch: $BLAS"
+case "$BLAS" in
+  *openblas*) echo "BLAS check: OpenBLAS (ok)" ;;
+  *) echo "BLAS check: FAILED, libtorch does not load OpenBLAS"; exit 1 ;;
+esac
+
+cc -O2 -o "$T/bench_classify" "$SRC/tests/bench/bench_classify.c" -I"$SRC/native/core" -I"$SRC/native/torch" \
+  -I"$SRC/native/model" -I"$SRC/native/infer" -L"$BUILD" -lpneumoscope -Wl,-rpath,"$BUILD"
+
+# --- the model both sides use ---------------------------------------------------------------------
+"$PY" - "$SRC/tests/ref" "$T/model.safetensors" <<'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import torch, torchvision, safetensors_io
+torch.manual_seed(2024)
+m = torchvision.models.resnet18(num_classes=2)
+safetensors_io.save(sys.argv[2], m.state_dict(), {"task": "binary", "classes": "NORMAL,PNEUMONIA",
+                    "input_size": "224", "threshold": "0.5", "provenance": "bench: random weights"})
+PYEOF
+M="$T/model.safetensors"
+
+# time_run OUTFILE CMD... -> appends "wall_s peak_kb" of one run
+time_run() {
+  out=$1; shift
+  /usr/bin/time -f "%e %M" -o "$T/time.txt" "$@" > "$T/stdout.txt" 2> "$T/stderr.txt" || true
+  cat "$T/time.txt" >> "$out"
+}
+
+echo
+echo "== one film, whole process: $FILM (${REPS} runs each, interleaved)"
+: > "$T/one_ours"; : > "$T/one_ref"
+for r in $(seq "$REPS"); do
+  time_run "$T/one_ours" "$CLI" classify --model "$M" "$FILM"
+  time_run "$T/one_ref" "$PY" "$SRC/tests/bench/classify_reference.py" one "$M" "$FILM"
+done
+ONE_OURS=$(sort -n "$T/one_ours" | head -1 | cut -d' ' -f1)
+ONE_REF=$(sort -n "$T/one_ref" | head -1 | cut -d' ' -f1)
+RSS1_OURS=$(sort -k2 -n "$T/one_ours" | tail -1 | cut -d' ' -f2)
+RSS1_REF=$(sort -k2 -n "$T/one_ref" | tail -1 | cut -d' ' -f2)
+
+echo "== in-process latency per film (median of 20 after warm-up)"
+LAT_OURS=$("$T/bench_classify" "$M" "$FILM" 20)
+LAT_REF=$("$PY" "$SRC/tests/bench/classify_reference.py" latency "$M" "$FILM" 20)
+
+echo "== folder: $DATA/kaggle ($(find "$DATA/kaggle" -name '*.jpeg' | wc -l) films), batch 16"
+: > "$T/dir_ours"; : > "$T/dir_ref"
+time_run "$T/dir_ours" "$CLI" classify --model "$M" --json --batch 16 "$DATA/kaggle"
+cp "$T/stdout.txt" "$T/ours.json"
+time_run "$T/dir_ref" "$PY" "$SRC/tests/bench/classify_reference.py" folder "$M" "$DATA/kaggle" "$T/ref.json" 16
+NFILMS=$(find "$DATA/kaggle" -name '*.jpeg' | wc -l)
+DIR_OURS=$(cut -d' ' -f1 "$T/dir_ours"); RSS2_OURS=$(cut -d' ' -f2 "$T/dir_ours")
+DIR_REF=$(cut -d' ' -f1 "$T/dir_ref"); RSS2_REF=$(cut -d' ' -f2 "$T/dir_ref")
+
+"$PY" - "$T/ours.json" "$T/ref.json" <<'PYEOF'
+import json, sys
+ours = {r["file"]: r for r in json.load(open(sys.argv[1]))}
+ref = json.load(open(sys.argv[2]))
+bad = sum(1 for f, p in ref.items() if f not in ours or "error" in ours[f]
+          or max(abs(ours[f]["probabilities"][k] - p[i]) for i, k in enumerate(("NORMAL", "PNEUMONIA"))) > 1e-4)
+print("folder results: %d films from pneumoscope, %d from the reference, %d differ by more than 1e-4"
+      % (len(ours), len(ref), bad))
+PYEOF
+
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+awk -v o1="$ONE_OURS" -v r1="$ONE_REF" -v lo="$LAT_OURS" -v lr="$LAT_REF" -v d1="$DIR_OURS" -v dr="$DIR_REF" \
+    -v n="$NFILMS" -v m1o="$RSS1_OURS" -v m1r="$RSS1_REF" -v m2o="$RSS2_OURS" -v m2r="$RSS2_REF" 'BEGIN {
+  printf "%-34s %12s %12s %10s  %s\n", "", "pneumoscope", "python ref", "ratio", "aim";
+  printf "%-34s %10.2f s %10.2f s %9.2fx  >= 3x faster\n", "one film, whole process (best)", o1, r1, r1 / o1;
+  printf "%-34s %9.1f ms %9.1f ms %9.2fx\n", "in-process latency per film", lo, lr, lr / lo;
+  printf "%-34s %8.1f f/s %8.1f f/s %9.2fx  >= 1.5x\n", "folder throughput", n / d1, n / dr, dr / d1;
+  printf "%-34s %9.0f MB %9.0f MB %9.2f   <= 0.5\n", "peak RSS, one film", m1o / 1024, m1r / 1024, m1o / m1r;
+  printf "%-34s %9.0f MB %9.0f MB %9.2f   <= 0.5\n", "peak RSS, folder", m2o / 1024, m2r / 1024, m2o / m2r;
+}'
