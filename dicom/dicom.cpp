@@ -517,7 +517,7 @@ void decode_j2k(const std::vector<uint8_t> &cs, const Geometry &g, std::vector<d
 }
 #endif
 
-// ---- frame 0 as integer samples ----------------------------------------------------------------
+// ---- frame 0 as stored values ----------------------------------------------------------------
 
 // Stored value of sample k of a host-endian buffer: HighBit/BitsStored masking, sign extension.
 struct SampleReader {
@@ -545,9 +545,7 @@ struct SampleReader {
 
 // Frame 0 as stored values (exact in a double), colour-by-pixel (H, W, spp); colour_model: the
 // photometric interpretation of those samples.
-void read_frame0(const char *path, DcmDataset *ds, const Geometry &g, std::vector<double> &vals,
-                 std::string &colour_model) {
-  (void)path;
+void read_frame0(DcmDataset *ds, const Geometry &g, std::vector<double> &vals, std::string &colour_model) {
   DcmElement *el = nullptr;
   if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el) {
     if (ds->tagExists(DCM_FloatPixelData) || ds->tagExists(DCM_DoubleFloatPixelData))
@@ -744,7 +742,7 @@ int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
   Geometry g = check_geometry(ds, opts);
   std::vector<double> samples;  // stored values, then modality values in place
   std::string model;
-  read_frame0(path, ds, g, samples, model);
+  read_frame0(ds, g, samples, model);
 
   ps_image *img = nullptr;
   int st = ps_image_create(g.cols, g.rows, &img);
