@@ -6,10 +6,14 @@
 #include "ps_dataset.h"
 
 static char root[256];
+/* PS_FUZZ_KNOWN_R2=1: do not stop on the known open bug R2 (empty patient id for a folder path,
+ * /work/notes/bugs-reliability.md) so a run can look for other bugs meanwhile. */
+static int known_r2;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
+  known_r2 = getenv("PS_FUZZ_KNOWN_R2") != NULL;
   /* A tiny source folder the labels CSV can name (the films are never opened: no_hash). */
   snprintf(root, sizeof root, "/tmp/ps_fuzz_csv_%d", (int)getpid());
   mkdir(root, 0700);
@@ -33,7 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (st == PS_OK) {
     for (size_t i = 0; i < ps_dataset_size(ds); i++) {
       const ps_dataset_item *it = ps_dataset_item_at(ds, i);
-      if (!it || !it->path || !it->patient_id || !*it->patient_id) abort();
+      if (!it || !it->path || !it->patient_id) abort();
+      if (!*it->patient_id && !known_r2) abort();
     }
     ps_leakage_report rep;
     (void)ps_dataset_audit(ds, &rep);
