@@ -9,7 +9,8 @@
 #include "ps_image.h"
 #include "ps_jni.h"
 
-#if __has_include("ps_model.h") && __has_include("ps_preprocess.h")
+#if __has_include("ps_model.h") && __has_include("ps_preprocess.h") && defined(PS_HAVE_INFER)
+#include "ps_infer.h"
 #include "ps_model.h"
 #include "ps_preprocess.h"
 #define PS_JNI_HAVE_MODEL 1
@@ -162,5 +163,105 @@ JNIEXPORT void JNICALL Java_pneumoscope_Model_nativeFree(JNIEnv *env, jclass cls
   ps_model_free(PS_JNI_PTR(ps_model, handle));
 #else
   (void)handle;
+#endif
+}
+
+#ifdef PS_JNI_HAVE_MODEL
+typedef struct infer_ctx {
+  JNIEnv *env;
+  jobject listener;
+  jmethodID method;
+  jclass string_class;
+} infer_ctx;
+
+/* ps_infer_fn: one Java callback per film, on the thread that called ps_infer_run. */
+static int on_infer_result(const ps_infer_result *r, void *user) {
+  infer_ctx *c = (infer_ctx *)user;
+  JNIEnv *env = c->env;
+  if ((*env)->ExceptionCheck(env)) return 1;
+  int cancel = 1;
+  jstring file = ps_jni_string(env, r->file);
+  jstring error = file ? ps_jni_string(env, r->error ? r->error : "") : NULL;
+  jfloatArray probs = error ? (*env)->NewFloatArray(env, r->num_classes) : NULL;
+  jobjectArray meta = probs ? (*env)->NewObjectArray(env, 5, c->string_class, NULL) : NULL;
+  if (meta) {
+    (*env)->SetFloatArrayRegion(env, probs, 0, r->num_classes, r->probs);
+    const ps_film_meta *m = r->meta;
+    const char *v[5] = {m ? m->patient_id : "", m ? m->study_uid : "", m ? m->sop_uid : "",
+                        m ? m->view_position : "", m ? ps_format_name(m->format) : ""};
+    int ok = 1;
+    for (int i = 0; i < 5 && ok; i++) {
+      char buf[72];
+      snprintf(buf, sizeof buf, "%s", v[i]);
+      jstring s = ps_jni_string(env, buf);
+      if (!s) ok = 0;
+      else {
+        (*env)->SetObjectArrayElement(env, meta, i, s);
+        (*env)->DeleteLocalRef(env, s);
+      }
+    }
+    if (ok)
+      cancel = (*env)->CallBooleanMethod(env, c->listener, c->method, (jint)r->index, file, (jint)r->status, error,
+                                         (jint)r->label, probs, meta) ? 1 : 0;
+  }
+  if (file) (*env)->DeleteLocalRef(env, file);
+  if (error) (*env)->DeleteLocalRef(env, error);
+  if (probs) (*env)->DeleteLocalRef(env, probs);
+  if (meta) (*env)->DeleteLocalRef(env, meta);
+  if ((*env)->ExceptionCheck(env)) cancel = 1;
+  return cancel;
+}
+#endif
+
+JNIEXPORT jint JNICALL Java_pneumoscope_Model_nativeInfer(JNIEnv *env, jclass cls, jlong handle, jobjectArray jpaths,
+                                                        jint batch, jint threads, jobject listener) {
+  (void)cls;
+#ifdef PS_JNI_HAVE_MODEL
+  jsize n = (*env)->GetArrayLength(env, jpaths);
+  char **paths = calloc((size_t)n + 1, sizeof *paths);
+  if (!paths) return ps_jni_throwf(env, PS_ENOMEM, "classify: out of memory"), 0;
+  int nfailed = 0, st = PS_OK;
+  for (jsize i = 0; i < n && st == PS_OK; i++) {
+    jbyteArray b = (jbyteArray)(*env)->GetObjectArrayElement(env, jpaths, i);
+    paths[i] = ps_jni_cstr(env, b, "film path");
+    (*env)->DeleteLocalRef(env, b);
+    if (!paths[i]) st = PS_EINVAL; /* exception already thrown */
+  }
+  if (st == PS_OK) {
+    infer_ctx c = {env, listener, NULL, NULL};
+    jclass lc = (*env)->GetObjectClass(env, listener);
+    c.method = (*env)->GetMethodID(env, lc, "result", "(ILjava/lang/String;ILjava/lang/String;I[F[Ljava/lang/String;)Z");
+    (*env)->DeleteLocalRef(env, lc);
+    c.string_class = c.method ? (*env)->FindClass(env, "java/lang/String") : NULL;
+    if (c.string_class) {
+      ps_infer_opts o;
+      memset(&o, 0, sizeof o);
+      o.batch = batch > 0 ? batch : 0;
+      o.threads = threads > 0 ? threads : 0;
+      st = ps_infer_run(PS_JNI_PTR(ps_model, handle), (const char *const *)paths, (int)n, &o, on_infer_result, &c,
+                        &nfailed);
+      if (!(*env)->ExceptionCheck(env) && st != PS_OK) ps_jni_throw(env, st);
+    }
+  }
+  for (jsize i = 0; i < n; i++) free(paths[i]);
+  free(paths);
+  return nfailed;
+#else
+  (void)handle; (void)jpaths; (void)batch; (void)threads; (void)listener;
+  return NO_MODEL(env), 0;
+#endif
+}
+
+JNIEXPORT jboolean JNICALL Java_pneumoscope_Model_nativeSkipName(JNIEnv *env, jclass cls, jbyteArray jpath) {
+  (void)cls;
+#ifdef PS_JNI_HAVE_MODEL
+  char *path = ps_jni_cstr(env, jpath, "path");
+  if (!path) return JNI_FALSE;
+  int skip = ps_infer_skip_name(path);
+  free(path);
+  return skip ? JNI_TRUE : JNI_FALSE;
+#else
+  (void)jpath;
+  return NO_MODEL(env), JNI_FALSE;
 #endif
 }

@@ -2,6 +2,11 @@
 #include "pneumoscope_PsNative.h"
 #include "ps_jni.h"
 
+#if __has_include("ps_gradcam.h")
+#include "ps_gradcam.h"
+#define PS_JNI_HAVE_COLORMAP 1
+#endif
+
 void ps_jni_log_cb(ps_log_level level, const char *msg, void *user);
 
 JNIEXPORT void JNICALL Java_pneumoscope_PsNative_nativeInit(JNIEnv *env, jclass cls) {
@@ -29,4 +34,22 @@ JNIEXPORT jint JNICALL Java_pneumoscope_PsNative_nativeDefaultThreads(JNIEnv *en
   (void)env;
   (void)cls;
   return ps_default_threads();
+}
+
+/* The viridis colour map of the Grad-CAM renderers as an ImageJ LUT: byte[768] = reds, greens, blues. */
+JNIEXPORT jbyteArray JNICALL Java_pneumoscope_PsNative_nativeViridis(JNIEnv *env, jclass cls) {
+  (void)cls;
+  jbyte lut[768];
+  for (int i = 0; i < 256; i++) {
+    uint8_t rgb[3] = {(uint8_t)i, (uint8_t)i, (uint8_t)i};
+#ifdef PS_JNI_HAVE_COLORMAP
+    ps_colormap_viridis((float)i / 255.0f, rgb);
+#endif
+    lut[i] = (jbyte)rgb[0];
+    lut[256 + i] = (jbyte)rgb[1];
+    lut[512 + i] = (jbyte)rgb[2];
+  }
+  jbyteArray a = (*env)->NewByteArray(env, 768);
+  if (a) (*env)->SetByteArrayRegion(env, a, 0, 768, lut);
+  return a;
 }

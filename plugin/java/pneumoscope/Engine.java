@@ -2,12 +2,30 @@ package pneumoscope;
 
 import ij.IJ;
 import ij.ImagePlus;
+import ij.Prefs;
+import ij.WindowManager;
+import ij.gui.ImageRoi;
+import ij.gui.Overlay;
 import ij.io.FileInfo;
 import ij.measure.Calibration;
+import ij.measure.ResultsTable;
+import ij.process.ByteProcessor;
 import ij.process.ColorProcessor;
 import ij.process.FloatProcessor;
 import ij.process.ImageProcessor;
+import ij.text.TextWindow;
+import java.awt.Frame;
+import java.awt.image.IndexColorModel;
+import java.io.BufferedReader;
 import java.io.File;
+import java.io.FileReader;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
 
 /**
  * The work behind every PneumoScope menu command (the plugin classes only ask and show).
@@ -158,5 +176,320 @@ public final class Engine {
     }
     double min = ip.getMin(), max = ip.getMax();
     return Film.fromPixels(ip.getPixels(), ip.getWidth(), ip.getHeight(), min, max, ip.isInvertedLut());
+  }
+
+  // ---- models ------------------------------------------------------------------------------
+
+  private static final Map<String, Model> models = new HashMap<String, Model>();
+
+  /**
+   * The model file to use: the dialog's value when given, else the default chosen in Train
+   * Model... (IJ Prefs), else the library's bundled default (ps_model_default_path).
+   */
+  public static String resolveModelPath(String given) throws PneumoScopeException {
+    if (given != null && !given.trim().isEmpty()) return given.trim();
+    String pref = Prefs.get(Keys.PREF_MODEL, "");
+    if (!pref.isEmpty() && new File(pref).isFile()) return pref;
+    init();
+    return Model.defaultPath();
+  }
+
+  /** A loaded model, cached per file and device for the ImageJ session (shared by threads). */
+  public static Model model(String given, String device) throws PneumoScopeException {
+    init();
+    String path = resolveModelPath(given);
+    String key = new File(path).getAbsolutePath() + "|" + (device == null ? "auto" : device);
+    synchronized (models) {
+      Model m = models.get(key);
+      File f = new File(path);
+      if (m != null && modelStamp.containsKey(key) && modelStamp.get(key) == f.lastModified()) return m;
+      if (m != null) m.close(); // the file changed (e.g. retrained): reload
+      m = Model.load(path, device);
+      models.put(key, m);
+      modelStamp.put(key, f.lastModified());
+      return m;
+    }
+  }
+
+  private static final Map<String, Long> modelStamp = new HashMap<String, Long>();
+
+  /** Forget cached models (after training wrote a new file, or to free memory). */
+  public static void releaseModels() {
+    synchronized (models) {
+      for (Model m : models.values()) m.close();
+      models.clear();
+      modelStamp.clear();
+    }
+  }
+
+  // ---- results table -----------------------------------------------------------------------
+
+  /** The named table, shown or (in batch mode) kept by ImageJ; created when absent. */
+  public static ResultsTable table(String title) {
+    ResultsTable rt = null;
+    try {
+      rt = ResultsTable.getResultsTable(title); // ImageJ 1.52+
+    } catch (NoSuchMethodError e) {
+      Frame f = WindowManager.getFrame(title);
+      if (f instanceof TextWindow) rt = ((TextWindow) f).getTextPanel().getResultsTable();
+    }
+    if (rt == null) rt = new ResultsTable();
+    rt.setPrecision(6); // probabilities and lung focus to 1e-6, as the CLI's CSV
+    return rt;
+  }
+
+  /** One classification as a row: title, label, probabilities, DICOM ids, model, source. */
+  public static void addRow(ResultsTable rt, String title, Film film, Model model, Model.Prediction p,
+      String source) {
+    rt.incrementCounter();
+    rt.addValue("Title", title);
+    rt.addValue("Label", p.labelName());
+    String[] classes = model.classes();
+    float[] probs = p.probs();
+    for (int i = 0; i < classes.length; i++) rt.addValue("P_" + classes[i], probs[i]);
+    rt.addValue("PatientID", film.patientId());
+    rt.addValue("SOPInstanceUID", film.sopInstanceUid());
+    rt.addValue("ViewPosition", film.viewPosition());
+    rt.addValue("Model", new File(model.path()).getName());
+    rt.addValue("Source", source);
+    rt.addValue("File", film.path() == null ? "" : film.path());
+  }
+
+  /** Classify the current image of imp; one row in "PneumoScope Results". */
+  public static Model.Prediction classifyImage(ImagePlus imp, String modelPath, double threshold, boolean useFile)
+      throws PneumoScopeException {
+    Model model = model(modelPath, "auto");
+    try (Film film = filmFor(imp, useFile)) {
+      Model.Prediction p = model.classify(film, threshold);
+      ResultsTable rt = table(Keys.RESULTS_TABLE);
+      addRow(rt, imp.getTitle(), film, model, p, film.path() != null ? "file" : "pixels");
+      rt.show(Keys.RESULTS_TABLE);
+      return p;
+    }
+  }
+
+  // ---- Grad-CAM ----------------------------------------------------------------------------
+
+  /** A named ImageJ LUT as a colour model ("Fire", "Jet", ...), through ImageJ's own LUT command. */
+  public static IndexColorModel lut(String name) {
+    if ("viridis".equals(name)) {
+      try {
+        byte[] v = PsNative.viridis();
+        return new IndexColorModel(8, 256, Arrays.copyOfRange(v, 0, 256), Arrays.copyOfRange(v, 256, 512),
+            Arrays.copyOfRange(v, 512, 768));
+      } catch (PneumoScopeException e) {
+        return null;
+      }
+    }
+    ImagePlus tmp = new ImagePlus("lut", new ByteProcessor(256, 1));
+    try {
+      IJ.run(tmp, name, "");
+    } catch (RuntimeException e) {
+      // unknown LUT name: keep gray
+    }
+    java.awt.image.ColorModel cm = tmp.getProcessor().getColorModel();
+    return cm instanceof IndexColorModel ? (IndexColorModel) cm : null;
+  }
+
+  /** What Grad-CAM Overlay shows: the heatmap image (or null) and the overlay added to imp. */
+  public static final class CamDisplay {
+    public ImagePlus heatmap;
+    public GradCamSummary summary;
+  }
+
+  /** Numbers of one Grad-CAM (also a row of the results table). */
+  public static final class GradCamSummary {
+    public String target, predicted, method;
+    public int layer, lungs;
+    public double lungFocus;
+    public float[] probs;
+  }
+
+  /**
+   * Grad-CAM for the current image: overlay (ImageRoi, opacity in percent) on imp, optionally a
+   * separate 32-bit heatmap image with the LUT; lung focus etc. as a row of "PneumoScope Results".
+   * className: "auto" (the predicted class), a class name, or its index.
+   */
+  public static CamDisplay gradCam(ImagePlus imp, String modelPath, String className, int layer, double opacity,
+      String lutName, boolean showHeatmap, boolean useFile) throws PneumoScopeException {
+    Model model = model(modelPath, "auto");
+    int cls = classIndex(model, className);
+    CamDisplay out = new CamDisplay();
+    try (Film film = filmFor(imp, useFile); GradCam g = GradCam.compute(model, film, layer, cls, "auto")) {
+      float[] cam = g.cam();
+      FloatProcessor heat = new FloatProcessor(g.width(), g.height(), cam, null);
+      heat.setMinAndMax(0, 1);
+      IndexColorModel cm = lut(lutName);
+      if (cm != null) heat.setColorModel(cm);
+      ImageProcessor rgb = heat.convertToRGB();
+      ImageRoi roi = new ImageRoi(0, 0, rgb);
+      roi.setOpacity(Math.max(0, Math.min(100, opacity)) / 100.0);
+      roi.setName("Grad-CAM " + model.classes()[g.targetClass()]);
+      Overlay ov = imp.getOverlay();
+      if (ov == null) ov = new Overlay();
+      for (int i = ov.size() - 1; i >= 0; i--) {
+        String n = ov.get(i).getName();
+        if (n != null && n.startsWith("Grad-CAM")) ov.remove(i);
+      }
+      ov.add(roi);
+      imp.setOverlay(ov);
+      if (showHeatmap) {
+        ImagePlus h = new ImagePlus("Grad-CAM of " + imp.getTitle(), heat.duplicate());
+        h.getProcessor().setMinAndMax(0, 1);
+        if (cm != null) h.getProcessor().setColorModel(cm);
+        h.setCalibration(imp.getCalibration().copy());
+        out.heatmap = h;
+      }
+      GradCamSummary s = new GradCamSummary();
+      s.target = model.classes()[g.targetClass()];
+      s.predicted = model.classes()[g.predicted()];
+      s.method = g.method();
+      s.layer = g.layer();
+      s.lungs = g.lungs();
+      s.lungFocus = g.lungFocus();
+      s.probs = g.probs();
+      out.summary = s;
+      ResultsTable rt = table(Keys.RESULTS_TABLE);
+      rt.incrementCounter();
+      rt.addValue("Title", imp.getTitle());
+      rt.addValue("Label", s.predicted);
+      String[] classes = model.classes();
+      for (int i = 0; i < classes.length; i++) rt.addValue("P_" + classes[i], s.probs[i]);
+      rt.addValue("PatientID", film.patientId());
+      rt.addValue("SOPInstanceUID", film.sopInstanceUid());
+      rt.addValue("ViewPosition", film.viewPosition());
+      rt.addValue("Model", new File(model.path()).getName());
+      rt.addValue("Source", film.path() != null ? "file" : "pixels");
+      rt.addValue("File", film.path() == null ? "" : film.path());
+      rt.addValue("CAM_Class", s.target);
+      rt.addValue("CAM_Layer", "layer" + s.layer);
+      rt.addValue("CAM_Method", s.method);
+      rt.addValue("LungFocus", s.lungFocus);
+      rt.addValue("Lungs", s.lungs);
+      rt.show(Keys.RESULTS_TABLE);
+    }
+    return out;
+  }
+
+  static int classIndex(Model model, String name) throws PneumoScopeException {
+    if (name == null || name.trim().isEmpty() || name.trim().equalsIgnoreCase("auto")) return -1;
+    String[] classes = model.classes();
+    for (int i = 0; i < classes.length; i++) if (classes[i].equalsIgnoreCase(name.trim())) return i;
+    try {
+      int i = Integer.parseInt(name.trim());
+      if (i >= 0 && i < classes.length) return i;
+    } catch (NumberFormatException e) {
+      // fall through
+    }
+    throw new PneumoScopeException("PS_EINVAL", "class \"" + name + "\" is not one of " + Arrays.toString(classes)
+        + " (or auto)", null);
+  }
+
+  // ---- batch -------------------------------------------------------------------------------
+
+  /** Batch outcome: rows in the table; files that failed (path + message). */
+  public static final class BatchResult {
+    public int classified, failed;
+    public boolean cancelled;
+    public final List<String> errors = new ArrayList<String>();
+  }
+
+  /** Progress/cancel hook for long work (ImageJ's progress bar + Esc in the plugin). */
+  public interface Progress {
+    /** Returns true to cancel. */
+    boolean progress(double fraction, String what);
+  }
+
+  /**
+   * Classify every film under folder through ps_infer_run (what `pneumoscope classify` runs): a
+   * row per film in "PneumoScope Batch" (films that cannot be read too, with their error), CSV
+   * written when csv is not empty. recursive = false takes only the folder's own files.
+   */
+  public static BatchResult batch(File folder, boolean recursive, String modelPath, double threshold, String csv,
+      final Progress progress) throws PneumoScopeException {
+    if (!folder.isDirectory()) throw new PneumoScopeException("PS_EIO", folder + " is not a folder", null);
+    final File csvFile = csv == null || csv.isEmpty() ? null : new File(csv);
+    if (csvFile != null) checkWritable(csvFile);
+    final Model model = model(modelPath, "auto");
+    String[] paths;
+    if (recursive) {
+      paths = new String[] {folder.getPath()};
+    } else {
+      List<String> top = new ArrayList<String>();
+      File[] fs = folder.listFiles();
+      if (fs != null) {
+        Arrays.sort(fs);
+        for (File f : fs) if (f.isFile() && !Model.skipName(f.getPath())) top.add(f.getPath());
+      }
+      if (top.isEmpty()) throw new PneumoScopeException("PS_ENOTFOUND", "no files in " + folder, null);
+      paths = top.toArray(new String[0]);
+    }
+    final ResultsTable rt = new ResultsTable();
+    rt.showRowNumbers(false);
+    final BatchResult r = new BatchResult();
+    final String[] classes = model.classes();
+    final double thr = threshold;
+    // the number of films is known only as they come: show progress per film, Esc cancels
+    final int[] seen = {0};
+    try {
+      model.infer(paths, 0, 0, new Model.InferListener() {
+        @Override
+        public boolean result(int index, String file, int status, String error, int label, float[] probs,
+            String[] meta) {
+          rt.incrementCounter();
+          rt.addValue("Title", new File(file).getName());
+          if (status == 0) {
+            int lab = label;
+            if (classes.length == 2 && thr >= 0 && thr <= 1) lab = probs[1] >= thr ? 1 : 0;
+            rt.addValue("Label", classes[lab]);
+            for (int i = 0; i < classes.length; i++) rt.addValue("P_" + classes[i], probs[i]);
+            r.classified++;
+          } else {
+            rt.addValue("Label", "");
+            for (String c : classes) rt.addValue("P_" + c, Double.NaN);
+            r.failed++;
+            r.errors.add(error);
+          }
+          rt.addValue("PatientID", meta[0]);
+          rt.addValue("SOPInstanceUID", meta[2]);
+          rt.addValue("ViewPosition", meta[3]);
+          rt.addValue("Model", new File(model.path()).getName());
+          rt.addValue("Source", "file");
+          rt.addValue("File", file);
+          rt.addValue("Error", status == 0 ? "" : error);
+          seen[0]++;
+          return progress != null && progress.progress(Math.min(0.99, 1 - 1.0 / (1 + seen[0] / 20.0)), file);
+        }
+      });
+    } catch (PneumoScopeException e) {
+      if (!"PS_ECANCELLED".equals(e.statusName())) throw e;
+      r.cancelled = true;
+    }
+    if (progress != null) progress.progress(1.0, "done");
+    rt.show(Keys.BATCH_TABLE);
+    if (csvFile != null) {
+      rt.setPrecision(6);
+      if (!rt.save(csvFile.getPath())) throw new PneumoScopeException("PS_EIO", "could not write " + csvFile, null);
+    }
+    return r;
+  }
+
+  /** Refuse to replace a file PneumoScope did not write (a CSV we wrote starts with our header). */
+  static void checkWritable(File f) throws PneumoScopeException {
+    if (!f.exists()) {
+      File parent = f.getAbsoluteFile().getParentFile();
+      if (parent == null || !parent.isDirectory())
+        throw new PneumoScopeException("PS_EIO", "folder of " + f + " does not exist", null);
+      return;
+    }
+    if (f.isDirectory()) throw new PneumoScopeException("PS_EIO", f + " is a folder", null);
+    String first = "";
+    try (BufferedReader r = new BufferedReader(new FileReader(f))) {
+      first = r.readLine();
+    } catch (IOException e) {
+      throw new PneumoScopeException("PS_EIO", "cannot read " + f + ": " + e.getMessage(), e);
+    }
+    if (first == null || !(first.startsWith(" ,Title,Label,") || first.startsWith("Title,Label,")))
+      throw new PneumoScopeException("PS_EIO", f + " exists and was not written by PneumoScope; not overwriting it", null);
   }
 }

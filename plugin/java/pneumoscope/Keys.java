@@ -60,7 +60,8 @@ public final class Keys {
   public static final String[] BALANCES = {"default", "on", "off"};
   public static final String[] SPLITS = {"test", "val", "train", "all"};
   public static final String[] LAYERS = {"layer4", "layer3", "layer2", "layer1"};
-  public static final String[] LUTS = {"Fire", "Jet", "Magenta Hot", "Red Hot", "Grays"};
+  /** viridis = the colours of `pneumoscope gradcam` overlays; the others are ImageJ's own LUTs. */
+  public static final String[] LUTS = {"viridis", "Fire", "Ice", "Spectrum", "Grays"};
 
   // ---- last-used values (per ImageJ session) -------------------------------------------------
   public static String lastModel = "";
@@ -71,7 +72,7 @@ public final class Keys {
   public static String lastClass = "auto";
   public static String lastLayer = "layer4";
   public static double lastOpacity = 40;
-  public static String lastLut = "Fire";
+  public static String lastLut = "viridis";
   public static boolean lastHeatmap = true;
   public static String lastFolder = "";
   public static boolean lastRecursive = true;

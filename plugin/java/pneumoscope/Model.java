@@ -93,6 +93,37 @@ public final class Model implements AutoCloseable {
 
   public Prediction classify(Film film) throws PneumoScopeException { return classify(film, -1); }
 
+  /** Receives ps_infer_run results in input order, on the calling thread. */
+  public interface InferListener {
+    /**
+     * status 0 = classified (label, probs, meta = {PatientID, StudyInstanceUID, SOPInstanceUID,
+     * ViewPosition, format}); otherwise error says why the file failed (label -1).
+     * Return true to cancel the run.
+     */
+    boolean result(int index, String file, int status, String error, int label, float[] probs, String[] meta);
+  }
+
+  /**
+   * Classify every film under paths (files and folders, recursively, sorted; clearly non-film
+   * names skipped) through ps_infer_run, exactly as `pneumoscope classify`. batch/threads 0 =
+   * library defaults. Returns the number of films that failed; PS_ECANCELLED when the listener
+   * cancelled.
+   */
+  public synchronized int infer(String[] paths, int batch, int threads, InferListener listener)
+      throws PneumoScopeException {
+    if (paths == null || paths.length == 0) throw new PneumoScopeException("PS_EINVAL", "no films given", null);
+    if (listener == null) throw new PneumoScopeException("PS_EINVAL", "no result listener", null);
+    byte[][] c = new byte[paths.length][];
+    for (int i = 0; i < paths.length; i++) c[i] = PsNative.cstr(paths[i]);
+    return nativeInfer(handle(), c, batch, threads, listener);
+  }
+
+  /** True when ps_infer skips this file name as clearly not a film (.txt, .csv, hidden ...). */
+  public static boolean skipName(String path) throws PneumoScopeException {
+    PsNative.load();
+    return nativeSkipName(PsNative.cstr(path));
+  }
+
   /** Native handle for GradCam (used under this model's lock). */
   long lockedHandle() throws PneumoScopeException { return handle(); }
 
@@ -133,4 +164,7 @@ public final class Model implements AutoCloseable {
   private static native float[] nativeClassify(long handle, long film) throws PneumoScopeException;
   private static native int nativeLabel(long handle, float[] probs) throws PneumoScopeException;
   private static native void nativeFree(long handle);
+  private static native int nativeInfer(long handle, byte[][] paths, int batch, int threads, InferListener l)
+      throws PneumoScopeException;
+  private static native boolean nativeSkipName(byte[] path) throws PneumoScopeException;
 }

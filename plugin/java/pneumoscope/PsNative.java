@@ -56,6 +56,7 @@ public final class PsNative {
         System.load(jni.getAbsolutePath());
         nativeInit();
         loaded = true;
+        loadedFrom = dir.getAbsolutePath();
         return;
       } catch (UnsatisfiedLinkError e) {
         loadError = new PneumoScopeException("PS_ENOTFOUND",
@@ -73,6 +74,11 @@ public final class PsNative {
   }
 
   public static synchronized boolean isLoaded() { return loaded; }
+
+  private static String loadedFrom = "";
+
+  /** The folder the JNI library was loaded from (for About). */
+  public static synchronized String searchDirsText() { return loadedFrom; }
 
   private static File findCore(List<File> dirs, File jniDir) {
     String[] names = {CORE_LIB, CORE_LIB + ".0"};
@@ -157,7 +163,11 @@ public final class PsNative {
   /** Worker threads the library uses when told 0. */
   public static int defaultThreads() throws PneumoScopeException { load(); return nativeDefaultThreads(); }
 
+  /** The Grad-CAM renderers' viridis map as LUT bytes: 256 reds, 256 greens, 256 blues. */
+  public static byte[] viridis() throws PneumoScopeException { load(); return nativeViridis(); }
+
   private static native void nativeInit();
+  private static native byte[] nativeViridis();
   private static native byte[] nativeVersion();
   private static native byte[] nativeFeatures();
   private static native byte[] nativeStrerror(int status);

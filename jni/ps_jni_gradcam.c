@@ -1,0 +1,123 @@
+/* Native methods of pneumoscope.GradCam: ps_gradcam_compute on a model + film, the map, the lung
+ * mask and the numbers. The handle is a ps_gradcam_result *. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "pneumoscope_GradCam.h"
+#include "ps_image.h"
+#include "ps_jni.h"
+
+#if __has_include("ps_gradcam.h")
+#include "ps_gradcam.h"
+#define PS_JNI_HAVE_GRADCAM 1
+#endif
+
+JNIEXPORT jlong JNICALL Java_pneumoscope_GradCam_nativeCompute(JNIEnv *env, jclass cls, jlong model, jlong film,
+                                                             jint layer, jint class_index, jint method) {
+  (void)cls;
+#ifdef PS_JNI_HAVE_GRADCAM
+  const ps_image *img = PS_JNI_PTR(const ps_image, film);
+  if (img->is_raw)
+    return ps_jni_throwf(env, PS_EINVAL, "Grad-CAM: the film holds raw modality values; read it display-ready"), 0;
+  ps_gradcam_opts o = ps_gradcam_opts_default();
+  o.layer = layer;
+  if (class_index >= 0) {
+    o.use_class = 1;
+    o.class_index = class_index;
+  }
+  o.method = (ps_cam_method)method;
+  ps_gradcam_result *r = NULL;
+  int st = ps_gradcam_compute(PS_JNI_PTR(ps_model, model), img, &o, &r);
+  if (st != PS_OK) {
+    ps_gradcam_result_free(r);
+    return ps_jni_throw(env, st), 0;
+  }
+  return ps_jni_handle(r);
+#else
+  (void)model; (void)film; (void)layer; (void)class_index; (void)method;
+  return ps_jni_throwf(env, PS_EUNSUPPORTED, "this PneumoScope library was built without Grad-CAM (libtorch)"), 0;
+#endif
+}
+
+#ifdef PS_JNI_HAVE_GRADCAM
+#define RESULT(h) PS_JNI_PTR(ps_gradcam_result, h)
+#endif
+
+JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_GradCam_nativeNumbers(JNIEnv *env, jclass cls, jlong h) {
+  (void)cls;
+  jdouble v[11] = {0};
+#ifdef PS_JNI_HAVE_GRADCAM
+  const ps_gradcam_result *r = RESULT(h);
+  v[0] = r->width;
+  v[1] = r->height;
+  v[2] = r->num_classes;
+  v[3] = r->predicted;
+  v[4] = r->target_class;
+  v[5] = r->layer;
+  v[6] = r->method;
+  v[7] = r->lung_focus;
+  v[8] = r->lung.lungs;
+  v[9] = r->raw_max;
+  v[10] = r->lung.mirrored;
+#else
+  (void)h;
+#endif
+  jdoubleArray a = (*env)->NewDoubleArray(env, 11);
+  if (a) (*env)->SetDoubleArrayRegion(env, a, 0, 11, v);
+  return a;
+}
+
+JNIEXPORT jfloatArray JNICALL Java_pneumoscope_GradCam_nativeProbs(JNIEnv *env, jclass cls, jlong h) {
+  (void)cls;
+#ifdef PS_JNI_HAVE_GRADCAM
+  const ps_gradcam_result *r = RESULT(h);
+  jfloatArray a = (*env)->NewFloatArray(env, r->num_classes);
+  if (a) (*env)->SetFloatArrayRegion(env, a, 0, r->num_classes, r->probs);
+  return a;
+#else
+  (void)h;
+  return (*env)->NewFloatArray(env, 0);
+#endif
+}
+
+JNIEXPORT jfloatArray JNICALL Java_pneumoscope_GradCam_nativeCam(JNIEnv *env, jclass cls, jlong h) {
+  (void)cls;
+#ifdef PS_JNI_HAVE_GRADCAM
+  const ps_gradcam_result *r = RESULT(h);
+  int64_t n = (int64_t)r->width * r->height;
+  if (n > INT32_MAX) return ps_jni_throwf(env, PS_ELIMIT, "Grad-CAM map too large for a Java array"), NULL;
+  jfloatArray a = (*env)->NewFloatArray(env, (jsize)n);
+  if (a) (*env)->SetFloatArrayRegion(env, a, 0, (jsize)n, r->cam);
+  return a;
+#else
+  (void)h;
+  return ps_jni_throwf(env, PS_EUNSUPPORTED, "built without Grad-CAM"), NULL;
+#endif
+}
+
+JNIEXPORT jbyteArray JNICALL Java_pneumoscope_GradCam_nativeLungMask(JNIEnv *env, jclass cls, jlong h) {
+  (void)cls;
+#ifdef PS_JNI_HAVE_GRADCAM
+  const ps_gradcam_result *r = RESULT(h);
+  if (!r->lung_mask) return NULL;
+  int64_t n = (int64_t)r->width * r->height;
+  if (n > INT32_MAX) return ps_jni_throwf(env, PS_ELIMIT, "lung mask too large for a Java array"), NULL;
+  jbyteArray a = (*env)->NewByteArray(env, (jsize)n);
+  if (a) (*env)->SetByteArrayRegion(env, a, 0, (jsize)n, (const jbyte *)r->lung_mask);
+  return a;
+#else
+  (void)h;
+  return ps_jni_throwf(env, PS_EUNSUPPORTED, "built without Grad-CAM"), NULL;
+#endif
+}
+
+JNIEXPORT void JNICALL Java_pneumoscope_GradCam_nativeFree(JNIEnv *env, jclass cls, jlong h) {
+  (void)env;
+  (void)cls;
+#ifdef PS_JNI_HAVE_GRADCAM
+  ps_gradcam_result_free(RESULT(h));
+#else
+  (void)h;
+#endif
+}

@@ -1,0 +1,59 @@
+import ij.IJ;
+import ij.gui.GenericDialog;
+import ij.io.DirectoryChooser;
+import ij.plugin.PlugIn;
+import java.io.File;
+import pneumoscope.Engine;
+import pneumoscope.Keys;
+
+/**
+ * Plugins > PneumoScope > Batch Classify Folder...: every film under a folder (recursive,
+ * DICOM without extension included) -> "PneumoScope Batch" table + CSV. Files that cannot be read
+ * are rows with their error and listed in the Log; Esc cancels.
+ * Macro: run("Batch Classify Folder...", "folder=[/data/dicom] recursive csv=[/tmp/out.csv] model=[] threshold=-1");
+ */
+public class Batch_Classify_Folder implements PlugIn {
+  @Override
+  public void run(String arg) {
+    String folder = Keys.lastFolder;
+    if (ij.Macro.getOptions() == null && !Engine.isMacro()) {
+      DirectoryChooser dc = new DirectoryChooser("Folder of chest films");
+      if (dc.getDirectory() == null) return;
+      folder = dc.getDirectory();
+    }
+    GenericDialog gd = new GenericDialog(Keys.CMD_BATCH);
+    gd.addStringField(Keys.FOLDER, folder, 40);
+    gd.addCheckbox(Keys.RECURSIVE, Keys.lastRecursive);
+    gd.addStringField(Keys.CSV, Keys.lastCsv, 40);
+    gd.addStringField(Keys.MODEL, Keys.lastModel, 40);
+    gd.addNumericField(Keys.THRESHOLD, Keys.lastThreshold, 3);
+    gd.addMessage("csv: results file to write (empty: table only; an existing file is only\n"
+        + "replaced when PneumoScope wrote it). Esc cancels.");
+    gd.showDialog();
+    if (gd.wasCanceled()) return;
+    Keys.lastFolder = gd.getNextString().trim();
+    Keys.lastRecursive = gd.getNextBoolean();
+    Keys.lastCsv = gd.getNextString().trim();
+    Keys.lastModel = gd.getNextString().trim();
+    Keys.lastThreshold = gd.getNextNumber();
+    IJ.resetEscape();
+    try {
+      Engine.BatchResult r = Engine.batch(new File(Keys.lastFolder), Keys.lastRecursive, Keys.lastModel,
+          Keys.lastThreshold, Keys.lastCsv, new Engine.Progress() {
+            @Override
+            public boolean progress(double fraction, String what) {
+              IJ.showProgress(fraction);
+              IJ.showStatus("PneumoScope: " + what);
+              return IJ.escapePressed();
+            }
+          });
+      IJ.showProgress(1.0);
+      IJ.log("PneumoScope batch: " + r.classified + " classified, " + r.failed + " could not be read"
+          + (r.cancelled ? " (cancelled with Esc)" : "") + (Keys.lastCsv.isEmpty() ? "" : "; CSV " + Keys.lastCsv));
+      for (String e : r.errors) IJ.log("  " + e);
+    } catch (Exception | OutOfMemoryError e) {
+      IJ.showProgress(1.0);
+      Engine.fail(Keys.CMD_BATCH, e);
+    }
+  }
+}

@@ -1,0 +1,81 @@
+import ij.IJ;
+import ij.ImagePlus;
+import ij.gui.GenericDialog;
+import ij.measure.ResultsTable;
+import ij.plugin.PlugIn;
+import java.io.File;
+import pneumoscope.Engine;
+import pneumoscope.Keys;
+import pneumoscope.Trainer;
+
+/**
+ * Plugins > PneumoScope > Evaluate Model...: ps_evaluate_run of a model on one split of a manifest:
+ * a row of metrics in "PneumoScope Evaluation", the confusion matrix and ROC curve as images, and
+ * metrics.json / predictions.csv / *.png in outdir.
+ * Macro: run("Evaluate Model...", "model=[/runs/a/best.safetensors] manifest=[/data/split/manifest.csv]
+ *        split=test outdir=[/runs/a/eval] threshold=-1 device=auto limit=0");
+ */
+public class Evaluate_Model implements PlugIn {
+  @Override
+  public void run(String arg) {
+    GenericDialog gd = new GenericDialog(Keys.CMD_EVALUATE);
+    gd.addStringField(Keys.MODEL, Keys.lastModel, 40);
+    gd.addStringField(Keys.MANIFEST, Keys.lastManifest, 40);
+    gd.addChoice(Keys.SPLIT, Keys.SPLITS, Keys.lastSplit);
+    gd.addStringField(Keys.OUTDIR, Keys.lastOutdir, 40);
+    gd.addNumericField(Keys.THRESHOLD, Keys.lastThreshold, 3);
+    gd.addChoice(Keys.DEVICE, Keys.DEVICES, Keys.lastDevice);
+    gd.addNumericField(Keys.LIMIT, Keys.lastLimit, 0);
+    gd.addMessage("model empty: the default model; threshold -1: the model's own; limit 0: all films");
+    gd.showDialog();
+    if (gd.wasCanceled()) return;
+    Keys.lastModel = gd.getNextString().trim();
+    Keys.lastManifest = gd.getNextString().trim();
+    Keys.lastSplit = gd.getNextChoice();
+    Keys.lastOutdir = gd.getNextString().trim();
+    Keys.lastThreshold = gd.getNextNumber();
+    Keys.lastDevice = gd.getNextChoice();
+    Keys.lastLimit = (int) gd.getNextNumber();
+    IJ.resetEscape();
+    try {
+      Engine.init();
+      String model = Engine.resolveModelPath(Keys.lastModel);
+      Trainer.Evaluation e = Trainer.evaluate(model, Keys.lastManifest, Keys.lastSplit, Keys.lastOutdir,
+          Keys.lastThreshold, Keys.lastDevice, Keys.lastLimit, new Trainer.ProgressListener() {
+            @Override
+            public boolean progress(double fraction, String what) {
+              IJ.showProgress(fraction);
+              IJ.showStatus("PneumoScope evaluate: " + what);
+              return IJ.escapePressed();
+            }
+          });
+      IJ.showProgress(1.0);
+      ResultsTable rt = Engine.table(Keys.EVAL_TABLE);
+      rt.incrementCounter();
+      rt.addValue("Model", model);
+      rt.addValue("Split", Keys.lastSplit);
+      rt.addValue("N", e.n);
+      rt.addValue("Accuracy", e.accuracy);
+      rt.addValue("AUC", e.auc);
+      rt.addValue("AP", e.ap);
+      rt.addValue("F1_macro", e.f1Macro);
+      rt.addValue("Threshold", e.threshold);
+      rt.addValue("Sensitivity", e.sensitivity);
+      rt.addValue("Specificity", e.specificity);
+      rt.addValue("Outdir", Keys.lastOutdir);
+      rt.show(Keys.EVAL_TABLE);
+      for (String png : new String[] {"confusion.png", "roc.png"}) {
+        File f = new File(Keys.lastOutdir, png);
+        if (!f.isFile()) continue;
+        ImagePlus imp = IJ.openImage(f.getPath());
+        if (imp != null) {
+          imp.setTitle((png.startsWith("roc") ? "ROC " : "Confusion matrix ") + new File(model).getName());
+          imp.show();
+        }
+      }
+    } catch (Exception | OutOfMemoryError e) {
+      IJ.showProgress(1.0);
+      Engine.fail(Keys.CMD_EVALUATE, e);
+    }
+  }
+}

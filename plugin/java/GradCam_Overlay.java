@@ -1,0 +1,52 @@
+import ij.IJ;
+import ij.ImagePlus;
+import ij.gui.GenericDialog;
+import ij.plugin.PlugIn;
+import pneumoscope.Engine;
+import pneumoscope.Keys;
+
+/**
+ * Plugins > PneumoScope > Grad-CAM Overlay: where the model looked. The map is added to the
+ * image as an Overlay (ImageRoi, adjustable opacity), optionally shown as a separate 32-bit
+ * heatmap with a LUT; the lung focus (share of attention inside the lung fields) goes to
+ * "PneumoScope Results".
+ * Macro: run("Grad-CAM Overlay", "model=[] class=auto layer=layer4 opacity=40 lut=Fire heatmap use_file");
+ */
+public class GradCam_Overlay implements PlugIn {
+  @Override
+  public void run(String arg) {
+    ImagePlus imp = IJ.getImage();
+    if (imp == null) return;
+    GenericDialog gd = new GenericDialog(Keys.CMD_GRADCAM);
+    gd.addStringField(Keys.MODEL, Keys.lastModel, 40);
+    gd.addStringField(Keys.CLASS, Keys.lastClass, 12);
+    gd.addChoice(Keys.LAYER, Keys.LAYERS, Keys.lastLayer);
+    gd.addSlider(Keys.OPACITY, 0, 100, Keys.lastOpacity);
+    gd.addChoice(Keys.LUT, Keys.LUTS, Keys.lastLut);
+    gd.addCheckbox(Keys.HEATMAP, Keys.lastHeatmap);
+    gd.addCheckbox(Keys.USE_FILE, Keys.lastUseFile);
+    gd.addMessage("class: auto (the predicted class), a class name (PNEUMONIA) or its index\n"
+        + "opacity: of the overlay, percent (Image > Overlay > ... or rerun to change)");
+    gd.showDialog();
+    if (gd.wasCanceled()) return;
+    Keys.lastModel = gd.getNextString().trim();
+    Keys.lastClass = gd.getNextString().trim();
+    Keys.lastLayer = gd.getNextChoice();
+    Keys.lastOpacity = gd.getNextNumber();
+    Keys.lastLut = gd.getNextChoice();
+    Keys.lastHeatmap = gd.getNextBoolean();
+    Keys.lastUseFile = gd.getNextBoolean();
+    int layer = Integer.parseInt(Keys.lastLayer.substring("layer".length()));
+    try {
+      IJ.showStatus("PneumoScope: Grad-CAM of " + imp.getTitle());
+      Engine.CamDisplay d = Engine.gradCam(imp, Keys.lastModel, Keys.lastClass, layer, Keys.lastOpacity,
+          Keys.lastLut, Keys.lastHeatmap, Keys.lastUseFile);
+      if (d.heatmap != null) d.heatmap.show();
+      imp.updateAndDraw();
+      IJ.showStatus(imp.getTitle() + ": " + d.summary.predicted + ", lung focus "
+          + IJ.d2s(d.summary.lungFocus, 2));
+    } catch (Exception | OutOfMemoryError e) {
+      Engine.fail(Keys.CMD_GRADCAM, e);
+    }
+  }
+}

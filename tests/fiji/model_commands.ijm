@@ -1,0 +1,45 @@
+// ImageJ side of fiji_imagej (model part). Argument: "LIST MODEL OUT SAMPLE" where LIST has one film
+// per line. Calls every model command the way a recorded macro does and leaves files in OUT for
+// check_fiji.py: results.csv (the "PneumoScope Results" table), heatmap.tif + overlay.txt
+// (Grad-CAM of the first film), batch.csv (Batch Classify Folder over SAMPLE), about.txt (Log).
+args = split(getArgument(), " ");
+films = split(File.openAsString(args[0]), "\n");
+model = args[1]; out = args[2]; sample = args[3];
+opts = "model=[" + model + "] threshold=-1 use_file";
+for (i = 0; i < films.length; i++) {
+  f = films[i];
+  if (endsWith(toLowerCase(f), ".dcm"))
+    run("Open DICOM (PneumoScope)...", "path=[" + f + "]");   // compressed DICOM ImageJ refuses
+  else
+    open(f);                                                  // ImageJ's own reader: file behind it
+  run("Classify Chest Film", opts);
+  if (i == 0) {
+    // the same film without a file behind it: its pixels through the display range
+    run("Duplicate...", "title=pixels-copy");
+    run("Classify Chest Film", "model=[" + model + "] threshold=-1");
+    close();
+  }
+  close();
+}
+// Grad-CAM of the first film, overlay + heatmap with the viridis LUT
+f = films[0];
+if (endsWith(toLowerCase(f), ".dcm")) run("Open DICOM (PneumoScope)...", "path=[" + f + "]"); else open(f);
+id = getImageID();
+run("Grad-CAM Overlay", "model=[" + model + "] class=auto layer=layer4 opacity=40 lut=viridis heatmap use_file");
+selectImage(id);
+n = Overlay.size;
+Overlay.activateSelection(0);
+getSelectionBounds(x, y, w, h);
+ovname = Roi.getName;
+File.saveString("overlays=" + n + "\nname=" + ovname + "\nbounds=" + x + "," + y + "," + w + "," + h + "\nwidth=" + getWidth() + "\nheight=" + getHeight() + "\n", out + "/overlay.txt");
+selectImage("Grad-CAM of " + getTitle());
+saveAs("Tiff", out + "/heatmap.tif");
+// explicit class + another layer (Grad-CAM proper, through autograd)
+selectImage(id);
+run("Grad-CAM Overlay", "model=[" + model + "] class=PNEUMONIA layer=layer3 opacity=60 lut=Fire use_file");
+close("*");
+Table.save(out + "/results.csv", "PneumoScope Results");
+run("Batch Classify Folder...", "folder=[" + sample + "] recursive csv=[" + out + "/batch.csv] model=[" + model + "] threshold=-1");
+run("About PneumoScope / Model Info", "model=[" + model + "]");
+File.saveString(getInfo("log"), out + "/log.txt");
+print("model_commands: done");

@@ -1,0 +1,137 @@
+"""fiji_imagej, model part (imported by check_fiji.py when libtorch is built): ImageJ runs
+model_commands.ijm (Classify Chest Film on ImageJ-opened and PneumoScope-opened films and on bare
+pixels, Grad-CAM Overlay, Batch Classify Folder, About) with a seeded torchvision ResNet18 written
+by make_test_model.py; every number is compared with the CLI on the same model and films:
+`pneumoscope classify --csv`, `pneumoscope gradcam --json --npy`."""
+import csv
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def cli_csv(chk, model, paths):
+    p = chk.run([os.environ["PS_CLI"], "classify", "--csv", "--model", model, "--device", "cpu"] + paths)
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    return p, {os.path.abspath(r["file"]): r for r in rows}, rows
+
+
+def close(a, b, tol=1e-4):
+    return abs(float(a) - float(b)) <= tol
+
+
+def run_all(chk, fiji, tmp, data, sample):
+    check = chk.check
+    E = os.environ
+    if E.get("PS_HAVE_TORCH") != "ON":
+        print("note: built without libtorch: model commands not run (the binding test checks the refusal)")
+        return
+    model = os.path.join(tmp, "test-binary.safetensors")
+    p = chk.run([E["PS_PYTHON"], os.path.join(chk.HERE, "make_test_model.py"), model, "2", "7"])
+    check(p.returncode == 0, "make_test_model.py " + p.stderr[-300:])
+    films_dir = os.path.join(sample, "films")
+    films = [os.path.join(data, "kaggle", "NORMAL", "IM-0117-0001.jpeg"),
+             os.path.join(data, "dicom", "siim_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"),
+             os.path.join(data, "dicom", "CR-MONO1-10-chest.dcm"),
+             os.path.join(data, "png", "nih_00000001_000.png")]
+    rgb = [os.path.join(r, f) for r, _, fs in os.walk(films_dir) for f in fs if "virus" in f][:1]
+    films += rgb
+    lst = os.path.join(tmp, "films.list")
+    with open(lst, "w") as fh:
+        fh.write("\n".join(films))
+    out = os.path.join(tmp, "out")
+    os.makedirs(out)
+    p = chk.imagej(fiji, "model_commands.ijm", " ".join([lst, model, out, films_dir]), timeout=400)
+    ij_out = p.stdout + p.stderr
+    check(p.returncode == 0 and "model_commands: done" in ij_out, "ImageJ ran model_commands.ijm")
+
+    # ---- Classify Chest Film vs pneumoscope classify --csv --------------------------------------
+    p, cli, _ = cli_csv(chk, model, films)
+    check(p.returncode == 0 and len(cli) == len(films), "pneumoscope classify --csv on %d films" % len(films))
+    res_path = os.path.join(out, "results.csv")
+    rows = list(csv.DictReader(open(res_path))) if os.path.exists(res_path) else []
+    # ImageJ fills string cells of rows that lack a column with "0"
+    is_cam = lambda r: r.get("CAM_Method") not in (None, "", "0")
+    classify_rows = [r for r in rows if not is_cam(r)]
+    check(len(classify_rows) == len(films) + 1, "Results table: %d classify rows (films + pixels copy)" % len(classify_rows))
+    by_file = {os.path.abspath(r["File"]): r for r in classify_rows if r["Source"] == "file"}
+    for f in films:
+        name = os.path.basename(f)
+        r, c = by_file.get(os.path.abspath(f)), cli.get(os.path.abspath(f))
+        if not r or not c:
+            check(False, name + ": row in ImageJ results and CLI csv")
+            continue
+        check(r["Label"] == c["label"], name + ": label %s = CLI %s" % (r["Label"], c["label"]))
+        for k in ["NORMAL", "PNEUMONIA"]:
+            check(close(r["P_" + k], c["p_" + k]), name + ": P_%s %s = CLI %s" % (k, r["P_" + k], c["p_" + k]))
+        for k in ["PatientID", "SOPInstanceUID", "ViewPosition"]:
+            check(r[k] == c[k], name + ": %s %r = CLI %r" % (k, r[k], c[k]))
+        check(r["Model"] == os.path.basename(model), name + ": model column")
+    pix = [r for r in classify_rows if r["Source"] == "pixels"]
+    c0 = cli.get(os.path.abspath(films[0]))
+    if pix and c0:
+        # an 8-bit JPEG's pixels through the display range 0..255 are the film itself
+        check(pix[0]["Title"] == "pixels-copy" and pix[0]["Label"] == c0["label"]
+              and close(pix[0]["P_PNEUMONIA"], c0["p_PNEUMONIA"], 1e-4),
+              "pixels of a duplicate (no file behind it): P %s = CLI %s" % (pix[0]["P_PNEUMONIA"], c0["p_PNEUMONIA"]))
+    else:
+        check(False, "pixels-copy row present")
+
+    # ---- Grad-CAM Overlay vs pneumoscope gradcam --json --npy ----------------------------------
+    npy = os.path.join(tmp, "cam.npy")
+    p = chk.run([E["PS_CLI"], "gradcam", "--model", model, "--device", "cpu", "--json", "--npy", npy, films[0]])
+    check(p.returncode == 0, "pneumoscope gradcam --json --npy")
+    cams = [r for r in rows if is_cam(r)]
+    check(len(cams) == 2, "two Grad-CAM rows in the results table")
+    if p.returncode == 0 and cams:
+        j = json.loads(p.stdout)
+        check(cams[0]["CAM_Layer"] == "layer4" and cams[0]["CAM_Class"] == j["explained_class"],
+              "Grad-CAM explained class %s = CLI %s" % (cams[0]["CAM_Class"], j["explained_class"]))
+        check(close(cams[0]["LungFocus"], j["lung_focus"], 1e-4),
+              "lung focus %s = CLI %s" % (cams[0]["LungFocus"], j["lung_focus"]))
+        check(int(float(cams[0]["Lungs"])) == j["lungs"], "lungs %s = CLI %s" % (cams[0]["Lungs"], j["lungs"]))
+        ref = np.load(npy)
+        tif = os.path.join(out, "heatmap.tif")
+        if os.path.exists(tif):
+            heat = np.asarray(Image.open(tif), dtype=np.float32)  # ImageJ's 32-bit TIFF, read by Pillow
+            check(heat.shape == ref.shape, "heatmap size %s = CLI cam %s" % (heat.shape, ref.shape))
+            if heat.shape == ref.shape:
+                d = float(np.abs(heat - ref).max())
+                check(d < 1e-5, "heatmap pixels = CLI cam.npy (max diff %g)" % d)
+        else:
+            check(False, "heatmap.tif written by ImageJ")
+        if len(cams) > 1:
+            check(cams[1]["CAM_Layer"] == "layer3" and cams[1]["CAM_Class"] == "PNEUMONIA"
+                  and cams[1]["CAM_Method"] == "gradcam", "explicit class + layer3 -> Grad-CAM (%s %s %s)"
+                  % (cams[1]["CAM_Class"], cams[1]["CAM_Layer"], cams[1]["CAM_Method"]))
+    ov = os.path.join(out, "overlay.txt")
+    if os.path.exists(ov):
+        kv = dict(l.split("=", 1) for l in open(ov).read().splitlines() if "=" in l)
+        check(kv.get("overlays") == "1" and kv.get("name", "").startswith("Grad-CAM")
+              and kv.get("bounds") == "0,0,%s,%s" % (kv.get("width"), kv.get("height")),
+              "one Grad-CAM ImageRoi covering the image: %s" % kv)
+    else:
+        check(False, "overlay.txt written")
+
+    # ---- Batch Classify Folder vs pneumoscope classify --csv FOLDER -----------------------------
+    p, cli_all, cli_rows = cli_csv(chk, model, [films_dir])
+    bpath = os.path.join(out, "batch.csv")
+    brows = list(csv.DictReader(open(bpath))) if os.path.exists(bpath) else []
+    check(len(brows) == len(cli_rows) and len(brows) > 0, "batch CSV rows %d = CLI rows %d" % (len(brows), len(cli_rows)))
+    for b, c in zip(brows, cli_rows):
+        name = os.path.basename(c["file"])
+        same = os.path.abspath(b["File"]) == os.path.abspath(c["file"]) and b["Label"] == c["label"]
+        if c["label"]:
+            same = same and close(b["P_PNEUMONIA"], c["p_PNEUMONIA"], 1e-5) and b["SOPInstanceUID"] == c["SOPInstanceUID"]
+        else:
+            same = same and b["Error"] != ""
+        check(same, "batch %s: %s %s = CLI %s %s" % (name, b["Label"], b.get("P_PNEUMONIA"), c["label"], c["p_PNEUMONIA"]))
+
+    # ---- About / Model Info ----------------------------------------------------------------------
+    # in -batch mode IJ.log prints to stdout (there is no Log window)
+    lp = os.path.join(out, "log.txt")
+    log = (open(lp).read() if os.path.exists(lp) else "") + ij_out
+    check("Task: binary" in log and "Classes: NORMAL, PNEUMONIA" in log and "Fiji test model" in log,
+          "About / Model Info logs the model's metadata")
