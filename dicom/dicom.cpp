@@ -21,6 +21,9 @@
 #ifdef PS_HAVE_OPENJPEG
 #include <openjpeg.h>
 #endif
+#ifdef PS_HAVE_ZLIB
+#include <zlib.h>
+#endif
 
 #include <sys/stat.h>
 
@@ -156,6 +159,68 @@ int probe_bytes(const unsigned char *b, size_t n, long long fsize) {
 
 // ---- loading -----------------------------------------------------------------------------------
 
+#ifdef PS_HAVE_ZLIB
+// A Deflated Explicit VR Little Endian data set is inflated in memory by DCMTK (no lazy loading),
+// so a small file could ask for gigabytes: inflate it once here, counting, and refuse anything that
+// grows past max_bytes before DCMTK sees it. Walks the (explicit VR little endian) meta group to
+// find the transfer syntax and where the data set starts; any oddity is left to DCMTK.
+void check_deflate_budget(FILE *f, long long max_bytes) {
+  unsigned char h[8];
+  if (fseek(f, 132, SEEK_SET) != 0) return;
+  long pos = 132;
+  std::string ts;
+  for (int guard = 0; guard < 1000; guard++) {
+    if (fread(h, 1, 8, f) != 8) return;
+    unsigned group = h[0] | h[1] << 8, elem = h[2] | h[3] << 8;
+    if (group != 0x0002) break;
+    if (!is_vr(h[4], h[5])) return;
+    uint32_t len;
+    long hdr = 8;
+    bool long_vr = (h[4] == 'O' && (h[5] == 'B' || h[5] == 'W' || h[5] == 'F')) || (h[4] == 'S' && h[5] == 'Q') ||
+                   (h[4] == 'U' && (h[5] == 'T' || h[5] == 'N'));
+    if (long_vr) {
+      unsigned char l4[4];
+      if (fread(l4, 1, 4, f) != 4) return;
+      len = l4[0] | l4[1] << 8 | l4[2] << 16 | (uint32_t)l4[3] << 24;
+      hdr = 12;
+    } else {
+      len = h[6] | h[7] << 8;
+    }
+    if (len > (1u << 20)) return;
+    std::string val(len, '\0');
+    if (len && fread(&val[0], 1, len, f) != len) return;
+    if (elem == 0x0010) ts = val.c_str();
+    pos += hdr + (long)len;
+  }
+  while (!ts.empty() && ts.back() == ' ') ts.pop_back();
+  if (ts != "1.2.840.10008.1.2.1.99" || fseek(f, pos, SEEK_SET) != 0) return;
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return;
+  std::vector<unsigned char> in(1 << 16), out(1 << 18);
+  long long total = 0;
+  int zr = Z_OK;
+  size_t got;
+  while (zr != Z_STREAM_END && (got = fread(in.data(), 1, in.size(), f)) > 0) {
+    z.next_in = in.data();
+    z.avail_in = (uInt)got;
+    while (z.avail_in > 0 && zr != Z_STREAM_END) {
+      z.next_out = out.data();
+      z.avail_out = (uInt)out.size();
+      zr = inflate(&z, Z_NO_FLUSH);
+      if (zr != Z_OK && zr != Z_STREAM_END) break;
+      total += (long long)(out.size() - z.avail_out);
+      if (total > max_bytes) {
+        inflateEnd(&z);
+        fail(PS_ELIMIT, "deflated data set inflates to more than the limit of %lld bytes (max_bytes)", max_bytes);
+      }
+    }
+    if (zr != Z_OK && zr != Z_STREAM_END) break;  // corrupt stream: DCMTK will report it
+  }
+  inflateEnd(&z);
+}
+#endif
+
 void load_file(const char *path, const ps_read_opts *opts, DcmFileFormat &ff) {
   if (!path || !*path) fail(PS_EINVAL, "empty path");
   struct stat st;
@@ -172,15 +237,17 @@ void load_file(const char *path, const ps_read_opts *opts, DcmFileFormat &ff) {
     fail(PS_ELIMIT, "file is %lld bytes, more than the limit of %lld bytes (max_bytes)", size, max_bytes);
 
   unsigned char head[132];
-  FILE *f = fopen(path, "rb");
+  std::unique_ptr<FILE, int (*)(FILE *)> f(fopen(path, "rb"), fclose);
   if (!f) fail(PS_EIO, "cannot open the file (%s)", strerror(errno));
-  size_t got = fread(head, 1, sizeof head, f);
-  bool rerr = ferror(f) != 0;
-  fclose(f);
-  if (rerr) fail(PS_EIO, "cannot read the file");
+  size_t got = fread(head, 1, sizeof head, f.get());
+  if (ferror(f.get())) fail(PS_EIO, "cannot read the file");
   if (!probe_bytes(head, got, size))
     fail(PS_EFORMAT, "not a DICOM file (no DICM magic at offset 128 and no DICOM data element at the start)");
   bool has_magic = got >= 132 && memcmp(head + 128, "DICM", 4) == 0;
+#ifdef PS_HAVE_ZLIB
+  if (has_magic) check_deflate_budget(f.get(), max_bytes);
+#endif
+  f.reset();
 
   init_dcmtk();
   if (!dcmDataDict.isDictionaryLoaded()) fail(PS_EUNSUPPORTED, "DCMTK data dictionary is not loaded");

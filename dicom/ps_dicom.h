@@ -30,7 +30,8 @@
  * PS_EUNSUPPORTED naming the syntax. Multi-frame files give frame 0;
  * meta.frames holds NumberOfFrames.
  *
- * Untrusted input: the file size is checked against opts->max_bytes before reading, and
+ * Untrusted input: the file size (and, for Deflated files, the inflated data set: DCMTK inflates
+ * in memory) is checked against opts->max_bytes before DCMTK parses anything, and
  * Rows x Columns x NumberOfFrames against opts->max_pixels before any pixel is decoded.
  * Failures return a status (PS_ENOTFOUND, PS_EIO, PS_EFORMAT, PS_EUNSUPPORTED, PS_ELIMIT,
  * PS_ENOMEM) and ps_last_error() names the file and the problem. Thread-safe; DCMTK's own

@@ -846,6 +846,18 @@ static void test_malformed(void **state) {
   o.max_bytes = 10;
   assert_int_equal(ps_dicom_read_meta(nccid, &o, &m), PS_ELIMIT);
 
+  /* a Deflated data set is measured inflated: the file fits max_bytes, its content does not */
+  p = tmp("deflated_budget.dcm");
+  assert_int_equal(run_quiet("dcmconv +td", nccid, p), 0);
+  o = ps_read_opts_default();
+  o.max_bytes = ps_test_file_size(p) + 1000; /* the file is ~650 kB, it inflates to ~1 MB */
+  assert_true(o.max_bytes < ps_test_file_size(nccid));
+  expect_fail(p, &o, PS_ELIMIT, "inflates");
+  o.max_bytes = 2 * ps_test_file_size(nccid);
+  ok = read_ok(p, &o);
+  ps_image_free(ok);
+  free(p);
+
   /* a folder, NULL arguments */
   expect_fail(TMP, NULL, PS_EIO, NULL);
   assert_int_equal(ps_dicom_read(nccid, NULL, NULL), PS_EINVAL);
