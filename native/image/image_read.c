@@ -41,7 +41,9 @@ static ps_format sniff_bytes(const uint8_t *b, size_t n) {
 /* Open path for reading as a regular file; fills *size. Errors name the file. */
 static int open_film(const char *path, const ps_read_opts *opts, int *fd_out, size_t *size) {
   *fd_out = -1;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO or device named like a film must not block the open; it is refused
+   * below as not a regular file, and regular files are switched back to blocking reads. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     int e = errno;
     if (e == ENOENT) return ps_error(PS_EIO, "image: no such file: %s", path);
@@ -58,6 +60,12 @@ static int open_film(const char *path, const ps_read_opts *opts, int *fd_out, si
     close(fd);
     return ps_error(PS_EIO, "image: %s is a directory, not a film", path);
   }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return ps_error(PS_EIO, "image: %s is not a regular file (device, FIFO or socket), not a film", path);
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   if (!S_ISREG(st.st_mode)) {
     close(fd);
     return ps_error(PS_EIO, "image: %s is not a regular file", path);
@@ -94,7 +102,7 @@ static ssize_t read_full(int fd, uint8_t *buf, size_t n) {
 
 ps_format ps_image_sniff(const char *path) {
   if (!path) return PS_FORMAT_UNKNOWN;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return PS_FORMAT_UNKNOWN;
   struct stat st;
   uint8_t head[132];
