@@ -759,6 +759,11 @@ int ps_dataset_read_manifest(const char *path, ps_dataset **out) {
       for (int k = 0; k < 64; k++) it.sha256[k] = (char)tolower((unsigned char)fl[ch][k]);
       it.sha256[64] = '\0';
     }
+    size_t plen = strlen(fl[cp]);
+    if (plen == 0 || fl[cp][plen - 1] == '/') {
+      st = ps_error(PS_EFORMAT, "manifest: %s line %zu: path '%s' names a folder, not a film", path, line, fl[cp]);
+      goto fail;
+    }
     char pid[256];
     if (ci >= 0 && fl[ci][0]) snprintf(pid, sizeof pid, "%s", fl[ci]);
     else ps_dataset_patient_id_from_name(fl[cp], pid, sizeof pid);
