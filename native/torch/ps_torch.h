@@ -72,6 +72,10 @@ PS_API int ps_torch_set_cudnn_benchmark(int on);
 /* bf16 autocast for CUDA ops on this thread (like torch.autocast("cuda", torch.bfloat16)).
  * Returns PS_EUNSUPPORTED when on=1 and CUDA is not available. */
 PS_API int ps_torch_set_autocast(int on);
+/* TF32 tensor-core math for fp32 convolutions and matmuls on CUDA (libtorch's defaults: on for
+ * cuDNN convolutions, off for matmul; CUDA fp32 logits then differ from CPU by ~1e-3). on=0 turns
+ * both off (CUDA matches CPU to ~1e-5), on=1 turns both on. No effect on CPU. */
+PS_API int ps_torch_set_tf32(int on);
 /* Autograd recording on this thread (torch.set_grad_enabled). *prev (nullable) gets the old
  * value so callers can restore it: a C "no_grad guard". */
 PS_API int ps_torch_set_grad_enabled(int on, int *prev);

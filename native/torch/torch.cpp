@@ -218,6 +218,14 @@ int ps_torch_set_autocast(int on) {
   })
 }
 
+int ps_torch_set_tf32(int on) {
+  PS_PROTECT({
+    at::globalContext().setAllowTF32CuDNN(on != 0);
+    at::globalContext().setAllowTF32CuBLAS(on != 0);
+    return PS_OK;
+  })
+}
+
 int ps_torch_set_grad_enabled(int on, int *prev) {
   PS_PROTECT({
     if (prev) *prev = at::GradMode::is_enabled() ? 1 : 0;
