@@ -406,6 +406,78 @@ static double evaluate(const float *s, int gw, int gh, double t, int orad, int m
   return bs;
 }
 
+/* Hysteresis: each chosen lung follows its own component through the higher thresholds of the
+ * ladder while it stays lung-like (not touching the border, bounded growth per step and overall,
+ * solid, plausibly placed). Pediatric films often show only the darkest, lower part of a lung at
+ * the threshold that scores best; this recovers the upper lobes without letting the pair leak. */
+static int grow_lungs(const float *s, int gw, int gh, double bt, int rad, int mid, const double *ts, int nts,
+                      const comp *best, int nbest, uint8_t **lungk, uint8_t *dark, uint8_t *tmp, int *labels, pt *pts,
+                      pt *hull) {
+  int n = gw * gh;
+  int *count = NULL;
+  comp cur[2];
+  int alive[2] = {0, 0};
+  for (int k = 0; k < nbest; k++) cur[k] = best[k], alive[k] = 1;
+  for (int ti = 0; ti < nts; ti++) {
+    if (ts[ti] <= bt) continue;
+    if (!alive[0] && !alive[1]) break;
+    for (int i = 0; i < n; i++) dark[i] = s[i] < ts[ti];
+    open_mask(dark, tmp, gw, gh, rad);
+    for (int y = 0; y < gh; y++) dark[y * gw + mid] = 0;
+    comp *cs = NULL;
+    int nc = label_components(dark, labels, gw, gh, &cs);
+    if (nc < 0) return ps_error(PS_ENOMEM, "lung: out of memory labelling components");
+    free(count);
+    count = calloc((size_t)nc + 1, sizeof(int));
+    if (!count) {
+      free(cs);
+      return ps_error(PS_ENOMEM, "lung: out of memory");
+    }
+    for (int k = 0; k < nbest; k++) {
+      if (!alive[k]) continue;
+      memset(count, 0, ((size_t)nc + 1) * sizeof(int));
+      for (int i = 0; i < n; i++)
+        if (lungk[k][i]) count[labels[i]]++;
+      int bl = 0;
+      for (int l = 1; l <= nc; l++)
+        if (count[l] > count[bl] || bl == 0) bl = count[l] > 0 ? l : bl;
+      if (bl == 0) {
+        alive[k] = 0;
+        continue;
+      }
+      comp c = cs[bl - 1];
+      int hn = region_hull(labels, gw, &c, pts, hull);
+      double ha = hn ? poly_area(hull, hn) : 0;
+      c.solidity = ha > 0 ? c.area / ha : 0;
+      double hfrac = (double)(c.y1 - c.y0 + 1) / gh;
+      int other_side = (best[k].cx < mid + 0.5) != (c.cx < mid + 0.5);
+      int ok = !c.border && !other_side && c.area <= 1.6 * cur[k].area && c.area <= 3.0 * best[k].area &&
+               c.solidity >= 0.65 && c.solidity >= 0.85 * best[k].solidity && hfrac <= 0.75 &&
+               c.area <= 0.30 * n && position_factor(&c, gw, gh, mid) >= 0.5;
+      /* the two lungs must not merge into one component */
+      for (int j = 0; j < nbest && ok; j++)
+        if (j != k && alive[j]) {
+          int shared = 0;
+          for (int i = 0; i < n && !shared; i++) shared = lungk[j][i] && labels[i] == bl;
+          if (shared) ok = 0;
+        }
+      if (!ok) {
+        alive[k] = 0;
+        continue;
+      }
+      /* take it only when it extends the lung vertically by more than the blur ramp (a missed
+       * lobe), not when it merely thickens the edge */
+      int ext = gh / 64 > 2 ? gh / 64 : 2;
+      if (c.y0 >= cur[k].y0 - ext && c.y1 <= cur[k].y1 + ext) continue;
+      cur[k] = c;
+      for (int i = 0; i < n; i++) lungk[k][i] = labels[i] == bl;
+    }
+    free(cs);
+  }
+  free(count);
+  return PS_OK;
+}
+
 int ps_lung_segment_buffer(const float *data, int width, int height, const ps_lung_opts *opts, uint8_t **mask,
                            ps_lung_info *info) {
   if (!mask) return ps_error(PS_EINVAL, "lung: NULL mask pointer");
@@ -430,7 +502,9 @@ int ps_lung_segment_buffer(const float *data, int width, int height, const ps_lu
   int *labels = malloc((size_t)n * sizeof(int)), *hlabels = malloc((size_t)n * sizeof(int));
   pt *pts = malloc((size_t)(4 * gh + 8) * sizeof(pt)), *hull = malloc((size_t)(8 * gh + 16) * sizeof(pt));
   uint8_t *out = NULL;
-  int mid = gw / 2, nbest = 0, mirrored = 0, brad = 2;
+  int mid = gw / 2, nbest = 0, mirrored = 0, brad = 2, nts = 0;
+  double ts[40];
+  uint8_t *lungk[2] = {NULL, NULL};
   static const int orads[3] = {2, 4, 6};
   double bscore = 0, bt = 0;
   comp best[2], cur[2];
@@ -513,6 +587,7 @@ int ps_lung_segment_buffer(const float *data, int width, int height, const ps_lu
       double t = (b + 1) / 4095.0;
       if (t <= prev_t) continue;
       prev_t = t;
+      if (nts < 40) ts[nts++] = t;
       for (int ri = 0; ri < 3; ri++) {
         int nb = 0, orad = orads[ri] * gw / 256 > 1 ? orads[ri] * gw / 256 : 1;
         double sc = evaluate(s, gw, gh, t, orad, mid, dark, tmp, labels, pts, hull, cur, &nb);
@@ -538,7 +613,17 @@ int ps_lung_segment_buffer(const float *data, int width, int height, const ps_lu
       goto fail;
     }
     for (int k = 0; k < nbest; k++) {
-      for (int i = 0; i < n; i++) one[i] = labels[i] == best[k].label;
+      lungk[k] = malloc((size_t)n);
+      if (!lungk[k]) {
+        st = ps_error(PS_ENOMEM, "lung: out of memory");
+        goto fail;
+      }
+      for (int i = 0; i < n; i++) lungk[k][i] = labels[i] == best[k].label;
+    }
+    if ((st = grow_lungs(s, gw, gh, bt, brad, mid, ts, nts, best, nbest, lungk, dark, tmp, labels, pts, hull)))
+      goto fail;
+    for (int k = 0; k < nbest; k++) {
+      memcpy(one, lungk[k], (size_t)n);
       close_mask(one, tmp, gw, gh, 3);
       if ((st = fill_holes(one, gw, gh)) != PS_OK) {
         ps_error(st, "lung: out of memory filling holes");
@@ -650,6 +735,8 @@ fail:
   free(one);
   free(labels);
   free(hlabels);
+  free(lungk[0]);
+  free(lungk[1]);
   free(pts);
   free(hull);
   free(out);

@@ -23,7 +23,9 @@
  *      the midline is split at the midline;
  *   4. every threshold's best left/right pair is scored (area, left/right balance, vertical
  *      overlap, solidity, position in the upper-middle of the film); the best pair wins;
- *   5. each lung: closing (disk radius 3), hole filling, convex hull (so consolidations at the
+ *   5. hysteresis: each lung follows its component through the higher thresholds while that
+ *      extends it vertically (a missed upper lobe on pediatric films) and stays lung-like;
+ *   6. each lung: closing (disk radius 3), hole filling, convex hull (so consolidations at the
  *      lung margin stay inside the field); bilinear upsampling of the mask to film size.
  * The result is a plausible lung field, not a diagnostic contour. info.lungs says how many lungs
  * were found (0, 1 or 2); with 0 the mask is all zero and the call still returns PS_OK. When only one lung is
