@@ -32,7 +32,9 @@ def run(cmd, timeout=600):
 
 def imagej(fiji, macro, arg, timeout=240):
     """Run ImageJ headless-with-display on one macro; returns the process (stdout has print())."""
-    cmd = [E["PS_XVFB_RUN"], "-a", E["PS_JAVA"], "-Xmx2g", "-Djava.awt.headless=false",
+    home = os.path.join(os.path.dirname(fiji), "home")  # IJ_Prefs.txt stays in the test folder
+    os.makedirs(home, exist_ok=True)
+    cmd = [E["PS_XVFB_RUN"], "-a", E["PS_JAVA"], "-Xmx2g", "-Djava.awt.headless=false", "-Duser.home=" + home,
            "-Dplugins.dir=" + fiji, "-Dij.dir=" + fiji,
            "-cp", E["PS_IJ_JAR"], "ij.ImageJ", "-batch", os.path.join(HERE, macro), arg]
     p = run(cmd, timeout=timeout)

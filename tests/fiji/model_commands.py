@@ -135,3 +135,86 @@ def run_all(chk, fiji, tmp, data, sample):
     log = (open(lp).read() if os.path.exists(lp) else "") + ij_out
     check("Task: binary" in log and "Classes: NORMAL, PNEUMONIA" in log and "Fiji test model" in log,
           "About / Model Info logs the model's metadata")
+
+    train_eval(chk, fiji, tmp, data)
+
+
+def train_eval(chk, fiji, tmp, data):
+    """Train Model... / Evaluate Model... in ImageJ against `pneumoscope evaluate` on the same model."""
+    check = chk.check
+    E = os.environ
+    split = os.path.join(tmp, "split")
+    p = chk.run([E["PS_CLI"], "split", os.path.join(data, "kaggle"), "-o", split, "--seed", "1"])
+    check(p.returncode == 0, "pneumoscope split " + p.stderr[-300:])
+    # a small leakage-free subset with both classes in every split (6 + 6 films each)
+    manifest = os.path.join(split, "small.csv")
+    with open(os.path.join(split, "manifest.csv")) as fh:
+        rd = csv.DictReader(fh)
+        fields, keep, count = rd.fieldnames, [], {}
+        for r in rd:
+            k = (r["split"], r["label"])
+            if count.get(k, 0) < 6:
+                count[k] = count.get(k, 0) + 1
+                keep.append(r)
+    with open(manifest, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(keep)
+    rundir, evaldir, out = os.path.join(tmp, "run"), os.path.join(tmp, "eval-ij"), os.path.join(tmp, "out-train")
+    os.makedirs(out)
+    film = os.path.join(data, "png", "nih_00000001_000.png")
+    p = chk.imagej(fiji, "train_eval.ijm", " ".join([manifest, rundir, evaldir, film, out]), timeout=500)
+    ij_out = p.stdout + p.stderr
+    check(p.returncode == 0 and "train_eval: done" in ij_out, "ImageJ ran train_eval.ijm")
+    best = os.path.join(rundir, "best.safetensors")
+    check(os.path.isfile(best), "Train Model... wrote best.safetensors")
+    check("train:" in ij_out and "epoch" in ij_out, "per-epoch training lines reached IJ.log")
+    tr = os.path.join(out, "training.csv")
+    trows = list(csv.DictReader(open(tr))) if os.path.exists(tr) else []
+    hist = list(csv.DictReader(open(os.path.join(rundir, "history.csv")))) if os.path.exists(os.path.join(rundir, "history.csv")) else []
+    check(len(trows) == 1 and len(hist) == 1, "training table has the 1 epoch of history.csv (%d, %d)" % (len(trows), len(hist)))
+    # the same model evaluated by the CLI
+    evcli = os.path.join(tmp, "eval-cli")
+    p = chk.run([E["PS_CLI"], "evaluate", "--model", best, "--manifest", manifest, "--split", "test",
+                 "--device", "cpu", "-o", evcli])
+    check(p.returncode == 0, "pneumoscope evaluate " + p.stderr[-300:])
+    ev = os.path.join(out, "evaluation.csv")
+    erows = list(csv.DictReader(open(ev))) if os.path.exists(ev) else []
+    mj = os.path.join(evcli, "metrics.json")
+    if erows and os.path.exists(mj):
+        m = json.load(open(mj))
+        flat = {}
+        def walk(d, pre=""):
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    walk(v, pre + k + ".")
+                else:
+                    flat[pre + k] = v
+        walk(m)
+        r = erows[0]
+        check(os.path.abspath(r["Model"]) == os.path.abspath(best), "Evaluate model=[] used the new default " + r["Model"])
+        for col, key in [("N", "n"), ("Accuracy", "accuracy"), ("AUC", "roc_auc"), ("AP", "average_precision"),
+                         ("F1_macro", "macro.f1"), ("Threshold", "threshold")]:
+            v = flat.get(key)
+            check(isinstance(v, (int, float)) and close(r[col], v, 1e-5),
+                  "Evaluate %s %s = CLI metrics.json %s %s" % (col, r[col], key, v))
+    else:
+        check(False, "evaluation table and CLI metrics.json present")
+    # the plots come from ps_evaluate_run itself: ImageJ must write and show them whenever the CLI does
+    plots = [png for png in ["confusion.png", "roc.png"] if os.path.isfile(os.path.join(evcli, png))]
+    for png in ["confusion.png", "roc.png"]:
+        check(os.path.isfile(os.path.join(evaldir, png)) == (png in plots),
+              "Evaluate Model... wrote %s as the CLI did (%s)" % (png, png in plots))
+    imgs = open(os.path.join(out, "eval_images.txt")).read() if os.path.exists(os.path.join(out, "eval_images.txt")) else ""
+    if plots:
+        check("Confusion matrix" in imgs and "ROC" in imgs, "confusion matrix and ROC shown as images: %r" % imgs)
+    else:
+        print("note: this library writes no evaluation plots (pneumoscope evaluate wrote none either)")
+    dc = os.path.join(out, "default_classify.csv")
+    drows = list(csv.DictReader(open(dc))) if os.path.exists(dc) else []
+    check(len(drows) == 1 and drows[0]["Model"] == "best.safetensors", "Classify model=[] uses the trained default")
+    if drows:
+        _, cli, _ = cli_csv(chk, best, [film])
+        c = cli.get(os.path.abspath(film))
+        check(c is not None and close(drows[0]["P_PNEUMONIA"], c["p_PNEUMONIA"]),
+              "trained model: ImageJ P %s = CLI %s" % (drows[0]["P_PNEUMONIA"], c and c["p_PNEUMONIA"]))
