@@ -32,6 +32,9 @@
  * A file that lies about itself (bad JSON, offsets out of range or overlapping, byte size not
  * dtype x shape, unknown dtype, wrong shape for a name, missing tensor, unknown tensor, header
  * length beyond the file or above 100 MB) is refused with PS_EFORMAT and a message naming it.
+ *
+ * Threads: a ps_model is used by one thread at a time (forward passes share its BN buffers);
+ * separate models may run concurrently. ps_model_create seeds libtorch's global generator.
  */
 #ifndef PS_MODEL_H
 #define PS_MODEL_H

@@ -68,6 +68,18 @@ struct ps_status_error {
     return ps_error(PS_ETORCH, "torch: unknown exception");                   \
   }
 
+// For the few functions that return a value instead of a status: same catch-all, a fallback value.
+#define PS_PROTECT_VAL(fallback, body)                                        \
+  try {                                                                       \
+    body                                                                      \
+  } catch (const std::exception &e) {                                         \
+    ps_error(PS_ETORCH, "torch: %s", first_lines(e.what()).c_str());          \
+    return fallback;                                                          \
+  } catch (...) {                                                             \
+    ps_error(PS_ETORCH, "torch: unknown exception");                          \
+    return fallback;                                                          \
+  }
+
 at::ScalarType to_scalar(ps_dtype d) {
   switch (d) {
     case PS_DTYPE_F32: return at::kFloat;
@@ -234,7 +246,7 @@ int ps_torch_set_grad_enabled(int on, int *prev) {
   })
 }
 
-int ps_torch_grad_enabled(void) { return at::GradMode::is_enabled() ? 1 : 0; }
+int ps_torch_grad_enabled(void) { PS_PROTECT_VAL(0, { return at::GradMode::is_enabled() ? 1 : 0; }) }
 
 // ---- tensors ---------------------------------------------------------------------------------
 
@@ -419,38 +431,50 @@ int ps_tensor_set_channels_last_(ps_tensor *t, int on) {
 }
 
 int ps_tensor_ndim(const ps_tensor *t) {
-  if (!t || !t->t.defined()) return ps_error(PS_EINVAL, "torch: tensor is NULL");
-  return (int)t->t.dim();
+  PS_PROTECT({
+    return (int)T(t).dim();
+  })
 }
 
 int64_t ps_tensor_size(const ps_tensor *t, int d) {
-  if (!t || !t->t.defined()) return -1;
-  int64_t nd = t->t.dim();
-  int64_t i = d < 0 ? nd + d : d;
-  if (i < 0 || i >= nd) return -1;
-  return t->t.size(i);
+  PS_PROTECT_VAL(-1, {
+    if (!t || !t->t.defined()) return -1;
+    int64_t nd = t->t.dim();
+    int64_t i = d < 0 ? nd + d : d;
+    if (i < 0 || i >= nd) return -1;
+    return t->t.size(i);
+  })
 }
 
 int ps_tensor_shape(const ps_tensor *t, int64_t *shape) {
-  if (!t || !t->t.defined() || !shape) return ps_error(PS_EINVAL, "torch: tensor or shape is NULL");
-  int nd = (int)t->t.dim();
-  for (int i = 0; i < nd && i < PS_TENSOR_MAX_DIMS; i++) shape[i] = t->t.size(i);
-  return nd;
+  PS_PROTECT({
+    const at::Tensor &x = T(t);
+    if (!shape) fail(PS_EINVAL, "shape is NULL");
+    int nd = (int)x.dim();
+    for (int i = 0; i < nd && i < PS_TENSOR_MAX_DIMS; i++) shape[i] = x.size(i);
+    return nd;
+  })
 }
 
 int64_t ps_tensor_numel(const ps_tensor *t) {
-  if (!t || !t->t.defined()) return 0;
-  return t->t.numel();
+  PS_PROTECT_VAL(0, {
+    if (!t || !t->t.defined()) return 0;
+    return t->t.numel();
+  })
 }
 
 ps_dtype ps_tensor_dtype(const ps_tensor *t) {
-  if (!t || !t->t.defined()) return PS_DTYPE_OTHER;
-  return from_scalar(t->t.scalar_type());
+  PS_PROTECT_VAL(PS_DTYPE_OTHER, {
+    if (!t || !t->t.defined()) return PS_DTYPE_OTHER;
+    return from_scalar(t->t.scalar_type());
+  })
 }
 
 ps_device ps_tensor_device(const ps_tensor *t) {
-  if (!t || !t->t.defined()) return PS_DEVICE_CPU;
-  return t->t.is_cuda() ? PS_DEVICE_CUDA : PS_DEVICE_CPU;
+  PS_PROTECT_VAL(PS_DEVICE_CPU, {
+    if (!t || !t->t.defined()) return PS_DEVICE_CPU;
+    return t->t.is_cuda() ? PS_DEVICE_CUDA : PS_DEVICE_CPU;
+  })
 }
 
 size_t ps_dtype_size(ps_dtype d) {
@@ -497,7 +521,9 @@ int ps_tensor_set_requires_grad(ps_tensor *t, int on) {
   })
 }
 
-int ps_tensor_requires_grad(const ps_tensor *t) { return (t && t->t.defined() && t->t.requires_grad()) ? 1 : 0; }
+int ps_tensor_requires_grad(const ps_tensor *t) {
+  PS_PROTECT_VAL(0, { return (t && t->t.defined() && t->t.requires_grad()) ? 1 : 0; })
+}
 
 int ps_tensor_retain_grad(ps_tensor *t) {
   PS_PROTECT({
@@ -809,8 +835,10 @@ int ps_adam_set_lr(ps_adam *opt, double lr) {
 }
 
 double ps_adam_get_lr(const ps_adam *opt) {
-  if (!opt || !opt->opt) return 0;
-  return adam_options(*opt->opt).lr();
+  PS_PROTECT_VAL(0.0, {
+    if (!opt || !opt->opt) return 0.0;
+    return adam_options(*opt->opt).lr();
+  })
 }
 
 int ps_adam_save(const ps_adam *opt, void **buf, size_t *len) {
