@@ -10,6 +10,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import pneumoscope.Film;
+import pneumoscope.GradCam;
 import pneumoscope.Model;
 import pneumoscope.PneumoScopeException;
 import pneumoscope.PsNative;
@@ -249,6 +250,27 @@ public class BindingsTest {
     for (Future<Boolean> f : fs) same &= f.get();
     pool.shutdown();
     check(same, "12 concurrent classifications on one shared model equal the sequential ones");
+    // Grad-CAM through the binding: map at film size in [0, 1], its probabilities = classify's
+    try (Film f = Film.read(jpeg.getPath()); GradCam g = GradCam.compute(m, f, 4, -1, "auto")) {
+      float[] cam = g.cam();
+      float lo = 1, hi = 0;
+      for (float v : cam) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      check(g.width() == f.width() && g.height() == f.height() && cam.length == f.width() * f.height()
+          && lo >= 0 && hi <= 1 && hi > 0, "Grad-CAM map at film size in [0,1] (" + lo + ".." + hi + ")");
+      check(Math.abs(g.probs()[1] - want[0][1]) < 1e-5 && g.targetClass() == g.predicted() && g.method().equals("cam"),
+          "Grad-CAM probabilities = classify's, predicted class explained by CAM");
+      check(g.lungs() >= 0 && g.lungs() <= 2 && (Double.isNaN(g.lungFocus()) || (g.lungFocus() >= 0 && g.lungFocus() <= 1)),
+          "lung focus " + g.lungFocus() + " with " + g.lungs() + " lungs");
+      byte[] mask = g.lungMask();
+      check(mask != null && mask.length == cam.length, "lung mask at film size");
+    }
+    try (Film f = Film.read(jpeg.getPath())) {
+      expectFailure("Grad-CAM class out of range", "class", () -> GradCam.compute(m, f, 4, 5, "auto"), "PS_EINVAL");
+      expectFailure("Grad-CAM bad method", "method", () -> GradCam.compute(m, f, 4, -1, "magic"), "PS_EINVAL");
+    }
+    try (Film raw = Film.read(cr.getPath(), true, 0, 0)) {
+      expectFailure("Grad-CAM of a raw film", "raw", () -> GradCam.compute(m, raw, 4, -1, "auto"), "PS_EINVAL");
+    }
     m.close();
     try (Film f = Film.read(jpeg.getPath())) {
       expectFailure("closed model", "closed", () -> m.classify(f), "PS_ESTATE");

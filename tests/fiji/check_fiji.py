@@ -114,14 +114,24 @@ def main():
             return 77
     data = E["PS_SHARED_DATA"]
     sample = os.path.join(E["PS_SOURCE_DIR"], "sample_data")
+    part = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if part not in ("all", "open", "model", "train"):
+        print("usage: check_fiji.py [all|open|model|train]")
+        return 2
+    if part in ("model", "train") and E.get("PS_HAVE_TORCH") != "ON":
+        print("SKIP fiji_imagej_%s: built without libtorch (fiji_bindings checks the refusal)" % part)
+        return 77
     tmp = tempfile.mkdtemp(prefix="ps-fiji-")
     try:
         fiji = install_fiji(tmp)
-        test_open(fiji, tmp, data, sample)
-        if os.path.exists(os.path.join(HERE, "model_commands.py")):
-            sys.path.insert(0, HERE)
-            import model_commands
+        if part in ("all", "open"):
+            test_open(fiji, tmp, data, sample)
+        sys.path.insert(0, HERE)
+        import model_commands
+        if part in ("all", "model"):
             model_commands.run_all(sys.modules[__name__], fiji, tmp, data, sample)
+        if part in ("all", "train"):
+            model_commands.train_eval(sys.modules[__name__], fiji, tmp, data)
     finally:
         if failures or E.get("PS_KEEP_TMP"):
             print("kept " + tmp)
