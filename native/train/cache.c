@@ -76,6 +76,7 @@ static int cache_file_write(const char *path, uint32_t size, int n, const char *
   size_t px = (size_t)size * size;
   int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(hdr, 4, 4, f) == 4 &&
            (n == 0 || (fwrite(keys, 64, n, f) == (size_t)n && fwrite(pix, px, n, f) == (size_t)n));
+  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = (fclose(f) == 0) && ok;
   if (!ok || rename(tmp, path) != 0) {
     unlink(tmp);

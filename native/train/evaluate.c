@@ -12,9 +12,7 @@
 #include "ps_preprocess.h"
 #include "ps_train.h"
 #include "train_internal.h"
-#ifdef PS_TRAIN_HAVE_PLOT
 #include "ps_plot.h"
-#endif
 
 typedef struct {
   const ps_train_films *f;
@@ -114,6 +112,108 @@ static int write_predictions_csv(FILE *f, void *user) {
   return PS_OK;
 }
 
+/* history.json (as ps_train_run writes it) -> per-epoch arrays; returns epochs read. */
+static size_t read_history(const char *path, double **tl, double **vl, double **metric, const char **name) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  size_t cap = 1 << 20, n = 0;
+  char *buf = malloc(cap + 1);
+  if (buf) n = fread(buf, 1, cap, f);
+  fclose(f);
+  if (!buf) return 0;
+  buf[n] = 0;
+  const char *key = strstr(buf, "\"monitor\": \"f1\"") ? "\"f1\": " : "\"auc\": ";
+  *name = strstr(buf, "\"monitor\": \"f1\"") ? "F1 (val)" : "AUC (val)";
+  size_t k = 0, m = 0;
+  for (const char *s = strstr(buf, "{\"epoch\": "); s; s = strstr(s + 1, "{\"epoch\": ")) m++;
+  *tl = malloc(sizeof(double) * (m + 1)), *vl = malloc(sizeof(double) * (m + 1)), *metric = malloc(sizeof(double) * (m + 1));
+  if (!*tl || !*vl || !*metric) {
+    free(buf);
+    return 0;
+  }
+  for (const char *s = strstr(buf, "{\"epoch\": "); s && k < m; s = strstr(s + 1, "{\"epoch\": "), k++) {
+    const char *a = strstr(s, "\"train_loss\": "), *b = strstr(s, "\"val_loss\": "), *c = strstr(s, key);
+    (*tl)[k] = a && strncmp(a + 14, "null", 4) ? atof(a + 14) : NAN;
+    (*vl)[k] = b && strncmp(b + 12, "null", 4) ? atof(b + 12) : NAN;
+    (*metric)[k] = c && strncmp(c + strlen(key), "null", 4) ? atof(c + strlen(key)) : NAN;
+  }
+  free(buf);
+  return k;
+}
+
+/* confusion.png, roc.png, pr.png and (with a history) curves.png in outdir. */
+static int write_plots(const eval_out *e, const char *outdir, const char *history) {
+  if (!ps_plot_available()) {
+    ps_log(PS_LOG_WARN, "evaluate: built without cairo: no PNG plots");
+    return PS_OK;
+  }
+  const int K = e->K, n = e->n;
+  ps_plot_opts po = {0, 0, NULL, 1};
+  char *path = NULL;
+  const char *names[PS_MODEL_MAX_CLASSES];
+  for (int c = 0; c < K; c++) names[c] = e->meta->classes[c];
+  int st = PS_OK;
+  int *yk = malloc(sizeof(int) * (n + 1));
+  float *sk = malloc(sizeof(float) * (n + 1));
+  ps_curve *roc[PS_MODEL_MAX_CLASSES] = {0}, *pr[PS_MODEL_MAX_CLASSES] = {0};
+  ps_plot_curve rc[PS_MODEL_MAX_CLASSES], pc[PS_MODEL_MAX_CLASSES];
+  char labels[PS_MODEL_MAX_CLASSES][64];
+  double *tl = NULL, *vl = NULL, *mt = NULL;
+  if (!yk || !sk) {
+    st = ps_error(PS_ENOMEM, "evaluate: out of memory");
+    goto done;
+  }
+  path = ps_train_join(outdir, "confusion.png");
+  char title[128];
+  snprintf(title, sizeof title, "Confusion matrix — %s split (n = %d)", e->split, n);
+  po.title = title;
+  if ((st = ps_plot_confusion(e->m->confusion, K, names, &po, path))) goto done;
+  /* binary: one curve for PNEUMONIA; 3 classes: one-vs-rest per class */
+  int first = K == 2 ? 1 : 0, nc = 0, pos = 0;
+  for (int c = first; c < K; c++, nc++) {
+    if ((st = ps_metrics_one_vs_rest(e->y, e->probs, n, K, c, yk, sk))) goto done;
+    int npos = 0;
+    for (int i = 0; i < n; i++) npos += yk[i];
+    if (K == 2) pos = npos;
+    if (npos == 0 || npos == n) { /* curve undefined for this class */
+      nc--;
+      continue;
+    }
+    double auc = NAN, ap = NAN;
+    ps_metrics_roc_auc(yk, sk, n, &auc);
+    ps_metrics_average_precision(yk, sk, n, &ap);
+    if ((st = ps_metrics_roc_curve(yk, sk, n, &roc[nc])) || (st = ps_metrics_pr_curve(yk, sk, n, &pr[nc]))) goto done;
+    snprintf(labels[nc], sizeof labels[nc], K == 2 ? "%s" : "%s vs rest", names[c]);
+    rc[nc] = (ps_plot_curve){labels[nc], roc[nc]->x, roc[nc]->y, roc[nc]->n, auc};
+    pc[nc] = (ps_plot_curve){labels[nc], pr[nc]->x, pr[nc]->y, pr[nc]->n, ap};
+  }
+  if (nc > 0) {
+    free(path);
+    path = ps_train_join(outdir, "roc.png");
+    snprintf(title, sizeof title, "ROC — %s split", e->split);
+    if ((st = ps_plot_roc(rc, nc, &po, path))) goto done;
+    free(path);
+    path = ps_train_join(outdir, "pr.png");
+    snprintf(title, sizeof title, "Precision-recall — %s split", e->split);
+    if ((st = ps_plot_pr(pc, nc, K == 2 ? (double)pos / n : NAN, &po, path))) goto done;
+  }
+  if (history) {
+    const char *mname = NULL;
+    size_t ne = read_history(history, &tl, &vl, &mt, &mname);
+    if (ne > 0) {
+      ps_plot_history h = {ne, tl, vl, mt, NULL, mname};
+      free(path);
+      path = ps_train_join(outdir, "curves.png");
+      po.title = "Training";
+      if ((st = ps_plot_training(&h, &po, path))) goto done;
+    }
+  }
+done:
+  for (int c = 0; c < PS_MODEL_MAX_CLASSES; c++) ps_curve_free(roc[c]), ps_curve_free(pr[c]);
+  free(yk), free(sk), free(path), free(tl), free(vl), free(mt);
+  return st;
+}
+
 int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *user, ps_eval_result *result) {
   if (!opts || !opts->model || !opts->manifest || !opts->outdir)
     return ps_error(PS_EINVAL, "evaluate: model, manifest and output folder are required");
@@ -143,7 +243,7 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
                     meta->classes[c], ps_train_class_name(task, c));
       goto done;
     }
-  if ((st = ps_train_films_read(opts->manifest, task, 0, 0, &films))) goto done;
+  if ((st = ps_train_films_read(opts->manifest, task, opts->limit, 0, &films))) goto done;
   if ((st = ps_train_mkdir(opts->outdir))) goto done;
   idx = malloc(sizeof(int) * (films.n + 1));
   y = malloc(sizeof(int) * (films.n + 1));
@@ -157,7 +257,7 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
     goto done;
   }
   for (int i = 0; i < films.n; i++)
-    if ((want_split < 0 || films.split[i] == want_split) && (opts->limit <= 0 || n < opts->limit)) idx[n] = i, y[n] = films.cls[i], n++;
+    if (want_split < 0 || films.split[i] == want_split) idx[n] = i, y[n] = films.cls[i], n++;
   if (n == 0) {
     st = ps_error(PS_EINVAL, "evaluate: %s has no %s films for the %s task", opts->manifest, split, ps_train_task_name(task));
     goto done;
@@ -199,6 +299,22 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
   }
   if ((st = ps_train_write_atomic(p_metrics, write_metrics_json, &e)) || (st = ps_train_write_atomic(p_pred, write_predictions_csv, &e)))
     goto done;
+  {
+    char *hist = NULL;
+    if (opts->history && *opts->history) {
+      hist = strdup(opts->history);
+    } else {
+      const char *slash = strrchr(opts->model, '/');
+      char dir[4096];
+      snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - opts->model) : 1, slash ? opts->model : ".");
+      hist = ps_train_join(dir, "history.json");
+      struct stat sb;
+      if (hist && stat(hist, &sb) != 0) free(hist), hist = NULL;
+    }
+    st = write_plots(&e, opts->outdir, hist);
+    free(hist);
+    if (st) goto done;
+  }
   ps_log(PS_LOG_INFO, "evaluate: accuracy %.4f, ROC AUC %.4f, AP %.4f, macro F1 %.4f%s", m.accuracy, m.roc_auc,
          m.average_precision, m.macro_f1, K == 2 ? "" : " (argmax)");
   if (result) {

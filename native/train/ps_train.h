@@ -79,7 +79,7 @@ typedef struct ps_train_opts {
   int no_augment;         /* 1: no augmentation */
   int balance;            /* 1: force class-balanced sampling (multiclass too) */
   const char *cache;      /* cache file path (0: OUTDIR/cache-S.pscache) */
-  int limit;              /* > 0: use at most this many films per split (tests, smoke runs) */
+  int limit;              /* > 0: use this many evenly spaced films per split (tests, smoke runs) */
   int save_half;          /* 1: store best.safetensors as F16 (half the size; for shipping) */
   const char *command;    /* command line recorded in the model's provenance (optional) */
 } ps_train_opts;
@@ -122,18 +122,27 @@ PS_API int ps_train_cache_load(const char *cache_path, int size, int n, const ch
                                const char *const *sha256, int threads, ps_progress_fn progress,
                                void *user, uint8_t **pixels, int *built);
 
+/* The model weights of a last.ckpt (for checks and export), in eval mode, metadata defaults plus
+ * task and input size. device: ps_train_device. */
+typedef struct ps_model ps_model;
+PS_API int ps_train_checkpoint_load(const char *ckpt_path, int device, ps_model **out);
+
 typedef struct ps_eval_opts {
   const char *model;      /* required: safetensors written by ps_train_run (or the bundled one) */
   const char *manifest;   /* required */
   const char *split;      /* 0: "test"; "all" uses every row */
-  const char *outdir;     /* required: metrics.json, predictions.csv, *.png */
+  const char *outdir;     /* required: metrics.json (accuracy, per-class + macro + weighted
+                             precision/recall/F1, sensitivity/specificity, ROC AUC, AP, confusion
+                             matrix), predictions.csv (path, patient, true/predicted class, one
+                             probability per class), confusion.png, roc.png, pr.png and
+                             curves.png (from history.json) when built with cairo */
   const char *history;    /* history.json for the training-curve plot (0: next to the model) */
   double threshold;       /* < 0 or 0 with use_threshold=0: the model's own */
   int use_threshold;      /* 1: use .threshold instead of the model's */
   int batch;              /* 0: 32 */
   int threads;            /* 0: ps_default_threads() */
   ps_train_device device;
-  int limit;
+  int limit;              /* > 0: this many evenly spaced films of each split (as ps_train_opts.limit) */
 } ps_eval_opts;
 
 typedef struct ps_eval_result {

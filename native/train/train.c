@@ -336,11 +336,44 @@ static int read_ckpt(run *r, const char *path) {
     }
     if ((st = read_all(f, buf, bytes, path)) || (st = ps_tensor_copy_from_data_(t, buf, (ps_dtype)meta[1], numel))) goto done;
   }
-  st = ps_adam_load(r->adam, adam, alen);
+  if (r->adam) st = ps_adam_load(r->adam, adam, alen);
 done:
   free(adam);
   free(buf);
   fclose(f);
+  return st;
+}
+
+int ps_train_checkpoint_load(const char *path, int device, ps_model **out) {
+  if (!path || !out) return ps_error(PS_EINVAL, "train: NULL argument");
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return ps_error(PS_ENOTFOUND, "train: no checkpoint %s (%s)", path, strerror(errno));
+  char magic[8];
+  uint32_t ver = 0;
+  int32_t ints[8];
+  int ok = fread(magic, 1, 8, f) == 8 && fread(&ver, 4, 1, f) == 1 && fread(ints, sizeof ints, 1, f) == 1;
+  fclose(f);
+  if (!ok || memcmp(magic, CKPT_MAGIC, 8) != 0 || ver != CKPT_VERSION || ints[1] < 2 || ints[1] > PS_MODEL_MAX_CLASSES)
+    return ps_error(PS_EFORMAT, "train: %s is not a PneumoScope checkpoint (version %u)", path, CKPT_VERSION);
+  run r;
+  memset(&r, 0, sizeof r);
+  r.task = ints[0], r.K = ints[1], r.size = ints[2];
+  r.history = calloc(MAX_HISTORY, sizeof(ps_train_epoch));
+  ps_device dev = device == PS_TRAIN_DEVICE_CPU ? PS_DEVICE_CPU : device == PS_TRAIN_DEVICE_CUDA ? PS_DEVICE_CUDA : PS_DEVICE_AUTO;
+  int st = r.history ? ps_torch_resolve_device(dev, &dev) : ps_error(PS_ENOMEM, "train: out of memory");
+  if (!st) st = ps_model_create(r.K, dev, 0, &r.model);
+  if (!st) st = read_ckpt(&r, path);
+  if (!st) {
+    ps_model_meta meta;
+    st = ps_model_meta_default(r.K, &meta);
+    meta.task = (ps_task)r.task;
+    meta.input_size = r.size;
+    if (!st) st = ps_model_set_meta(r.model, &meta);
+  }
+  if (!st) *out = r.model, r.model = NULL;
+  ps_model_free(r.model);
+  free(r.history);
   return st;
 }
 

@@ -53,6 +53,14 @@ int ps_train_films_read(const char *manifest, int task, int limit, int check_lea
     st = ps_error(PS_ENOMEM, "train: out of memory");
     goto fail;
   }
+  /* limit: the films of rank floor(j * count / limit), j = 0..limit-1, of each split (evenly spaced
+   * through the manifest, so the class mix of a path-sorted manifest is kept) */
+  size_t total[3] = {0, 0, 0}, rank[3] = {0, 0, 0}, taken[3] = {0, 0, 0};
+  for (size_t i = 0; i < n; i++) {
+    const ps_dataset_item *it = ps_dataset_item_at(ds, i);
+    if (it->split >= PS_SPLIT_TRAIN && it->split <= PS_SPLIT_TEST && ps_dataset_item_class(it, (ps_task)task) >= 0)
+      total[it->split]++;
+  }
   int skipped = 0;
   for (size_t i = 0; i < n; i++) {
     const ps_dataset_item *it = ps_dataset_item_at(ds, i);
@@ -61,7 +69,11 @@ int ps_train_films_read(const char *manifest, int task, int limit, int check_lea
       skipped++;
       continue;
     }
-    if (limit > 0 && out->count[it->split] >= limit) continue;
+    if (limit > 0 && (size_t)limit < total[it->split]) {
+      size_t r = rank[it->split]++, j = taken[it->split];
+      if (j >= (size_t)limit || r != j * total[it->split] / (size_t)limit) continue;
+      taken[it->split]++;
+    }
     int k = out->n;
     out->paths[k] = strdup(it->path);
     out->sha256[k] = strdup(it->sha256);
@@ -115,7 +127,8 @@ int ps_train_write_atomic(const char *path, int (*fn)(FILE *f, void *user), void
     return ps_error(PS_EIO, "train: cannot write %s: %s", path, strerror(e));
   }
   int st = fn(f, user);
-  if (fflush(f) != 0 || ferror(f)) st = st ? st : ps_error(PS_EIO, "train: write error on %s", path);
+  /* flushed and synced before the rename: after a crash or power cut the old file or the whole new one */
+  if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) st = st ? st : ps_error(PS_EIO, "train: write error on %s", path);
   if (fclose(f) != 0 && st == PS_OK) st = ps_error(PS_EIO, "train: write error on %s", path);
   if (st == PS_OK && rename(tmp, path) != 0) st = ps_error(PS_EIO, "train: cannot rename onto %s: %s", path, strerror(errno));
   if (st != PS_OK) unlink(tmp);

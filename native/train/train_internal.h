@@ -20,7 +20,7 @@ typedef struct ps_train_films {
 } ps_train_films;
 
 /* Read the manifest, keep films with a class for task (0 binary, 1 multiclass) and a split;
- * limit > 0 keeps the first `limit` films of each split. check_leak: refuse leaky splits. */
+ * limit > 0 keeps `limit` evenly spaced films of each split (ranks floor(j * count / limit)). check_leak: refuse leaky splits. */
 int ps_train_films_read(const char *manifest, int task, int limit, int check_leak, ps_train_films *out);
 void ps_train_films_free(ps_train_films *f);
 /* "NORMAL", "PNEUMONIA" / "NORMAL", "BACTERIA", "VIRUS" */

@@ -52,9 +52,11 @@ def read_manifest(path, task, limit):
                 y = 0 if r["label"].upper() == "NORMAL" else MULTI.index(sub)
             if r["split"] in rows:
                 rows[r["split"]].append((p, y))
-    if limit:
+    if limit:  # evenly spaced, as pneumoscope train --limit: ranks floor(j * count / limit)
         for k in rows:
-            rows[k] = rows[k][:limit]
+            c = len(rows[k])
+            if limit < c:
+                rows[k] = [rows[k][j * c // limit] for j in range(limit)]
     return rows
 
 
@@ -107,7 +109,7 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--limit", type=int, default=0, help="use at most N films per split")
+    ap.add_argument("--limit", type=int, default=0, help="use N evenly spaced films per split")
     ap.add_argument("--threads", type=int, default=0, help="0: os.cpu_count()")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (seed project: 0)")
     ap.add_argument("--seed", type=int, default=0)
