@@ -79,6 +79,10 @@ public class BindingsTest {
       System.err.println("usage: BindingsTest DATA_DIR [MODEL]");
       System.exit(2);
     }
+    if (args[0].equals("--oom")) {
+      oom(new File(args[1]));
+      return;
+    }
     File data = new File(args[0]);
     tmp = Files.createTempDirectory("ps-bindings").toFile();
     try {
@@ -292,6 +296,38 @@ public class BindingsTest {
     final File none = new File(tmp, "no-such-model.safetensors");
     expectFailure("missing model", "no-such-model", () -> Model.load(none.getPath(), "cpu"), "PS_EIO", "PS_ENOTFOUND");
     expectFailure("bad device", "device", () -> Model.load(model, "tpu"), "PS_EINVAL");
+  }
+
+  /**
+   * Run with a small heap (-Xmx32m): keep copying a large film's pixels into Java arrays until the
+   * JVM runs out of heap inside the native copy. The OutOfMemoryError must arrive as a normal
+   * catchable error (the JNI code returns at once), the native film stays usable, and the JVM goes on.
+   */
+  static void oom(File data) throws Exception {
+    PsNative.load();
+    File big = new File(data, "kaggle/NORMAL/IM-0117-0001.jpeg"); // 1422 x 1152: 6.5 MB per copy
+    List<float[]> hold = new ArrayList<float[]>();
+    boolean caught = false;
+    String where = "";
+    try (Film f = Film.read(big.getPath())) {
+      try {
+        for (int i = 0; i < 1000; i++) hold.add(f.pixels());
+      } catch (OutOfMemoryError e) {
+        caught = true;
+        where = e.getStackTrace().length > 0 ? e.getStackTrace()[0].getMethodName() : "";
+      }
+      int held = hold.size();
+      hold.clear();
+      System.gc();
+      check(caught && held > 0 && where.equals("nativePixels"),
+          "OutOfMemoryError raised in " + where + " (the native pixel copy) after " + held + " copies");
+      check(f.pixels().length == 1422 * 1152, "the film is still usable after the OutOfMemoryError");
+    }
+    try (Film f = Film.read(big.getPath())) {
+      check(f.width() == 1422, "new films read after the OutOfMemoryError");
+    }
+    System.out.println(checks + " checks, " + failures + " failures; JVM alive after OutOfMemoryError");
+    System.exit(failures == 0 ? 0 : 1);
   }
 
   static double sumOrStatus(String path) {

@@ -9,5 +9,8 @@ if [ "${PS_HAVE_TORCH:-OFF}" = ON ]; then
   "$PS_PYTHON" "$(dirname "$0")/make_test_model.py" "$tmp/test-binary.safetensors" 2 7
   model_args=("$tmp/test-binary.safetensors")
 fi
+# Java heap exhausted inside a native call: a catchable OutOfMemoryError, the JVM goes on
+"$PS_JAVA" -Xmx32m -Xcheck:jni -Dpneumoscope.lib.dir="$PS_LIB_DIR" \
+  -cp "$PS_PLUGIN_JAR:$PS_IJ_JAR:$PS_TESTS_JAR" BindingsTest --oom "$PS_SHARED_DATA"
 "$PS_JAVA" -Xcheck:jni -Dpneumoscope.lib.dir="$PS_LIB_DIR" \
   -cp "$PS_PLUGIN_JAR:$PS_IJ_JAR:$PS_TESTS_JAR" BindingsTest "$PS_SHARED_DATA" "${model_args[@]}"
