@@ -229,6 +229,31 @@ PS_API int ps_adam_load(ps_adam *opt, const void *buf, size_t len);
 PS_API int ps_adam_param_state(const ps_adam *opt, int index, ps_tensor **exp_avg,
                                ps_tensor **exp_avg_sq, int64_t *step);
 
+/* ---- batch data on the device (training batches built where the model runs) --------------- */
+
+/* x.index_select(dim, idx): idx an int64 (or int32) 1-D tensor on x's device. E.g. the films of
+ * one batch out of a (n, 1, S, S) uint8 cache kept on the GPU. */
+PS_API int ps_op_index_select(ps_tensor **out, const ps_tensor *x, int dim, const ps_tensor *idx);
+
+typedef enum {
+  PS_PAD_ZEROS = 0,  /* outside the input reads 0 */
+  PS_PAD_BORDER = 1  /* outside the input reads the nearest edge pixel (PIL's resize at the edges) */
+} ps_pad_mode;
+
+/* Per-sample affine resampling: out (N, C, out_h, out_w) =
+ * F.grid_sample(x, F.affine_grid(theta, (N, C, out_h, out_w), align_corners=False),
+ *               mode="bilinear", padding_mode=pad, align_corners=False).
+ * x (N, C, H, W) floating; theta (N, 2, 3) maps output to input coordinates, both normalised to
+ * [-1, 1] over the pixel edges (converted to x's dtype and device). */
+PS_API int ps_op_affine_sample(ps_tensor **out, const ps_tensor *x, const ps_tensor *theta, int out_h, int out_w,
+                               ps_pad_mode pad);
+/* a / b elementwise with broadcasting. */
+PS_API int ps_op_div(ps_tensor **out, const ps_tensor *a, const ps_tensor *b);
+/* clamp(x, lo, hi). */
+PS_API int ps_op_clamp(ps_tensor **out, const ps_tensor *x, double lo, double hi);
+/* x.expand(shape) (a view: size-1 dims repeated without copying; -1 keeps a dim). */
+PS_API int ps_op_expand(ps_tensor **out, const ps_tensor *x, const int64_t *shape, int ndim);
+
 #ifdef __cplusplus
 }
 #endif

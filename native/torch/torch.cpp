@@ -902,3 +902,64 @@ int ps_adam_param_state(const ps_adam *opt, int index, ps_tensor **exp_avg, ps_t
 }
 
 }  // extern "C"
+
+// ---- batch data on the device ----------------------------------------------------------------
+
+extern "C" {
+
+int ps_op_index_select(ps_tensor **out, const ps_tensor *x, int dim, const ps_tensor *idx) {
+  PS_PROTECT({
+    check_out(out);
+    const at::Tensor &i = T(idx, "index");
+    if (i.dim() != 1) fail(PS_EINVAL, "index_select: the index must be 1-D");
+    at::Tensor ii = i.scalar_type() == at::kLong || i.scalar_type() == at::kInt ? i : i.to(at::kLong);
+    return put(out, T(x).index_select(dim, ii.to(T(x).device())));
+  })
+}
+
+int ps_op_affine_sample(ps_tensor **out, const ps_tensor *x, const ps_tensor *theta, int out_h, int out_w,
+                        ps_pad_mode pad) {
+  PS_PROTECT({
+    check_out(out);
+    const at::Tensor &xx = T(x, "input");
+    if (xx.dim() != 4) fail(PS_EINVAL, "affine_sample: input must be (N, C, H, W)");
+    if (!at::isFloatingType(xx.scalar_type())) fail(PS_EINVAL, "affine_sample: input must be floating point");
+    if (out_h < 1 || out_w < 1) fail(PS_EINVAL, "affine_sample: bad output size");
+    if (pad != PS_PAD_ZEROS && pad != PS_PAD_BORDER) fail(PS_EINVAL, "affine_sample: unknown padding mode");
+    at::Tensor th = T(theta, "theta").to(xx.device(), xx.scalar_type());
+    if (th.dim() != 3 || th.size(0) != xx.size(0) || th.size(1) != 2 || th.size(2) != 3)
+      fail(PS_EINVAL, "affine_sample: theta must be (N, 2, 3) with N the input's batch");
+    namespace F = torch::nn::functional;
+    at::Tensor grid = F::affine_grid(th, {xx.size(0), xx.size(1), out_h, out_w}, false);
+    auto o = F::GridSampleFuncOptions().mode(torch::kBilinear).align_corners(false);
+    if (pad == PS_PAD_BORDER) o.padding_mode(torch::kBorder);
+    else o.padding_mode(torch::kZeros);
+    return put(out, F::grid_sample(xx, grid, o));
+  })
+}
+
+int ps_op_div(ps_tensor **out, const ps_tensor *a, const ps_tensor *b) {
+  PS_PROTECT({
+    check_out(out);
+    return put(out, T(a) / T(b));
+  })
+}
+
+int ps_op_clamp(ps_tensor **out, const ps_tensor *x, double lo, double hi) {
+  PS_PROTECT({
+    check_out(out);
+    if (!(lo <= hi)) fail(PS_EINVAL, "clamp: lo must not exceed hi");
+    return put(out, T(x).clamp(lo, hi));
+  })
+}
+
+int ps_op_expand(ps_tensor **out, const ps_tensor *x, const int64_t *shape, int ndim) {
+  PS_PROTECT({
+    check_out(out);
+    if (ndim < 1 || ndim > PS_TENSOR_MAX_DIMS || !shape) fail(PS_EINVAL, "expand: bad shape");
+    std::vector<int64_t> v(shape, shape + ndim);
+    return put(out, T(x).expand(v));
+  })
+}
+
+}  // extern "C"

@@ -16,6 +16,7 @@
 #include "ps_torch.h"
 #include "ps_train.h"
 #include "train_internal.h"
+#include "train_gpu.h"
 
 #define CKPT_MAGIC "PSCKPT\0\0"
 #define CKPT_VERSION 1u
@@ -77,6 +78,7 @@ typedef struct {
   ps_tensor **params;
   int n_params;
   ps_rng rng;
+  ps_devbatch *devbatch;   /* non-NULL: training batches built on the device (train_gpu.h) */
   /* progress */
   int epoch;               /* last completed epoch */
   int best_epoch, bad_epochs;
@@ -470,6 +472,7 @@ done:
 }
 
 static void run_free(run *r) {
+  ps_devbatch_free(r->devbatch);
   ps_adam_free(r->adam);
   ps_model_free(r->model);
   free(r->params);
@@ -591,11 +594,12 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
   float *x = malloc(sizeof(float) * 3 * px * B), *src = malloc(sizeof(float) * px), *dst = malloc(sizeof(float) * px);
   int64_t *y = malloc(sizeof(int64_t) * B);
   int *batch_idx = malloc(sizeof(int) * B);
+  uint64_t *seeds = malloc(sizeof(uint64_t) * B);
   ps_tensor *xt = NULL, *yt = NULL, *logits = NULL, *loss = NULL;
   int st = PS_OK;
   double tot = 0;
   int seen = 0;
-  if (!order || !x || !src || !dst || !y || !batch_idx) {
+  if (!order || !x || !src || !dst || !y || !batch_idx || !seeds) {
     st = ps_error(PS_ENOMEM, "train: out of memory");
     goto done;
   }
@@ -608,9 +612,14 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
     if (nb < 2) break; /* batch norm needs 2 films: drop a last batch of one */
     for (int k = 0; k < nb; k++) batch_idx[k] = order[b * B + k], y[k] = r->films.cls[order[b * B + k]];
     int64_t xs[4] = {nb, 3, S, S}, ys[1] = {nb};
-    if ((st = fill_batch(r, batch_idx, nb, r->augment ? &aug : NULL, x, src, dst))) goto done;
-    if ((st = ps_tensor_from_f32(&xt, x, xs, 4, r->dev)) || (st = ps_tensor_from_data(&yt, y, PS_DTYPE_I64, ys, 1, r->dev)))
-      goto done;
+    if (r->devbatch) { /* same seeds, same order as fill_batch: the host path's draws, built on the device */
+      for (int k = 0; k < nb; k++) seeds[k] = r->augment ? ps_rng_next(&r->rng) : 0;
+      if ((st = ps_devbatch_fill(r->devbatch, batch_idx, nb, r->augment ? &aug : NULL, seeds, &xt))) goto done;
+    } else {
+      if ((st = fill_batch(r, batch_idx, nb, r->augment ? &aug : NULL, x, src, dst))) goto done;
+      if ((st = ps_tensor_from_f32(&xt, x, xs, 4, r->dev))) goto done;
+    }
+    if ((st = ps_tensor_from_data(&yt, y, PS_DTYPE_I64, ys, 1, r->dev))) goto done;
     /* forward, loss, backward, step */
     if ((st = ps_model_forward(r->model, xt, &logits)) || (st = ps_op_cross_entropy(&loss, logits, yt, NULL, 0.0)) ||
         (st = ps_adam_zero_grad(r->adam)) || (st = ps_tensor_backward(loss, NULL, 0)) || (st = ps_adam_step(r->adam)))
@@ -641,7 +650,7 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
 done:
   if (r->dev == PS_DEVICE_CUDA) ps_torch_set_autocast(0);
   ps_tensor_free(loss), ps_tensor_free(logits), ps_tensor_free(xt), ps_tensor_free(yt);
-  free(order), free(x), free(src), free(dst), free(y), free(batch_idx);
+  free(order), free(x), free(src), free(dst), free(y), free(batch_idx), free(seeds);
   return st;
 }
 
@@ -701,6 +710,13 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
   }
   ps_log(PS_LOG_INFO, "train: %d training, %d validation films", r.n_train, r.n_val);
   if ((st = setup_model(&r))) goto fail;
+  if (ps_devbatch_wanted(r.dev)) { /* issue 8: the uint8 cache on the device, batches augmented there */
+    if (ps_devbatch_create(&r.devbatch, r.pix, r.n_train + r.n_val, r.size, r.dev) == PS_OK)
+      ps_log(PS_LOG_INFO, "train: batches built on the %s (cache of %d films resident there)",
+             r.dev == PS_DEVICE_CUDA ? "GPU" : "CPU device path", r.n_train + r.n_val);
+    else
+      ps_log(PS_LOG_WARN, "train: batches stay on the host: %s", ps_last_error());
+  }
 
   int stopped = 0;
   if (r.patience > 0 && r.bad_epochs >= r.patience) stopped = 1; /* resumed a finished run */
