@@ -1,10 +1,11 @@
-// ImageJ side of fiji_imagej (model part). Argument: "LIST MODEL OUT SAMPLE" where LIST has one film
+// ImageJ side of fiji_imagej (model part). Argument: "LIST MODEL OUT SAMPLE MIXED" where LIST has one film
 // per line. Calls every model command the way a recorded macro does and leaves files in OUT for
 // check_fiji.py: results.csv (the "PneumoScope Results" table), heatmap.tif + overlay.txt
-// (Grad-CAM of the first film), batch.csv (Batch Classify Folder over SAMPLE), about.txt (Log).
+// (Grad-CAM of the first film), batch.csv (Batch Classify Folder over SAMPLE), batch-mixed.csv
+// (over MIXED: good, extensionless, nested and broken files).
 args = split(getArgument(), " ");
 films = split(File.openAsString(args[0]), "\n");
-model = args[1]; out = args[2]; sample = args[3];
+model = args[1]; out = args[2]; sample = args[3]; mixed = args[4];
 opts = "model=[" + model + "] threshold=-1 use_file";
 for (i = 0; i < films.length; i++) {
   f = films[i];
@@ -40,6 +41,8 @@ run("Grad-CAM Overlay", "model=[" + model + "] class=PNEUMONIA layer=layer3 opac
 close("*");
 Table.save(out + "/results.csv", "PneumoScope Results");
 run("Batch Classify Folder...", "folder=[" + sample + "] recursive csv=[" + out + "/batch.csv] model=[" + model + "] threshold=-1");
+// a folder with an extensionless DICOM, a nested film, a truncated JPEG and a text file
+run("Batch Classify Folder...", "folder=[" + mixed + "] recursive csv=[" + out + "/batch-mixed.csv] model=[" + model + "] threshold=-1");
 run("About PneumoScope / Model Info", "model=[" + model + "]");
 File.saveString(getInfo("log"), out + "/log.txt");
 print("model_commands: done");

@@ -40,7 +40,16 @@ def run_all(chk, fiji, tmp, data, sample):
         fh.write("\n".join(films))
     out = os.path.join(tmp, "out")
     os.makedirs(out)
-    p = chk.imagej(fiji, "model_commands.ijm", " ".join([lst, model, out, films_dir]), timeout=400)
+    mixed = os.path.join(tmp, "mixed")
+    os.makedirs(os.path.join(mixed, "nested"))
+    with open(films[1], "rb") as fh:
+        open(os.path.join(mixed, "IMG0001"), "wb").write(fh.read())            # DICOM, no extension
+    with open(films[2], "rb") as fh:
+        open(os.path.join(mixed, "nested", "cr-film"), "wb").write(fh.read())
+    with open(films[0], "rb") as fh:
+        open(os.path.join(mixed, "broken.jpeg"), "wb").write(fh.read()[:3000])  # truncated JPEG
+    open(os.path.join(mixed, "notes.txt"), "w").write("not a film\n")
+    p = chk.imagej(fiji, "model_commands.ijm", " ".join([lst, model, out, films_dir, mixed]), timeout=400)
     ij_out = p.stdout + p.stderr
     check(p.returncode == 0 and "model_commands: done" in ij_out, "ImageJ ran model_commands.ijm")
 
@@ -125,6 +134,21 @@ def run_all(chk, fiji, tmp, data, sample):
         else:
             same = same and b["Error"] != ""
         check(same, "batch %s: %s %s = CLI %s %s" % (name, b["Label"], b.get("P_PNEUMONIA"), c["label"], c["p_PNEUMONIA"]))
+
+    # mixed folder: bad files are rows with their error and listed in the Log, not fatal
+    p, _, cli_rows = cli_csv(chk, model, [mixed])
+    bpath = os.path.join(out, "batch-mixed.csv")
+    brows = list(csv.DictReader(open(bpath))) if os.path.exists(bpath) else []
+    names = [os.path.basename(r["File"]) for r in brows]
+    check(names == [os.path.basename(c["file"]) for c in cli_rows] and "notes.txt" not in names and len(names) == 3,
+          "mixed folder: rows %s = CLI rows (notes.txt skipped)" % names)
+    for b in brows:
+        n = os.path.basename(b["File"])
+        if n == "broken.jpeg":
+            check(b["Label"] == "" and "broken.jpeg" in b["Error"], "broken.jpeg is an error row: %r" % b["Error"])
+            check("broken.jpeg" in ij_out and "could not be read" in ij_out, "broken.jpeg listed in the Log")
+        else:
+            check(b["Label"] in ("NORMAL", "PNEUMONIA") and b["Error"] == "", n + " classified: " + b["Label"])
 
     # ---- About / Model Info ----------------------------------------------------------------------
     # in -batch mode IJ.log prints to stdout (there is no Log window)
