@@ -79,6 +79,17 @@ public class BindingsTest {
       System.err.println("usage: BindingsTest DATA_DIR [MODEL]");
       System.exit(2);
     }
+    if (args[0].equals("--no-library")) {
+      // run with -Dpneumoscope.lib.dir pointing at an empty folder, from a jar with no library beside it
+      for (int i = 0; i < 2; i++) {
+        PneumoScopeException e = expectFailure("missing native library (try " + i + ")", PsNative.JNI_LIB,
+            () -> Film.read(args[1]), "PS_ENOTFOUND");
+        check(e != null && e.getMessage().contains(PsNative.LIB_DIR_PROPERTY) && e.getMessage().contains("lib/linux64"),
+            "the message says where it looked and how to point at the library");
+      }
+      System.out.println(checks + " checks, " + failures + " failures; JVM alive without the library");
+      System.exit(failures == 0 ? 0 : 1);
+    }
     if (args[0].equals("--oom")) {
       oom(new File(args[1]));
       return;
