@@ -276,9 +276,11 @@ static void test_bad_input(void **state) {
   ps_devbatch_free(NULL);
 }
 
-/* The env switch, and `pneumoscope train` on ~20 real films with PS_TRAIN_DEVICE_BATCHES=1 against
- * the same run on the host path: the device path is taken (logged), the loss is finite, and since
- * both paths draw the same augmentations from the same seeds, the first epoch's loss agrees. */
+/* The env switch, and `pneumoscope train` on ~16 real films with PS_TRAIN_DEVICE_BATCHES=1: the device
+ * path is taken (logged) and its loss is finite; without augmentation its batches are the host
+ * path's exactly, so the same run on the host path gives the same loss. (With augmentation the
+ * batches agree to ~3e-6, which Adam's sign-like first step turns into ~1e-3 in the epoch loss: that
+ * comparison is made on the batches above, not here.) */
 static double train_loss_of(const char *dir) {
   char *p = ps_test_join(dir, "history.json");
   FILE *f = fopen(p, "rb");
@@ -307,7 +309,7 @@ static void test_train_cli(void **state) {
   char *cache = ps_test_join(tmp, "cache-64.pscache");
   assert_int_equal(ps_test_system("'%s' split '%s' -o '%s' --seed 7 >/dev/null", PS_CLI, ps_test_data("kaggle"), split), 0);
   char *manifest = ps_test_join(split, "manifest.csv");
-  const char *common = "--size 64 --epochs 1 --batch 8 --limit 10 --threads 2 --device cpu --seed 5";
+  const char *common = "--size 64 --epochs 1 --batch 8 --limit 8 --threads 2 --device cpu --seed 5";
   int ex = -1;
   char *log = ps_test_capture(&ex, "PS_TRAIN_DEVICE_BATCHES=1 '%s' train --manifest '%s' -o '%s' --cache '%s' %s 2>&1",
                               PS_CLI, manifest, dev, cache, common);
@@ -315,16 +317,25 @@ static void test_train_cli(void **state) {
   assert_int_equal(ex, 0);
   assert_non_null(strstr(log, "batches built on the"));
   free(log);
-  log = ps_test_capture(&ex, "PS_TRAIN_DEVICE_BATCHES=0 '%s' train --manifest '%s' -o '%s' --cache '%s' %s 2>&1", PS_CLI,
-                        manifest, host, cache, common);
+  double la = train_loss_of(dev);
+  char *dev_na = ps_test_join(tmp, "dev-noaug"), *host_na = ps_test_join(tmp, "host-noaug");
+  log = ps_test_capture(&ex, "PS_TRAIN_DEVICE_BATCHES=1 '%s' train --no-augment --manifest '%s' -o '%s' --cache '%s' %s 2>&1",
+                        PS_CLI, manifest, dev_na, cache, common);
+  assert_int_equal(ex, 0);
+  assert_non_null(strstr(log, "batches built on the"));
+  free(log);
+  log = ps_test_capture(&ex, "PS_TRAIN_DEVICE_BATCHES=0 '%s' train --no-augment --manifest '%s' -o '%s' --cache '%s' %s 2>&1",
+                        PS_CLI, manifest, host_na, cache, common);
   assert_int_equal(ex, 0);
   assert_null(strstr(log, "batches built on the"));
   free(log);
-  double ld = train_loss_of(dev), lh = train_loss_of(host);
-  print_message("1 epoch on ~20 films, size 64: train_loss device path %.6f, host path %.6f\n", ld, lh);
-  assert_true(isfinite(ld) && ld > 0);
-  assert_true(isfinite(lh));
-  assert_true(fabs(ld - lh) <= 1e-3 * fmax(1.0, fabs(lh)));
+  double ld = train_loss_of(dev_na), lh = train_loss_of(host_na);
+  print_message("1 epoch on ~16 films, size 64: augmented device-path train_loss %.6f; no augmentation: device path "
+                "%.6f, host path %.6f\n", la, ld, lh);
+  assert_true(isfinite(la) && la > 0);
+  assert_true(isfinite(ld) && isfinite(lh));
+  assert_true(fabs(ld - lh) <= 1e-5);
+  free(dev_na), free(host_na);
   free(split), free(dev), free(host), free(cache), free(manifest);
 }
 
