@@ -34,6 +34,7 @@ set(_ps_fiji_env
   "PS_JAVA=${Java_JAVA_EXECUTABLE}"
   "PS_XVFB_RUN=${PS_XVFB_RUN}"
   "PS_HAVE_TORCH=${PS_WITH_TORCH}"
+  "PS_FIJI_APP=${PS_FIJI_APP}"
   "OMP_NUM_THREADS=2")
 
 add_test(NAME fiji_bindings COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/fiji/run_bindings.sh
