@@ -3,8 +3,8 @@
 # threads sharing one model, SIGKILLed training, no writes outside the named folder.
 # The libFuzzer runs (tests/fuzz/run.sh) and the sanitizer build (.ci/sanitize) are not ctest.
 ps_add_test(malformed SOURCES test_malformed.c NEEDS dicom python TIMEOUT 180 LABELS reliability)
-ps_add_test(malformed_models SOURCES test_malformed_models.c NEEDS torch TIMEOUT 180 LABELS reliability)
-ps_add_test(concurrency SOURCES test_concurrency.c NEEDS torch TIMEOUT 180 LABELS reliability)
+ps_add_test(malformed_models SOURCES test_malformed_models.c NEEDS torch TIMEOUT 240 LABELS reliability)
+ps_add_test(concurrency SOURCES test_concurrency.c NEEDS torch TIMEOUT 240 LABELS reliability)
 if(PS_WITH_TORCH)
   add_test(NAME killsafe COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_killsafe.sh $<TARGET_FILE:pneumoscope_cli>
            ${PS_SHARED_DATA} ${CMAKE_CURRENT_BINARY_DIR}/killsafe)

@@ -12,6 +12,7 @@
 #include "ps_common.h"
 #include "ps_image.h"
 #include "ps_image_io.h"
+#include "ps_infer.h"
 #include "ps_model.h"
 #include "ps_preprocess.h"
 #include "test_util.h"
@@ -148,7 +149,90 @@ static void test_threads_agree(void **state) {
   assert_true(spread > 1e-4);
 }
 
+/* The batch pipeline (what classify and Fiji call) from several threads at once, one model:
+ * ps_infer_file per film and whole ps_infer_run batches both equal the single-thread answers. */
+static float iref[NFILMS][PS_MODEL_MAX_CLASSES];
+
+typedef struct {
+  int id, bad;
+  double maxdiff;
+  char err[512];
+} iworker;
+
+static int on_result(const ps_infer_result *r, void *user) {
+  iworker *w = user;
+  if (r->status != PS_OK) {
+    w->bad++;
+    snprintf(w->err, sizeof w->err, "%s", r->error);
+    return 0;
+  }
+  for (int c = 0; c < K; c++) {
+    double d = fabs((double)r->probs[c] - iref[r->index][c]);
+    if (!(d <= w->maxdiff)) w->maxdiff = isnan(d) ? INFINITY : d;
+  }
+  return 0;
+}
+
+static void *irun(void *arg) {
+  iworker *w = arg;
+  if (w->id % 2 == 0) {
+    for (int k = 0; k < NFILMS; k++) {
+      int i = (k * 5 + w->id) % NFILMS;
+      float p[PS_MODEL_MAX_CLASSES];
+      int label = -1;
+      if (ps_infer_file(model, paths[i], NULL, p, &label) != PS_OK) {
+        w->bad++;
+        snprintf(w->err, sizeof w->err, "%s", ps_last_error());
+        continue;
+      }
+      for (int c = 0; c < K; c++) {
+        double d = fabs((double)p[c] - iref[i][c]);
+        if (!(d <= w->maxdiff)) w->maxdiff = isnan(d) ? INFINITY : d;
+      }
+    }
+  } else {
+    const char *list[NFILMS];
+    for (int i = 0; i < NFILMS; i++) list[i] = paths[i];
+    ps_infer_opts o = {0};
+    o.batch = 3;
+    o.threads = 2;
+    int nfailed = 0;
+    int st = ps_infer_run(model, list, NFILMS, &o, on_result, w, &nfailed);
+    if (st != PS_OK || nfailed) {
+      w->bad++;
+      snprintf(w->err, sizeof w->err, "ps_infer_run: %d, %d failed: %s", st, nfailed, ps_last_error());
+    }
+  }
+  return NULL;
+}
+
+static void test_infer_threads(void **state) {
+  (void)state;
+  for (int i = 0; i < NFILMS; i++) {
+    int label = -1;
+    assert_int_equal(ps_infer_file(model, paths[i], NULL, iref[i], &label), PS_OK);
+  }
+  pthread_t th[NTHREADS];
+  iworker w[NTHREADS];
+  memset(w, 0, sizeof w);
+  for (int t = 0; t < NTHREADS; t++) {
+    w[t].id = t;
+    assert_int_equal(pthread_create(&th[t], NULL, irun, &w[t]), 0);
+  }
+  double worst = 0;
+  for (int t = 0; t < NTHREADS; t++) {
+    pthread_join(th[t], NULL);
+    if (w[t].bad) print_error("thread %d: %d failures, last: %s\n", t, w[t].bad, w[t].err);
+    assert_int_equal(w[t].bad, 0);
+    if (w[t].maxdiff > worst) worst = w[t].maxdiff;
+  }
+  print_message("ps_infer_file x2 threads + ps_infer_run x2 threads, one model: max |p - p_single| = %.3g\n",
+                worst);
+  /* batched forward passes (batch 3) may sum in another order than single films */
+  assert_true(worst <= 1e-4);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_threads_agree)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_threads_agree), cmocka_unit_test(test_infer_threads)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

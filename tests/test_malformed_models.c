@@ -8,6 +8,10 @@
 #include <string.h>
 
 #include "ps_common.h"
+#include "ps_image_io.h"
+#include "ps_infer.h"
+#include <pthread.h>
+#include <time.h>
 #include "ps_model.h"
 #include "test_util.h"
 
@@ -188,12 +192,155 @@ static void test_regressions(void **state) {
   closedir(d);
 }
 
+/* `pneumoscope classify` over a folder holding the whole malformed-film catalogue plus real films:
+ * goes on past every bad film, names each on stderr, classifies each good one, exits 1 (no signal). */
+static void test_classify_batch(void **state) {
+  (void)state;
+  int status = -1;
+  char *help = ps_test_capture(&status, "'%s' help 2>&1", PS_CLI);
+  int have = help && strstr(help, "classify") != NULL;
+  free(help);
+  PS_TEST_SKIP_UNLESS(have, "no classify command in this build");
+  PS_TEST_SKIP_UNLESS(ps_test_have_python("numpy,PIL,pydicom"), "python3 with numpy, Pillow, pydicom");
+  char cat[4096];
+  snprintf(cat, sizeof cat, "%s/catalogue", ps_test_tmpdir());
+  assert_int_equal(ps_test_system("'%s' '%s' '%s' >/dev/null 2>&1", PS_PYTHON,
+                                  ps_test_src("tests/malformed/make_catalogue.py"), cat), 0);
+  /* folder and symlink oddities inside the batch folder, and two real films */
+  assert_int_equal(ps_test_system("cd '%s' && mkdir sub.dcm && ln -s /nonexistent/x.png dangling.png && "
+                                  "cp '%s' real.png && cp '%s' real.dcm && mkfifo pipe.dcm",
+                                  cat, ps_test_data("png/nih_00000001_000.png"),
+                                  ps_test_data("dicom/gcp_dicom_00000001_000.dcm")), 0);
+  char *errf = ps_test_join(ps_test_tmpdir(), "classify.err");
+  char *out = ps_test_capture(&status, "timeout 170 '%s' classify --model '%s' --csv --threads 2 --batch 4 '%s' 2>'%s'",
+                              PS_CLI, good, cat, errf);
+  assert_non_null(out);
+  if (status != 1) print_error("classify exit status %d (want 1: some films failed, no crash/hang)\n", status);
+  assert_int_equal(status, 1);
+  char *err = ps_test_capture(&status, "cat '%s'", errf);
+  assert_non_null(err);
+  /* every catalogue file: readable -> a CSV row naming it; refused -> a stderr line naming it */
+  char idx[4096];
+  snprintf(idx, sizeof idx, "%s/catalogue.tsv", cat);
+  FILE *f = fopen(idx, "r");
+  assert_non_null(f);
+  char line[2048];
+  int good_n = 0, bad_n = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (line[0] == '#') continue;
+    line[strcspn(line, "\t")] = 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", cat, line);
+    ps_image *img = NULL;
+    int st = ps_image_read(path, NULL, &img);
+    ps_image_free(img);
+    const char *where = st == PS_OK ? out : err;
+    if (!strstr(where, line)) {
+      print_error("classify: %s (%s) not named on %s\n", line, ps_strerror(st), st == PS_OK ? "stdout" : "stderr");
+      fail();
+    }
+    if (st == PS_OK) good_n++;
+    else bad_n++;
+  }
+  fclose(f);
+  assert_non_null(strstr(out, "real.png"));
+  assert_non_null(strstr(out, "real.dcm"));
+  assert_non_null(strstr(err, "pipe.dcm"));
+  assert_non_null(strstr(err, "dangling.png"));
+  print_message("classify batch: %d catalogue films classified, %d refused and named, plus real/special files\n",
+                good_n, bad_n);
+  free(out);
+  free(err);
+  free(errf);
+}
+
+/* ps_infer_run over a long run of bad films between good ones (batch 4, 2 decoders): every film
+ * delivered once, in order, no deadlock (bug R4: failed films did not advance the decode window).
+ * Runs on a thread watched with a 120 s deadline so a regression fails instead of hanging ctest
+ * (not in a forked child: libtorch's OpenMP pool does not survive fork). */
+enum { NBAD = 40 };
+typedef struct {
+  const char *paths[NBAD + 3];
+  ps_model *m;
+  int n, ok, order_ok, nfailed, st, finished;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} bad_run;
+static int count_result(const ps_infer_result *r, void *user) {
+  bad_run *s = user;
+  if (r->index != s->n) s->order_ok = 0;
+  s->n++;
+  s->ok += r->status == PS_OK;
+  return 0;
+}
+static void *bad_run_thread(void *arg) {
+  bad_run *s = arg;
+  ps_infer_opts o = {0};
+  o.batch = 4;
+  o.threads = 2;
+  int st = ps_infer_run(s->m, s->paths, NBAD + 3, &o, count_result, s, &s->nfailed);
+  pthread_mutex_lock(&s->mu);
+  s->st = st;
+  s->finished = 1;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+static void test_infer_bad_run(void **state) {
+  (void)state;
+  static bad_run s; /* static: a deadlocked thread may still point at it after a failure */
+  memset(&s, 0, sizeof s);
+  pthread_mutex_init(&s.mu, NULL);
+  pthread_cond_init(&s.cv, NULL);
+  s.order_ok = 1;
+  s.nfailed = -1;
+  static char *own[NBAD];
+  s.paths[0] = strdup(ps_test_data("png/nih_00000001_000.png"));
+  for (int i = 0; i < NBAD; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "bad_%02d.png", i);
+    own[i] = ps_test_join(ps_test_tmpdir(), name);
+    FILE *f = fopen(own[i], "wb");
+    assert_non_null(f);
+    fputs(i % 2 ? "" : "\x89PNG\r\n", f);
+    fclose(f);
+    s.paths[1 + i] = own[i];
+  }
+  s.paths[NBAD + 1] = strdup(ps_test_data("dicom/gcp_dicom_00000001_000.dcm"));
+  s.paths[NBAD + 2] = strdup(ps_test_data("png/nih_00027426_000.png"));
+  assert_int_equal(ps_model_load(good, PS_DEVICE_CPU, &s.m), PS_OK);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, bad_run_thread, &s), 0);
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += 120;
+  pthread_mutex_lock(&s.mu);
+  while (!s.finished)
+    if (pthread_cond_timedwait(&s.cv, &s.mu, &dl) != 0) break;
+  int finished = s.finished;
+  pthread_mutex_unlock(&s.mu);
+  if (!finished) {
+    print_error("ps_infer_run: still running after 120 s over %d bad films (deadlock)\n", NBAD);
+    fail();
+  }
+  pthread_join(th, NULL);
+  print_message("ps_infer_run: %d results (%d ok, %d failed), in order: %d\n", s.n, s.ok, s.nfailed, s.order_ok);
+  assert_int_equal(s.st, PS_OK);
+  assert_int_equal(s.n, NBAD + 3);
+  assert_int_equal(s.ok, 3);
+  assert_int_equal(s.nfailed, NBAD);
+  assert_true(s.order_ok);
+  ps_model_free(s.m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_control_loads),
       cmocka_unit_test(test_truncated),
       cmocka_unit_test(test_header_lies),
       cmocka_unit_test(test_regressions),
+      cmocka_unit_test(test_infer_bad_run),
+      cmocka_unit_test(test_classify_batch),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
