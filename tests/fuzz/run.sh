@@ -7,7 +7,7 @@
 #   PS_FUZZ_KNOWN_R2=1 tests/fuzz/run.sh 120 csv   (csv: go on past open bug R2, see the harness)
 #
 # Harnesses: image (PNG+JPEG decoding), dicom (ps_dicom_read/_meta/_probe + ps_image_read
-# dispatch), safetensors (ps_st_parse, the parser behind ps_model_load), csv (manifest and
+# dispatch), safetensors (ps_st_open + ps_st_read_tensor, the parser behind ps_model_load), csv (manifest and
 # labels CSV of native/dataset). Seeds: small variants of the real films in sample_data/
 # (made by tests/malformed/make_catalogue.py --seeds) plus the regression files in
 # tests/malformed/regress/. New corpus entries stay in $FUZZ_BUILD/corpus/<harness>; crashes,
