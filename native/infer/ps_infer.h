@@ -8,7 +8,7 @@
  *     return 0;                                   // non-zero cancels (PS_ECANCELLED)
  *   }
  *   const char *paths[] = {"films/", "one.dcm"};
- *   ps_infer_opts o = {0};                        // batch 16, ps_default_threads() decoders
+ *   ps_infer_opts o = {0};                        // default batch, ps_default_threads() decoders
  *   int nfailed = 0;
  *   int st = ps_infer_run(model, paths, 2, &o, on_result, NULL, &nfailed);
  *
@@ -30,7 +30,8 @@ extern "C" {
 
 /* Zero-initialised is valid. */
 typedef struct ps_infer_opts {
-  int batch;          /* films per forward pass (0: 16) */
+  int batch;          /* films per forward pass (0: 4 on CPU, where larger batches are no faster
+                         per film but hold more memory; 32 on CUDA) */
   int threads;        /* decoding worker threads (0: ps_default_threads()) */
   ps_read_opts read;  /* limits for untrusted films (zero: defaults) */
 } ps_infer_opts;
