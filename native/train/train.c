@@ -562,6 +562,10 @@ static int setup_model(run *r) {
   if (!st) st = ps_model_create(r->K, r->dev, r->seed, &r->model);
   if (st) return st;
   if (r->opts->init && !r->opts->resume && (st = ps_model_init_from(r->model, r->opts->init))) return st;
+  /* CUDA: the settings of the device-resident bench (bench_gpu.c) and of PyTorch's reference; before
+   * Adam takes its references to the parameters (channels_last replaces the conv weight tensors). */
+  if (r->dev == PS_DEVICE_CUDA && ((st = ps_model_set_channels_last(r->model, 1)) || (st = ps_torch_set_cudnn_benchmark(1))))
+    return st;
   r->n_params = ps_model_num_params(r->model);
   r->params = malloc(sizeof(ps_tensor *) * r->n_params);
   if (!r->params) return ps_error(PS_ENOMEM, "train: out of memory");
