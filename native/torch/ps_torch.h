@@ -1,12 +1,15 @@
 /* ps_torch.h — the small C API over libtorch (the only libtorch C++ in PneumoScope).
  *
- *   int64_t shape[4] = {1, 3, 224, 224};
+ *   int64_t xs[4] = {1, 3, 224, 224}, ws[4] = {64, 3, 7, 7};
  *   ps_tensor *x = NULL, *w = NULL, *y = NULL;
- *   if (ps_tensor_from_f32(pixels, shape, 4, PS_DEVICE_AUTO, &x) == PS_OK &&
- *       ps_op_conv2d(&y, x, w, NULL, 2, 3) == PS_OK) {
- *     float out[...]; ps_tensor_to_f32(y, out, ps_tensor_numel(y));
- *   }
- *   ps_tensor_free(y); ps_tensor_free(x);
+ *   if (ps_tensor_from_f32(&x, pixels, xs, 4, PS_DEVICE_AUTO) == PS_OK &&     // copy-in (N,C,H,W)
+ *       ps_tensor_zeros(&w, ws, 4, PS_DTYPE_F32, ps_tensor_device(x)) == PS_OK &&
+ *       ps_tensor_normal_(w, 0.0, 0.02) == PS_OK &&
+ *       ps_op_conv2d(&y, x, w, NULL, 2, 3) == PS_OK) {                         // y (1,64,112,112)
+ *     float *out = malloc(sizeof(float) * ps_tensor_numel(y));
+ *     ps_tensor_to_f32(y, out, ps_tensor_numel(y));                            // copy-out
+ *   } else fprintf(stderr, "%s\n", ps_last_error());
+ *   ps_tensor_free(y); ps_tensor_free(w); ps_tensor_free(x);
  *
  * Tensors are opaque handles (ps_tensor *) owning one reference to a libtorch tensor; every
  * function that produces a tensor returns a NEW handle through its first argument (free it with
