@@ -43,6 +43,12 @@ Table.save(out + "/results.csv", "PneumoScope Results");
 run("Batch Classify Folder...", "folder=[" + sample + "] recursive csv=[" + out + "/batch.csv] model=[" + model + "] threshold=-1");
 // a folder with an extensionless DICOM, a nested film, a truncated JPEG and a text file
 run("Batch Classify Folder...", "folder=[" + mixed + "] recursive csv=[" + out + "/batch-mixed.csv] model=[" + model + "] threshold=-1");
+// model=[]: the default model (no Prefs in the test's home: ps_model_default_path, the bundled one)
+f = films[0];
+if (endsWith(toLowerCase(f), ".dcm")) run("Open DICOM (PneumoScope)...", "path=[" + f + "]"); else open(f);
+run("Classify Chest Film", "model=[] threshold=-1 use_file");
+close();
+Table.save(out + "/default.csv", "PneumoScope Results");
 run("About PneumoScope / Model Info", "model=[" + model + "]");
 File.saveString(getInfo("log"), out + "/log.txt");
 print("model_commands: done");

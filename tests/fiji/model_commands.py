@@ -150,6 +150,20 @@ def run_all(chk, fiji, tmp, data, sample):
         else:
             check(b["Label"] in ("NORMAL", "PNEUMONIA") and b["Error"] == "", n + " classified: " + b["Label"])
 
+    # ---- model=[]: the bundled model installed into Fiji.app/models/pneumoscope ---------------------
+    bundled = os.path.join(E["PS_SOURCE_DIR"], "sample_data", "models", "pneumoscope-binary.safetensors")
+    dpath = os.path.join(out, "default.csv")
+    drow = list(csv.DictReader(open(dpath)))[-1:] if os.path.exists(dpath) else []
+    if os.path.exists(bundled):
+        _, cdef, _ = cli_csv(chk, bundled, [films[0]])
+        c = cdef.get(os.path.abspath(films[0]))
+        check(c is not None and len(drow) == 1 and drow[0]["Model"] == "pneumoscope-binary.safetensors"
+              and drow[0]["Label"] == c["label"] and close(drow[0]["P_PNEUMONIA"], c["p_PNEUMONIA"]),
+              "model=[] uses the bundled model: %s %s = CLI --model bundled %s %s"
+              % (drow and drow[0]["Model"], drow and drow[0]["P_PNEUMONIA"], c and c["label"], c and c["p_PNEUMONIA"]))
+    else:
+        check("no default model found" in ij_out, "no bundled model: Classify with model=[] says so")
+
     # ---- About / Model Info ----------------------------------------------------------------------
     # in -batch mode IJ.log prints to stdout (there is no Log window)
     lp = os.path.join(out, "log.txt")

@@ -190,9 +190,25 @@ public final class Engine {
     if (given != null && !given.trim().isEmpty()) return given.trim();
     String pref = Prefs.get(Keys.PREF_MODEL, "");
     if (!pref.isEmpty() && new File(pref).isFile()) return pref;
+    String env = System.getenv("PNEUMOSCOPE_MODEL");
+    if (env != null && !env.isEmpty()) return env;
+    File bundled = bundledModel();
+    if (bundled != null) return bundled.getPath();
     init();
     return Model.defaultPath();
   }
+
+  /** The bundled model installed with the plugin: Fiji.app/models/pneumoscope/ (null when absent). */
+  public static File bundledModel() {
+    File jar = PsNative.jarDir();
+    if (jar == null) return null;
+    File[] candidates = {new File(jar.getParentFile(), "models/pneumoscope/" + BUNDLED_MODEL),
+        new File(jar, "models/pneumoscope/" + BUNDLED_MODEL)};
+    for (File f : candidates) if (f.isFile()) return f;
+    return null;
+  }
+
+  public static final String BUNDLED_MODEL = "pneumoscope-binary.safetensors";
 
   /** A loaded model, cached per file and device for the ImageJ session (shared by threads). */
   public static Model model(String given, String device) throws PneumoScopeException {
