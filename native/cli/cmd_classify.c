@@ -21,7 +21,7 @@ static void usage(FILE *f) {
         "  --csv         the same as CSV (header line first)\n"
         "  --device D    cpu, cuda or auto (default auto: CUDA when available)\n"
         "  --threads N   CPU threads for decoding and for libtorch (default: all available)\n"
-        "  --batch B     films per forward pass (default 4 on CPU, 32 on CUDA)\n"
+        "  --batch B     films per forward pass (default 16 on CPU, 32 on CUDA)\n"
         "  A film that cannot be read is reported (stderr and an error row) and skipped.\n"
         "  Exit status: 0 all films classified, 1 any film failed or the model could not run,\n"
         "  2 bad usage.\n",

@@ -30,8 +30,8 @@ extern "C" {
 
 /* Zero-initialised is valid. */
 typedef struct ps_infer_opts {
-  int batch;          /* films per forward pass (0: 4 on CPU, where larger batches are no faster
-                         per film but hold more memory; 32 on CUDA) */
+  int batch;          /* films per forward pass (0: 16 on CPU, 32 on CUDA; smaller holds less
+                         memory, about 8 MB of activations per film) */
   int threads;        /* decoding worker threads (0: ps_default_threads()) */
   ps_read_opts read;  /* limits for untrusted films (zero: defaults) */
 } ps_infer_opts;

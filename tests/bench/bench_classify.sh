@@ -4,9 +4,8 @@
 # on the same random-weight binary model. Not part of ctest. Prints ratios measured in this run:
 #   - one film, whole process (file -> label, cold process), best of REPEATS wall time
 #   - in-process per-film latency (read + preprocess + forward), median of 20 after a warm-up
-#   - folder throughput over ../shared/data/kaggle (651 films): pneumoscope with its default batch
-#     (4 on CPU), the reference in batches of 16 (what a user writes; batch size does not change
-#     the CPU cost per film of ResNet18 here, only the memory)
+#   - folder throughput over ../shared/data/kaggle (651 films): both in batches of 16
+#     (pneumoscope's CPU default)
 #   - peak RSS (/usr/bin/time -v "Maximum resident set size") of the whole-process and folder runs
 # and checks that the BLAS libtorch loads is OpenBLAS. Aim: whole process >= 3x faster,
 # throughput >= 1.5x, peak memory <= half.
