@@ -82,3 +82,13 @@ int ps_cli_double(const char *cmd, const char *name, const char *v, double *out)
   *out = x;
   return 0;
 }
+
+int ps_cli_take_value(const char *cmd, int argc, char **argv, int *i, const char **v) {
+  if (*v) return 0;
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "pneumoscope %s: %s needs a value\n", cmd, argv[*i]);
+    return 2;
+  }
+  *v = argv[++*i];
+  return 0;
+}

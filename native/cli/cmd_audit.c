@@ -46,16 +46,7 @@ int ps_cli_audit(int argc, char **argv) {
   o.threshold = 0.5;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = NULL;
-#define NEXT()                                                        \
-  do {                                                                \
-    if (!v) {                                                         \
-      if (i + 1 >= argc) {                                            \
-        fprintf(stderr, "pneumoscope audit: %s needs a value\n", a);  \
-        return 2;                                                     \
-      }                                                               \
-      v = argv[++i];                                                  \
-    }                                                                 \
-  } while (0)
+#define NEXT() PS_CLI_NEXT("audit")
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage_text, stdout);
       return 0;

@@ -30,16 +30,7 @@ int ps_cli_evaluate(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = NULL;
-#define NEXT()                                                               \
-  do {                                                                       \
-    if (!v) {                                                                \
-      if (i + 1 >= argc) {                                                   \
-        fprintf(stderr, "pneumoscope evaluate: %s needs a value\n", a);      \
-        return 2;                                                            \
-      }                                                                      \
-      v = argv[++i];                                                         \
-    }                                                                        \
-  } while (0)
+#define NEXT() PS_CLI_NEXT("evaluate")
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage_text, stdout);
       return 0;

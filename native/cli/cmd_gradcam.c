@@ -95,16 +95,7 @@ int ps_cli_gradcam(int argc, char **argv) {
   const char *device = "auto";
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = NULL;
-#define NEXT()                                                          \
-  do {                                                                  \
-    if (!v) {                                                           \
-      if (i + 1 >= argc) {                                              \
-        fprintf(stderr, "pneumoscope gradcam: %s needs a value\n", a);  \
-        return 2;                                                       \
-      }                                                                 \
-      v = argv[++i];                                                    \
-    }                                                                   \
-  } while (0)
+#define NEXT() PS_CLI_NEXT("gradcam")
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage_text, stdout);
       return 0;

@@ -78,16 +78,7 @@ int ps_cli_train(int argc, char **argv) {
   int device_set = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-#define NEXT()                                                                  \
-  do {                                                                          \
-    if (!v) {                                                                   \
-      if (i + 1 >= argc) {                                                      \
-        fprintf(stderr, "pneumoscope train: %s needs a value\n", a);            \
-        return 2;                                                               \
-      }                                                                         \
-      v = argv[++i];                                                            \
-    }                                                                           \
-  } while (0)
+#define NEXT() PS_CLI_NEXT("train")
     v = NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage_text, stdout);
