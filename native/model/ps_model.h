@@ -33,8 +33,12 @@
  * dtype x shape, unknown dtype, wrong shape for a name, missing tensor, unknown tensor, header
  * length beyond the file or above 100 MB) is refused with PS_EFORMAT and a message naming it.
  *
- * Threads: a ps_model is used by one thread at a time (forward passes share its BN buffers);
- * separate models may run concurrently. ps_model_create seeds libtorch's global generator.
+ * Threads: ps_model_predict (and ps_infer_file / ps_infer_run over it) only reads the model
+ * (eval-mode BN, no autograd), so several threads may classify through one model at once, with
+ * the same answers as one thread (tests/test_concurrency.c). Everything else — training-mode or
+ * autograd forwards, Grad-CAM, changing mode, device, channels_last or metadata, saving — needs the
+ * model to itself. Separate models may run concurrently. ps_model_create seeds libtorch's global
+ * generator.
  */
 #ifndef PS_MODEL_H
 #define PS_MODEL_H
