@@ -106,25 +106,16 @@ JNIEXPORT jbyteArray JNICALL Java_pneumoscope_Model_nativeProvenance(JNIEnv *env
 #endif
 }
 
-/* Classification exactly as pneumoscope classify: the model's input size and mean/std through
- * ps_preprocess_tensor_ex, ps_model_predict (eval, no autograd), softmax probabilities. */
+/* Classification exactly as pneumoscope classify: ps_infer_image, the same library call. */
 JNIEXPORT jfloatArray JNICALL Java_pneumoscope_Model_nativeClassify(JNIEnv *env, jclass cls, jlong handle,
                                                                   jlong film) {
   (void)cls;
 #ifdef PS_JNI_HAVE_MODEL
   ps_model *m = PS_JNI_PTR(ps_model, handle);
   const ps_image *img = PS_JNI_PTR(const ps_image, film);
-  if (img->is_raw)
-    return ps_jni_throwf(env, PS_EINVAL, "classify: the film holds raw modality values; read it display-ready"), NULL;
-  const ps_model_meta *meta = ps_model_meta_get(m);
-  int size = meta->input_size > 0 ? meta->input_size : 224;
-  int k = meta->num_classes;
+  int k = ps_model_num_classes(m);
   float probs[PS_MODEL_MAX_CLASSES];
-  float *x = malloc((size_t)3 * size * size * sizeof(float));
-  if (!x) return ps_jni_throwf(env, PS_ENOMEM, "classify: out of memory for a %dx%d input", size, size), NULL;
-  int st = ps_preprocess_tensor_ex(img, size, meta->mean, meta->std, x);
-  if (st == PS_OK) st = ps_model_predict(m, x, 1, size, size, NULL, probs);
-  free(x);
+  int st = ps_infer_image(m, img, probs, NULL);
   if (st != PS_OK) return ps_jni_throw(env, st), NULL;
   jfloatArray a = (*env)->NewFloatArray(env, k);
   if (a) (*env)->SetFloatArrayRegion(env, a, 0, k, probs);

@@ -308,20 +308,26 @@ out:
   return st;
 }
 
-int ps_infer_file(ps_model *m, const char *path, const ps_read_opts *read, float *probs, int *label) {
-  ps_image *img = NULL;
-  float *x = NULL;
-  if (!m || !path || !probs) return ps_error(PS_EINVAL, "infer: NULL argument");
+int ps_infer_image(ps_model *m, const ps_image *img, float *probs, int *label) {
+  if (!m || !img || !probs) return ps_error(PS_EINVAL, "infer: NULL argument");
+  if (img->is_raw) return ps_error(PS_EINVAL, "infer: the film holds raw modality values; read it display-ready");
   const ps_model_meta *mm = ps_model_meta_get(m);
-  int S = mm->input_size;
-  int st = ps_image_read(path, read, &img);
-  if (st) return st;
-  x = malloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
-  if (!x) st = ps_error(PS_ENOMEM, "infer: out of memory");
-  if (!st) st = ps_preprocess_tensor_ex(img, S, mm->mean, mm->std, x);
+  int S = mm->input_size > 0 ? mm->input_size : 224;
+  float *x = malloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
+  if (!x) return ps_error(PS_ENOMEM, "infer: out of memory for a %dx%d input", S, S);
+  int st = ps_preprocess_tensor_ex(img, S, mm->mean, mm->std, x);
   if (!st) st = ps_model_predict(m, x, 1, S, S, NULL, probs);
   if (!st && label) st = ps_model_label(m, probs, label);
   free(x);
+  return st;
+}
+
+int ps_infer_file(ps_model *m, const char *path, const ps_read_opts *read, float *probs, int *label) {
+  if (!m || !path || !probs) return ps_error(PS_EINVAL, "infer: NULL argument");
+  ps_image *img = NULL;
+  int st = ps_image_read(path, read, &img);
+  if (st) return st;
+  st = ps_infer_image(m, img, probs, label);
   ps_image_free(img);
   return st;
 }

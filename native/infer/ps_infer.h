@@ -67,9 +67,13 @@ PS_API int ps_infer_skip_name(const char *path);
 PS_API int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_opts *opts,
                         ps_infer_fn fn, void *user, int *nfailed);
 
-/* Classify one preprocessed-or-not film file: convenience for JNI / single films. */
+/* Classify one film file: ps_image_read + ps_infer_image. */
 PS_API int ps_infer_file(ps_model *m, const char *path, const ps_read_opts *read, float *probs /* (K) */,
                          int *label);
+/* Classify a film already in memory (display-ready, not raw): the model's input size and mean/std
+ * through ps_preprocess_tensor_ex, ps_model_predict, ps_model_label (label nullable) — the one
+ * path shared by `classify`, single films and the Fiji plugin's pixel-only images. */
+PS_API int ps_infer_image(ps_model *m, const ps_image *img, float *probs /* (K) */, int *label);
 
 #ifdef __cplusplus
 }
