@@ -29,4 +29,13 @@ int ps_cli_take_value(const char *cmd, int argc, char **argv, int *i, const char
 int ps_cli_int(const char *cmd, const char *name, const char *v, int *out);
 int ps_cli_double(const char *cmd, const char *name, const char *v, double *out);
 
+#ifdef PS_HAVE_GRADCAM
+#include "ps_model.h"
+/* Load the model for a subcommand: path NULL -> the bundled default model; threads > 0 sets
+ * libtorch's threads; device "cpu", "cuda", else automatic. The path used is copied into
+ * used[cap]. On failure prints the one-line error (ps_cli_fail) and returns 1. */
+int ps_cli_load_model(const char *cmd, const char *path, const char *device, int threads, char *used, size_t cap,
+                      ps_model **out);
+#endif
+
 #endif

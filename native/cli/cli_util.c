@@ -92,3 +92,19 @@ int ps_cli_take_value(const char *cmd, int argc, char **argv, int *i, const char
   *v = argv[++*i];
   return 0;
 }
+
+#ifdef PS_HAVE_GRADCAM
+int ps_cli_load_model(const char *cmd, const char *path, const char *device, int threads, char *used, size_t cap,
+                      ps_model **out) {
+  int st;
+  if (!path) {
+    if ((st = ps_model_default_path(used, cap))) return ps_cli_fail(cmd, "default model", st);
+  } else {
+    snprintf(used, cap, "%s", path);
+  }
+  if (threads && (st = ps_torch_set_threads(threads))) return ps_cli_fail(cmd, "--threads", st);
+  ps_device dev = !strcmp(device, "cpu") ? PS_DEVICE_CPU : !strcmp(device, "cuda") ? PS_DEVICE_CUDA : PS_DEVICE_AUTO;
+  if ((st = ps_model_load(used, dev, out))) return ps_cli_fail(cmd, used, st);
+  return 0;
+}
+#endif

@@ -112,16 +112,10 @@ int ps_cli_audit(int argc, char **argv) {
   fprintf(stderr, "pneumoscope audit: built without libtorch\n");
   return 1;
 #else
-  char defpath[4096];
   int st;
-  if (!model) {
-    if ((st = ps_model_default_path(defpath, sizeof defpath))) return ps_cli_fail("audit", "default model", st);
-    model = defpath;
-  }
-  if (threads && (st = ps_torch_set_threads(threads))) return ps_cli_fail("audit", "--threads", st);
-  ps_device dev = !strcmp(device, "cpu") ? PS_DEVICE_CPU : !strcmp(device, "cuda") ? PS_DEVICE_CUDA : PS_DEVICE_AUTO;
+  char used[4096];
   ps_model *m = NULL;
-  if ((st = ps_model_load(model, dev, &m))) return ps_cli_fail("audit", model, st);
+  if (ps_cli_load_model("audit", model, device, threads, used, sizeof used, &m)) return 1;
   if (!quiet) o.progress = progress;
   ps_audit_summary s;
   st = ps_gradcam_audit(m, manifest, outdir, &o, &s);

@@ -173,22 +173,14 @@ int ps_cli_gradcam(int argc, char **argv) {
   fprintf(stderr, "pneumoscope gradcam: built without libtorch\n");
   return 1;
 #else
-  char defpath[4096];
+  char used[4096];
   int st;
-  if (!model) {
-    if ((st = ps_model_default_path(defpath, sizeof defpath))) return ps_cli_fail("gradcam", "default model", st);
-    model = defpath;
-  }
-  if (threads && (st = ps_torch_set_threads(threads))) return ps_cli_fail("gradcam", "--threads", st);
-  ps_device dev = !strcmp(device, "cpu") ? PS_DEVICE_CPU : !strcmp(device, "cuda") ? PS_DEVICE_CUDA : PS_DEVICE_AUTO;
   ps_model *m = NULL;
   ps_image *film = NULL;
   ps_gradcam_result *r = NULL;
   int rc = 1;
-  if ((st = ps_model_load(model, dev, &m))) {
-    rc = ps_cli_fail("gradcam", model, st);
-    goto done;
-  }
+  if (ps_cli_load_model("gradcam", model, device, threads, used, sizeof used, &m)) return 1;
+  model = used;
   const ps_model_meta *meta = ps_model_meta_get(m);
   if (cls) {
     int idx = ps_model_class_index(m, cls);
