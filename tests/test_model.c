@@ -82,10 +82,22 @@ static void parity(int K) {
   assert_int_equal(ps_model_num_classes(m), K);
   assert_int_equal(ps_model_meta_get(m)->task, K == 2 ? PS_TASK_BINARY : PS_TASK_MULTICLASS);
   float *logits = calloc(nl, sizeof *logits), *probs = calloc(nl, sizeof *probs);
+  /* A model loaded for the CPU predicts through the C engine (no libtorch tensors yet). */
+  assert_int_equal(ps_model_uses_torch(m), 0);
   assert_ok(ps_model_predict(m, x, (int)xs[0], (int)xs[2], (int)xs[3], logits, probs), "predict");
+  assert_int_equal(ps_model_uses_torch(m), 0);
   double d = max_abs_diff(logits, ref, nl);
-  print_message("K=%d: %zu films, max |logit| %.3f, max |delta| vs torchvision %.3g\n", K, xs[0], max_abs(ref, nl), d);
+  print_message("K=%d: %zu films, max |logit| %.3f, max |delta| C engine vs torchvision %.3g\n", K, xs[0],
+                max_abs(ref, nl), d);
   assert_true(d <= 1e-4);
+  /* One film at a time (the engine's single-film path) gives the same logits as the batch (one
+   * film per thread). */
+  const size_t img = 3 * xs[2] * xs[3];
+  for (size_t i = 0; i < xs[0]; i++) {
+    float one[8];
+    assert_ok(ps_model_predict(m, x + i * img, 1, (int)xs[2], (int)xs[3], one, NULL), "predict one");
+    for (int k = 0; k < K; k++) assert_true(fabs(one[k] - logits[i * K + k]) <= 1e-5);
+  }
   for (size_t i = 0; i < xs[0]; i++) {
     double s = 0;
     for (int k = 0; k < K; k++) s += probs[i * K + k];
@@ -100,6 +112,13 @@ static void parity(int K) {
   float *l2 = calloc(nl, sizeof *l2);
   assert_ok(ps_tensor_to_f32(lt, l2, nl), "to_f32");
   assert_true(max_abs_diff(l2, ref, nl) <= 1e-4);
+  /* forward needed libtorch tensors: predict now runs through libtorch, on the same weights. */
+  assert_int_equal(ps_model_uses_torch(m), 1);
+  assert_ok(ps_model_predict(m, x, (int)xs[0], (int)xs[2], (int)xs[3], l2, NULL), "predict (libtorch)");
+  double dt = max_abs_diff(l2, ref, nl);
+  print_message("K=%d: max |delta| libtorch vs torchvision %.3g, C engine vs libtorch %.3g\n", K, dt,
+                max_abs_diff(l2, logits, nl));
+  assert_true(dt <= 1e-4);
   ps_tensor_free(xt);
   ps_tensor_free(lt);
   free(l2);
@@ -169,9 +188,18 @@ static void roundtrip(ps_dtype storage) {
   assert_string_equal(ps_model_meta_get(m2)->provenance, meta.provenance);
   size_t nl = xs[0] * 3;
   float *ours = calloc(nl, sizeof *ours), *orig = calloc(nl, sizeof *orig);
-  assert_ok(ps_model_predict(m2, x, (int)xs[0], (int)xs[2], (int)xs[3], ours, NULL), "predict");
+  /* the reloaded model through its C engine (which converts F16/BF16 itself), then through
+   * libtorch like the original: the two paths agree on every storage type */
+  float *eng = calloc(nl, sizeof *eng);
+  assert_ok(ps_model_predict(m2, x, (int)xs[0], (int)xs[2], (int)xs[3], eng, NULL), "predict (engine)");
   assert_ok(ps_model_predict(m, x, (int)xs[0], (int)xs[2], (int)xs[3], orig, NULL), "predict");
-  double dstore = max_abs_diff(ours, orig, nl);
+  assert_ok(ps_model_use_torch(m2), "use_torch");
+  assert_ok(ps_model_predict(m2, x, (int)xs[0], (int)xs[2], (int)xs[3], ours, NULL), "predict");
+  double dstore = max_abs_diff(ours, orig, nl), deng = max_abs_diff(eng, ours, nl);
+  print_message("round trip (%s storage): C engine vs libtorch on the reloaded model %.3g\n", ps_dtype_name(storage),
+                deng);
+  assert_true(deng <= 1e-4);
+  free(eng);
   if (storage == PS_DTYPE_F32) assert_true(dstore == 0.0);
   else assert_true(dstore < 0.5); /* reduced storage changes weights slightly, not the model */
   char *in = ps_test_join(dir, "input.npy"), *out = ps_test_join(dir, "tv_logits.npy");
@@ -203,6 +231,53 @@ static void roundtrip(ps_dtype storage) {
 static void test_roundtrip_f32(void **s) {
   (void)s;
   roundtrip(PS_DTYPE_F32);
+}
+/* Every F16 / BF16 bit pattern in a stored model converts to the float32 torch's .float() gives
+ * (the C engine's loader converts them itself, without libtorch). */
+static void halves(const char *dtype) {
+  NEED_PY();
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/halves_%s", ps_test_tmpdir(), dtype);
+  assert_int_equal(ps_test_system("'%s' '%s' halves '%s' %s", PS_PYTHON, ps_test_src(REF), dir, dtype), 0);
+  size_t es[4], ne;
+  int ed;
+  float *expected = load_npy_f32(dir, "expected.npy", es, &ed, &ne);
+  assert_int_equal(ne, 65536);
+  char *mp = ps_test_join(dir, "model.safetensors");
+  ps_model *m = NULL;
+  assert_ok(ps_model_load(mp, PS_DEVICE_CPU, &m), "load");
+  assert_int_equal(ps_model_uses_torch(m), 0);
+  ps_tensor *w = ps_model_find(m, "layer4.0.conv2.weight"); /* hands the loaded values to libtorch */
+  assert_non_null(w);
+  size_t n = (size_t)ps_tensor_numel(w);
+  float *got = malloc(n * sizeof *got);
+  assert_ok(ps_tensor_to_f32(w, got, n), "to_f32");
+  size_t differ = 0, nan = 0;
+  for (size_t i = 0; i < 65536; i++) {
+    if (isnan(expected[i])) nan++;
+    if (memcmp(&got[i], &expected[i], sizeof(float)) != 0) differ++;
+  }
+  print_message("%s: 65536 bit patterns (%zu NaN), %zu convert differently from torch\n", dtype, nan, differ);
+  assert_int_equal(differ, 0);
+  assert_true(nan > 0);
+  free(got);
+  free(expected);
+  free(mp);
+  ps_model_free(m);
+}
+
+static void test_halves_f16(void **s) {
+  (void)s;
+  halves("float16");
+}
+static void test_halves_bf16(void **s) {
+  (void)s;
+  halves("bfloat16");
+}
+
+static void test_roundtrip_f16(void **s) {
+  (void)s;
+  roundtrip(PS_DTYPE_F16);
 }
 static void test_roundtrip_bf16(void **s) {
   (void)s;
@@ -618,6 +693,9 @@ int main(void) {
       cmocka_unit_test(test_parity_binary),
       cmocka_unit_test(test_parity_multiclass),
       cmocka_unit_test(test_roundtrip_f32),
+      cmocka_unit_test(test_halves_f16),
+      cmocka_unit_test(test_halves_bf16),
+      cmocka_unit_test(test_roundtrip_f16),
       cmocka_unit_test(test_roundtrip_bf16),
       cmocka_unit_test(test_train_grad_adam_cam),
   };

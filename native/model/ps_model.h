@@ -146,9 +146,20 @@ PS_API int ps_model_forward_features(ps_model *m, const ps_tensor *x, ps_tensor 
                                      ps_tensor *acts[4]);
 /* Inference from a float buffer: x (N,3,H,W) contiguous normalised input; writes logits and/or
  * softmax probabilities (N,K) (either may be NULL). Always eval-mode BN and no autograd,
- * whatever the model's mode; does not change the model. */
+ * whatever the model's mode; does not change the model. A model loaded for the CPU runs this in
+ * PneumoScope's own C engine (im2col + BLAS, same float32 arithmetic as torchvision to ~1e-6)
+ * without loading libtorch, until something needs its libtorch tensors (see ps_model_use_torch). */
 PS_API int ps_model_predict(ps_model *m, const float *x, int n, int h, int w, float *logits,
                             float *probs);
+
+/* ps_model_load for the CPU keeps the weights in plain C arrays and classifies through the C
+ * engine: libtorch (0.7 s and 160 MB to load here) is not touched. Whatever needs libtorch
+ * tensors — ps_model_forward*, ps_model_param/tensor/find/fc_*, ps_model_to(CUDA), channels_last,
+ * init_from, save — moves the weights into libtorch first (exactly the same values), and from
+ * then on predict runs through libtorch too. ps_model_use_torch does that move now (e.g. to
+ * compare both paths); ps_model_uses_torch tells which path predict takes. */
+PS_API int ps_model_use_torch(ps_model *m);
+PS_API int ps_model_uses_torch(const ps_model *m);
 
 /* ---- default model --------------------------------------------------------------------------- */
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "ps_model.h"
 #include "safetensors.h"
 
@@ -17,7 +18,9 @@
 
 typedef struct entry {
   char name[48];
-  ps_tensor *t;
+  ps_tensor *t;        /* libtorch tensor; NULL while the model is host-only (see struct ps_model) */
+  float *host;         /* host-only model: float32 copy (numel), C order; num_batches_tracked in nbt */
+  int64_t nbt;
   int param;           /* trainable parameter (else BN buffer) */
   int is_nbt;          /* num_batches_tracked (int64) */
   int ndim;
@@ -48,6 +51,11 @@ struct ps_model {
   ps_device dev;
   int training;
   int channels_last;
+  /* A model loaded from a file for the CPU starts host-only: its weights sit in entry.host and
+   * ps_model_predict runs the C engine (engine.h), so classifying never loads libtorch. The first
+   * call that needs libtorch tensors (forward, parameters, training, Grad-CAM, another device,
+   * saving) moves the weights into libtorch (to_torch) and drops the host copy and the engine. */
+  ps_engine *engine;
 };
 
 /* ---- metadata ---------------------------------------------------------------------------------- */
@@ -214,8 +222,8 @@ static bn_ix add_bn(ps_model *m, const char *prefix, int64_t ch) {
   return b;
 }
 
-/* Lay out the 122 state_dict entries in torchvision's order and allocate zero tensors. */
-static int build(ps_model *m, int K, ps_device dev) {
+/* Lay out the 122 state_dict entries in torchvision's order. */
+static int layout(ps_model *m, int K, ps_device dev) {
   char n[48];
   m->K = K;
   m->dev = dev;
@@ -250,22 +258,104 @@ static int build(ps_model *m, int K, ps_device dev) {
   m->fc_b = add(m, "fc.bias", 1, 0, 1, K, 0, 0, 0);
   if (m->n != N_TENSORS || m->np != N_PARAMS)
     return ps_error(PS_ESTATE, "model: internal layout error (%d tensors, %d params)", m->n, m->np);
+  return PS_OK;
+}
+
+static int entry_index(const ps_model *m, const char *name) {
+  for (int i = 0; i < m->n; i++)
+    if (!strcmp(m->e[i].name, name)) return i;
+  return -1;
+}
+
+static int64_t entry_numel(const entry *e) {
+  int64_t numel = 1;
+  for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
+  return numel;
+}
+
+/* Zero libtorch tensors for every entry on m->dev (parameters require grad). */
+static int alloc_tensors(ps_model *m) {
   for (int i = 0; i < m->n; i++) {
     entry *e = &m->e[i];
-    int st = ps_tensor_zeros(&e->t, e->shape, e->ndim, e->is_nbt ? PS_DTYPE_I64 : PS_DTYPE_F32, dev);
+    int st = ps_tensor_zeros(&e->t, e->shape, e->ndim, e->is_nbt ? PS_DTYPE_I64 : PS_DTYPE_F32, m->dev);
     if (st) return st;
     if (e->param && (st = ps_tensor_set_requires_grad(e->t, 1))) return st;
   }
   return PS_OK;
 }
 
-static int alloc_model(int K, ps_device device, ps_model **out) {
+/* Zeroed host arrays for every entry (a host-only model). */
+static int alloc_host(ps_model *m) {
+  for (int i = 0; i < m->n; i++) {
+    entry *e = &m->e[i];
+    if (e->is_nbt) continue;
+    e->host = calloc((size_t)entry_numel(e), sizeof(float));
+    if (!e->host) return ps_error(PS_ENOMEM, "model: out of memory");
+  }
+  return PS_OK;
+}
+
+static void free_host(ps_model *m) {
+#ifdef PS_HAVE_ENGINE
+  ps_engine_free(m->engine);
+#endif
+  m->engine = NULL;
+  for (int i = 0; i < m->n; i++) {
+    free(m->e[i].host);
+    m->e[i].host = NULL;
+  }
+}
+
+static int host_only(const ps_model *m) { return m->n > 0 && m->e[0].t == NULL; }
+
+/* A host-only model gets its libtorch tensors (same values, bit for bit); no-op otherwise. */
+static int to_torch(ps_model *m) {
+  if (!host_only(m)) return PS_OK;
+  int st = alloc_tensors(m);
+  for (int i = 0; st == PS_OK && i < m->n; i++) {
+    entry *e = &m->e[i];
+    st = e->is_nbt ? ps_tensor_copy_from_data_(e->t, &e->nbt, PS_DTYPE_I64, 1)
+                   : ps_tensor_copy_from_data_(e->t, e->host, PS_DTYPE_F32, (size_t)entry_numel(e));
+  }
+  if (st) { /* stay host-only */
+    for (int i = 0; i < m->n; i++) {
+      ps_tensor_free(m->e[i].t);
+      m->e[i].t = NULL;
+    }
+    return st;
+  }
+  free_host(m);
+  return PS_OK;
+}
+
+/* For the accessors that hand out borrowed tensors of a logically const model. */
+static ps_model *torch_view(const ps_model *m) {
+  ps_model *mm = (ps_model *)m;
+  return to_torch(mm) == PS_OK ? mm : NULL;
+}
+
+#ifdef PS_HAVE_ENGINE
+static const float *engine_lookup(void *ctx, const char *name) {
+  const ps_model *m = ctx;
+  int i = entry_index(m, name);
+  return i < 0 ? NULL : m->e[i].host;
+}
+#endif
+
+/* host: weights in host arrays (filled by the caller) instead of libtorch tensors. */
+static int alloc_model(int K, ps_device device, int host, ps_model **out) {
   ps_device dev;
   int st = ps_torch_resolve_device(device, &dev);
   if (st) return st;
   ps_model *m = calloc(1, sizeof *m);
   if (!m) return ps_error(PS_ENOMEM, "model: out of memory");
-  if ((st = ps_model_meta_default(K, &m->meta)) || (st = build(m, K, dev))) {
+#ifdef PS_HAVE_ENGINE
+  host = host && dev == PS_DEVICE_CPU;
+#else
+  host = 0; /* no C engine in this build: CPU inference through libtorch */
+#endif
+  if ((st = ps_model_meta_default(K, &m->meta)) || (st = layout(m, K, dev)) ||
+      (st = host ? alloc_host(m) : alloc_tensors(m))) {
     ps_model_free(m);
     return st;
   }
@@ -276,8 +366,16 @@ static int alloc_model(int K, ps_device device, ps_model **out) {
 void ps_model_free(ps_model *m) {
   if (!m) return;
   for (int i = 0; i < m->n; i++) ps_tensor_free(m->e[i].t);
+  free_host(m);
   free(m);
 }
+
+int ps_model_use_torch(ps_model *m) {
+  if (!m) return ps_error(PS_EINVAL, "model: NULL");
+  return to_torch(m);
+}
+
+int ps_model_uses_torch(const ps_model *m) { return m && !host_only(m); }
 
 int ps_model_create(int num_classes, ps_device device, uint64_t seed, ps_model **out) {
   if (!out) return ps_error(PS_EINVAL, "model: out is NULL");
@@ -285,7 +383,7 @@ int ps_model_create(int num_classes, ps_device device, uint64_t seed, ps_model *
   if (num_classes < 2 || num_classes > PS_MODEL_MAX_CLASSES)
     return ps_error(PS_EINVAL, "model: %d classes (need 2..%d)", num_classes, PS_MODEL_MAX_CLASSES);
   ps_model *m = NULL;
-  int st = alloc_model(num_classes, device, &m);
+  int st = alloc_model(num_classes, device, 0, &m);
   if (st) return st;
   if ((st = ps_torch_manual_seed(seed))) goto fail;
   for (int i = 0; i < m->n; i++) {
@@ -340,8 +438,7 @@ static int fill_from_file(ps_model *m, const ps_st_file *f, int skip_fc) {
       st = ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" has dtype %s", f->path, e->name, ps_dtype_name(t->dtype));
       goto done;
     }
-    int64_t numel = 1;
-    for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
+    int64_t numel = entry_numel(e);
     size_t bytes = (size_t)(t->end - t->begin);
     if (bytes > cap) {
       free(buf);
@@ -353,7 +450,10 @@ static int fill_from_file(ps_model *m, const ps_st_file *f, int skip_fc) {
       }
     }
     if ((st = ps_st_read_tensor(f, t, buf))) goto done;
-    if ((st = ps_tensor_copy_from_data_(e->t, buf, t->dtype, (size_t)numel))) goto done;
+    if (e->is_nbt && !e->t) memcpy(&e->nbt, buf, sizeof e->nbt);
+    else if (!e->t) st = ps_st_to_f32(buf, t->dtype, (size_t)numel, e->host);
+    else st = ps_tensor_copy_from_data_(e->t, buf, t->dtype, (size_t)numel);
+    if (st) goto done;
   }
 done:
   free(buf);
@@ -361,7 +461,7 @@ done:
   for (int j = 0; j < f->n; j++) {
     const char *name = f->tensors[j].name;
     if (skip_fc && !strncmp(name, "fc.", 3)) continue;
-    if (!ps_model_find(m, name))
+    if (entry_index(m, name) < 0)
       return ps_error(PS_EFORMAT, "model: %s: unexpected tensor \"%s\" (not a ResNet18 state_dict key)", f->path, name);
   }
   return PS_OK;
@@ -384,9 +484,12 @@ int ps_model_load(const char *path, ps_device device, ps_model **out) {
     goto fail;
   }
   int K = (int)fw->shape[0];
-  if ((st = alloc_model(K, device, &m))) goto fail;
+  if ((st = alloc_model(K, device, 1, &m))) goto fail;
   if ((st = meta_from_file(f, K, &m->meta))) goto fail;
   if ((st = fill_from_file(m, f, 0))) goto fail;
+#ifdef PS_HAVE_ENGINE
+  if (host_only(m) && (st = ps_engine_create(engine_lookup, m, K, &m->engine))) goto fail;
+#endif
   ps_st_free(f);
   *out = m;
   return PS_OK;
@@ -399,8 +502,8 @@ fail:
 int ps_model_init_from(ps_model *m, const char *path) {
   ps_st_file *f = NULL;
   if (!m || !path) return ps_error(PS_EINVAL, "model: model/path is NULL");
-  int st = ps_st_open(path, &f);
-  if (st) return st;
+  int st = to_torch(m);
+  if (st || (st = ps_st_open(path, &f))) return st;
   st = fill_from_file(m, f, 1);
   ps_st_free(f);
   return st;
@@ -417,6 +520,7 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
   if (storage != PS_DTYPE_F32 && storage != PS_DTYPE_F16 && storage != PS_DTYPE_BF16)
     return ps_error(PS_EINVAL, "model: save storage must be F32, F16 or BF16");
   if ((st = meta_check(&m->meta, m->K, path))) return st;
+  if ((st = to_torch((ps_model *)m))) return st; /* a host-only model: write through libtorch */
   for (int i = 0; i < m->n; i++) {
     const entry *e = &m->e[i];
     ps_dtype dt = e->is_nbt ? PS_DTYPE_I64 : storage;
@@ -497,6 +601,8 @@ int ps_model_to(ps_model *m, ps_device device) {
   ps_device dev;
   int st = ps_torch_resolve_device(device, &dev);
   if (st) return st;
+  if (host_only(m) && dev == PS_DEVICE_CPU) return PS_OK;
+  if ((st = to_torch(m))) return st;
   for (int i = 0; i < m->n; i++)
     if ((st = ps_tensor_move_(m->e[i].t, dev))) return st;
   m->dev = dev;
@@ -507,6 +613,8 @@ ps_device ps_model_device(const ps_model *m) { return m ? m->dev : PS_DEVICE_CPU
 
 int ps_model_set_channels_last(ps_model *m, int on) {
   if (!m) return ps_error(PS_EINVAL, "model: NULL");
+  int st = to_torch(m);
+  if (st) return st;
   for (int i = 0; i < m->n; i++) {
     if (m->e[i].ndim != 4) continue;
     int st = ps_tensor_set_channels_last_(m->e[i].t, on);
@@ -519,7 +627,7 @@ int ps_model_set_channels_last(ps_model *m, int on) {
 int ps_model_num_params(const ps_model *m) { return m ? m->np : 0; }
 
 ps_tensor *ps_model_param(const ps_model *m, int i, const char **name) {
-  if (!m || i < 0 || i >= m->np) return NULL;
+  if (!m || i < 0 || i >= m->np || !torch_view(m)) return NULL;
   if (name) *name = m->e[m->param_ix[i]].name;
   return m->e[m->param_ix[i]].t;
 }
@@ -527,20 +635,19 @@ ps_tensor *ps_model_param(const ps_model *m, int i, const char **name) {
 int ps_model_num_tensors(const ps_model *m) { return m ? m->n : 0; }
 
 ps_tensor *ps_model_tensor(const ps_model *m, int i, const char **name) {
-  if (!m || i < 0 || i >= m->n) return NULL;
+  if (!m || i < 0 || i >= m->n || !torch_view(m)) return NULL;
   if (name) *name = m->e[i].name;
   return m->e[i].t;
 }
 
 ps_tensor *ps_model_find(const ps_model *m, const char *name) {
-  if (!m || !name) return NULL;
-  for (int i = 0; i < m->n; i++)
-    if (!strcmp(m->e[i].name, name)) return m->e[i].t;
-  return NULL;
+  if (!m || !name || !torch_view(m)) return NULL;
+  int i = entry_index(m, name);
+  return i < 0 ? NULL : m->e[i].t;
 }
 
-ps_tensor *ps_model_fc_weight(const ps_model *m) { return m ? m->e[m->fc_w].t : NULL; }
-ps_tensor *ps_model_fc_bias(const ps_model *m) { return m ? m->e[m->fc_b].t : NULL; }
+ps_tensor *ps_model_fc_weight(const ps_model *m) { return m && torch_view(m) ? m->e[m->fc_w].t : NULL; }
+ps_tensor *ps_model_fc_bias(const ps_model *m) { return m && torch_view(m) ? m->e[m->fc_b].t : NULL; }
 
 /* ---- forward ---------------------------------------------------------------------------------- */
 
@@ -592,6 +699,7 @@ static int forward_impl(ps_model *m, const ps_tensor *x_in, int training, ps_ten
   *logits = NULL;
   if (acts)
     for (int i = 0; i < 4; i++) acts[i] = NULL;
+  if ((st = to_torch(m))) return st;
   int64_t shape[PS_TENSOR_MAX_DIMS];
   int nd = ps_tensor_shape(x_in, shape);
   if (nd < 0) return nd;
@@ -641,10 +749,35 @@ int ps_model_forward_features(ps_model *m, const ps_tensor *x, ps_tensor **logit
   return forward_impl(m, x, m->training, logits, acts);
 }
 
+#ifdef PS_HAVE_ENGINE
+/* softmax of each row of logits (n, K), as torch computes it (max-shifted, float32 exp). */
+static void softmax_rows(const float *logits, int n, int K, float *probs) {
+  for (int i = 0; i < n; i++) {
+    const float *l = logits + (size_t)i * K;
+    float *p = probs + (size_t)i * K, mx = l[0];
+    for (int k = 1; k < K; k++) mx = l[k] > mx ? l[k] : mx;
+    double sum = 0;
+    for (int k = 0; k < K; k++) sum += (p[k] = expf(l[k] - mx));
+    for (int k = 0; k < K; k++) p[k] = (float)(p[k] / sum);
+  }
+}
+#endif
+
 int ps_model_predict(ps_model *m, const float *x, int n, int h, int w, float *logits, float *probs) {
   ps_tensor *xt = NULL, *lt = NULL, *pt = NULL;
   int prev = 1, st;
   if (!m || !x || n < 1 || h < 32 || w < 32) return ps_error(PS_EINVAL, "model: predict needs (N,3,H,W), H,W >= 32");
+#ifdef PS_HAVE_ENGINE
+  if (m->engine) { /* host-only CPU model: the C engine, no libtorch */
+    float *buf = logits;
+    if (!buf && !(buf = malloc(sizeof(float) * (size_t)n * (size_t)m->K)))
+      return ps_error(PS_ENOMEM, "model: out of memory");
+    st = ps_engine_forward(m->engine, x, n, h, w, ps_torch_get_threads(), buf);
+    if (st == PS_OK && probs) softmax_rows(buf, n, m->K, probs);
+    if (buf != logits) free(buf);
+    return st;
+  }
+#endif
   int64_t shape[4] = {n, 3, h, w};
   if ((st = ps_torch_set_grad_enabled(0, &prev))) return st;
   if ((st = ps_tensor_from_f32(&xt, x, shape, 4, m->dev))) goto done;

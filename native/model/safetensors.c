@@ -696,3 +696,51 @@ fail:
   free(h.p);
   return st;
 }
+
+/* IEEE half -> float, exact for every value (subnormals, infinities); NaNs keep their payload and
+ * come out quiet, as the F16C instruction torch uses makes them. */
+static float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (man << 13) | (man ? 0x00400000u : 0);
+  } else if (exp) {
+    bits = sign | ((exp + 112u) << 23) | (man << 13);
+  } else if (man) { /* subnormal: normalise */
+    int e = -1;
+    do {
+      e++;
+      man <<= 1;
+    } while (!(man & 0x400u));
+    bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
+  } else {
+    bits = sign;
+  }
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+int ps_st_to_f32(const void *src, ps_dtype dtype, size_t n, float *dst) {
+  const unsigned char *b = src;
+  switch (dtype) {
+    case PS_DTYPE_F32:
+      for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
+                     (uint32_t)b[4 * i + 3] << 24;
+        memcpy(&dst[i], &u, sizeof u);
+      }
+      return PS_OK;
+    case PS_DTYPE_F16:
+      for (size_t i = 0; i < n; i++) dst[i] = half_to_float((uint16_t)(b[2 * i] | b[2 * i + 1] << 8));
+      return PS_OK;
+    case PS_DTYPE_BF16:
+      for (size_t i = 0; i < n; i++) {
+        uint32_t u = ((uint32_t)b[2 * i] | (uint32_t)b[2 * i + 1] << 8) << 16;
+        if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) u |= 0x00400000u; /* quiet NaN */
+        memcpy(&dst[i], &u, sizeof u);
+      }
+      return PS_OK;
+    default:
+      return ps_error(PS_EFORMAT, "safetensors: cannot convert %s to float32", ps_dtype_name(dtype));
+  }
+}

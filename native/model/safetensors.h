@@ -36,6 +36,9 @@ int ps_st_open(const char *path, ps_st_file **out);
 /* Read tensor t's bytes (t->end - t->begin) into dst. */
 int ps_st_read_tensor(const ps_st_file *f, const ps_st_tensor *t, void *dst);
 void ps_st_free(ps_st_file *f);
+/* Convert n little-endian elements of dtype (F32, F16 or BF16) at src to float32 (exactly, as
+ * torch's .float() does). PS_EFORMAT for any other dtype. */
+int ps_st_to_f32(const void *src, ps_dtype dtype, size_t n, float *dst);
 const ps_st_tensor *ps_st_find(const ps_st_file *f, const char *name);
 /* Metadata value or NULL. */
 const char *ps_st_meta(const ps_st_file *f, const char *key);

@@ -144,9 +144,26 @@ def cmd_classify(model, out, files):
         json.dump(res, fh)
 
 
+def cmd_halves(outdir, dtype):
+    """A binary model stored as F16 or BF16 whose layer4.0.conv2.weight holds every one of the
+    65536 bit patterns (zeros, subnormals, normals, infinities, NaNs) in its first elements,
+    and torch's own float32 conversion of that tensor (expected.npy)."""
+    os.makedirs(outdir, exist_ok=True)
+    m = make_model(2, 5)
+    sd = {k: (v.to(getattr(torch, dtype)) if v.is_floating_point() else v) for k, v in m.state_dict().items()}
+    w = sd["layer4.0.conv2.weight"]
+    bits = torch.arange(65536, dtype=torch.int32).to(torch.int16)
+    flat = w.reshape(-1).clone()
+    flat[:65536] = bits.view(getattr(torch, dtype))
+    sd["layer4.0.conv2.weight"] = flat.reshape(w.shape)
+    safetensors_io.save(os.path.join(outdir, "model.safetensors"), sd, {"task": "binary"})
+    np.save(os.path.join(outdir, "expected.npy"), flat[:65536].float().numpy())
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"parity": lambda: cmd_parity(args[0], args[1], args[2], args[3:]),
      "roundtrip": lambda: cmd_roundtrip(*args),
      "grad": lambda: cmd_grad(*args),
+     "halves": lambda: cmd_halves(*args),
      "classify": lambda: cmd_classify(args[0], args[1], args[2:])}[cmd]()

@@ -1,0 +1,42 @@
+/* engine.h — internal (not installed): ResNet18 inference on the CPU in plain C over BLAS
+ * (cblas_sgemm), without libtorch. What ps_model_predict runs on the CPU for a model that was
+ * loaded from a file and never handed to libtorch (see resnet.c), so that classifying a film
+ * neither loads libtorch (~300 shared libraries, 0.7 s and 160 MB before any work) nor needs it.
+ *
+ * Same arithmetic as torchvision's eval-mode forward in float32: convolution by im2col + SGEMM,
+ * then BatchNorm as y = conv * s + t with s = weight / sqrt(running_var + eps),
+ * t = bias - running_mean * s (computed in double, applied per channel after the GEMM, fused with
+ * the residual add and ReLU), max pool 3/2 pad 1, global average pool, fc. Logits equal
+ * torchvision's to float32 rounding (tests/test_engine.c: max |d| <= 1e-4 on real films).
+ *
+ *   ps_engine *e = NULL;
+ *   if (ps_engine_create(lookup, model, K, &e) == PS_OK)     // borrows the weights lookup returns
+ *     ps_engine_forward(e, x, n, h, w, 0, logits);            // x (N,3,H,W) -> logits (N,K)
+ *   ps_engine_free(e);
+ *
+ * Threads: ps_engine_forward only reads the engine's weights; calls from several threads are safe
+ * and take turns (each uses all the threads it is given). A batch runs one film per thread with
+ * single-threaded BLAS, a single film uses BLAS's threads; OpenBLAS's thread count is restored
+ * after each call.
+ */
+#ifndef PS_ENGINE_H
+#define PS_ENGINE_H
+
+#include "ps_common.h"
+
+typedef struct ps_engine ps_engine;
+
+/* Float32 data of a state_dict entry ("conv1.weight", "layer1.0.bn1.running_var", "fc.bias" ...)
+ * in torchvision's shape and C order, or NULL when absent. Borrowed: must outlive the engine. */
+typedef const float *(*ps_engine_lookup)(void *ctx, const char *name);
+
+int ps_engine_create(ps_engine_lookup lookup, void *ctx, int num_classes, ps_engine **out);
+/* logits (N,K) for x (N,3,H,W) float32 normalised, H, W >= 32, on `threads` threads (0: all of
+ * ps_default_threads()): N >= threads films go one per thread, the rest (or a single film) through
+ * all threads together, each GEMM split by output channels. */
+int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits);
+void ps_engine_free(ps_engine *e);
+/* Name of the BLAS library the engine's GEMMs run in ("OpenBLAS 0.3.21 ..." or "BLAS"). */
+const char *ps_engine_blas(void);
+
+#endif
