@@ -20,6 +20,17 @@
  * Threads: the first call into this API sets libtorch's intra-op threads to
  * ps_default_threads() (libtorch alone would use 1 here); ps_torch_set_threads() changes it.
  * Grad mode and autocast are per thread, as in libtorch.
+ *
+ * Loading: libpneumoscope does not link libtorch. The first call that needs it loads the backend
+ * module libpneumoscope_torch.so (once per process) from $PNEUMOSCOPE_TORCH_BACKEND when set
+ * (that path only), else from the folder of libpneumoscope.so, else by name through the dynamic
+ * loader's path. Until then no libtorch library is mapped: ps_dtype_size/ps_dtype_name,
+ * ps_torch_set/get_threads (the count is remembered and applied when the backend loads),
+ * ps_torch_resolve_device(PS_DEVICE_CPU), ps_tensor_free(NULL)/ps_adam_free(NULL) and, in a
+ * build whose libtorch has no CUDA, ps_torch_cuda_available and ps_torch_resolve_device never load
+ * it. When the backend cannot be loaded, status functions return PS_EUNSUPPORTED (output handles
+ * set to NULL), the others the failure value documented with them, and ps_last_error() reads
+ * "torch: cannot load the libtorch backend <path>: <reason>" (the first failure, repeated).
  */
 #ifndef PS_TORCH_H
 #define PS_TORCH_H
@@ -55,17 +66,21 @@ typedef enum {
 
 /* ---- runtime ------------------------------------------------------------------------------ */
 
-/* libtorch version, e.g. "1.13.0". Never NULL. */
+/* 1 when the libtorch backend is loaded in this process, else 0 (never loads it). */
+PS_API int ps_torch_loaded(void);
+/* libtorch version, e.g. "1.13.0". Never NULL ("" when the backend cannot be loaded). */
 PS_API const char *ps_torch_version(void);
 /* libtorch's build configuration text (at::show_config: BLAS, CUDA, OpenMP ...). Borrowed,
- * valid until the next call on this thread. Never NULL. */
+ * valid until the next call on this thread. Never NULL ("" when the backend cannot be loaded). */
 PS_API const char *ps_torch_config(void);
-/* 1 when a CUDA device can be used by this libtorch, else 0. */
+/* 1 when a CUDA device can be used by this libtorch, else 0 (also when the backend cannot be
+ * loaded). */
 PS_API int ps_torch_cuda_available(void);
 /* Resolve a request to a real device: AUTO -> CUDA when available else CPU; CUDA when not
  * available -> PS_EUNSUPPORTED "CUDA requested but not available". */
 PS_API int ps_torch_resolve_device(ps_device want, ps_device *out);
-/* Intra-op threads (0 -> ps_default_threads()). */
+/* Intra-op threads (0 -> ps_default_threads()). get: the count in use, or before the backend is
+ * loaded the count it will get. */
 PS_API int ps_torch_set_threads(int n);
 PS_API int ps_torch_get_threads(void);
 /* Seed libtorch's CPU (and CUDA) generators. */
@@ -82,6 +97,7 @@ PS_API int ps_torch_set_tf32(int on);
 /* Autograd recording on this thread (torch.set_grad_enabled). *prev (nullable) gets the old
  * value so callers can restore it: a C "no_grad guard". */
 PS_API int ps_torch_set_grad_enabled(int on, int *prev);
+/* 1 when grad mode is on for this thread (0 also when the backend cannot be loaded). */
 PS_API int ps_torch_grad_enabled(void);
 
 /* ---- tensors ------------------------------------------------------------------------------ */
@@ -126,7 +142,8 @@ PS_API int ps_tensor_move_(ps_tensor *t, ps_device dev);
 PS_API int ps_tensor_set_channels_last_(ps_tensor *t, int on);
 
 PS_API int ps_tensor_ndim(const ps_tensor *t);
-/* Size of dimension d (negative counts from the end); -1 when out of range. */
+/* Size of dimension d (negative counts from the end); -1 when out of range. The value getters
+ * below return -1 / 0 / PS_DTYPE_OTHER / PS_DEVICE_CPU for a NULL tensor (or no backend). */
 PS_API int64_t ps_tensor_size(const ps_tensor *t, int d);
 /* Copies up to PS_TENSOR_MAX_DIMS sizes into shape; returns ndim (or <0 status). */
 PS_API int ps_tensor_shape(const ps_tensor *t, int64_t *shape);
@@ -222,6 +239,7 @@ PS_API int ps_adam_step(ps_adam *opt);
 /* Clears the gradients of all its parameters (set to none). */
 PS_API int ps_adam_zero_grad(ps_adam *opt);
 PS_API int ps_adam_set_lr(ps_adam *opt, double lr);
+/* 0.0 for a NULL optimizer. */
 PS_API double ps_adam_get_lr(const ps_adam *opt);
 /* Serialise the full optimizer state (per parameter exp_avg, exp_avg_sq, step; options) into a
  * malloc'd buffer (*buf, release with free()) — for --resume checkpoints. */

@@ -1,5 +1,8 @@
 // torch.cpp — the only libtorch C++ in PneumoScope: ps_torch.h over ATen/torch::optim.
 // Every extern "C" body sits in PS_PROTECT: any exception becomes PS_ETORCH + ps_error text.
+// Built alone into the MODULE libpneumoscope_torch.so, which libpneumoscope loads on first use
+// (loader.c). Its one exported symbol is ps_torch_backend_v1 (torch_backend.map): every function
+// below is local to the module, so its internal calls bind here, never to libpneumoscope's stubs.
 #include <torch/torch.h>
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -14,6 +17,7 @@
 #include <type_traits>
 
 #include "ps_torch.h"
+#include "torch_backend.h"
 
 struct ps_tensor {
   at::Tensor t;
@@ -477,29 +481,7 @@ ps_device ps_tensor_device(const ps_tensor *t) {
   })
 }
 
-size_t ps_dtype_size(ps_dtype d) {
-  switch (d) {
-    case PS_DTYPE_F32: return 4;
-    case PS_DTYPE_F16: return 2;
-    case PS_DTYPE_BF16: return 2;
-    case PS_DTYPE_I64: return 8;
-    case PS_DTYPE_U8: return 1;
-    case PS_DTYPE_BOOL: return 1;
-    default: return 0;
-  }
-}
-
-const char *ps_dtype_name(ps_dtype d) {
-  switch (d) {
-    case PS_DTYPE_F32: return "F32";
-    case PS_DTYPE_F16: return "F16";
-    case PS_DTYPE_BF16: return "BF16";
-    case PS_DTYPE_I64: return "I64";
-    case PS_DTYPE_U8: return "U8";
-    case PS_DTYPE_BOOL: return "BOOL";
-    default: return "OTHER";
-  }
-}
+// ps_dtype_size / ps_dtype_name are plain C in loader.c (no libtorch needed).
 
 int ps_tensor_item(const ps_tensor *t, double *out) {
   PS_PROTECT({
@@ -963,3 +945,22 @@ int ps_op_expand(ps_tensor **out, const ps_tensor *x, const int64_t *shape, int 
 }
 
 }  // extern "C"
+
+// ---- the table the loader forwards through (torch_api.def) -----------------------------------
+
+extern "C" const ps_torch_backend *ps_torch_backend_v1(void) {
+  static const ps_torch_backend table = {
+      (uint32_t)sizeof(ps_torch_backend),
+#ifdef PS_HAVE_CUDA
+      1u,
+#else
+      0u,
+#endif
+#define PS_TORCH_STATUS(name, params, args, on_fail) name,
+#define PS_TORCH_VALUE(type, name, params, args, fail) name,
+#define PS_TORCH_VOID(name, params, args) name,
+#define PS_TORCH_LOCAL(type, name, params, args) name,
+#include "torch_api.def"
+  };
+  return &table;
+}
