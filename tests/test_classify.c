@@ -151,6 +151,16 @@ static void test_table_and_errors(void **s) {
   assert_int_equal(es, 0);
   assert_non_null(strstr(out, "P(PNEUMONIA)"));
   assert_non_null(strstr(out, "IM-0117-0001.jpeg"));
+  /* the table says which model decided and at which threshold (the metadata's, not 0.5) */
+  char line[256];
+  snprintf(line, sizeof line, "binary.safetensors: PNEUMONIA when P(PNEUMONIA) >= 0.45, else NORMAL");
+  assert_non_null(strstr(out, line));
+  free(out);
+  /* Without --model or $PNEUMOSCOPE_MODEL, from any working folder: the bundled model. */
+  out = ps_test_capture(&es, "cd / && env -u PNEUMOSCOPE_MODEL '%s' classify '%s' 2>&1", PS_CLI, film);
+  print_message("%s", out);
+  assert_int_equal(es, 0);
+  assert_non_null(strstr(out, "sample_data/models/pneumoscope-binary.safetensors: PNEUMONIA when"));
   free(out);
   /* CUDA on a machine without it: a clear error, exit 1. */
   if (!ps_torch_cuda_available()) {

@@ -97,6 +97,10 @@ int ps_cli_take_value(const char *cmd, int argc, char **argv, int *i, const char
 int ps_cli_load_model(const char *cmd, const char *path, const char *device, int threads, char *used, size_t cap,
                       ps_model **out) {
   int st;
+  if (strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "auto")) {
+    fprintf(stderr, "pneumoscope %s: --device must be cpu, cuda or auto, got '%s'\n", cmd, device);
+    return 2;
+  }
   if (!path) {
     if ((st = ps_model_default_path(used, cap))) return ps_cli_fail(cmd, "default model", st);
   } else {

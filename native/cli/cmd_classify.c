@@ -35,6 +35,7 @@ typedef enum { OUT_TABLE, OUT_JSON, OUT_CSV } out_kind;
 typedef struct out_ctx {
   out_kind kind;
   const ps_model *model;
+  const char *model_path;
   int count;
 } out_ctx;
 
@@ -116,6 +117,12 @@ static int on_result(const ps_infer_result *r, void *user) {
     }
   } else {
     if (o->count == 0) {
+      /* which model decided, and how (JSON and CSV carry the threshold per film) */
+      if (mm->task == PS_TASK_BINARY)
+        printf("# model %s: %s when P(%s) >= %.4g, else %s\n", o->model_path, mm->classes[1], mm->classes[1],
+               mm->threshold, mm->classes[0]);
+      else
+        printf("# model %s: the most probable of %d classes\n", o->model_path, K);
       printf("%-12s", "label");
       for (int k = 0; k < K; k++) {
         char h[64];
@@ -231,7 +238,7 @@ int ps_cli_classify(int argc, char **argv) {
     free(paths);
     return ps_cli_fail("classify", model_path, st);
   }
-  out_ctx o = {kind, m, 0};
+  out_ctx o = {kind, m, model_path, 0};
   ps_infer_opts io = {0};
   io.batch = batch;
   io.threads = threads;

@@ -58,7 +58,7 @@ static void blas_init(void) {
   g_blas_get = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
   char *(*config)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_config");
   if (!g_blas_get) g_blas_set = NULL;
-  if (config) snprintf(g_blas_name, sizeof g_blas_name, "OpenBLAS %s", config());
+  if (config) snprintf(g_blas_name, sizeof g_blas_name, "%s", config()); /* "OpenBLAS 0.3.21 ..." */
 }
 
 const char *ps_engine_blas(void) {

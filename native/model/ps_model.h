@@ -160,6 +160,9 @@ PS_API int ps_model_predict(ps_model *m, const float *x, int n, int h, int w, fl
  * compare both paths); ps_model_uses_torch tells which path predict takes. */
 PS_API int ps_model_use_torch(ps_model *m);
 PS_API int ps_model_uses_torch(const ps_model *m);
+/* What CPU predictions of loaded models run on: "C engine, OpenBLAS 0.3.21 ..." (the BLAS the
+ * engine found), or "libtorch" in a build without the engine. Never NULL. */
+PS_API const char *ps_model_cpu_engine(void);
 
 /* ---- default model --------------------------------------------------------------------------- */
 

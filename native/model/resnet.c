@@ -377,6 +377,16 @@ int ps_model_use_torch(ps_model *m) {
 
 int ps_model_uses_torch(const ps_model *m) { return m && !host_only(m); }
 
+const char *ps_model_cpu_engine(void) {
+#ifdef PS_HAVE_ENGINE
+  static char buf[200];
+  snprintf(buf, sizeof buf, "C engine, %s", ps_engine_blas());
+  return buf;
+#else
+  return "libtorch";
+#endif
+}
+
 int ps_model_create(int num_classes, ps_device device, uint64_t seed, ps_model **out) {
   if (!out) return ps_error(PS_EINVAL, "model: out is NULL");
   *out = NULL;

@@ -1,7 +1,8 @@
 #!/bin/sh
 # pneumoscope classify vs what a user otherwise runs (/usr/bin/python3: PIL decode + torchvision
 # transforms + torchvision ResNet18 with torch.set_num_threads(nproc), tests/bench/classify_reference.py)
-# on the same random-weight binary model. Not part of ctest. Prints ratios measured in this run:
+# on the same random-weight binary model. pneumoscope classifies on the CPU through its C engine
+# (native/model/engine.c, OpenBLAS) and never loads libtorch for it. Not part of ctest. Prints ratios measured in this run:
 #   - one film, whole process (file -> label, cold process), best of REPEATS wall time
 #   - in-process per-film latency (read + preprocess + forward), median of 20 after a warm-up
 #   - folder throughput over ../shared/data/kaggle (651 films): both in batches of 16
@@ -26,12 +27,14 @@ trap 'rm -rf "$T"' EXIT
 FILM="$DATA/kaggle/NORMAL/IM-0117-0001.jpeg"
 
 echo "machine: $NPROC CPUs, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-# --- which BLAS libtorch uses ------------------------------------------------------------------
-BLAS=$(ldd "$BUILD/libpneumoscope.so" | awk '/libblas|libopenblas/ {print $3}' | xargs -r readlink -f | sort -u | tr '\n' ' ')
-echo "BLAS loaded with libtorch: $BLAS"
-case "$BLAS" in
-  *openblas*) echo "BLAS check: OpenBLAS (ok)" ;;
-  *) echo "BLAS check: FAILED, libtorch does not load OpenBLAS"; exit 1 ;;
+# --- which BLAS: the C engine (CPU classification) and libtorch (training, Grad-CAM) ------------
+ENGINE=$("$CLI" version | sed -n 's/^cpu classification: //p')
+echo "CPU classification runs on: $ENGINE"
+BLAS=$(ldd "$BUILD/libpneumoscope.so" "$BUILD/libpneumoscope_torch.so" 2>/dev/null | awk '/libblas|libopenblas/ {print $3}' | xargs -r readlink -f | sort -u | tr '\n' ' ')
+echo "BLAS libraries loaded by libpneumoscope and its libtorch backend: $BLAS"
+case "$ENGINE $BLAS" in
+  *OpenBLAS*openblas*) echo "BLAS check: OpenBLAS (ok)" ;;
+  *) echo "BLAS check: FAILED, the engine or libtorch does not use OpenBLAS"; exit 1 ;;
 esac
 
 cc -O2 -o "$T/bench_classify" "$SRC/tests/bench/bench_classify.c" -I"$SRC/native/core" -I"$SRC/native/torch" \
