@@ -36,6 +36,8 @@ static char g_backend_path[1024];
 /* Threads asked for before the backend is loaded: applied when it loads. */
 static pthread_mutex_t g_threads_mu = PTHREAD_MUTEX_INITIALIZER;
 static int g_threads; /* 0: not set (the backend starts with ps_default_threads()) */
+static int g_threads_failed;
+static atomic_int g_log_pending;
 
 static void set_load_error(const char *path, const char *why) {
   snprintf(g_load_error, sizeof g_load_error, "torch: cannot load the libtorch backend %s: %s", path,
@@ -105,19 +107,24 @@ static void load_backend(void) {
     return;
   }
   pthread_mutex_lock(&g_threads_mu);
-  if (g_threads > 0 && b->ps_torch_set_threads(g_threads) != PS_OK)
-    ps_log(PS_LOG_WARN, "torch: could not apply %d threads: %s", g_threads, ps_last_error());
+  if (g_threads > 0 && b->ps_torch_set_threads(g_threads) != PS_OK) g_threads_failed = g_threads;
   g_backend = b;
   atomic_store(&g_loaded, 1);
   pthread_mutex_unlock(&g_threads_mu);
-  ps_log(PS_LOG_DEBUG, "torch: loaded %s (libtorch %s)", g_backend_path, b->ps_torch_version());
+  atomic_store(&g_log_pending, 1);
 }
 
 /* The backend, loading it on first use; NULL when it cannot be loaded. */
 static const ps_torch_backend *backend(void) {
   if (atomic_load_explicit(&g_loaded, memory_order_acquire)) return g_backend;
   pthread_once(&g_once, load_backend);
-  return atomic_load(&g_loaded) ? g_backend : NULL;
+  if (!atomic_load(&g_loaded)) return NULL;
+  /* Logged outside pthread_once: a log callback that calls back into this API cannot deadlock. */
+  if (atomic_exchange(&g_log_pending, 0)) {
+    if (g_threads_failed) ps_log(PS_LOG_WARN, "torch: could not apply %d threads to libtorch", g_threads_failed);
+    ps_log(PS_LOG_DEBUG, "torch: loaded %s (libtorch %s)", g_backend_path, g_backend->ps_torch_version());
+  }
+  return g_backend;
 }
 
 static int load_failed(void) { return ps_error(PS_EUNSUPPORTED, "%s", g_load_error); }
