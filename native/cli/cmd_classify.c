@@ -17,7 +17,9 @@ static void usage(FILE *f) {
         "  (folders recursively; .txt/.csv/.json and other clearly non-film files are skipped).\n"
         "  --model M     .safetensors model (default: $PNEUMOSCOPE_MODEL, else the bundled\n"
         "                pneumoscope-binary.safetensors)\n"
-        "  --json        JSON array: file, label, probabilities, threshold, DICOM identifiers\n"
+        "  --json        JSON array: file, label, probabilities, threshold, DICOM identifiers; for a model\n"
+        "                trained with --roi lungs also \"roi\": [x0, y0, x1, y1] (fractions of the film) and\n"
+        "                \"roi_fallback\" (true when no plausible lung box was found: the whole film was used)\n"
         "  --csv         the same as CSV (header line first)\n"
         "  --device D    cpu, cuda or auto (default auto: CUDA when available)\n"
         "  --threads N   CPU threads for decoding and for libtorch (default: all available)\n"
@@ -49,6 +51,7 @@ static int on_result(const ps_infer_result *r, void *user) {
   int K = r->num_classes;
   FILE *f = stdout;
   int binary = mm->task == PS_TASK_BINARY;
+  int lungs = mm->roi == PS_ROI_LUNGS; /* the box the model saw is reported (film models: unchanged output) */
   if (r->status != PS_OK) fprintf(stderr, "pneumoscope classify: %s\n", r->error);
   if (o->kind == OUT_JSON) {
     fputs(o->count ? ",\n  {" : "\n  {", f);
@@ -70,6 +73,9 @@ static int on_result(const ps_infer_result *r, void *user) {
       fputs("},\"threshold\":", f);
       if (binary) fprintf(f, "%.9g", mm->threshold);
       else fputs("null", f);
+      if (lungs)
+        fprintf(f, ",\"roi\":[%.6f,%.6f,%.6f,%.6f],\"roi_fallback\":%s", r->roi[0], r->roi[1], r->roi[2], r->roi[3],
+                r->roi_fallback ? "true" : "false");
       const ps_film_meta *m = r->meta;
       if (has_dicom_ids(m)) {
         const char *keys[] = {"PatientID", "StudyInstanceUID", "SOPInstanceUID", "ViewPosition"};
@@ -91,7 +97,9 @@ static int on_result(const ps_infer_result *r, void *user) {
         fputc(',', f);
         ps_cli_csv_field(f, h);
       }
-      fputs(",threshold,PatientID,StudyInstanceUID,SOPInstanceUID,ViewPosition,error\n", f);
+      fputs(",threshold,PatientID,StudyInstanceUID,SOPInstanceUID,ViewPosition", f);
+      if (lungs) fputs(",roi_x0,roi_y0,roi_x1,roi_y1,roi_fallback", f);
+      fputs(",error\n", f);
     }
     ps_cli_csv_field(f, r->file);
     fputc(',', f);
@@ -108,10 +116,12 @@ static int on_result(const ps_infer_result *r, void *user) {
         fputc(',', f);
         ps_cli_csv_field(f, vals[i]);
       }
+      if (lungs) fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%d", r->roi[0], r->roi[1], r->roi[2], r->roi[3], r->roi_fallback);
       fputs(",\n", f);
     } else {
       for (int k = 0; k < K; k++) fputc(',', f);
       fputs(",,,,,,", f);
+      if (lungs) fputs(",,,,,", f);
       ps_cli_csv_field(f, r->error);
       fputc('\n', f);
     }
@@ -123,6 +133,7 @@ static int on_result(const ps_infer_result *r, void *user) {
                mm->threshold, mm->classes[0]);
       else
         printf("# model %s: the most probable of %d classes\n", o->model_path, K);
+      if (lungs) printf("# the model sees each film's padded lung box (roi lungs; --json/--csv give the box)\n");
       printf("%-12s", "label");
       for (int k = 0; k < K; k++) {
         char h[64];

@@ -22,7 +22,9 @@ static const char usage_text[] =
     "  --class C          class to explain, by name or index (default: the predicted class)\n"
     "  --method X         cam | gradcam | gradcam++ (default: cam at layer4 — identical to Grad-CAM\n"
     "                     there after normalisation, no backward pass — and gradcam elsewhere)\n"
-    "  -o, --out F.png    overlay: film gray + viridis colour map, alpha = 0.6 x CAM\n"
+    "  -o, --out F.png    overlay: film gray + viridis colour map, alpha = 0.6 x CAM; for a model\n"
+    "                     trained with --roi lungs the lung box it saw is outlined in orange (the CAM\n"
+    "                     is zero outside it)\n"
     "  --alpha A          overlay alpha in (0, 1] (default 0.6)\n"
     "  --constant-alpha   blend with a constant alpha instead of one proportional to the CAM\n"
     "  --heatmap F.png    the CAM alone, viridis colour map (dark purple 0 .. yellow 1)\n"
@@ -34,9 +36,12 @@ static const char usage_text[] =
     "  Outputs are written atomically and never over the input film or a file PneumoScope did not write.\n";
 
 #ifdef PS_HAVE_GRADCAM
+/* The box a lungs model saw, drawn on the overlay and the heatmap (thin orange line). */
+static const uint8_t roi_colour[3] = {255, 140, 0};
+
 static int write_outputs(const char *in, const ps_image *film, const ps_gradcam_result *r, const char *overlay,
                          const char *heatmap, const char *npy, const char *mask, const char *mask_overlay,
-                         const ps_overlay_opts *oo) {
+                         const ps_overlay_opts *oo, const double *box) {
   const char *outs[5] = {overlay, heatmap, npy, mask, mask_overlay};
   for (int i = 0; i < 5; i++) {
     if (!outs[i]) continue;
@@ -54,11 +59,15 @@ static int write_outputs(const char *in, const ps_image *film, const ps_gradcam_
   uint8_t *rgb = malloc((size_t)3 * w * h);
   if (!rgb) return ps_cli_fail("gradcam", "output", PS_ENOMEM);
   if (overlay) {
-    if ((st = ps_gradcam_overlay_rgb(film, r->cam, oo, rgb)) || (st = ps_image_write_png_rgb(rgb, w, h, overlay)))
+    if ((st = ps_gradcam_overlay_rgb(film, r->cam, oo, rgb)) ||
+        (box && (st = ps_gradcam_draw_box_rgb(rgb, w, h, box, roi_colour, 0))) ||
+        (st = ps_image_write_png_rgb(rgb, w, h, overlay)))
       return free(rgb), ps_cli_fail("gradcam", overlay, st);
   }
   if (heatmap) {
-    if ((st = ps_gradcam_heatmap_rgb(r->cam, w, h, rgb)) || (st = ps_image_write_png_rgb(rgb, w, h, heatmap)))
+    if ((st = ps_gradcam_heatmap_rgb(r->cam, w, h, rgb)) ||
+        (box && (st = ps_gradcam_draw_box_rgb(rgb, w, h, box, roi_colour, 0))) ||
+        (st = ps_image_write_png_rgb(rgb, w, h, heatmap)))
       return free(rgb), ps_cli_fail("gradcam", heatmap, st);
   }
   if (mask_overlay) {
@@ -207,7 +216,9 @@ int ps_cli_gradcam(int argc, char **argv) {
     rc = ps_cli_fail("gradcam", in, st);
     goto done;
   }
-  if ((rc = write_outputs(in, film, r, overlay, heatmap, npy, mask, mask_overlay, &oo))) goto done;
+  const int lungs = meta->roi == PS_ROI_LUNGS;
+  if ((rc = write_outputs(in, film, r, overlay, heatmap, npy, mask, mask_overlay, &oo, lungs ? r->roi : NULL)))
+    goto done;
   if (json) {
     printf("{\"file\": ");
     ps_cli_json_string(stdout, in);
@@ -229,6 +240,9 @@ int ps_cli_gradcam(int argc, char **argv) {
     print_focus(stdout, r->lung_focus);
     printf(", \"lungs\": %d, \"lungs_found\": %d, \"lung_area_fraction\": %.4f", r->lung.lungs, r->lung.lungs_found,
            r->lung.area_fraction);
+    if (lungs)
+      printf(", \"roi\": [%.6f, %.6f, %.6f, %.6f], \"roi_fallback\": %s", r->roi[0], r->roi[1], r->roi[2], r->roi[3],
+             r->roi_fallback ? "true" : "false");
     const char *names[5] = {"overlay", "heatmap", "npy", "mask", "mask_overlay"};
     const char *vals[5] = {overlay, heatmap, npy, mask, mask_overlay};
     for (int i = 0; i < 5; i++)
@@ -246,6 +260,9 @@ int ps_cli_gradcam(int argc, char **argv) {
     print_focus(stdout, r->lung_focus);
     printf(" (lung fields: %d, %.1f%% of the film%s)\n", r->lung.lungs, 100 * r->lung.area_fraction,
            r->lung.mirrored ? ", one mirrored" : "");
+    if (lungs)
+      printf("model input: lung box x %.3f..%.3f, y %.3f..%.3f of the film%s (drawn on the overlay)\n", r->roi[0],
+             r->roi[2], r->roi[1], r->roi[3], r->roi_fallback ? " (no plausible lung box: whole film)" : "");
     if (overlay) printf("overlay: %s\n", overlay);
     if (heatmap) printf("heatmap: %s\n", heatmap);
     if (npy) printf("npy: %s\n", npy);

@@ -22,6 +22,9 @@ static const char usage_text[] =
     "  --patience P          early stopping patience in epochs (binary 5, multiclass 10; 0 = default, -1 = off)\n"
     "  --monitor auc|f1|loss|acc   validation metric for best model and patience (binary auc, multiclass f1)\n"
     "  --size S              input size S x S (224); stored in the model, classify uses it\n"
+    "  --roi film|lungs      what the model sees: the whole film (default) or the padded lung box of\n"
+    "                        each film (classical lung finder, ps_lung_roi); stored in the model, so\n"
+    "                        classify, evaluate, gradcam and audit crop the same way\n"
     "  --seed N              seed for init, sampling and augmentation (0)\n"
     "  --threads N           CPU threads (all available)\n"
     "  --device cpu|cuda|auto   (auto: CUDA with bf16 autocast when available, else CPU fp32)\n"
@@ -30,7 +33,7 @@ static const char usage_text[] =
     "  --no-balance          plain shuffling (binary default: class-balanced sampling)\n"
     "  --balance             class-balanced sampling for multiclass too\n"
     "  --no-augment          no crop/jitter augmentation\n"
-    "  --cache FILE          preprocessed-film cache (default OUTDIR/cache-S.pscache)\n"
+    "  --cache FILE          preprocessed-film cache (default OUTDIR/cache-S.pscache, -lungs for --roi lungs)\n"
     "  --limit N             at most N films per split (smoke tests)\n"
     "  --half                store best.safetensors in float16 (half the size)\n"
     "The decision threshold is chosen on the validation split (Youden's J on P(PNEUMONIA)) and stored\n"
@@ -116,6 +119,11 @@ int ps_cli_train(int argc, char **argv) {
     } else if (ps_cli_opt(a, "--size", &v)) {
       NEXT();
       if (ps_cli_int("train", a, v, &o.size) || o.size < 32) return 2;
+    } else if (ps_cli_opt(a, "--roi", &v)) {
+      NEXT();
+      if (!strcmp(v, "film")) o.roi = PS_ROI_FILM;
+      else if (!strcmp(v, "lungs")) o.roi = PS_ROI_LUNGS;
+      else return fprintf(stderr, "pneumoscope train: --roi is film or lungs, got '%s'\n", v), 2;
     } else if (ps_cli_opt(a, "--seed", &v)) {
       NEXT();
       int s;

@@ -119,6 +119,7 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
   memset(&sum, 0, sizeof sum);
   sum.threshold = thr;
   sum.num_classes = K;
+  sum.roi = ps_gradcam_model_roi(m);
   for (int k = 0; k < K; k++) snprintf(sum.classes[k].name, sizeof sum.classes[k].name, "%s", names[k]);
 
   if ((st = ps_dataset_read_manifest(manifest, &ds))) return st;
@@ -184,6 +185,7 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
       continue;
     }
     sum.scored++;
+    sum.roi_fallbacks += sum.roi == PS_ROI_LUNGS && r->roi_fallback;
     double f = r->lung_focus;
     int flagged = !(f >= thr);
     sum.flagged += flagged;
@@ -235,6 +237,7 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
     json_str(f, manifest);
     fputs(", \"split\": ", f);
     json_str(f, o.split ? o.split : "");
+    fprintf(f, ", \"roi\": \"%s\", \"roi_fallbacks\": %d", sum.roi == PS_ROI_LUNGS ? "lungs" : "film", sum.roi_fallbacks);
     fprintf(f, ", \"layer\": %d, \"method\": ", o.cam.layer ? o.cam.layer : 4);
     json_str(f, ps_cam_method_name(o.cam.method));
     fputs(", \"threshold\": ", f);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "gradcam_internal.h"
+#include "ps_lung.h"
 #include "ps_model.h"
 #include "ps_preprocess.h"
 #include "ps_torch.h"
@@ -69,7 +70,22 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
     st = ps_error(PS_ENOMEM, "gradcam: out of memory");
     goto fail;
   }
-  if ((st = ps_preprocess_tensor_ex(img, S, meta->mean, meta->std, x))) goto fail;
+  /* The lung mask first: a lungs model's box comes from the same segmentation when the options
+   * agree with ps_lung_roi's (the default), so the film is segmented once. */
+  if (!o.no_lung && (st = ps_lung_segment(img, &o.lung, &r->lung_mask, &r->lung))) goto fail;
+  r->roi[0] = r->roi[1] = 0, r->roi[2] = r->roi[3] = 1;
+  if (meta->roi == PS_ROI_LUNGS) {
+    ps_lung_opts d = ps_lung_opts_default();
+    int ws = o.lung.work_size ? o.lung.work_size : d.work_size;
+    if (!o.no_lung && ws == d.work_size && o.lung.no_hull == d.no_hull && o.lung.no_mirror == d.no_mirror) {
+      if ((st = ps_lung_roi_from_info(&r->lung, img->width, img->height, NULL, r->roi, &r->roi_fallback))) goto fail;
+      r->lung.roi_fallback = r->roi_fallback;
+    } else if ((st = ps_lung_roi_for(img, PS_ROI_LUNGS, r->roi, &r->roi_fallback))) {
+      goto fail;
+    }
+  }
+  /* the network input classify uses: the whole film, or the crop of a lungs model */
+  if ((st = ps_lung_crop_input(img, meta->roi == PS_ROI_LUNGS ? r->roi : NULL, S, meta->mean, meta->std, x))) goto fail;
   int64_t shape[4] = {1, 3, S, S};
   if ((st = ps_tensor_from_f32(&xt, x, shape, 4, ps_model_device(m)))) goto fail;
   if (was_train) {
@@ -170,8 +186,26 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
     if (r->map[i] > mx) mx = r->map[i];
   }
   r->raw_max = mx;
-  upsample_bilinear(r->map, w, h, r->cam, img->width, img->height);
   size_t n = (size_t)img->width * img->height;
+  int px[4] = {0, 0, img->width, img->height};
+  if (meta->roi == PS_ROI_LUNGS && (st = ps_lung_box_pixels(r->roi, img->width, img->height, px))) goto fail;
+  if (px[0] == 0 && px[1] == 0 && px[2] == img->width && px[3] == img->height) {
+    upsample_bilinear(r->map, w, h, r->cam, img->width, img->height);
+  } else {
+    /* the map covers the crop the model saw: upsample to the crop, paste it into film coordinates,
+     * zero outside (the model never saw those pixels) */
+    int cw = px[2] - px[0], ch = px[3] - px[1];
+    float *crop = malloc((size_t)cw * ch * sizeof(float));
+    if (!crop) {
+      st = ps_error(PS_ENOMEM, "gradcam: out of memory for a %dx%d map", cw, ch);
+      goto fail;
+    }
+    upsample_bilinear(r->map, w, h, crop, cw, ch);
+    memset(r->cam, 0, n * sizeof(float));
+    for (int y = 0; y < ch; y++)
+      memcpy(r->cam + (size_t)(px[1] + y) * img->width + px[0], crop + (size_t)y * cw, (size_t)cw * sizeof(float));
+    free(crop);
+  }
   if (mx > 0) {
     float inv = (float)(1.0 / mx);
     for (size_t i = 0; i < n; i++) {
@@ -182,10 +216,9 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
     memset(r->cam, 0, n * sizeof(float));
   }
 
-  if (!o.no_lung) {
-    if ((st = ps_lung_segment(img, &o.lung, &r->lung_mask, &r->lung))) goto fail;
-    if ((st = ps_gradcam_lung_focus(r->cam, r->lung_mask, img->width, img->height, &r->lung_focus))) goto fail;
-  }
+  if (!o.no_lung &&
+      (st = ps_gradcam_lung_focus(r->cam, r->lung_mask, img->width, img->height, &r->lung_focus)))
+    goto fail;
   *out = r;
   r = NULL;
   st = PS_OK;
@@ -216,4 +249,9 @@ int ps_gradcam_model_classes(ps_model *m, int *task, const char *names[PS_GRADCA
   *task = meta->task == PS_TASK_MULTICLASS ? 1 : 0;
   for (int k = 0; k < K; k++) names[k] = meta->classes[k];
   return K;
+}
+
+int ps_gradcam_model_roi(ps_model *m) {
+  const ps_model_meta *meta = m ? ps_model_meta_get(m) : NULL;
+  return meta ? meta->roi : PS_ROI_FILM;
 }

@@ -7,5 +7,7 @@
 
 /* task: 0 binary, 1 multiclass; names[k] borrowed from the model's metadata. Returns K or < 0. */
 int ps_gradcam_model_classes(ps_model *m, int *task, const char *names[PS_GRADCAM_MAX_CLASSES]);
+/* The model's roi (PS_ROI_FILM / PS_ROI_LUNGS). */
+int ps_gradcam_model_roi(ps_model *m);
 
 #endif

@@ -31,6 +31,11 @@
  * its maximum: cam is in [0, 1] and raw_max keeps the maximum before that division (0 when the
  * map has no positive value: then cam is all zero and lung_focus is NaN).
  *
+ * Lungs models (metadata roi "lungs", ps_model.h): the network input is the crop of the film to
+ * ps_lung_roi's box (the one classify uses, ps_lung_crop_input); the map is upsampled to the crop's
+ * size in pixels and pasted into the film's grid at the box, zero outside it, so cam, overlays,
+ * .npy files and lung_focus stay in the film's own pixel grid (result.roi says where the box is).
+ *
  * lung_focus = sum(cam * lung) / sum(cam): the share of the positive CAM mass that lies inside the
  * lung mask of ps_lung_segment (1 = all attention on the lung fields, 0 = none). The film is taken
  * in display orientation with anatomy bright (what ps_image_read returns; DICOM after the VOI
@@ -93,6 +98,9 @@ typedef struct ps_gradcam_result {
   uint8_t *lung_mask;      /* (H, W) 0/1, NULL with opts.no_lung */
   ps_lung_info lung;       /* zeros with opts.no_lung */
   double lung_focus;       /* share of CAM mass inside the lung mask; NaN when undefined */
+  double roi[4];           /* box of the film the model saw (x0, y0, x1, y1, fractions): {0, 0, 1, 1}
+                              for a film model; a lungs model's ps_lung_roi box */
+  int roi_fallback;        /* lungs model: 1 when the lung box fell back to the whole film */
 } ps_gradcam_result;
 
 PS_API ps_gradcam_opts ps_gradcam_opts_default(void);
@@ -131,6 +139,10 @@ PS_API int ps_gradcam_overlay_rgb(const ps_image *film, const float *cam /* (H, 
                                   const ps_overlay_opts *opts, uint8_t *rgb);
 /* rgb (H, W, 3) = film gray with the lung mask tinted (for checking the segmentation). */
 PS_API int ps_lung_overlay_rgb(const ps_image *film, const uint8_t *mask /* (H, W) */, uint8_t *rgb);
+/* Draw the outline of box (x0, y0, x1, y1 fractions, as ps_gradcam_result.roi) into rgb (H, W, 3)
+ * in colour, lines of thickness pixels inside the box (0: max(1, min(W, H) / 300)). */
+PS_API int ps_gradcam_draw_box_rgb(uint8_t *rgb, int width, int height, const double box[4], const uint8_t colour[3],
+                                   int thickness);
 
 /* Write (H, W) float32 as a NumPy .npy (version 1.0, '<f4', C order), atomically (temporary file
  * in the same folder, then rename). An existing file is replaced only when it is itself a .npy;
@@ -162,6 +174,8 @@ typedef struct ps_audit_summary {
   double mean_focus, median_focus;
   int num_classes;
   ps_audit_class_summary classes[PS_GRADCAM_MAX_CLASSES];
+  int roi;               /* the model's ps_roi (film / lungs) */
+  int roi_fallbacks;     /* lungs model: scored films whose lung box fell back to the whole film */
 } ps_audit_summary;
 
 /* For every film of the manifest (path,label,subtype,patient_id,split,sha256; read by

@@ -348,6 +348,26 @@ int ps_lung_overlay_rgb(const ps_image *film, const uint8_t *mask, uint8_t *rgb)
   return PS_OK;
 }
 
+int ps_gradcam_draw_box_rgb(uint8_t *rgb, int width, int height, const double box[4], const uint8_t colour[3],
+                            int thickness) {
+  if (!rgb || !box || !colour || width <= 0 || height <= 0)
+    return ps_error(PS_EINVAL, "gradcam: invalid box drawing arguments");
+  int t = thickness > 0 ? thickness : (width < height ? width : height) / 300;
+  if (t < 1) t = 1;
+  for (int i = 0; i < 4; i++)
+    if (!(box[i] >= 0 && box[i] <= 1)) return ps_error(PS_EINVAL, "gradcam: box value %g outside [0, 1]", box[i]);
+  int x0 = (int)lround(box[0] * width), y0 = (int)lround(box[1] * height);
+  int x1 = (int)lround(box[2] * width), y1 = (int)lround(box[3] * height);
+  if (x1 <= x0 || y1 <= y0) return ps_error(PS_EINVAL, "gradcam: empty box");
+  for (int y = y0; y < y1; y++)
+    for (int x = x0; x < x1; x++) {
+      if (x >= x0 + t && x < x1 - t && y >= y0 + t && y < y1 - t) continue;
+      uint8_t *p = rgb + 3 * ((size_t)y * width + x);
+      p[0] = colour[0], p[1] = colour[1], p[2] = colour[2];
+    }
+  return PS_OK;
+}
+
 int ps_gradcam_lung_focus(const float *cam, const uint8_t *mask, int width, int height, double *focus) {
   if (!cam || !mask || !focus || width <= 0 || height <= 0)
     return ps_error(PS_EINVAL, "gradcam: invalid lung_focus arguments");

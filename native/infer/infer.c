@@ -13,6 +13,7 @@
 
 #include "ps_image_io.h"
 #include "ps_infer.h"
+#include "ps_lung.h"
 #include "ps_preprocess.h"
 
 /* CPU: one thread costs the same per film at batch 1 and 16 (67 vs 72 ms), but with several
@@ -127,6 +128,8 @@ typedef struct slot {
   char err[600];
   float *x; /* (3, S, S) */
   ps_film_meta meta;
+  double roi[4];
+  int roi_fallback;
 } slot;
 
 typedef struct ctx {
@@ -141,6 +144,7 @@ typedef struct ctx {
   slot *slots;
   int size;
   float mean[3], std[3];
+  int roi;
   ps_read_opts read;
 } ctx;
 
@@ -152,7 +156,7 @@ static void decode_one(ctx *c, int i, slot *s) {
     x = malloc(sizeof(float) * 3 * (size_t)c->size * (size_t)c->size);
     if (!x) st = ps_error(PS_ENOMEM, "infer: out of memory for %s", c->files[i]);
   }
-  if (st == PS_OK) st = ps_preprocess_tensor_ex(img, c->size, c->mean, c->std, x);
+  if (st == PS_OK) st = ps_lung_roi_input(img, c->roi, c->size, c->mean, c->std, x, s->roi, &s->roi_fallback);
   if (st == PS_OK) {
     s->meta = img->meta;
     s->x = x;
@@ -212,6 +216,7 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
   c.files = files;
   c.n = nf;
   c.size = mm->input_size;
+  c.roi = mm->roi;
   memcpy(c.mean, mm->mean, sizeof c.mean);
   memcpy(c.std, mm->std, sizeof c.std);
   c.read = o.read;
@@ -265,7 +270,10 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
       res.file = files[j];
       res.num_classes = K;
       res.status = r->status;
+      res.roi[2] = res.roi[3] = 1;
       if (r->status == PS_OK) {
+        memcpy(res.roi, r->roi, sizeof res.roi);
+        res.roi_fallback = r->roi_fallback;
         memcpy(res.probs, probs + (size_t)bidx[j] * (size_t)K, sizeof(float) * (size_t)K);
         ps_model_label(m, res.probs, &res.label);
         res.label_name = mm->classes[res.label];
@@ -309,13 +317,17 @@ out:
 }
 
 int ps_infer_image(ps_model *m, const ps_image *img, float *probs, int *label) {
+  return ps_infer_image_roi(m, img, probs, label, NULL, NULL);
+}
+
+int ps_infer_image_roi(ps_model *m, const ps_image *img, float *probs, int *label, double roi[4], int *roi_fallback) {
   if (!m || !img || !probs) return ps_error(PS_EINVAL, "infer: NULL argument");
   if (img->is_raw) return ps_error(PS_EINVAL, "infer: the film holds raw modality values; read it display-ready");
   const ps_model_meta *mm = ps_model_meta_get(m);
   int S = mm->input_size > 0 ? mm->input_size : 224;
   float *x = malloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
   if (!x) return ps_error(PS_ENOMEM, "infer: out of memory for a %dx%d input", S, S);
-  int st = ps_preprocess_tensor_ex(img, S, mm->mean, mm->std, x);
+  int st = ps_lung_roi_input(img, mm->roi, S, mm->mean, mm->std, x, roi, roi_fallback);
   if (!st) st = ps_model_predict(m, x, 1, S, S, NULL, probs);
   if (!st && label) st = ps_model_label(m, probs, label);
   free(x);

@@ -46,6 +46,10 @@ typedef struct ps_infer_result {
   int num_classes;                    /* K */
   float probs[PS_MODEL_MAX_CLASSES];  /* softmax probabilities (K) */
   const ps_film_meta *meta;           /* what the reader found (DICOM identifiers); NULL on failure */
+  double roi[4];                      /* box of the film the model saw: x0, y0, x1, y1 as fractions of
+                                         width / height; {0, 0, 1, 1} for film models (and failures) */
+  int roi_fallback;                   /* lungs model: 1 when no plausible lung box was found and the
+                                         whole film was used (ps_lung_roi) */
 } ps_infer_result;
 
 /* Called once per file, in input order, on the thread that called ps_infer_run.
@@ -70,10 +74,15 @@ PS_API int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_i
 /* Classify one film file: ps_image_read + ps_infer_image. */
 PS_API int ps_infer_file(ps_model *m, const char *path, const ps_read_opts *read, float *probs /* (K) */,
                          int *label);
-/* Classify a film already in memory (display-ready, not raw): the model's input size and mean/std
- * through ps_preprocess_tensor_ex, ps_model_predict, ps_model_label (label nullable) — the one
+/* Classify a film already in memory (display-ready, not raw): the model's input size, mean/std and
+ * roi through ps_lung_roi_input (for a film model exactly ps_preprocess_tensor_ex; for a lungs model
+ * the padded lung box cropped first), ps_model_predict, ps_model_label (label nullable) — the one
  * path shared by `classify`, single films and the Fiji plugin's pixel-only images. */
 PS_API int ps_infer_image(ps_model *m, const ps_image *img, float *probs /* (K) */, int *label);
+/* The same, also returning the box the model saw and whether the lung finder fell back to the whole
+ * film (as ps_infer_result.roi / roi_fallback; both nullable). */
+PS_API int ps_infer_image_roi(ps_model *m, const ps_image *img, float *probs /* (K) */, int *label,
+                              double roi[4], int *roi_fallback);
 
 #ifdef __cplusplus
 }

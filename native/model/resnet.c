@@ -110,6 +110,8 @@ static int meta_check(const ps_model_meta *mm, int K, const char *where) {
       return ps_error(PS_EINVAL, "model: %s: bad mean/std", where);
   if (memchr(mm->provenance, 0, PS_MODEL_PROVENANCE_MAX) == NULL)
     return ps_error(PS_EINVAL, "model: %s: provenance not NUL-terminated", where);
+  if (mm->roi != PS_ROI_FILM && mm->roi != PS_ROI_LUNGS)
+    return ps_error(PS_EINVAL, "model: %s: roi %d is not film (0) or lungs (1)", where, mm->roi);
   return PS_OK;
 }
 
@@ -180,6 +182,11 @@ static int meta_from_file(const ps_st_file *f, int K, ps_model_meta *mm) {
     mm->threshold = t;
   }
   if ((v = ps_st_meta(f, "provenance"))) snprintf(mm->provenance, PS_MODEL_PROVENANCE_MAX, "%s", v);
+  if ((v = ps_st_meta(f, "roi"))) {
+    if (!strcmp(v, "lungs")) mm->roi = PS_ROI_LUNGS;
+    else if (!strcmp(v, "film")) mm->roi = PS_ROI_FILM;
+    else return ps_error(PS_EFORMAT, "model: %s: metadata roi \"%.40s\" is not lungs or film", path, v);
+  }
   if (mm->task == PS_TASK_BINARY && K != 2)
     return ps_error(PS_EFORMAT, "model: %s: task binary but %d classes", path, K);
   return PS_OK;
@@ -555,10 +562,11 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
   snprintf(mean, sizeof mean, "%.9g,%.9g,%.9g", m->meta.mean[0], m->meta.mean[1], m->meta.mean[2]);
   snprintf(std, sizeof std, "%.9g,%.9g,%.9g", m->meta.std[0], m->meta.std[1], m->meta.std[2]);
   snprintf(thr, sizeof thr, "%.17g", m->meta.threshold);
-  const char *keys[] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance"};
+  const char *keys[] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance", "roi"};
   const char *vals[] = {"pt", m->meta.task == PS_TASK_BINARY ? "binary" : "multiclass", classes, input_size, mean, std,
-                        thr, m->meta.provenance};
-  st = ps_st_write(path, ts, m->n, keys, vals, 8);
+                        thr, m->meta.provenance, "lungs"};
+  /* film models keep the key absent (what every model before the lung ROI looked like) */
+  st = ps_st_write(path, ts, m->n, keys, vals, m->meta.roi == PS_ROI_LUNGS ? 9 : 8);
 done:
   for (int i = 0; i < m->n; i++) free(bufs[i]);
   return st;

@@ -11,6 +11,7 @@
 
 #include "ps_image.h"
 #include "ps_image_io.h"
+#include "ps_lung.h"
 #include "ps_preprocess.h"
 #include "ps_train.h"
 #include "train_internal.h"
@@ -32,7 +33,7 @@ static void cache_file_free(cache_file *c) {
 
 /* Returns PS_OK and fills c when the file exists with this version/size/method; PS_ENOTFOUND when
  * absent; PS_EFORMAT when it is not a usable cache (then it is simply rebuilt). */
-static int cache_file_read(const char *path, uint32_t size, cache_file *c) {
+static int cache_file_read(const char *path, uint32_t size, uint32_t method, cache_file *c) {
   memset(c, 0, sizeof *c);
   FILE *f = fopen(path, "rb");
   if (!f) return PS_ENOTFOUND;
@@ -41,7 +42,7 @@ static int cache_file_read(const char *path, uint32_t size, cache_file *c) {
   uint32_t hdr[4];
   if (fread(magic, 1, 8, f) != 8 || memcmp(magic, CACHE_MAGIC, 8) != 0) goto done;
   if (fread(hdr, 4, 4, f) != 4) goto done;
-  if (hdr[0] != PS_TRAIN_CACHE_VERSION || hdr[1] != size || hdr[2] != PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR) goto done;
+  if (hdr[0] != PS_TRAIN_CACHE_VERSION || hdr[1] != size || hdr[2] != method) goto done;
   if (hdr[3] > 10000000u) goto done;
   c->size = hdr[1], c->method = hdr[2], c->n = hdr[3];
   size_t px = (size_t)size * size;
@@ -61,7 +62,7 @@ done:
   return st;
 }
 
-static int cache_file_write(const char *path, uint32_t size, int n, const char *keys, const uint8_t *pix) {
+static int cache_file_write(const char *path, uint32_t size, uint32_t method, int n, const char *keys, const uint8_t *pix) {
   size_t len = strlen(path);
   char *tmp = malloc(len + 32);
   if (!tmp) return ps_error(PS_ENOMEM, "train: out of memory");
@@ -72,7 +73,7 @@ static int cache_file_write(const char *path, uint32_t size, int n, const char *
     free(tmp);
     return ps_error(PS_EIO, "train: cannot write cache %s: %s", path, strerror(e));
   }
-  uint32_t hdr[4] = {PS_TRAIN_CACHE_VERSION, size, PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR, (uint32_t)n};
+  uint32_t hdr[4] = {PS_TRAIN_CACHE_VERSION, size, method, (uint32_t)n};
   size_t px = (size_t)size * size;
   int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(hdr, 4, 4, f) == 4 &&
            (n == 0 || (fwrite(keys, 64, n, f) == (size_t)n && fwrite(pix, px, n, f) == (size_t)n));
@@ -89,7 +90,7 @@ static int cache_file_write(const char *path, uint32_t size, int n, const char *
 
 /* ---- building: worker threads decode + resize ---- */
 typedef struct {
-  int n, size;
+  int n, size, roi;
   const char *const *paths;
   const int *todo;       /* indices to decode */
   int ntodo;
@@ -100,18 +101,12 @@ typedef struct {
   char err_msg[1024];
 } build_job;
 
-int ps_train_film_to_u8(const char *path, int size, uint8_t *out) {
+int ps_train_film_to_u8(const char *path, int size, int roi, uint8_t *out) {
   ps_image *img = NULL;
   int st = ps_image_read(path, NULL, &img);
   if (st != PS_OK) return st;
-  uint8_t *full = malloc((size_t)img->width * img->height);
-  if (!full) {
-    ps_image_free(img);
-    return ps_error(PS_ENOMEM, "train: out of memory for %s", path);
-  }
-  ps_image_to_u8(img, full);
-  st = ps_resize_u8(full, img->width, img->height, out, size, size);
-  free(full);
+  /* the one input path of classify / evaluate / Grad-CAM (ps_lung.h), kept as 8-bit pixels */
+  st = ps_lung_roi_input_u8(img, roi, size, out, NULL, NULL);
   ps_image_free(img);
   return st;
 }
@@ -124,7 +119,7 @@ static void *build_worker(void *arg) {
     int k = atomic_fetch_add(&j->next, 1);
     if (k >= j->ntodo) break;
     int i = j->todo[k];
-    int st = ps_train_film_to_u8(j->paths[i], j->size, j->pix + (size_t)i * px);
+    int st = ps_train_film_to_u8(j->paths[i], j->size, j->roi, j->pix + (size_t)i * px);
     if (st != PS_OK) {
       pthread_mutex_lock(&j->mu);
       if (!atomic_load(&j->failed)) {
@@ -150,8 +145,21 @@ static int key_cmp(const void *a, const void *b) { return memcmp(((const key_idx
 
 int ps_train_cache_load(const char *cache_path, int size, int n, const char *const *paths, const char *const *sha256,
                         int threads, ps_progress_fn progress, void *user, uint8_t **pixels, int *built) {
+  return ps_train_cache_load_roi(cache_path, size, PS_ROI_FILM, n, paths, sha256, threads, progress, user, pixels,
+                                 built);
+}
+
+uint32_t ps_train_cache_method(int roi) {
+  return roi == PS_ROI_LUNGS ? PS_TRAIN_CACHE_LUNG_ROI : PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR;
+}
+
+int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, const char *const *paths,
+                            const char *const *sha256, int threads, ps_progress_fn progress, void *user,
+                            uint8_t **pixels, int *built) {
   if (!cache_path || !paths || !pixels || n < 0 || size < 8 || size > 4096)
     return ps_error(PS_EINVAL, "train: cache: bad arguments");
+  if (roi != PS_ROI_FILM && roi != PS_ROI_LUNGS) return ps_error(PS_EINVAL, "train: cache: unknown roi %d", roi);
+  const uint32_t method = ps_train_cache_method(roi);
   *pixels = NULL;
   if (built) *built = 0;
   size_t px = (size_t)size * size;
@@ -175,7 +183,7 @@ int ps_train_cache_load(const char *cache_path, int size, int n, const char *con
     }
     for (int k = 0; k < 64; k++) keys[(size_t)i * 64 + k] = (char)((h[k] >= 'A' && h[k] <= 'F') ? h[k] + 32 : h[k]);
   }
-  int r = cache_file_read(cache_path, (uint32_t)size, &cf);
+  int r = cache_file_read(cache_path, (uint32_t)size, method, &cf);
   if (r == PS_ENOMEM) {
     st = ps_error(PS_ENOMEM, "train: out of memory reading cache %s", cache_path);
     goto fail;
@@ -196,18 +204,21 @@ int ps_train_cache_load(const char *cache_path, int size, int n, const char *con
     if (hit) memcpy(pix + (size_t)i * px, cf.pix + (size_t)hit->idx * px, px);
     else todo[ntodo++] = i;
   }
-  if (r == PS_EFORMAT) ps_log(PS_LOG_INFO, "train: cache %s is for another size/version: rebuilding", cache_path);
+  if (r == PS_EFORMAT)
+    ps_log(PS_LOG_INFO, "train: cache %s is for another size, roi or version (this run: %d px, roi %s): rebuilding",
+           cache_path, size, ps_roi_name(roi));
   if (ntodo == 0) {
-    ps_log(PS_LOG_INFO, "train: cache reused: %s (%d films at %dx%d, no decoding)", cache_path, n, size, size);
+    ps_log(PS_LOG_INFO, "train: cache reused: %s (%d films at %dx%d, roi %s, no decoding)", cache_path, n, size, size,
+           ps_roi_name(roi));
   } else {
     int nt = threads > 0 ? threads : ps_default_threads();
     if (nt > ntodo) nt = ntodo;
     if (nt > 64) nt = 64;
-    ps_log(PS_LOG_INFO, "train: building cache %s: decoding %d of %d films at %dx%d with %d threads", cache_path, ntodo,
-           n, size, size, nt);
+    ps_log(PS_LOG_INFO, "train: building cache %s: decoding %d of %d films at %dx%d, roi %s, with %d threads",
+           cache_path, ntodo, n, size, size, ps_roi_name(roi), nt);
     build_job j;
     memset(&j, 0, sizeof j);
-    j.n = n, j.size = size, j.paths = paths, j.todo = todo, j.ntodo = ntodo, j.pix = pix;
+    j.n = n, j.size = size, j.roi = roi, j.paths = paths, j.todo = todo, j.ntodo = ntodo, j.pix = pix;
     pthread_mutex_init(&j.mu, NULL);
     pthread_t tids[64];
     int started = 0;
@@ -235,7 +246,7 @@ int ps_train_cache_load(const char *cache_path, int size, int n, const char *con
       st = ps_error(j.err_status, "%s", j.err_msg);
       goto fail;
     }
-    if ((st = cache_file_write(cache_path, (uint32_t)size, n, keys, pix)) != PS_OK) goto fail;
+    if ((st = cache_file_write(cache_path, (uint32_t)size, method, n, keys, pix)) != PS_OK) goto fail;
     if (built) *built = 1;
   }
   *pixels = pix;

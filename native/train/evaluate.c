@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "ps_image_io.h"
+#include "ps_lung.h"
 #include "ps_metrics.h"
 #include "ps_model.h"
 #include "ps_preprocess.h"
@@ -262,14 +263,16 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
     st = ps_error(PS_EINVAL, "evaluate: %s has no %s films for the %s task", opts->manifest, split, ps_train_task_name(task));
     goto done;
   }
-  ps_log(PS_LOG_INFO, "evaluate: %s on %d %s films of %s at %dx%d", opts->model, n, split, opts->manifest, S, S);
+  ps_log(PS_LOG_INFO, "evaluate: %s on %d %s films of %s at %dx%d (roi %s)", opts->model, n, split, opts->manifest, S, S,
+         ps_roi_name(meta->roi));
   for (int b0 = 0; b0 < n; b0 += B) {
     int nb = n - b0 < B ? n - b0 : B;
     for (int k = 0; k < nb; k++) {
       ps_image *img = NULL;
       const char *path = films.paths[idx[b0 + k]];
       if ((st = ps_image_read(path, NULL, &img))) goto done;
-      st = ps_preprocess_tensor_ex(img, S, meta->mean, meta->std, x + (size_t)k * 3 * px);
+      /* the crop classify uses (film models: exactly ps_preprocess_tensor_ex) */
+      st = ps_lung_roi_input(img, meta->roi, S, meta->mean, meta->std, x + (size_t)k * 3 * px, NULL, NULL);
       ps_image_free(img);
       if (st) goto done;
     }

@@ -33,14 +33,18 @@
  *         12   uint32   size S (films stored S x S)
  *         16   uint32   resize method id (1: film quantised to 8 bits, round(v * 255), then
  *                       PIL's 8-bit antialiased bilinear to (S,S): ps_resize_u8 — the pixels
- *                       ps_preprocess_tensor / classify and torchvision's Resize see)
+ *                       ps_preprocess_tensor / classify and torchvision's Resize see;
+ *                       2: the same after cropping the film to ps_lung_roi's padded lung box —
+ *                       what a `--roi lungs` model sees: ps_lung_roi_input_u8). The id records
+ *                       the roi, so a film cache is never reused by a lungs run, nor the reverse)
  *         20   uint32   N entries
  *         24   N x 64   lowercase hex sha256 of each source file (the key, with S and method)
  *              N x S*S  uint8 pixels, row-major (H, W), in entry order
  *   Written to a temporary name and renamed (atomic). Reused when S, method and version match and
  *   every film's sha256 is in it; otherwise rebuilt (films already present are not decoded again).
  *   Built with worker threads (opts.threads, 0: ps_default_threads()). Lives in OUTDIR
- *   (cache-S.pscache) unless opts.cache names another path; nothing is written anywhere else.
+ *   (cache-S.pscache, cache-S-lungs.pscache for --roi lungs) unless opts.cache names another path;
+ *   nothing is written anywhere else.
  */
 #ifndef PS_TRAIN_H
 #define PS_TRAIN_H
@@ -55,6 +59,7 @@ extern "C" {
 
 #define PS_TRAIN_CACHE_VERSION 1u
 #define PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR 1u
+#define PS_TRAIN_CACHE_LUNG_ROI 2u
 
 typedef enum { PS_MONITOR_DEFAULT = 0, PS_MONITOR_AUC, PS_MONITOR_F1, PS_MONITOR_LOSS, PS_MONITOR_ACC } ps_monitor;
 typedef enum { PS_TRAIN_DEVICE_AUTO = 0, PS_TRAIN_DEVICE_CPU, PS_TRAIN_DEVICE_CUDA } ps_train_device;
@@ -82,6 +87,9 @@ typedef struct ps_train_opts {
   int limit;              /* > 0: use this many evenly spaced films per split (tests, smoke runs) */
   int save_half;          /* 1: store best.safetensors as F16 (half the size; for shipping) */
   const char *command;    /* command line recorded in the model's provenance (optional) */
+  int roi;                /* ps_roi: PS_ROI_FILM (0, default) trains on whole films; PS_ROI_LUNGS on
+                             the padded lung box of each film (ps_lung_roi), recorded in the model's
+                             metadata so classify, evaluate and Grad-CAM crop the same way */
 } ps_train_opts;
 
 PS_API ps_train_opts ps_train_opts_default(void);
@@ -121,6 +129,12 @@ PS_API int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void
 PS_API int ps_train_cache_load(const char *cache_path, int size, int n, const char *const *paths,
                                const char *const *sha256, int threads, ps_progress_fn progress,
                                void *user, uint8_t **pixels, int *built);
+/* The same for a roi (PS_ROI_FILM: ps_train_cache_load; PS_ROI_LUNGS: lung-box crops, method 2). */
+PS_API int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, const char *const *paths,
+                                   const char *const *sha256, int threads, ps_progress_fn progress,
+                                   void *user, uint8_t **pixels, int *built);
+/* The header's method id for a roi (1 film, 2 lungs). */
+PS_API uint32_t ps_train_cache_method(int roi);
 
 /* The model weights of a last.ckpt (for checks and export), in eval mode, metadata defaults plus
  * task and input size. device: ps_train_device. */

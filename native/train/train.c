@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ps_lung.h"
 #include "ps_metrics.h"
 #include "ps_model.h"
 #include "ps_preprocess.h"
@@ -61,7 +62,7 @@ static int file_exists(const char *p) {
 /* ---- the run's state ---- */
 typedef struct {
   /* resolved options */
-  int task, K, epochs, batch, patience, size, threads, augment, balance;
+  int task, K, epochs, batch, patience, size, threads, augment, balance, roi;
   double lr;
   ps_monitor monitor;
   ps_device dev;
@@ -245,7 +246,9 @@ static int write_ckpt(FILE *f, void *user) {
   size_t adam_len = 0;
   if ((st = ps_adam_save(r->adam, &adam, &adam_len)) != PS_OK) return st;
   uint32_t ver = CKPT_VERSION;
-  int32_t ints[8] = {r->task, r->K, r->size, r->epoch, r->best_epoch, r->bad_epochs, r->n_history,
+  /* ints[0]: task in the low byte, roi in the next (0 = film: checkpoints from before the roi
+   * option read the same) */
+  int32_t ints[8] = {r->task | (r->roi << 8), r->K, r->size, r->epoch, r->best_epoch, r->bad_epochs, r->n_history,
                      ps_model_num_tensors(r->model)};
   uint64_t alen = adam_len;
   if ((st = write_all(f, CKPT_MAGIC, 8)) || (st = write_all(f, &ver, 4)) || (st = write_all(f, ints, sizeof ints)) ||
@@ -295,9 +298,10 @@ static int read_ckpt(run *r, const char *path) {
     goto done;
   }
   if ((st = read_all(f, ints, sizeof ints, path))) goto done;
-  if (ints[0] != r->task || ints[1] != r->K || ints[2] != r->size) {
-    st = ps_error(PS_EINVAL, "train: --resume: %s was a %s run at size %d; this run is %s at size %d", path,
-                  ps_train_task_name(ints[0]), ints[2], ps_train_task_name(r->task), r->size);
+  if ((ints[0] & 0xff) != r->task || ints[1] != r->K || ints[2] != r->size || (ints[0] >> 8) != r->roi) {
+    st = ps_error(PS_EINVAL, "train: --resume: %s was a %s run at size %d, roi %s; this run is %s at size %d, roi %s",
+                  path, ps_train_task_name(ints[0] & 0xff), ints[2], ps_roi_name(ints[0] >> 8) ? ps_roi_name(ints[0] >> 8) : "?",
+                  ps_train_task_name(r->task), r->size, ps_roi_name(r->roi));
     goto done;
   }
   if (ints[6] < 0 || ints[6] > MAX_HISTORY || ints[7] != ps_model_num_tensors(r->model) || ints[3] < 0) {
@@ -360,7 +364,9 @@ int ps_train_checkpoint_load(const char *path, int device, ps_model **out) {
     return ps_error(PS_EFORMAT, "train: %s is not a PneumoScope checkpoint (version %u)", path, CKPT_VERSION);
   run r;
   memset(&r, 0, sizeof r);
-  r.task = ints[0], r.K = ints[1], r.size = ints[2];
+  r.task = ints[0] & 0xff, r.roi = ints[0] >> 8, r.K = ints[1], r.size = ints[2];
+  if (r.roi != PS_ROI_FILM && r.roi != PS_ROI_LUNGS)
+    return ps_error(PS_EFORMAT, "train: %s: unknown roi %d in the checkpoint", path, r.roi);
   r.history = calloc(MAX_HISTORY, sizeof(ps_train_epoch));
   ps_device dev = device == PS_TRAIN_DEVICE_CPU ? PS_DEVICE_CPU : device == PS_TRAIN_DEVICE_CUDA ? PS_DEVICE_CUDA : PS_DEVICE_AUTO;
   int st = r.history ? ps_torch_resolve_device(dev, &dev) : ps_error(PS_ENOMEM, "train: out of memory");
@@ -371,6 +377,7 @@ int ps_train_checkpoint_load(const char *path, int device, ps_model **out) {
     st = ps_model_meta_default(r.K, &meta);
     meta.task = (ps_task)r.task;
     meta.input_size = r.size;
+    meta.roi = r.roi;
     if (!st) st = ps_model_set_meta(r.model, &meta);
   }
   if (!st) *out = r.model, r.model = NULL;
@@ -395,6 +402,7 @@ static int set_meta(run *r, double threshold, const char *note) {
   for (int c = 0; c < r->K; c++) snprintf(meta.classes[c], sizeof meta.classes[c], "%s", ps_train_class_name(r->task, c));
   meta.input_size = r->size;
   meta.threshold = threshold;
+  meta.roi = r->roi;
   char date[32];
   iso_date(date, sizeof date);
   const ps_train_epoch *be = NULL;
@@ -415,11 +423,11 @@ static int set_meta(run *r, double threshold, const char *note) {
     if (*p == '"' || *p == '\\') *p = '_';
   snprintf(meta.provenance, sizeof meta.provenance,
            "{\"software\": \"PneumoScope %s\", \"data\": \"%s\", \"training_films\": %d, \"validation_films\": %d, "
-           "\"command\": \"%s\", \"recipe\": \"ResNet18 %s, Adam lr %g, batch %d, size %d, %s sampling, %s\", "
+           "\"command\": \"%s\", \"recipe\": \"ResNet18 %s, Adam lr %g, batch %d, size %d, roi %s, %s sampling, %s\", "
            "\"epochs_run\": %d, \"best_epoch\": %d, \"monitor\": \"%s\", \"val_auc\": %.4f, \"val_f1\": %.4f, "
            "\"val_accuracy\": %.4f, \"threshold_rule\": \"%s\", \"date\": \"%s\"%s%s%s}",
            ps_version(), man, r->n_train, r->n_val, cmd, r->opts->init ? "from --init weights" : "from scratch", r->lr,
-           r->batch, r->size, r->balance ? "class-balanced" : "shuffled", r->augment ? "augmented" : "no augmentation",
+           r->batch, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled", r->augment ? "augmented" : "no augmentation",
            r->n_history, r->best_epoch, ps_monitor_name(r->monitor), be ? be->auc : NAN, be ? be->f1 : NAN,
            be ? be->accuracy : NAN,
            r->task == PS_TASK_BINARY ? "Youden J (max TPR-FPR) on the validation split, P(PNEUMONIA) >= threshold"
@@ -508,6 +516,9 @@ static int resolve(run *r, const ps_train_opts *o) {
   r->augment = !o->no_augment;
   r->balance = o->balance ? 1 : (o->no_balance ? 0 : r->task == PS_TASK_BINARY);
   r->seed = o->seed;
+  r->roi = o->roi;
+  if (r->roi != PS_ROI_FILM && r->roi != PS_ROI_LUNGS)
+    return ps_error(PS_EINVAL, "train: unknown roi %d (film or lungs)", o->roi);
   if (r->batch < 2 || r->batch > 4096) return ps_error(PS_EINVAL, "train: batch %d out of range 2..4096", r->batch);
   if (r->size < 32 || r->size > 1024) return ps_error(PS_EINVAL, "train: size %d out of range 32..1024", r->size);
   if (o->monitor < PS_MONITOR_DEFAULT || o->monitor > PS_MONITOR_ACC) return ps_error(PS_EINVAL, "train: unknown monitor");
@@ -546,7 +557,8 @@ static int setup_data(run *r, ps_progress_fn progress, void *user, ps_train_resu
   /* films.cls must be addressable by cache index: remap in place (cache order is a prefix order) */
   for (int k = 0; k < nc; k++) f->cls[k] = f->cls[map[k]];
   int built = 0;
-  st = ps_train_cache_load(r->cache_path, r->size, nc, paths, shas, r->threads, progress, user, &r->pix, &built);
+  st = ps_train_cache_load_roi(r->cache_path, r->size, r->roi, nc, paths, shas, r->threads, progress, user, &r->pix,
+                               &built);
   res->cache_built = built;
   res->n_train = r->n_train, res->n_val = r->n_val, res->n_test = f->count[2];
 done:
@@ -687,7 +699,7 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
   if (st) goto fail;
   if ((st = ps_train_mkdir(opts->outdir))) goto fail;
   char cname[64];
-  snprintf(cname, sizeof cname, "cache-%d.pscache", r.size);
+  snprintf(cname, sizeof cname, "cache-%d%s.pscache", r.size, r.roi == PS_ROI_LUNGS ? "-lungs" : "");
   r.best_path = ps_train_join(opts->outdir, "best.safetensors");
   r.last_path = ps_train_join(opts->outdir, "last.ckpt");
   r.hist_json = ps_train_join(opts->outdir, "history.json");
@@ -704,8 +716,8 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
   }
   if (!opts->resume && file_exists(r.last_path))
     ps_log(PS_LOG_WARN, "train: %s exists: starting a new run over it (use --resume to continue it)", r.last_path);
-  ps_log(PS_LOG_INFO, "train: %s task, size %d, batch %d, lr %g, max %d epochs, patience %d on val %s, %s, %s, %s, %d threads",
-         ps_train_task_name(r.task), r.size, r.batch, r.lr, r.epochs, r.patience, ps_monitor_name(r.monitor),
+  ps_log(PS_LOG_INFO, "train: %s task, size %d, roi %s, batch %d, lr %g, max %d epochs, patience %d on val %s, %s, %s, %s, %d threads",
+         ps_train_task_name(r.task), r.size, ps_roi_name(r.roi), r.batch, r.lr, r.epochs, r.patience, ps_monitor_name(r.monitor),
          r.balance ? "class-balanced sampling" : "shuffled", r.augment ? "augmented" : "no augmentation",
          r.dev == PS_DEVICE_CUDA ? "CUDA bf16 autocast" : "CPU fp32", r.threads);
   if ((st = setup_data(&r, progress, user, &res)) != PS_OK) {

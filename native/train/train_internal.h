@@ -27,9 +27,10 @@ void ps_train_films_free(ps_train_films *f);
 const char *ps_train_class_name(int task, int cls);
 
 int ps_train_sha256_file(const char *path, char hex[65]);
-/* Decode, quantise to 8 bits (round(v*255)) and resize to (size, size) with PIL's 8-bit bilinear:
- * exactly the pixels ps_preprocess_tensor (classify) and torchvision's Resize on a PIL image use. */
-int ps_train_film_to_u8(const char *path, int size, uint8_t *out);
+/* Decode, crop to the model's roi (PS_ROI_FILM: the whole film, PS_ROI_LUNGS: ps_lung_roi's box),
+ * quantise to 8 bits (round(v*255)) and resize to (size, size) with PIL's 8-bit bilinear: exactly
+ * the pixels classify (ps_lung_roi_input) and torchvision's Resize on a PIL image use. */
+int ps_train_film_to_u8(const char *path, int size, int roi, uint8_t *out);
 
 /* RNG: ps_rng (xoshiro256**) from ps_preprocess.h */
 
