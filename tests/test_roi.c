@@ -588,6 +588,11 @@ static void test_gradcam_lungs(void **state) {
     double focus = NAN;
     assert_int_equal(ps_gradcam_lung_focus(r->cam, r->lung_mask, W, H, &focus), PS_OK);
     assert_true(fabs(focus - r->lung_focus) < 1e-12);
+    /* chance level: the mask's share of the box */
+    size_t in_box = 0;
+    for (int y = px[1]; y < px[3]; y++)
+      for (int x = px[0]; x < px[2]; x++) in_box += r->lung_mask[(size_t)y * W + x] != 0;
+    assert_true(fabs(r->lung_focus_uniform - (double)in_box / ((double)cw * ch)) < 1e-12);
     print_message("%-36.36s box x %.3f..%.3f y %.3f..%.3f: CAM zero outside, max |cam - cam(crop)| %.1e, lung_focus "
                   "%.3f (film model on the whole film: ",
                   strrchr(path, '/') + 1, b[0], b[2], b[1], b[3], worst, r->lung_focus);

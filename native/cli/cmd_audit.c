@@ -127,6 +127,8 @@ int ps_cli_audit(int argc, char **argv) {
   num(s.mean_focus);
   printf(", \"median_lung_focus\": ");
   num(s.median_focus);
+  printf(", \"mean_lung_focus_uniform\": ");
+  num(s.mean_focus_uniform);
   printf(", \"roi\": \"%s\"", s.roi == PS_ROI_LUNGS ? "lungs" : "film");
   if (s.roi == PS_ROI_LUNGS) printf(", \"roi_fallbacks\": %d", s.roi_fallbacks);
   printf(", \"classes\": {");

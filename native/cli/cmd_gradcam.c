@@ -238,6 +238,8 @@ int ps_cli_gradcam(int argc, char **argv) {
            "\"lung_focus\": ",
            r->layer, ps_cam_method_name(r->method), r->width, r->height, r->raw_max);
     print_focus(stdout, r->lung_focus);
+    printf(", \"lung_focus_uniform\": ");
+    print_focus(stdout, r->lung_focus_uniform);
     printf(", \"lungs\": %d, \"lungs_found\": %d, \"lung_area_fraction\": %.4f", r->lung.lungs, r->lung.lungs_found,
            r->lung.area_fraction);
     if (lungs)
@@ -258,7 +260,9 @@ int ps_cli_gradcam(int argc, char **argv) {
     printf("\nexplained: %s at layer%d (%s)\nlung_focus: ", meta->classes[r->target_class], r->layer,
            ps_cam_method_name(r->method));
     print_focus(stdout, r->lung_focus);
-    printf(" (lung fields: %d, %.1f%% of the film%s)\n", r->lung.lungs, 100 * r->lung.area_fraction,
+    printf(" (uniform attention: ");
+    print_focus(stdout, r->lung_focus_uniform);
+    printf("; lung fields: %d, %.1f%% of the film%s)\n", r->lung.lungs, 100 * r->lung.area_fraction,
            r->lung.mirrored ? ", one mirrored" : "");
     if (lungs)
       printf("model input: lung box x %.3f..%.3f, y %.3f..%.3f of the film%s (drawn on the overlay)\n", r->roi[0],

@@ -151,6 +151,7 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
   }
   fputs(CSV_HEADER, csv);
   int nsel = 0, nf = 0;
+  double uni_sum = 0;
   for (size_t i = 0; i < N; i++) {
     const ps_dataset_item *it = ps_dataset_item_at(ds, i);
     if (want_split != PS_SPLIT_NONE && it->split != want_split) continue;
@@ -192,7 +193,7 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
     fprintf(csv, "%s,%.6f,%s,", names[r->predicted], r->probs[r->predicted], names[r->target_class]);
     if (isfinite(f)) fprintf(csv, "%.6f", f);
     fprintf(csv, ",%d,%d,%.6f,\n", flagged, r->lung.lungs, r->lung.area_fraction);
-    if (isfinite(f)) foc[nf] = f, cfoc[nf] = f, ctruth[nf] = truth, nf++;
+    if (isfinite(f)) foc[nf] = f, cfoc[nf] = f, ctruth[nf] = truth, nf++, uni_sum += r->lung_focus_uniform;
     if (truth >= 0) {
       ps_audit_class_summary *cs = &sum.classes[truth];
       cs->films++;
@@ -213,6 +214,7 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
     double s = 0;
     for (int i = 0; i < nf; i++) s += foc[i];
     sum.mean_focus = nf ? s / nf : NAN;
+    sum.mean_focus_uniform = nf ? uni_sum / nf : NAN;
     for (int k = 0; k < K; k++) {
       ps_audit_class_summary *cs = &sum.classes[k];
       int n = 0;
@@ -247,6 +249,8 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
     json_num(f, sum.mean_focus);
     fputs(", \"median_lung_focus\": ", f);
     json_num(f, sum.median_focus);
+    fputs(", \"mean_lung_focus_uniform\": ", f);
+    json_num(f, sum.mean_focus_uniform);
     fputs(", \"classes\": {", f);
     for (int k = 0; k < K; k++) {
       const ps_audit_class_summary *cs = &sum.classes[k];

@@ -64,6 +64,7 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
   if (!r) return ps_error(PS_ENOMEM, "gradcam: out of memory");
   r->width = img->width, r->height = img->height, r->layer = layer, r->method = method, r->num_classes = K;
   r->lung_focus = NAN;
+  r->lung_focus_uniform = NAN;
 
   x = malloc((size_t)3 * S * S * sizeof(float));
   if (!x) {
@@ -216,9 +217,13 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
     memset(r->cam, 0, n * sizeof(float));
   }
 
-  if (!o.no_lung &&
-      (st = ps_gradcam_lung_focus(r->cam, r->lung_mask, img->width, img->height, &r->lung_focus)))
-    goto fail;
+  if (!o.no_lung) {
+    if ((st = ps_gradcam_lung_focus(r->cam, r->lung_mask, img->width, img->height, &r->lung_focus))) goto fail;
+    size_t in = 0;
+    for (int y = px[1]; y < px[3]; y++)
+      for (int x = px[0]; x < px[2]; x++) in += r->lung_mask[(size_t)y * img->width + x] != 0;
+    r->lung_focus_uniform = (double)in / ((double)(px[2] - px[0]) * (px[3] - px[1]));
+  }
   *out = r;
   r = NULL;
   st = PS_OK;

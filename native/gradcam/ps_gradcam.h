@@ -40,6 +40,9 @@
  * lung mask of ps_lung_segment (1 = all attention on the lung fields, 0 = none). The film is taken
  * in display orientation with anatomy bright (what ps_image_read returns; DICOM after the VOI
  * window and MONOCHROME1 inversion). Frontal films only: on a lateral film the mask is meaningless.
+ * Read it against lung_focus_uniform, the value a CAM spread evenly over the model's input would
+ * get (the lung fields' share of the input): a coarse map (3 x 3 at layer4 for a 96 px input) sits
+ * near that chance level whatever the model attends to.
  *
  * Colour map: viridis, the 256-entry table published with matplotlib (CC0), embedded verbatim.
  * A value v in [0, 1] takes entry min(floor(v * 256), 255) (v < 0 -> 0, NaN -> 0), converted to
@@ -101,6 +104,10 @@ typedef struct ps_gradcam_result {
   double roi[4];           /* box of the film the model saw (x0, y0, x1, y1, fractions): {0, 0, 1, 1}
                               for a film model; a lungs model's ps_lung_roi box */
   int roi_fallback;        /* lungs model: 1 when the lung box fell back to the whole film */
+  double lung_focus_uniform; /* the lung_focus a CAM uniform over the model's input (the film, or the
+                              box) would get: lung-mask pixels in the input / input pixels. The
+                              chance level: lung_focus / lung_focus_uniform > 1 means attention
+                              concentrated on the lungs. NaN with opts.no_lung */
 } ps_gradcam_result;
 
 PS_API ps_gradcam_opts ps_gradcam_opts_default(void);
@@ -172,6 +179,7 @@ typedef struct ps_audit_summary {
   int films, scored, failed, flagged;
   double threshold;
   double mean_focus, median_focus;
+  double mean_focus_uniform; /* mean lung_focus_uniform over the same films (the chance level) */
   int num_classes;
   ps_audit_class_summary classes[PS_GRADCAM_MAX_CLASSES];
   int roi;               /* the model's ps_roi (film / lungs) */
