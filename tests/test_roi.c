@@ -295,6 +295,198 @@ static void test_input_film_path_unchanged(void **state) {
   free(b);
 }
 
+/* ---- roi lungmask: the lung box and nothing but the dilated lung fields ----------------------- */
+
+static const float g_mean[3] = {0.485f, 0.456f, 0.406f}, g_std[3] = {0.229f, 0.224f, 0.225f};
+
+/* One film's lungmask input against its lungs input and the mask: outside the dilated mask the
+ * fill, inside the lungs pixels, in the 8-bit and the float path alike. Returns the kept share. */
+static double check_lungmask_film(const ps_image *img, int S, const char *name) {
+  size_t m = (size_t)S * S;
+  uint8_t *um = malloc(m), *ul = malloc(m), *keep = malloc(m);
+  float *fm = malloc(sizeof(float) * 3 * m), *fl = malloc(sizeof(float) * 3 * m);
+  double bm[4], bl[4];
+  int fbm = -1, fbl = -1;
+  assert_int_equal(ps_lung_roi_input_u8(img, PS_ROI_LUNGMASK, S, um, bm, &fbm), PS_OK);
+  assert_int_equal(ps_lung_roi_input_u8(img, PS_ROI_LUNGS, S, ul, bl, &fbl), PS_OK);
+  assert_memory_equal(bm, bl, sizeof bm); /* the same box as lungs */
+  assert_int_equal(fbm, fbl);
+  assert_int_equal(ps_lung_roi_input(img, PS_ROI_LUNGMASK, S, g_mean, g_std, fm, NULL, NULL), PS_OK);
+  assert_int_equal(ps_lung_roi_input(img, PS_ROI_LUNGS, S, g_mean, g_std, fl, NULL, NULL), PS_OK);
+  /* the mask it is made from: the default segmentation (what ps_lung_roi uses) */
+  uint8_t *mask = NULL, *rmask = (uint8_t *)1;
+  double rb[4];
+  int rfb = -1;
+  assert_int_equal(ps_lung_segment(img, NULL, &mask, NULL), PS_OK);
+  assert_int_equal(ps_lung_roi_mask(img, rb, &rfb, &rmask), PS_OK);
+  assert_memory_equal(rb, bm, sizeof rb);
+  assert_int_equal(rfb, fbm);
+  if (fbm) {
+    assert_null(rmask); /* fallback: nothing masked, the lungs (= whole film) input */
+    memset(keep, 1, m);
+  } else {
+    assert_non_null(rmask);
+    assert_memory_equal(rmask, mask, (size_t)img->width * img->height);
+    assert_int_equal(ps_lung_mask_keep(mask, img->width, img->height, bm, PS_LUNGMASK_DILATE, S, keep), PS_OK);
+  }
+  free(rmask);
+  size_t kept = 0;
+  for (size_t i = 0; i < m; i++) {
+    kept += keep[i];
+    assert_int_equal(um[i], keep[i] ? ul[i] : PS_LUNGMASK_FILL_U8);
+    for (int c = 0; c < 3; c++) {
+      float want = keep[i] ? fl[c * m + i] : ((float)PS_LUNGMASK_FILL_U8 / 255.0f - g_mean[c]) / g_std[c];
+      assert_true(fm[c * m + i] == want); /* bit for bit */
+    }
+  }
+  /* the mask as the input sees it, sampled without dilation: every kept pixel of it is kept */
+  if (!fbm) {
+    uint8_t *k0 = malloc(m);
+    assert_int_equal(ps_lung_mask_keep(mask, img->width, img->height, bm, 0, S, k0), PS_OK);
+    size_t k0n = 0;
+    for (size_t i = 0; i < m; i++) {
+      k0n += k0[i];
+      if (k0[i]) assert_int_equal(keep[i], 1);
+    }
+    assert_true(kept > k0n); /* the dilation adds a rim */
+    free(k0);
+  }
+  if (name)
+    print_message("lungmask %-40.40s %dpx: box x %.3f..%.3f y %.3f..%.3f%s, %.1f%% of the input kept\n", name, S, bm[0],
+                  bm[2], bm[1], bm[3], fbm ? " FALLBACK" : "", 100.0 * kept / m);
+  free(mask);
+  free(um), free(ul), free(keep), free(fm), free(fl);
+  return (double)kept / m;
+}
+
+static void test_lungmask_pixels(void **state) {
+  (void)state;
+  /* JPEG (normal, pneumonia), PNG, and two DICOMs, at a training and a deployment size */
+  const int idx[] = {0, 4, 9, 11, 12};
+  for (int k = 0; k < 5; k++) {
+    ps_image *img = NULL;
+    assert_int_equal(ps_image_read(ps_test_src(g_sample[idx[k]]), NULL, &img), PS_OK);
+    const int sizes[] = {64, 224};
+    for (int s = 0; s < 2; s++) {
+      double kept = check_lungmask_film(img, sizes[s], strrchr(g_sample[idx[k]], '/') + 1);
+      assert_true(kept > 0.2 && kept < 0.95); /* lungs shown, something else grayed */
+    }
+    ps_image_free(img);
+  }
+  /* no lungs: the whole film, not masked, flagged */
+  ps_image *img = NULL;
+  assert_int_equal(ps_image_create(120, 100, &img), PS_OK);
+  for (int i = 0; i < 120 * 100; i++) img->data[i] = 0.3f + 0.4f * (float)(i % 120) / 120;
+  assert_true(check_lungmask_film(img, 64, "flat film") == 1.0);
+  uint8_t a[64 * 64], b[64 * 64];
+  double box[4];
+  int fb = -1;
+  assert_int_equal(ps_lung_roi_input_u8(img, PS_ROI_LUNGMASK, 64, a, box, &fb), PS_OK);
+  assert_int_equal(fb, 1);
+  assert_int_equal(ps_lung_roi_input_u8(img, PS_ROI_FILM, 64, b, NULL, NULL), PS_OK);
+  assert_memory_equal(a, b, sizeof a);
+  /* refusals */
+  uint8_t mask[120 * 100] = {0}, keep[64 * 64];
+  double whole[4] = {0, 0, 1, 1}, bad[4] = {0.5, 0, 0.4, 1};
+  assert_int_equal(ps_lung_mask_keep(NULL, 120, 100, whole, 0.04, 64, keep), PS_EINVAL);
+  assert_int_equal(ps_lung_mask_keep(mask, 120, 100, bad, 0.04, 64, keep), PS_EINVAL);
+  assert_int_equal(ps_lung_mask_keep(mask, 120, 100, whole, -0.1, 64, keep), PS_EINVAL);
+  assert_int_equal(ps_lung_mask_keep(mask, 120, 100, whole, NAN, 64, keep), PS_EINVAL);
+  assert_int_equal(ps_lung_mask_keep(mask, 120, 100, whole, 0.04, 0, keep), PS_EINVAL);
+  /* an empty mask keeps nothing, a single pixel keeps a disk of radius 0.04 x 120 = 4.8 px */
+  assert_int_equal(ps_lung_mask_keep(mask, 120, 100, whole, 0.04, 64, keep), PS_OK);
+  for (int i = 0; i < 64 * 64; i++) assert_int_equal(keep[i], 0);
+  mask[50 * 120 + 60] = 1;
+  uint8_t keep2[120 * 120];
+  /* output 120 x 120: sx = x, and the 100 rows sampled as sy = floor((2j + 1) 100 / 240) */
+  assert_int_equal(ps_lung_mask_keep(mask, 120, 100, whole, 0.04, 120, keep2), PS_OK);
+  int want = 0, got = 0;
+  for (int j = 0; j < 120; j++) {
+    int sy = (2 * j + 1) * 100 / 240;
+    for (int i = 0; i < 120; i++) {
+      int dx = i - 60, dy = sy - 50;
+      want += dx * dx + dy * dy <= 4.8 * 4.8;
+      got += keep2[j * 120 + i];
+      assert_int_equal(keep2[j * 120 + i], dx * dx + dy * dy <= 4.8 * 4.8);
+    }
+  }
+  assert_int_equal(got, want);
+  ps_image_free(img);
+}
+
+static void test_lungmask_vs_reference(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(ps_test_have_python("torch,torchvision,PIL,numpy,scipy"), "python torch/PIL/scipy missing");
+  const int idx[] = {1, 3, 5, 9}; /* JPEG normal, virus, bacteria, NIH PNG */
+  const int S = 96, N = 4;
+  char *list = ps_test_join(ps_test_tmpdir(), "lungmask-list.tsv");
+  FILE *f = fopen(list, "w");
+  assert_non_null(f);
+  uint8_t *u8 = malloc((size_t)N * S * S);
+  float *x = malloc(sizeof(float) * N * 3 * S * S);
+  for (int k = 0; k < N; k++) {
+    ps_image *img = NULL;
+    const char *path = ps_test_src(g_sample[idx[k]]);
+    assert_int_equal(ps_image_read(path, NULL, &img), PS_OK);
+    double box[4];
+    int fb = -1, px[4];
+    uint8_t *mask = NULL;
+    assert_int_equal(ps_lung_roi_input_u8(img, PS_ROI_LUNGMASK, S, u8 + (size_t)k * S * S, box, &fb), PS_OK);
+    assert_int_equal(fb, 0);
+    assert_int_equal(ps_lung_roi_input(img, PS_ROI_LUNGMASK, S, NULL, NULL, x + (size_t)k * 3 * S * S, NULL, NULL),
+                     PS_OK);
+    assert_int_equal(ps_lung_roi_mask(img, box, &fb, &mask), PS_OK);
+    assert_int_equal(ps_lung_box_pixels(box, img->width, img->height, px), PS_OK);
+    size_t n = (size_t)img->width * img->height, shape[2] = {(size_t)img->height, (size_t)img->width};
+    float *mf = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) mf[i] = mask[i] ? 1.0f : 0.0f;
+    char name[64];
+    snprintf(name, sizeof name, "lungmask-mask-%d.npy", k);
+    char *mp = ps_test_join(ps_test_tmpdir(), name);
+    assert_int_equal(ps_test_write_npy_f32(mp, mf, shape, 2), 0);
+    fprintf(f, "%s\t%d\t%d\t%d\t%d\t%s\n", path, px[0], px[1], px[2], px[3], mp);
+    free(mp);
+    free(mf);
+    free(mask);
+    ps_image_free(img);
+  }
+  fclose(f);
+  char *pp = ps_test_join(ps_test_tmpdir(), "lungmask-pix.npy"), *xp = ps_test_join(ps_test_tmpdir(), "lungmask-x.npy");
+  assert_int_equal(ps_test_system("'%s' '%s' lungmask '%s' %d '%s' '%s'", PS_PYTHON,
+                                  ps_test_src("tests/ref/roi_reference.py"), list, S, pp, xp),
+                   0);
+  size_t shp[4], shx[4];
+  int nd = 0, ndx = 0;
+  double *rp = ps_test_read_npy(pp, shp, &nd), *rx = ps_test_read_npy(xp, shx, &ndx);
+  assert_non_null(rp);
+  assert_non_null(rx);
+  assert_int_equal(nd, 3);
+  assert_int_equal(shp[0], N);
+  assert_int_equal(shp[1], S);
+  assert_int_equal(ndx, 4);
+  assert_int_equal(shx[1], 3);
+  double worst = 0;
+  size_t filled = 0, diff = 0;
+  for (size_t i = 0; i < (size_t)N * S * S; i++) {
+    diff += u8[i] != (int)rp[i];
+    filled += (int)rp[i] == PS_LUNGMASK_FILL_U8;
+  }
+  for (size_t i = 0; i < (size_t)N * 3 * S * S; i++) worst = fmax(worst, fabs(x[i] - rx[i]));
+  print_message("lungmask vs Pillow + scipy reference: %d films at %d px, %zu of %zu 8-bit pixels differ, %.1f%% at "
+                "the fill; max |dx| %.2e\n",
+                N, S, diff, (size_t)N * S * S, 100.0 * filled / ((double)N * S * S), worst);
+  assert_int_equal(diff, 0);
+  assert_true(worst <= 1e-6);
+  assert_true(filled > (size_t)N * S * S / 20); /* the reference masks something too */
+  free(rp);
+  free(rx);
+  free(pp);
+  free(xp);
+  free(list);
+  free(u8);
+  free(x);
+}
+
 /* ---- model metadata --------------------------------------------------------------------------- */
 
 static int setup_lungs_model(void **state) {
@@ -783,6 +975,8 @@ int main(void) {
       cmocka_unit_test(test_box_sample_films),
       cmocka_unit_test(test_box_kaggle_sweep),
       cmocka_unit_test(test_input_film_path_unchanged),
+      cmocka_unit_test(test_lungmask_pixels),
+      cmocka_unit_test(test_lungmask_vs_reference),
       cmocka_unit_test(test_meta_roundtrip),
       cmocka_unit_test(test_classify_vs_torchvision),
       cmocka_unit_test(test_classify_cli),

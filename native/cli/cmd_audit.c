@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "ps_gradcam.h"
+#include "ps_lung.h"
 #ifdef PS_HAVE_GRADCAM
 #include "ps_model.h"
 #endif
@@ -129,8 +130,8 @@ int ps_cli_audit(int argc, char **argv) {
   num(s.median_focus);
   printf(", \"mean_lung_focus_uniform\": ");
   num(s.mean_focus_uniform);
-  printf(", \"roi\": \"%s\"", s.roi == PS_ROI_LUNGS ? "lungs" : "film");
-  if (s.roi == PS_ROI_LUNGS) printf(", \"roi_fallbacks\": %d", s.roi_fallbacks);
+  printf(", \"roi\": \"%s\"", ps_roi_name(s.roi) ? ps_roi_name(s.roi) : "film");
+  if (s.roi != PS_ROI_FILM) printf(", \"roi_fallbacks\": %d", s.roi_fallbacks);
   printf(", \"classes\": {");
   for (int k = 0; k < s.num_classes; k++) {
     const ps_audit_class_summary *c = &s.classes[k];

@@ -51,7 +51,7 @@ static int on_result(const ps_infer_result *r, void *user) {
   int K = r->num_classes;
   FILE *f = stdout;
   int binary = mm->task == PS_TASK_BINARY;
-  int lungs = mm->roi == PS_ROI_LUNGS; /* the box the model saw is reported (film models: unchanged output) */
+  int lungs = mm->roi != PS_ROI_FILM; /* the box the model saw is reported (film models: unchanged output) */
   if (r->status != PS_OK) fprintf(stderr, "pneumoscope classify: %s\n", r->error);
   if (o->kind == OUT_JSON) {
     fputs(o->count ? ",\n  {" : "\n  {", f);

@@ -216,7 +216,7 @@ int ps_cli_gradcam(int argc, char **argv) {
     rc = ps_cli_fail("gradcam", in, st);
     goto done;
   }
-  const int lungs = meta->roi == PS_ROI_LUNGS;
+  const int lungs = meta->roi != PS_ROI_FILM;
   if ((rc = write_outputs(in, film, r, overlay, heatmap, npy, mask, mask_overlay, &oo, lungs ? r->roi : NULL)))
     goto done;
   if (json) {

@@ -123,7 +123,8 @@ int ps_cli_train(int argc, char **argv) {
       NEXT();
       if (!strcmp(v, "film")) o.roi = PS_ROI_FILM;
       else if (!strcmp(v, "lungs")) o.roi = PS_ROI_LUNGS;
-      else return fprintf(stderr, "pneumoscope train: --roi is film or lungs, got '%s'\n", v), 2;
+      else if (!strcmp(v, "lungmask")) o.roi = PS_ROI_LUNGMASK;
+      else return fprintf(stderr, "pneumoscope train: --roi is film, lungs or lungmask, got '%s'\n", v), 2;
     } else if (ps_cli_opt(a, "--seed", &v)) {
       NEXT();
       int s;

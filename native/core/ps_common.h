@@ -63,10 +63,11 @@ PS_API void ps_log(ps_log_level level, const char *fmt, ...) PS_PRINTF(2, 3);
  * model, training and evaluation, so it lives here once. */
 typedef enum { PS_TASK_BINARY = 0, PS_TASK_MULTICLASS = 1 } ps_task;
 
-/* What part of the film a model sees: the whole film, or the padded lung bounding box of
- * ps_lung_roi (ps_lung.h). Stored in the model's metadata; shared by model, inference, training
- * and Grad-CAM, so it lives here once. */
-typedef enum { PS_ROI_FILM = 0, PS_ROI_LUNGS = 1 } ps_roi;
+/* What part of the film a model sees: the whole film, the padded lung bounding box of
+ * ps_lung_roi (ps_lung.h), or that box with everything outside the dilated lung fields set to a
+ * neutral gray (PS_ROI_LUNGMASK, ps_lung_mask_input). Stored in the model's metadata; shared by
+ * model, inference, training and Grad-CAM, so it lives here once. */
+typedef enum { PS_ROI_FILM = 0, PS_ROI_LUNGS = 1, PS_ROI_LUNGMASK = 2 } ps_roi;
 
 /* Long work reports progress in [0, 1]; return non-zero to cancel (PS_ECANCELLED). */
 typedef int (*ps_progress_fn)(double fraction, const char *what, void *user);

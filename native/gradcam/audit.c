@@ -11,6 +11,7 @@
 #include "gradcam_internal.h"
 #include "ps_dataset.h"
 #include "ps_image_io.h"
+#include "ps_lung.h"
 
 #define CSV_HEADER "path,truth,predicted,prob,target_class,lung_focus,flagged,lungs,lung_area,error\n"
 #define JSON_TAG "{\"pneumoscope_audit\""
@@ -186,7 +187,7 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
       continue;
     }
     sum.scored++;
-    sum.roi_fallbacks += sum.roi == PS_ROI_LUNGS && r->roi_fallback;
+    sum.roi_fallbacks += sum.roi != PS_ROI_FILM && r->roi_fallback;
     double f = r->lung_focus;
     int flagged = !(f >= thr);
     sum.flagged += flagged;
@@ -239,7 +240,7 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
     json_str(f, manifest);
     fputs(", \"split\": ", f);
     json_str(f, o.split ? o.split : "");
-    fprintf(f, ", \"roi\": \"%s\", \"roi_fallbacks\": %d", sum.roi == PS_ROI_LUNGS ? "lungs" : "film", sum.roi_fallbacks);
+    fprintf(f, ", \"roi\": \"%s\", \"roi_fallbacks\": %d", ps_roi_name(sum.roi) ? ps_roi_name(sum.roi) : "film", sum.roi_fallbacks);
     fprintf(f, ", \"layer\": %d, \"method\": ", o.cam.layer ? o.cam.layer : 4);
     json_str(f, ps_cam_method_name(o.cam.method));
     fputs(", \"threshold\": ", f);

@@ -58,6 +58,8 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
   int st = PS_OK, prev_grad = 1, grad_set = 0, was_train = ps_model_is_train(m), train_set = 0;
   float *x = NULL, *act = NULL, *grad = NULL, *fcw = NULL;
   double *wk = NULL;
+  uint8_t *own_mask = NULL;        /* a lungmask model's mask when Grad-CAM's own lung options differ */
+  const uint8_t *input_mask = NULL; /* the mask of a lungmask model's input (NULL: unmasked) */
   ps_tensor *xt = NULL, *logits = NULL, *probs_t = NULL, *score = NULL, *score_sum = NULL, *g = NULL;
   ps_tensor *acts[4] = {NULL, NULL, NULL, NULL};
   ps_gradcam_result *r = calloc(1, sizeof *r);
@@ -75,18 +77,24 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
    * agree with ps_lung_roi's (the default), so the film is segmented once. */
   if (!o.no_lung && (st = ps_lung_segment(img, &o.lung, &r->lung_mask, &r->lung))) goto fail;
   r->roi[0] = r->roi[1] = 0, r->roi[2] = r->roi[3] = 1;
-  if (meta->roi == PS_ROI_LUNGS) {
+  if (meta->roi == PS_ROI_LUNGS || meta->roi == PS_ROI_LUNGMASK) {
     ps_lung_opts d = ps_lung_opts_default();
     int ws = o.lung.work_size ? o.lung.work_size : d.work_size;
     if (!o.no_lung && ws == d.work_size && o.lung.no_hull == d.no_hull && o.lung.no_mirror == d.no_mirror) {
       if ((st = ps_lung_roi_from_info(&r->lung, img->width, img->height, NULL, r->roi, &r->roi_fallback))) goto fail;
       r->lung.roi_fallback = r->roi_fallback;
+      if (meta->roi == PS_ROI_LUNGMASK && !r->roi_fallback) input_mask = r->lung_mask; /* ps_lung_roi_mask's mask */
+    } else if (meta->roi == PS_ROI_LUNGMASK) {
+      if ((st = ps_lung_roi_mask(img, r->roi, &r->roi_fallback, &own_mask))) goto fail;
+      input_mask = own_mask;
     } else if ((st = ps_lung_roi_for(img, PS_ROI_LUNGS, r->roi, &r->roi_fallback))) {
       goto fail;
     }
   }
-  /* the network input classify uses: the whole film, or the crop of a lungs model */
-  if ((st = ps_lung_crop_input(img, meta->roi == PS_ROI_LUNGS ? r->roi : NULL, S, meta->mean, meta->std, x))) goto fail;
+  /* the network input classify uses: the whole film, the crop of a lungs model, or the masked crop
+   * of a lungmask model (ps_lung_roi_input's pixels) */
+  if ((st = ps_lung_mask_input(img, meta->roi != PS_ROI_FILM ? r->roi : NULL, input_mask, S, meta->mean, meta->std, x)))
+    goto fail;
   int64_t shape[4] = {1, 3, S, S};
   if ((st = ps_tensor_from_f32(&xt, x, shape, 4, ps_model_device(m)))) goto fail;
   if (was_train) {
@@ -189,7 +197,7 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
   r->raw_max = mx;
   size_t n = (size_t)img->width * img->height;
   int px[4] = {0, 0, img->width, img->height};
-  if (meta->roi == PS_ROI_LUNGS && (st = ps_lung_box_pixels(r->roi, img->width, img->height, px))) goto fail;
+  if (meta->roi != PS_ROI_FILM && (st = ps_lung_box_pixels(r->roi, img->width, img->height, px))) goto fail;
   if (px[0] == 0 && px[1] == 0 && px[2] == img->width && px[3] == img->height) {
     upsample_bilinear(r->map, w, h, r->cam, img->width, img->height);
   } else {
@@ -238,6 +246,7 @@ fail:
   ps_tensor_free(score_sum);
   ps_tensor_free(g);
   free(x);
+  free(own_mask);
   free(act);
   free(grad);
   free(fcw);

@@ -146,15 +146,63 @@ PS_API int ps_lung_crop_input_u8(const ps_image *img, const double box[4], int s
 PS_API int ps_lung_crop_input(const ps_image *img, const double box[4], int size, const float mean[3],
                               const float std[3], float *out);
 
-/* The box a model with this roi (PS_ROI_FILM / PS_ROI_LUNGS, ps_common.h) sees: the whole film, or
- * ps_lung_roi with default options. box and fallback nullable. */
+/* ---- roi "lungmask": the lung box and nothing but the dilated lung fields ------------------- *
+ *
+ *   double box[4]; int fb; uint8_t *mask = NULL;  // mask: ps_lung_segment's (H, W) lung fields
+ *   ps_lung_roi_mask(film, box, &fb, &mask);      // mask NULL when the box fell back (no masking)
+ *   ps_lung_mask_input_u8(film, box, mask, 224, u8);   // what a lungmask model sees, 8-bit
+ *   free(mask);
+ *
+ * The input is the lungs input (ps_lung_crop_input_u8 of the same box), then every output pixel
+ * whose source pixel lies farther than PS_LUNGMASK_DILATE x the box width (in film pixels) from
+ * the lung mask is set to PS_LUNGMASK_FILL_U8. Pixels inside are exactly the lungs input's.
+ *   - source pixel of output (i, j) (exact integer nearest-neighbour rule, the centre of the output
+ *     pixel mapped into the crop): sx = px0 + floor((2 i + 1) cw / (2 size)),
+ *     sy = py0 + floor((2 j + 1) ch / (2 size)), with ps_lung_box_pixels' box px and cw, ch its
+ *     width and height. (PIL's NEAREST resize accumulates the coordinate in floating point and
+ *     differs from this rule on some sizes, by one source pixel where the centre falls exactly
+ *     on a pixel edge; the integer rule is the definition here.)
+ *   - kept: some mask pixel (mx, my) with (sx - mx)^2 + (sy - my)^2 <= r^2, r = dilate x cw: the
+ *     mask dilated by a Euclidean disk of radius r.
+ *   - fill: 114 = round(0.449 x 255) = round(114.495), 0.449 the mean of ImageNet's channel means,
+ *     so the filled pixels are ~0 after Normalize (-0.166, -0.040, +0.182 per channel, -0.008 on
+ *     average; 115 would give +0.010). The float input is ToTensor + Normalize of these 8-bit
+ *     pixels: the SAME pixels in both.
+ *   - dilation 4 % of the box width: the masks are convex hulls of a 256-px segmentation; on
+ *     the sample films 4 % keeps the costophrenic angles, the lung apices and the lateral pleura
+ *     that the hull cuts by a few pixels (see tests/test_roi.c), while the arms, neck, abdomen
+ *     and labels stay gray.
+ *   - no lungs (the box fell back to the whole film, roi_fallback): no masking at all.
+ */
+#define PS_LUNGMASK_FILL_U8 114
+#define PS_LUNGMASK_DILATE 0.04
+
+/* keep (size, size): 1 where the lungmask input shows the film, 0 where it is filled (above).
+ * mask (width, height) of 0 / non-zero; box as ps_lung_box_pixels; dilate >= 0 (fraction of the
+ * box width; PS_LUNGMASK_DILATE for lungmask models). */
+PS_API int ps_lung_mask_keep(const uint8_t *mask, int width, int height, const double box[4], double dilate, int size,
+                             uint8_t *keep);
+/* The lungmask input of a box and mask (NULL mask: exactly ps_lung_crop_input(_u8)). */
+PS_API int ps_lung_mask_input_u8(const ps_image *img, const double box[4], const uint8_t *mask, int size, uint8_t *out);
+PS_API int ps_lung_mask_input(const ps_image *img, const double box[4], const uint8_t *mask, int size,
+                              const float mean[3], const float std[3], float *out);
+/* Segment the film once (default options) and return the lung box and the film's (H, W) lung mask
+ * (malloc'd, caller frees; *mask = NULL when the box fell back to the whole film). */
+PS_API int ps_lung_roi_mask(const ps_image *img, double box[4], int *fallback, uint8_t **mask);
+
+/* The box a model with this roi (PS_ROI_FILM / PS_ROI_LUNGS / PS_ROI_LUNGMASK, ps_common.h) sees:
+ * the whole film, or ps_lung_roi with default options (lungs and lungmask: the same box). box and
+ * fallback nullable. */
 PS_API int ps_lung_roi_for(const ps_image *img, int roi, double box[4], int *fallback);
-/* ps_lung_roi_for + ps_lung_crop_input(_u8): a model's network input for a film. */
+/* A model's network input for a film: ps_lung_roi_for + ps_lung_crop_input(_u8), and for lungmask
+ * ps_lung_roi_mask + ps_lung_mask_input(_u8). The float input is always ToTensor + Normalize of
+ * the 8-bit one. */
 PS_API int ps_lung_roi_input_u8(const ps_image *img, int roi, int size, uint8_t *out, double box[4], int *fallback);
 PS_API int ps_lung_roi_input(const ps_image *img, int roi, int size, const float mean[3], const float std[3],
                              float *out, double box[4], int *fallback);
 
-/* "film" / "lungs" (NULL for another value); parse: PS_EINVAL naming the value otherwise. */
+/* "film" / "lungs" / "lungmask" (NULL for another value); parse: PS_EINVAL naming the value
+ * otherwise. */
 PS_API const char *ps_roi_name(int roi);
 PS_API int ps_roi_parse(const char *s, int *roi);
 

@@ -1,5 +1,6 @@
 /* The lung region of interest (padded lung bounding box) and the one network-input path built on
  * it; see ps_lung.h. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +25,16 @@ ps_lung_roi_opts ps_lung_roi_opts_default(void) {
 /* 0 -> default, < 0 -> 0 */
 static double pick(double v, double def) { return v == 0 ? def : (v < 0 ? 0 : v); }
 
-const char *ps_roi_name(int roi) { return roi == PS_ROI_FILM ? "film" : roi == PS_ROI_LUNGS ? "lungs" : NULL; }
+const char *ps_roi_name(int roi) {
+  return roi == PS_ROI_FILM ? "film" : roi == PS_ROI_LUNGS ? "lungs" : roi == PS_ROI_LUNGMASK ? "lungmask" : NULL;
+}
 
 int ps_roi_parse(const char *s, int *roi) {
   if (!s || !roi) return ps_error(PS_EINVAL, "roi: NULL argument");
   if (!strcmp(s, "film")) *roi = PS_ROI_FILM;
   else if (!strcmp(s, "lungs")) *roi = PS_ROI_LUNGS;
-  else return ps_error(PS_EINVAL, "roi: '%.40s' is not film or lungs", s);
+  else if (!strcmp(s, "lungmask")) *roi = PS_ROI_LUNGMASK;
+  else return ps_error(PS_EINVAL, "roi: '%.40s' is not film, lungs or lungmask", s);
   return PS_OK;
 }
 
@@ -88,19 +92,46 @@ int ps_lung_roi_from_info(const ps_lung_info *info, int width, int height, const
   return PS_OK;
 }
 
-int ps_lung_roi(const ps_image *img, const ps_lung_roi_opts *opts, double box[4], ps_lung_info *info) {
+/* ps_lung_roi, optionally keeping the segmentation's mask (*keep_mask; NULL on error) */
+static int roi_segment(const ps_image *img, const ps_lung_roi_opts *opts, double box[4], ps_lung_info *info,
+                       uint8_t **keep_mask) {
+  if (keep_mask) *keep_mask = NULL;
   if (!img || !img->data || !box) return ps_error(PS_EINVAL, "lung roi: NULL image or box");
   ps_lung_roi_opts o = opts ? *opts : ps_lung_roi_opts_default();
   uint8_t *mask = NULL;
   ps_lung_info in;
   memset(&in, 0, sizeof in);
   int st = ps_lung_segment(img, &o.lung, &mask, &in);
-  free(mask);
-  if (st) return st;
+  if (st) {
+    free(mask);
+    return st;
+  }
   int fb = 1;
-  if ((st = ps_lung_roi_from_info(&in, img->width, img->height, &o, box, &fb))) return st;
+  if ((st = ps_lung_roi_from_info(&in, img->width, img->height, &o, box, &fb))) {
+    free(mask);
+    return st;
+  }
   in.roi_fallback = fb;
   if (info) *info = in;
+  if (keep_mask) *keep_mask = mask;
+  else free(mask);
+  return PS_OK;
+}
+
+int ps_lung_roi(const ps_image *img, const ps_lung_roi_opts *opts, double box[4], ps_lung_info *info) {
+  return roi_segment(img, opts, box, info, NULL);
+}
+
+int ps_lung_roi_mask(const ps_image *img, double box[4], int *fallback, uint8_t **mask) {
+  if (!mask || !box) return ps_error(PS_EINVAL, "lung roi: NULL box or mask");
+  ps_lung_info in;
+  memset(&in, 0, sizeof in);
+  uint8_t *m = NULL;
+  int st = roi_segment(img, NULL, box, &in, &m);
+  if (st) return st;
+  if (in.roi_fallback) free(m), m = NULL; /* no lungs: the whole film, unmasked */
+  if (fallback) *fallback = in.roi_fallback;
+  *mask = m;
   return PS_OK;
 }
 
@@ -141,29 +172,134 @@ int ps_lung_crop_input_u8(const ps_image *img, const double box[4], int size, ui
 static const float imagenet_mean[3] = PS_IMAGENET_MEAN;
 static const float imagenet_std[3] = PS_IMAGENET_STD;
 
-int ps_lung_crop_input(const ps_image *img, const double box[4], int size, const float mean[3], const float std[3],
-                       float *out) {
-  if (!img || !img->data || !out) return ps_error(PS_EINVAL, "lung roi: NULL image or output");
-  if (size <= 0) return ps_error(PS_EINVAL, "lung roi: invalid size %d", size);
+static int check_std(const float std[3]) {
+  if (std)
+    for (int c = 0; c < 3; c++)
+      if (!(std[c] > 0)) return ps_error(PS_EINVAL, "lung roi: std[%d] must be positive", c);
+  return PS_OK;
+}
+
+/* ToTensor + Normalize of 8-bit pixels, gray replicated to 3 channels: the only u8 -> float step */
+static int normalise(const uint8_t *small, int size, const float mean[3], const float std[3], float *out) {
   if (!mean) mean = imagenet_mean;
   if (!std) std = imagenet_std;
-  for (int c = 0; c < 3; c++)
-    if (!(std[c] > 0)) return ps_error(PS_EINVAL, "lung roi: std[%d] must be positive", c);
+  int st = check_std(std);
+  if (st) return st;
   size_t m = (size_t)size * size;
-  uint8_t *small = malloc(m);
-  if (!small) return ps_error(PS_ENOMEM, "lung roi: out of memory");
-  int st = ps_lung_crop_input_u8(img, box, size, small);
-  if (st == PS_OK) {
-    for (int c = 0; c < 3; c++) {
-      float *o = out + (size_t)c * m;
-      for (size_t i = 0; i < m; i++) {
-        float v = (float)small[i] / 255.0f; /* ToTensor */
-        o[i] = (v - mean[c]) / std[c];      /* Normalize (as ps_preprocess_tensor_ex) */
-      }
+  for (int c = 0; c < 3; c++) {
+    float *o = out + (size_t)c * m;
+    for (size_t i = 0; i < m; i++) {
+      float v = (float)small[i] / 255.0f; /* ToTensor */
+      o[i] = (v - mean[c]) / std[c];      /* Normalize (as ps_preprocess_tensor_ex) */
     }
   }
+  return PS_OK;
+}
+
+int ps_lung_mask_keep(const uint8_t *mask, int width, int height, const double box[4], double dilate, int size,
+                      uint8_t *keep) {
+  if (!mask || !box || !keep) return ps_error(PS_EINVAL, "lung mask: NULL argument");
+  if (size <= 0) return ps_error(PS_EINVAL, "lung mask: invalid size %d", size);
+  if (!(dilate >= 0 && dilate <= 1)) return ps_error(PS_EINVAL, "lung mask: dilation %g outside [0, 1]", dilate);
+  int px[4], st;
+  if ((st = ps_lung_box_pixels(box, width, height, px))) return st;
+  int cw = px[2] - px[0], ch = px[3] - px[1];
+  double r = dilate * cw, r2 = r * r;
+  int R = (int)floor(r);
+  /* the only film pixels that can be within r of a sampled pixel */
+  int rx0 = px[0] - R < 0 ? 0 : px[0] - R, rx1 = px[2] + R > width ? width : px[2] + R;
+  int ry0 = px[1] - R < 0 ? 0 : px[1] - R, ry1 = px[3] + R > height ? height : px[3] + R;
+  int rw = rx1 - rx0;
+  int *sx = malloc(sizeof(int) * (size_t)size), *sy = malloc(sizeof(int) * (size_t)size);
+  int *last = malloc(sizeof(int) * (size_t)rw);
+  int *g = malloc(sizeof(int) * (size_t)rw * size); /* per sampled row: column distance to the mask */
+  if (!sx || !sy || !last || !g) {
+    st = ps_error(PS_ENOMEM, "lung mask: out of memory for a %dx%d box", cw, ch);
+    goto done;
+  }
+  for (int i = 0; i < size; i++) {
+    sx[i] = px[0] + (int)(((int64_t)2 * i + 1) * cw / ((int64_t)2 * size));
+    sy[i] = px[1] + (int)(((int64_t)2 * i + 1) * ch / ((int64_t)2 * size));
+  }
+  const int BIG = INT_MAX / 4;
+  for (size_t k = 0; k < (size_t)rw * size; k++) g[k] = BIG;
+  /* vertical distance to the nearest mask pixel in the column: a forward and a backward sweep,
+   * recorded at the sampled rows (sy is non-decreasing) */
+  for (int x = 0; x < rw; x++) last[x] = -BIG;
+  for (int y = ry0, j = 0; y < ry1 && j < size; y++) {
+    const uint8_t *row = mask + (size_t)y * width + rx0;
+    for (int x = 0; x < rw; x++)
+      if (row[x]) last[x] = y;
+    for (; j < size && sy[j] == y; j++)
+      for (int x = 0; x < rw; x++) g[(size_t)j * rw + x] = last[x] == -BIG ? BIG : y - last[x];
+  }
+  for (int x = 0; x < rw; x++) last[x] = BIG;
+  for (int y = ry1 - 1, j = size - 1; y >= ry0 && j >= 0; y--) {
+    const uint8_t *row = mask + (size_t)y * width + rx0;
+    for (int x = 0; x < rw; x++)
+      if (row[x]) last[x] = y;
+    for (; j >= 0 && sy[j] == y; j--)
+      for (int x = 0; x < rw; x++) {
+        int d = last[x] == BIG ? BIG : last[x] - y;
+        if (d < g[(size_t)j * rw + x]) g[(size_t)j * rw + x] = d;
+      }
+  }
+  /* keep: some column within R whose vertical distance d gives dx^2 + d^2 <= r^2 */
+  for (int j = 0; j < size; j++) {
+    const int *gj = g + (size_t)j * rw;
+    for (int i = 0; i < size; i++) {
+      int x0 = sx[i] - R < rx0 ? rx0 : sx[i] - R, x1 = sx[i] + R >= rx1 ? rx1 - 1 : sx[i] + R;
+      uint8_t k = 0;
+      for (int x = x0; x <= x1 && !k; x++) {
+        int d = gj[x - rx0];
+        if (d > R) continue;
+        double dx = x - sx[i];
+        k = dx * dx + (double)d * d <= r2;
+      }
+      keep[(size_t)j * size + i] = k;
+    }
+  }
+  st = PS_OK;
+done:
+  free(sx);
+  free(sy);
+  free(last);
+  free(g);
+  return st;
+}
+
+int ps_lung_mask_input_u8(const ps_image *img, const double box[4], const uint8_t *mask, int size, uint8_t *out) {
+  int st = ps_lung_crop_input_u8(img, box, size, out);
+  if (st || !mask) return st;
+  static const double whole_box[4] = {0, 0, 1, 1};
+  size_t m = (size_t)size * size;
+  uint8_t *keep = malloc(m);
+  if (!keep) return ps_error(PS_ENOMEM, "lung mask: out of memory");
+  st = ps_lung_mask_keep(mask, img->width, img->height, box ? box : whole_box, PS_LUNGMASK_DILATE, size, keep);
+  if (st == PS_OK)
+    for (size_t i = 0; i < m; i++)
+      if (!keep[i]) out[i] = PS_LUNGMASK_FILL_U8;
+  free(keep);
+  return st;
+}
+
+int ps_lung_mask_input(const ps_image *img, const double box[4], const uint8_t *mask, int size, const float mean[3],
+                       const float std[3], float *out) {
+  if (!img || !img->data || !out) return ps_error(PS_EINVAL, "lung roi: NULL image or output");
+  if (size <= 0) return ps_error(PS_EINVAL, "lung roi: invalid size %d", size);
+  int st = check_std(std);
+  if (st) return st;
+  uint8_t *small = malloc((size_t)size * size);
+  if (!small) return ps_error(PS_ENOMEM, "lung roi: out of memory");
+  st = ps_lung_mask_input_u8(img, box, mask, size, small);
+  if (st == PS_OK) st = normalise(small, size, mean, std, out);
   free(small);
   return st;
+}
+
+int ps_lung_crop_input(const ps_image *img, const double box[4], int size, const float mean[3], const float std[3],
+                       float *out) {
+  return ps_lung_mask_input(img, box, NULL, size, mean, std, out);
 }
 
 int ps_lung_roi_for(const ps_image *img, int roi, double box[4], int *fallback) {
@@ -172,12 +308,12 @@ int ps_lung_roi_for(const ps_image *img, int roi, double box[4], int *fallback) 
   int fb = 0, st = PS_OK;
   if (roi == PS_ROI_FILM) {
     whole(b);
-  } else if (roi == PS_ROI_LUNGS) {
+  } else if (roi == PS_ROI_LUNGS || roi == PS_ROI_LUNGMASK) {
     ps_lung_info in;
     if ((st = ps_lung_roi(img, NULL, b, &in))) return st;
     fb = in.roi_fallback;
   } else {
-    return ps_error(PS_EINVAL, "lung roi: unknown roi %d (film or lungs)", roi);
+    return ps_error(PS_EINVAL, "lung roi: unknown roi %d (film, lungs or lungmask)", roi);
   }
   if (box) memcpy(box, b, sizeof b);
   if (fallback) *fallback = fb;
@@ -186,17 +322,30 @@ int ps_lung_roi_for(const ps_image *img, int roi, double box[4], int *fallback) 
 
 int ps_lung_roi_input_u8(const ps_image *img, int roi, int size, uint8_t *out, double box[4], int *fallback) {
   double b[4];
-  int st = ps_lung_roi_for(img, roi, b, fallback);
-  if (st) return st;
+  int st;
+  if (roi == PS_ROI_LUNGMASK) {
+    uint8_t *mask = NULL;
+    if ((st = ps_lung_roi_mask(img, b, fallback, &mask))) return st;
+    if (box) memcpy(box, b, sizeof b);
+    st = ps_lung_mask_input_u8(img, b, mask, size, out);
+    free(mask);
+    return st;
+  }
+  if ((st = ps_lung_roi_for(img, roi, b, fallback))) return st;
   if (box) memcpy(box, b, sizeof b);
   return ps_lung_crop_input_u8(img, roi == PS_ROI_FILM ? NULL : b, size, out);
 }
 
 int ps_lung_roi_input(const ps_image *img, int roi, int size, const float mean[3], const float std[3], float *out,
                       double box[4], int *fallback) {
-  double b[4];
-  int st = ps_lung_roi_for(img, roi, b, fallback);
+  if (!img || !img->data || !out) return ps_error(PS_EINVAL, "lung roi: NULL image or output");
+  if (size <= 0) return ps_error(PS_EINVAL, "lung roi: invalid size %d", size);
+  int st = check_std(std);
   if (st) return st;
-  if (box) memcpy(box, b, sizeof b);
-  return ps_lung_crop_input(img, roi == PS_ROI_FILM ? NULL : b, size, mean, std, out);
+  uint8_t *small = malloc((size_t)size * size);
+  if (!small) return ps_error(PS_ENOMEM, "lung roi: out of memory");
+  st = ps_lung_roi_input_u8(img, roi, size, small, box, fallback);
+  if (st == PS_OK) st = normalise(small, size, mean, std, out);
+  free(small);
+  return st;
 }

@@ -110,8 +110,8 @@ static int meta_check(const ps_model_meta *mm, int K, const char *where) {
       return ps_error(PS_EINVAL, "model: %s: bad mean/std", where);
   if (memchr(mm->provenance, 0, PS_MODEL_PROVENANCE_MAX) == NULL)
     return ps_error(PS_EINVAL, "model: %s: provenance not NUL-terminated", where);
-  if (mm->roi != PS_ROI_FILM && mm->roi != PS_ROI_LUNGS)
-    return ps_error(PS_EINVAL, "model: %s: roi %d is not film (0) or lungs (1)", where, mm->roi);
+  if (mm->roi != PS_ROI_FILM && mm->roi != PS_ROI_LUNGS && mm->roi != PS_ROI_LUNGMASK)
+    return ps_error(PS_EINVAL, "model: %s: roi %d is not film (0), lungs (1) or lungmask (2)", where, mm->roi);
   return PS_OK;
 }
 
@@ -184,8 +184,9 @@ static int meta_from_file(const ps_st_file *f, int K, ps_model_meta *mm) {
   if ((v = ps_st_meta(f, "provenance"))) snprintf(mm->provenance, PS_MODEL_PROVENANCE_MAX, "%s", v);
   if ((v = ps_st_meta(f, "roi"))) {
     if (!strcmp(v, "lungs")) mm->roi = PS_ROI_LUNGS;
+    else if (!strcmp(v, "lungmask")) mm->roi = PS_ROI_LUNGMASK;
     else if (!strcmp(v, "film")) mm->roi = PS_ROI_FILM;
-    else return ps_error(PS_EFORMAT, "model: %s: metadata roi \"%.40s\" is not lungs or film", path, v);
+    else return ps_error(PS_EFORMAT, "model: %s: metadata roi \"%.40s\" is not lungs, lungmask or film", path, v);
   }
   if (mm->task == PS_TASK_BINARY && K != 2)
     return ps_error(PS_EFORMAT, "model: %s: task binary but %d classes", path, K);
@@ -564,9 +565,9 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
   snprintf(thr, sizeof thr, "%.17g", m->meta.threshold);
   const char *keys[] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance", "roi"};
   const char *vals[] = {"pt", m->meta.task == PS_TASK_BINARY ? "binary" : "multiclass", classes, input_size, mean, std,
-                        thr, m->meta.provenance, "lungs"};
+                        thr, m->meta.provenance, m->meta.roi == PS_ROI_LUNGMASK ? "lungmask" : "lungs"};
   /* film models keep the key absent (what every model before the lung ROI looked like) */
-  st = ps_st_write(path, ts, m->n, keys, vals, m->meta.roi == PS_ROI_LUNGS ? 9 : 8);
+  st = ps_st_write(path, ts, m->n, keys, vals, m->meta.roi != PS_ROI_FILM ? 9 : 8);
 done:
   for (int i = 0; i < m->n; i++) free(bufs[i]);
   return st;

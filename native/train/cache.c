@@ -150,7 +150,9 @@ int ps_train_cache_load(const char *cache_path, int size, int n, const char *con
 }
 
 uint32_t ps_train_cache_method(int roi) {
-  return roi == PS_ROI_LUNGS ? PS_TRAIN_CACHE_LUNG_ROI : PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR;
+  return roi == PS_ROI_LUNGS ? PS_TRAIN_CACHE_LUNG_ROI
+         : roi == PS_ROI_LUNGMASK ? PS_TRAIN_CACHE_LUNG_MASK
+                                  : PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR;
 }
 
 int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, const char *const *paths,
@@ -158,7 +160,7 @@ int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, co
                             uint8_t **pixels, int *built) {
   if (!cache_path || !paths || !pixels || n < 0 || size < 8 || size > 4096)
     return ps_error(PS_EINVAL, "train: cache: bad arguments");
-  if (roi != PS_ROI_FILM && roi != PS_ROI_LUNGS) return ps_error(PS_EINVAL, "train: cache: unknown roi %d", roi);
+  if (!ps_roi_name(roi)) return ps_error(PS_EINVAL, "train: cache: unknown roi %d", roi);
   const uint32_t method = ps_train_cache_method(roi);
   *pixels = NULL;
   if (built) *built = 0;

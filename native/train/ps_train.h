@@ -60,6 +60,7 @@ extern "C" {
 #define PS_TRAIN_CACHE_VERSION 1u
 #define PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR 1u
 #define PS_TRAIN_CACHE_LUNG_ROI 2u
+#define PS_TRAIN_CACHE_LUNG_MASK 3u /* the lung box, outside the dilated lung mask gray (ps_lung_mask_input_u8) */
 
 typedef enum { PS_MONITOR_DEFAULT = 0, PS_MONITOR_AUC, PS_MONITOR_F1, PS_MONITOR_LOSS, PS_MONITOR_ACC } ps_monitor;
 typedef enum { PS_TRAIN_DEVICE_AUTO = 0, PS_TRAIN_DEVICE_CPU, PS_TRAIN_DEVICE_CUDA } ps_train_device;
@@ -129,11 +130,12 @@ PS_API int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void
 PS_API int ps_train_cache_load(const char *cache_path, int size, int n, const char *const *paths,
                                const char *const *sha256, int threads, ps_progress_fn progress,
                                void *user, uint8_t **pixels, int *built);
-/* The same for a roi (PS_ROI_FILM: ps_train_cache_load; PS_ROI_LUNGS: lung-box crops, method 2). */
+/* The same for a roi (PS_ROI_FILM: ps_train_cache_load; PS_ROI_LUNGS: lung-box crops, method 2;
+ * PS_ROI_LUNGMASK: masked lung-box crops, method 3). */
 PS_API int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, const char *const *paths,
                                    const char *const *sha256, int threads, ps_progress_fn progress,
                                    void *user, uint8_t **pixels, int *built);
-/* The header's method id for a roi (1 film, 2 lungs). */
+/* The header's method id for a roi (1 film, 2 lungs, 3 lungmask). */
 PS_API uint32_t ps_train_cache_method(int roi);
 
 /* The model weights of a last.ckpt (for checks and export), in eval mode, metadata defaults plus

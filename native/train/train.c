@@ -365,7 +365,7 @@ int ps_train_checkpoint_load(const char *path, int device, ps_model **out) {
   run r;
   memset(&r, 0, sizeof r);
   r.task = ints[0] & 0xff, r.roi = ints[0] >> 8, r.K = ints[1], r.size = ints[2];
-  if (r.roi != PS_ROI_FILM && r.roi != PS_ROI_LUNGS)
+  if (!ps_roi_name(r.roi))
     return ps_error(PS_EFORMAT, "train: %s: unknown roi %d in the checkpoint", path, r.roi);
   r.history = calloc(MAX_HISTORY, sizeof(ps_train_epoch));
   ps_device dev = device == PS_TRAIN_DEVICE_CPU ? PS_DEVICE_CPU : device == PS_TRAIN_DEVICE_CUDA ? PS_DEVICE_CUDA : PS_DEVICE_AUTO;
@@ -517,8 +517,8 @@ static int resolve(run *r, const ps_train_opts *o) {
   r->balance = o->balance ? 1 : (o->no_balance ? 0 : r->task == PS_TASK_BINARY);
   r->seed = o->seed;
   r->roi = o->roi;
-  if (r->roi != PS_ROI_FILM && r->roi != PS_ROI_LUNGS)
-    return ps_error(PS_EINVAL, "train: unknown roi %d (film or lungs)", o->roi);
+  if (!ps_roi_name(r->roi))
+    return ps_error(PS_EINVAL, "train: unknown roi %d (film, lungs or lungmask)", o->roi);
   if (r->batch < 2 || r->batch > 4096) return ps_error(PS_EINVAL, "train: batch %d out of range 2..4096", r->batch);
   if (r->size < 32 || r->size > 1024) return ps_error(PS_EINVAL, "train: size %d out of range 32..1024", r->size);
   if (o->monitor < PS_MONITOR_DEFAULT || o->monitor > PS_MONITOR_ACC) return ps_error(PS_EINVAL, "train: unknown monitor");
@@ -699,7 +699,7 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
   if (st) goto fail;
   if ((st = ps_train_mkdir(opts->outdir))) goto fail;
   char cname[64];
-  snprintf(cname, sizeof cname, "cache-%d%s.pscache", r.size, r.roi == PS_ROI_LUNGS ? "-lungs" : "");
+  snprintf(cname, sizeof cname, "cache-%d%s%s.pscache", r.size, r.roi == PS_ROI_FILM ? "" : "-", r.roi == PS_ROI_FILM ? "" : ps_roi_name(r.roi));
   r.best_path = ps_train_join(opts->outdir, "best.safetensors");
   r.last_path = ps_train_join(opts->outdir, "last.ckpt");
   r.hist_json = ps_train_join(opts->outdir, "history.json");
