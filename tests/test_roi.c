@@ -361,13 +361,13 @@ static double check_lungmask_film(const ps_image *img, int S, const char *name) 
 
 static void test_lungmask_pixels(void **state) {
   (void)state;
-  /* JPEG (normal, pneumonia), PNG, and two DICOMs, at a training and a deployment size */
-  const int idx[] = {0, 4, 9, 11, 12};
-  for (int k = 0; k < 5; k++) {
+  /* JPEG, PNG and DICOM at the deployment size, the JPEG also at a smoke-training size */
+  const int idx[] = {4, 9, 12};
+  for (int k = 0; k < 3; k++) {
     ps_image *img = NULL;
     assert_int_equal(ps_image_read(ps_test_src(g_sample[idx[k]]), NULL, &img), PS_OK);
-    const int sizes[] = {64, 224};
-    for (int s = 0; s < 2; s++) {
+    const int sizes[] = {224, 64};
+    for (int s = 0; s < (k ? 1 : 2); s++) {
       double kept = check_lungmask_film(img, sizes[s], strrchr(g_sample[idx[k]], '/') + 1);
       assert_true(kept > 0.2 && kept < 0.95); /* lungs shown, something else grayed */
     }
@@ -412,6 +412,61 @@ static void test_lungmask_pixels(void **state) {
   }
   assert_int_equal(got, want);
   ps_image_free(img);
+}
+
+/* The dilation (PS_LUNGMASK_DILATE, 4 % of the box width), chosen on the 14 sample films: the
+ * input must hold the lung fields a second, differently made segmentation finds (finer 384 grid,
+ * no convex hull: test_box_sample_films' other mask), while graying most of what is not lung. */
+static void test_lungmask_dilation(void **state) {
+  (void)state;
+  const double d[] = {0, 0.02, 0.04, 0.06, 0.08};
+  enum { ND = 5, S = 224 };
+  static double cover[ND][N_SAMPLE], kept[ND][N_SAMPLE];
+  uint8_t *keep = malloc((size_t)S * S), *other = malloc((size_t)S * S);
+  for (int i = 0; i < N_SAMPLE; i++) {
+    ps_image *img = NULL;
+    assert_int_equal(ps_image_read(ps_test_src(g_sample[i]), NULL, &img), PS_OK);
+    uint8_t *mask = NULL, *mask2 = NULL;
+    double box[4];
+    int fb = -1;
+    assert_int_equal(ps_lung_roi_mask(img, box, &fb, &mask), PS_OK);
+    assert_int_equal(fb, 0);
+    ps_lung_opts lo = ps_lung_opts_default();
+    lo.work_size = 384;
+    lo.no_hull = 1;
+    ps_lung_info in2;
+    assert_int_equal(ps_lung_segment(img, &lo, &mask2, &in2), PS_OK);
+    /* the other mask where the input samples the film */
+    assert_int_equal(ps_lung_mask_keep(mask2, img->width, img->height, box, 0, S, other), PS_OK);
+    for (int k = 0; k < ND; k++) {
+      assert_int_equal(ps_lung_mask_keep(mask, img->width, img->height, box, d[k], S, keep), PS_OK);
+      size_t no = 0, nk = 0, both = 0;
+      for (int j = 0; j < S * S; j++) no += other[j], nk += keep[j], both += other[j] && keep[j];
+      cover[k][i] = no ? (double)both / no : 1.0;
+      kept[k][i] = (double)nk / (S * S);
+    }
+    print_message("%-36.36s kept / other mask covered: %.2f/%.3f %.2f/%.3f %.2f/%.3f %.2f/%.3f %.2f/%.3f\n",
+                  strrchr(g_sample[i], '/') + 1, kept[0][i], cover[0][i], kept[1][i], cover[1][i], kept[2][i],
+                  cover[2][i], kept[3][i], cover[3][i], kept[4][i], cover[4][i]);
+    free(mask);
+    free(mask2);
+    ps_image_free(img);
+  }
+  for (int k = 0; k < ND; k++) {
+    qsort(cover[k], N_SAMPLE, sizeof(double), cmp_double);
+    qsort(kept[k], N_SAMPLE, sizeof(double), cmp_double);
+    print_message("dilation %.2f: input kept median %.3f (max %.3f); other mask covered min %.3f median %.3f\n", d[k],
+                  kept[k][N_SAMPLE / 2], kept[k][N_SAMPLE - 1], cover[k][0], cover[k][N_SAMPLE / 2]);
+    if (k) assert_true(kept[k][N_SAMPLE / 2] > kept[k - 1][N_SAMPLE / 2]); /* a larger disk keeps more */
+  }
+  /* the default (index 2): >= 94 % of the other mask on every film, all of it on the median film,
+   * with well over half of the median input gray; without dilation the worst film loses 17 % */
+  assert_true(d[2] == PS_LUNGMASK_DILATE);
+  assert_true(cover[2][0] >= 0.94 && cover[2][N_SAMPLE / 2] >= 0.999);
+  assert_true(kept[2][N_SAMPLE / 2] <= 0.45);
+  assert_true(cover[0][0] < 0.9);
+  free(keep);
+  free(other);
 }
 
 static void test_lungmask_vs_reference(void **state) {
@@ -545,6 +600,25 @@ static void test_meta_roundtrip(void **state) {
   h = st_header(film);
   assert_null(strstr(h, "\"roi\""));
   free(h);
+  /* lungmask: "roi":"lungmask" and back */
+  meta.roi = PS_ROI_LUNGMASK;
+  assert_int_equal(ps_model_set_meta(m, &meta), PS_OK);
+  char *lm = ps_test_join(ps_test_tmpdir(), "lungmask-model.safetensors");
+  assert_int_equal(ps_model_save(m, lm, NULL), PS_OK);
+  h = st_header(lm);
+  assert_non_null(strstr(h, "\"roi\":\"lungmask\""));
+  free(h);
+  {
+    ps_model *m2 = NULL;
+    assert_int_equal(ps_model_load(lm, PS_DEVICE_CPU, &m2), PS_OK);
+    assert_int_equal(ps_model_meta_get(m2)->roi, PS_ROI_LUNGMASK);
+    ps_model_free(m2);
+  }
+  free(lm);
+  int roi = -1;
+  assert_int_equal(ps_roi_parse("lungmask", &roi), PS_OK);
+  assert_int_equal(roi, PS_ROI_LUNGMASK);
+  assert_string_equal(ps_roi_name(PS_ROI_LUNGMASK), "lungmask");
   meta.roi = 5;
   assert_int_equal(ps_model_set_meta(m, &meta), PS_EINVAL);
   ps_model_free(m);
@@ -560,22 +634,23 @@ static void test_meta_roundtrip(void **state) {
   free(film);
   /* files written by the python safetensors helper: "film" accepted, anything else refused */
   PS_TEST_SKIP_UNLESS(ps_test_have_python("torch,torchvision,PIL,numpy"), "python torch/torchvision missing");
-  const char *vals[] = {"film", "chest", "Lungs", ""};
-  const int ok[] = {1, 0, 0, 0};
+  const char *vals[] = {"film", "chest", "Lungs", "", "lungmask", "lungs", "LungMask"};
+  const int ok[] = {1, 0, 0, 0, 1, 1, 0};
+  const int want_roi[] = {PS_ROI_FILM, 0, 0, 0, PS_ROI_LUNGMASK, PS_ROI_LUNGS, 0};
   char *prefix = ps_test_join(ps_test_tmpdir(), "roi");
-  assert_int_equal(ps_test_system("'%s' '%s' setmeta '%s' roi '%s' '%s' '%s' '%s' '%s'", PS_PYTHON,
+  assert_int_equal(ps_test_system("'%s' '%s' setmeta '%s' roi '%s' '%s' '%s' '%s' '%s' '%s' '%s' '%s'", PS_PYTHON,
                                   ps_test_src("tests/ref/roi_reference.py"), g_lungs_model, prefix, vals[0], vals[1],
-                                  vals[2], vals[3]),
+                                  vals[2], vals[3], vals[4], vals[5], vals[6]),
                    0);
   free(prefix);
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 7; i++) {
     char name[64];
     snprintf(name, sizeof name, "roi-%d.safetensors", i);
     char *p = ps_test_join(ps_test_tmpdir(), name);
     int st = ps_model_load(p, PS_DEVICE_CPU, &m);
     if (ok[i]) {
       assert_int_equal(st, PS_OK);
-      assert_int_equal(ps_model_meta_get(m)->roi, PS_ROI_FILM);
+      assert_int_equal(ps_model_meta_get(m)->roi, want_roi[i]);
       ps_model_free(m);
       m = NULL;
     } else {
@@ -922,7 +997,99 @@ static void test_train_lungs(void **state) {
     free(pred);
   }
   ps_model_free(m);
-  /* a film run given the lungs cache does not reuse it (rebuilt: method 1), and back */
+  m = NULL;
+  /* --roi lungmask through the CLI with the same cache: rebuilt (method 3), the masked crops */
+  char *outm = ps_test_join(tmp, "train-lungmask");
+  assert_true(asprintf(&cmd, "'%s' train --manifest '%s' -o '%s' --roi lungmask --size 64 --epochs 1 --batch 8 "
+                             "--limit 8 --threads 2 --device cpu --seed 3 --cache '%s' 2>/dev/null",
+                       PS_CLI, manifest, outm, cache) > 0);
+  assert_int_equal(ps_test_system("%s", cmd), 0);
+  free(cmd);
+  assert_int_equal(cache_method(cache), PS_TRAIN_CACHE_LUNG_MASK);
+  char *bestm = ps_test_join(outm, "best.safetensors");
+  assert_int_equal(ps_model_load(bestm, PS_DEVICE_CPU, &m), PS_OK);
+  assert_int_equal(ps_model_meta_get(m)->roi, PS_ROI_LUNGMASK);
+  assert_non_null(strstr(ps_model_meta_get(m)->provenance, "roi lungmask"));
+  {
+    char *h = st_header(bestm);
+    assert_non_null(strstr(h, "\"roi\":\"lungmask\""));
+    free(h);
+  }
+  {
+    /* the cache holds ps_lung_roi_input_u8(LUNGMASK) of every film, not the lungs crops */
+    FILE *f = fopen(manifest, "r");
+    char line[2048];
+    const char *tp[8];
+    int nt = 0;
+    assert_non_null(fgets(line, sizeof line, f));
+    while (nt < 3 && fgets(line, sizeof line, f))
+      if (strstr(line, ",train,")) *strchr(line, ',') = 0, tp[nt++] = strdup(line);
+    fclose(f);
+    uint8_t *pix = NULL;
+    int built = -1;
+    /* the first training film (--limit keeps rank 0) is in the cache as it is */
+    assert_int_equal(ps_train_cache_load_roi(cache, 64, PS_ROI_LUNGMASK, 1, tp, NULL, 1, NULL, NULL, &pix, &built),
+                     PS_OK);
+    assert_int_equal(built, 0);
+    free(pix);
+    pix = NULL;
+    assert_int_equal(ps_train_cache_load_roi(cache, 64, PS_ROI_LUNGMASK, nt, tp, NULL, 1, NULL, NULL, &pix, &built),
+                     PS_OK);
+    int filled_differs = 0;
+    for (int i = 0; i < nt; i++) {
+      ps_image *img = NULL;
+      uint8_t want[64 * 64], lungs[64 * 64];
+      assert_int_equal(ps_image_read(tp[i], NULL, &img), PS_OK);
+      assert_int_equal(ps_lung_roi_input_u8(img, PS_ROI_LUNGMASK, 64, want, NULL, NULL), PS_OK);
+      assert_int_equal(ps_lung_roi_input_u8(img, PS_ROI_LUNGS, 64, lungs, NULL, NULL), PS_OK);
+      assert_memory_equal(pix + (size_t)i * 64 * 64, want, sizeof want);
+      filled_differs += memcmp(want, lungs, sizeof want) != 0;
+      if (i) {
+        ps_image_free(img);
+        continue;
+      }
+      /* Grad-CAM of a lungmask model: classify's prediction, zero outside the box, and the same
+       * input when Grad-CAM's own lung options differ (the mask is then segmented separately) */
+      ps_gradcam_result *r = NULL, *r2 = NULL;
+      ps_gradcam_opts go = ps_gradcam_opts_default();
+      assert_int_equal(ps_gradcam_compute(m, img, &go, &r), PS_OK);
+      float p[PS_MODEL_MAX_CLASSES];
+      double box[4];
+      int fb = -1;
+      assert_int_equal(ps_infer_image_roi(m, img, p, NULL, box, &fb), PS_OK);
+      assert_memory_equal(r->roi, box, sizeof box);
+      assert_int_equal(r->roi_fallback, fb);
+      assert_true(fabsf(p[1] - r->probs[1]) < 1e-5f);
+      int px[4], W = img->width;
+      assert_int_equal(ps_lung_box_pixels(box, W, img->height, px), PS_OK);
+      for (int y = 0; y < img->height; y++)
+        for (int x = 0; x < W; x++)
+          if (!(x >= px[0] && x < px[2] && y >= px[1] && y < px[3])) assert_true(r->cam[(size_t)y * W + x] == 0.0f);
+      go.lung.work_size = 384;
+      assert_int_equal(ps_gradcam_compute(m, img, &go, &r2), PS_OK);
+      assert_memory_equal(r2->roi, box, sizeof box);
+      assert_true(fabsf(p[1] - r2->probs[1]) < 1e-5f);
+      ps_gradcam_result_free(r);
+      ps_gradcam_result_free(r2);
+      ps_image_free(img);
+    }
+    assert_int_equal(filled_differs, nt);
+    /* the same film asked for as lungs: not in a lungmask cache (rebuilt, method 2) */
+    free(pix);
+    pix = NULL;
+    char *other = ps_test_join(tmp, "lungmask-copy.pscache");
+    assert_int_equal(ps_test_system("cp '%s' '%s'", cache, other), 0);
+    assert_int_equal(ps_train_cache_load_roi(other, 64, PS_ROI_LUNGS, 1, tp, NULL, 1, NULL, NULL, &pix, &built), PS_OK);
+    assert_int_equal(built, 1);
+    assert_int_equal(cache_method(other), PS_TRAIN_CACHE_LUNG_ROI);
+    free(pix);
+    free(other);
+    for (int i = 0; i < nt; i++) free((void *)tp[i]);
+  }
+  ps_model_free(m);
+  free(bestm);
+  free(outm);
+  /* a film run given the lungmask cache does not reuse it (rebuilt: method 1), and back */
   ps_train_opts o;
   memset(&o, 0, sizeof o);
   char *out2 = ps_test_join(tmp, "train-film");
@@ -976,6 +1143,7 @@ int main(void) {
       cmocka_unit_test(test_box_kaggle_sweep),
       cmocka_unit_test(test_input_film_path_unchanged),
       cmocka_unit_test(test_lungmask_pixels),
+      cmocka_unit_test(test_lungmask_dilation),
       cmocka_unit_test(test_lungmask_vs_reference),
       cmocka_unit_test(test_meta_roundtrip),
       cmocka_unit_test(test_classify_vs_torchvision),

@@ -6,6 +6,7 @@
 #include "cli.h"
 #ifdef PS_HAVE_INFER
 #include "ps_infer.h"
+#include "ps_lung.h"
 #endif
 
 const char ps_cli_classify_help[] = "label films (files or folders) NORMAL/PNEUMONIA or NORMAL/BACTERIA/VIRUS";
@@ -18,7 +19,7 @@ static void usage(FILE *f) {
         "  --model M     .safetensors model (default: $PNEUMOSCOPE_MODEL, else the bundled\n"
         "                pneumoscope-binary.safetensors)\n"
         "  --json        JSON array: file, label, probabilities, threshold, DICOM identifiers; for a model\n"
-        "                trained with --roi lungs also \"roi\": [x0, y0, x1, y1] (fractions of the film) and\n"
+        "                trained with --roi lungs or lungmask also \"roi\": [x0, y0, x1, y1] (fractions of the film) and\n"
         "                \"roi_fallback\" (true when no plausible lung box was found: the whole film was used)\n"
         "  --csv         the same as CSV (header line first)\n"
         "  --device D    cpu, cuda or auto (default auto: CUDA when available)\n"
@@ -133,7 +134,9 @@ static int on_result(const ps_infer_result *r, void *user) {
                mm->threshold, mm->classes[0]);
       else
         printf("# model %s: the most probable of %d classes\n", o->model_path, K);
-      if (lungs) printf("# the model sees each film's padded lung box (roi lungs; --json/--csv give the box)\n");
+      if (lungs)
+        printf("# the model sees each film's padded lung box%s (roi %s; --json/--csv give the box)\n",
+               mm->roi == PS_ROI_LUNGMASK ? ", gray outside the lung fields" : "", ps_roi_name(mm->roi));
       printf("%-12s", "label");
       for (int k = 0; k < K; k++) {
         char h[64];

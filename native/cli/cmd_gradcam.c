@@ -23,7 +23,7 @@ static const char usage_text[] =
     "  --method X         cam | gradcam | gradcam++ (default: cam at layer4 — identical to Grad-CAM\n"
     "                     there after normalisation, no backward pass — and gradcam elsewhere)\n"
     "  -o, --out F.png    overlay: film gray + viridis colour map, alpha = 0.6 x CAM; for a model\n"
-    "                     trained with --roi lungs the lung box it saw is outlined in orange (the CAM\n"
+    "                     trained with --roi lungs or lungmask the lung box it saw is outlined in orange (the CAM\n"
     "                     is zero outside it)\n"
     "  --alpha A          overlay alpha in (0, 1] (default 0.6)\n"
     "  --constant-alpha   blend with a constant alpha instead of one proportional to the CAM\n"

@@ -35,6 +35,9 @@
  * ps_lung_roi's box (the one classify uses, ps_lung_crop_input); the map is upsampled to the crop's
  * size in pixels and pasted into the film's grid at the box, zero outside it, so cam, overlays,
  * .npy files and lung_focus stay in the film's own pixel grid (result.roi says where the box is).
+ * Lungmask models (roi "lungmask"): the same box and pasting; the input is the box with everything
+ * outside the dilated lung mask gray (ps_lung_mask_input, the mask of result.lung_mask when the
+ * lung options are the defaults), exactly what classify gives the network.
  *
  * lung_focus = sum(cam * lung) / sum(cam): the share of the positive CAM mass that lies inside the
  * lung mask of ps_lung_segment (1 = all attention on the lung fields, 0 = none). The film is taken

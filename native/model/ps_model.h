@@ -30,7 +30,8 @@
  *   threshold   binary decision threshold on P(classes[1]) (default 0.5)
  *   provenance  free text / JSON (data, epochs, metrics ...)
  *   roi         "lungs": the model sees the padded lung bounding box of ps_lung_roi (ps_lung.h),
- *               cropped before the resize; absent (or "film"): the whole film. Any other value is
+ *               cropped before the resize; "lungmask": that box with everything outside the
+ *               dilated lung mask set to gray (ps_lung_mask_input); absent (or "film"): the whole film. Any other value is
  *               refused with PS_EFORMAT. Film models are saved without the key (files unchanged).
  * A file that lies about itself (bad JSON, offsets out of range or overlapping, byte size not
  * dtype x shape, unknown dtype, wrong shape for a name, missing tensor, unknown tensor, header
@@ -71,7 +72,8 @@ typedef struct ps_model_meta {
   double threshold;            /* binary: label = classes[1] when P(classes[1]) >= threshold */
   char provenance[PS_MODEL_PROVENANCE_MAX];                 /* free text / JSON, "" if none */
   int roi;                     /* ps_roi: PS_ROI_FILM (0, default) = the whole film is resized to
-                                  the input; PS_ROI_LUNGS = the padded lung box (ps_lung_roi) is */
+                                  the input; PS_ROI_LUNGS = the padded lung box (ps_lung_roi) is;
+                                  PS_ROI_LUNGMASK = that box, gray outside the dilated lung mask */
 } ps_model_meta;
 
 /* Defaults for K classes: K=2 binary NORMAL,PNEUMONIA; K=3 multiclass NORMAL,BACTERIA,VIRUS;

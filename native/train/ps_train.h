@@ -90,7 +90,8 @@ typedef struct ps_train_opts {
   const char *command;    /* command line recorded in the model's provenance (optional) */
   int roi;                /* ps_roi: PS_ROI_FILM (0, default) trains on whole films; PS_ROI_LUNGS on
                              the padded lung box of each film (ps_lung_roi), recorded in the model's
-                             metadata so classify, evaluate and Grad-CAM crop the same way */
+                             metadata so classify, evaluate and Grad-CAM crop the same way;
+                             PS_ROI_LUNGMASK: that box, gray outside the dilated lung mask */
 } ps_train_opts;
 
 PS_API ps_train_opts ps_train_opts_default(void);

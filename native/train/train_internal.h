@@ -27,7 +27,8 @@ void ps_train_films_free(ps_train_films *f);
 const char *ps_train_class_name(int task, int cls);
 
 int ps_train_sha256_file(const char *path, char hex[65]);
-/* Decode, crop to the model's roi (PS_ROI_FILM: the whole film, PS_ROI_LUNGS: ps_lung_roi's box),
+/* Decode, crop to the model's roi (PS_ROI_FILM: the whole film, PS_ROI_LUNGS: ps_lung_roi's box,
+ * PS_ROI_LUNGMASK: that box, gray outside the dilated lung mask: ps_lung_roi_input_u8),
  * quantise to 8 bits (round(v*255)) and resize to (size, size) with PIL's 8-bit bilinear: exactly
  * the pixels classify (ps_lung_roi_input) and torchvision's Resize on a PIL image use. */
 int ps_train_film_to_u8(const char *path, int size, int roi, uint8_t *out);
