@@ -168,7 +168,7 @@ PS_API int ps_lung_crop_input(const ps_image *img, const double box[4], int size
  *     so the filled pixels are ~0 after Normalize (-0.166, -0.040, +0.182 per channel, -0.008 on
  *     average; 115 would give +0.010). The float input is ToTensor + Normalize of these 8-bit
  *     pixels: the SAME pixels in both.
- *   - dilation 4 % of the box width, chosen on the 14 sample films (test_lungmask_dilation, at
+ *   - dilation 4 % of the box width, chosen on the 14 sample films (test_box_sample_films, at
  *     224 px): the input must hold the lung fields that a second, differently made segmentation
  *     (384 grid, no hull) finds. Undilated, the worst film keeps 83 % of them (median 99.3 %);
  *     2 %: 91 %; 4 %: 94 % on the worst film, >= 99.6 % on 12 of 14, with a median 38 % of the

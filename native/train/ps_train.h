@@ -43,7 +43,7 @@
  *   Written to a temporary name and renamed (atomic). Reused when S, method and version match and
  *   every film's sha256 is in it; otherwise rebuilt (films already present are not decoded again).
  *   Built with worker threads (opts.threads, 0: ps_default_threads()). Lives in OUTDIR
- *   (cache-S.pscache, cache-S-lungs.pscache for --roi lungs) unless opts.cache names another path;
+ *   (cache-S.pscache, cache-S-lungs.pscache / cache-S-lungmask.pscache for --roi lungs / lungmask) unless opts.cache names another path;
  *   nothing is written anywhere else.
  */
 #ifndef PS_TRAIN_H
