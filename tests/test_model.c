@@ -98,6 +98,16 @@ static void parity(int K) {
     assert_ok(ps_model_predict(m, x + i * img, 1, (int)xs[2], (int)xs[3], one, NULL), "predict one");
     for (int k = 0; k < K; k++) assert_true(fabs(one[k] - logits[i * K + k]) <= 1e-5);
   }
+  /* A batch of 3 copies of the films (12: the engine's per-thread groups of up to 4 films through
+   * layer3/4, and a tail) gives every film its own logits. */
+  float *x3 = malloc(3 * xs[0] * img * sizeof *x3), *l3 = malloc(3 * nl * sizeof *l3);
+  for (int r = 0; r < 3; r++) memcpy(x3 + r * xs[0] * img, x, xs[0] * img * sizeof *x3);
+  assert_ok(ps_model_predict(m, x3, 3 * (int)xs[0], (int)xs[2], (int)xs[3], l3, NULL), "predict x3");
+  for (size_t i = 0; i < 3 * nl; i++) assert_true(fabs(l3[i] - logits[i % nl]) <= 1e-5);
+  assert_ok(ps_model_predict(m, x3, 3 * (int)xs[0] - 1, (int)xs[2], (int)xs[3], l3, NULL), "predict x3-1");
+  for (size_t i = 0; i < 3 * nl - K; i++) assert_true(fabs(l3[i] - logits[i % nl]) <= 1e-5);
+  free(x3);
+  free(l3);
   for (size_t i = 0; i < xs[0]; i++) {
     double s = 0;
     for (int k = 0; k < K; k++) s += probs[i * K + k];

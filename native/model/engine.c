@@ -163,19 +163,24 @@ fail:
 
 static int out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
-/* col (Cin*k*k, Ho*Wo): row (c, ky, kx) holds x[c][oy*s - p + ky][ox*s - p + kx] (0 outside). */
-static void im2col(const float *x, int H, int W, const conv *cv, int Ho, int Wo, float *col) {
+/* Activations of a group of nimg films are stored (C, nimg, H, W): one GEMM then covers the group
+ * (N = nimg * Ho * Wo), and the weights are packed once per group instead of once per film.
+ * col (Cin*k*k, nimg*Ho*Wo): row (c, ky, kx), film i holds x[c][i][oy*s - p + ky][ox*s - p + kx]
+ * (0 outside). */
+static void im2col(const float *x, int nimg, int H, int W, const conv *cv, int Ho, int Wo, float *col) {
   const int k = cv->k, s = cv->stride, p = cv->pad;
+  const size_t hw_out = (size_t)Ho * Wo, ld = (size_t)nimg * hw_out;
   for (int r = 0; r < cv->cin * k; r++) {
     const int c = r / k, ky = r % k;
-    {
-      for (int kx = 0; kx < k; kx++) {
-        float *row = col + ((size_t)(c * k + ky) * k + kx) * (size_t)Ho * Wo;
-        /* output columns whose input column ox*s - p + kx lies inside [0, W) */
-        int ox0 = p - kx > 0 ? (p - kx + s - 1) / s : 0;
-        int ox1 = (W - 1 + p - kx) / s + 1;
-        if (ox1 > Wo) ox1 = Wo;
-        if (ox0 > ox1) ox0 = ox1;
+    for (int kx = 0; kx < k; kx++) {
+      /* output columns whose input column ox*s - p + kx lies inside [0, W) */
+      int ox0 = p - kx > 0 ? (p - kx + s - 1) / s : 0;
+      int ox1 = (W - 1 + p - kx) / s + 1;
+      if (ox1 > Wo) ox1 = Wo;
+      if (ox0 > ox1) ox0 = ox1;
+      for (int i = 0; i < nimg; i++) {
+        float *row = col + ((size_t)(c * k + ky) * k + kx) * ld + (size_t)i * hw_out;
+        const float *plane = x + ((size_t)c * nimg + i) * (size_t)H * W;
         for (int oy = 0; oy < Ho; oy++) {
           float *dst = row + (size_t)oy * Wo;
           int iy = oy * s - p + ky;
@@ -183,7 +188,7 @@ static void im2col(const float *x, int H, int W, const conv *cv, int Ho, int Wo,
             memset(dst, 0, sizeof(float) * (size_t)Wo);
             continue;
           }
-          const float *src = x + ((size_t)c * H + iy) * W - p + kx;
+          const float *src = plane + (size_t)iy * W - p + kx;
           if (ox0 > 0) memset(dst, 0, sizeof(float) * (size_t)ox0);
           if (s == 1) {
             memcpy(dst + ox0, src + ox0, sizeof(float) * (size_t)(ox1 - ox0));
@@ -197,14 +202,15 @@ static void im2col(const float *x, int H, int W, const conv *cv, int Ho, int Wo,
   }
 }
 
-/* y (Cout, Ho, Wo) = [relu](bn(conv(x)) [+ res]); col is scratch of Cin*k*k*Ho*Wo floats. */
-static void conv_fwd(const conv *cv, const float *x, int H, int W, float *y, float *col, const float *res,
+/* y (Cout, nimg, Ho, Wo) = [relu](bn(conv(x)) [+ res]) for x (Cin, nimg, H, W); col is scratch of
+ * Cin*k*k * nimg*Ho*Wo floats. */
+static void conv_fwd(const conv *cv, const float *x, int nimg, int H, int W, float *y, float *col, const float *res,
                      int relu) {
   const int Ho = out_size(H, cv->k, cv->stride, cv->pad), Wo = out_size(W, cv->k, cv->stride, cv->pad);
-  const int N = Ho * Wo, K = cv->cin * cv->k * cv->k;
+  const int N = nimg * Ho * Wo, K = cv->cin * cv->k * cv->k;
   const float *B = x;
   if (!(cv->k == 1 && cv->stride == 1 && cv->pad == 0)) {
-    im2col(x, H, W, cv, Ho, Wo, col);
+    im2col(x, nimg, H, W, cv, Ho, Wo, col);
     B = col;
   }
   cblas_sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, cv->cout, N, K, 1.0f, cv->w, K, B, N, 0.0f, y, N);
@@ -249,79 +255,129 @@ static void maxpool(const float *x, int C, int H, int W, float *y) {
 
 /* ---- forward -------------------------------------------------------------------------------- */
 
+/* Films go through conv1 .. layer2 one at a time (their activations are the large ones), then
+ * through layer3 .. fc together in groups of up to GROUP (small activations, large weights). */
+#define GROUP 4
+#define STAGE2 4 /* blocks[STAGE2..7] = layer3, layer4 */
+
 static size_t conv_col(const conv *cv, int H, int W) {
   if (cv->k == 1 && cv->stride == 1 && cv->pad == 0) return 0;
   return (size_t)cv->cin * cv->k * cv->k * (size_t)out_size(H, cv->k, cv->stride, cv->pad) *
          (size_t)out_size(W, cv->k, cv->stride, cv->pad);
 }
 
-/* Workspace for one image of H x W: 4 activation buffers of `act` floats + one im2col buffer. */
-static void plan(const ps_engine *e, int H, int W, size_t *act, size_t *col) {
+/* Workspace of one thread, in floats: stage 1 (one film): 4 activation buffers of act + col;
+ * stage 2 (a group): 4 buffers of gact + gcol, all per film (times GROUP). */
+typedef struct plan_t {
+  size_t act, col, gact, gcol, total;
+} plan_t;
+
+static void plan(const ps_engine *e, int H, int W, plan_t *pl) {
   int h = out_size(H, 7, 2, 3), w = out_size(W, 7, 2, 3);
-  *act = (size_t)64 * h * w; /* conv1's output is the largest activation */
-  *col = conv_col(&e->conv1, H, W);
+  memset(pl, 0, sizeof *pl);
+  pl->act = (size_t)64 * h * w; /* conv1's output is the largest activation */
+  pl->col = conv_col(&e->conv1, H, W);
   h = out_size(h, 3, 2, 1);
   w = out_size(w, 3, 2, 1);
   for (int i = 0; i < 8; i++) {
     const block *b = &e->blocks[i];
-    size_t c = conv_col(&b->c1, h, w);
-    if (c > *col) *col = c;
+    size_t *col = i < STAGE2 ? &pl->col : &pl->gcol, c;
+    if (i == STAGE2) pl->gact = (size_t)b->c1.cin * h * w; /* layer2's output: stage 2's largest */
     int h2 = out_size(h, 3, b->c1.stride, 1), w2 = out_size(w, 3, b->c1.stride, 1);
+    if ((c = conv_col(&b->c1, h, w)) > *col) *col = c;
     if ((c = conv_col(&b->c2, h2, w2)) > *col) *col = c;
     if (b->has_ds && (c = conv_col(&b->ds, h, w)) > *col) *col = c;
     h = h2;
     w = w2;
   }
+  pl->total = 4 * pl->act + pl->col + (size_t)GROUP * (4 * pl->gact + pl->gcol);
 }
 
-/* One film through the network in the workspace ws (4 activation buffers of act floats, then the
- * im2col buffer). */
-static void forward_one(const ps_engine *e, const float *x, int H, int W, float *ws, size_t act, float *logits) {
-  float *a = ws, *t = ws + act, *d = ws + 2 * act, *y = ws + 3 * act, *col = ws + 4 * act;
-  conv_fwd(&e->conv1, x, H, W, t, col, NULL, 1);
-  int h = out_size(H, 7, 2, 3), w = out_size(W, 7, 2, 3);
-  maxpool(t, 64, h, w, a);
-  h = out_size(h, 3, 2, 1);
-  w = out_size(w, 3, 2, 1);
-  for (int i = 0; i < 8; i++) {
-    const block *b = &e->blocks[i];
-    int h2 = out_size(h, 3, b->c1.stride, 1), w2 = out_size(w, 3, b->c1.stride, 1);
-    conv_fwd(&b->c1, a, h, w, t, col, NULL, 1);
-    const float *idn = a;
-    if (b->has_ds) {
-      conv_fwd(&b->ds, a, h, w, d, col, NULL, 0);
-      idn = d;
+/* One residual block on a group: a (Cin, nimg, h, w) -> returned buffer (one of a, y). */
+static float *block_fwd(const block *b, float *a, int nimg, int h, int w, float *t, float *d, float *y, float *col) {
+  int h2 = out_size(h, 3, b->c1.stride, 1), w2 = out_size(w, 3, b->c1.stride, 1);
+  conv_fwd(&b->c1, a, nimg, h, w, t, col, NULL, 1);
+  const float *idn = a;
+  if (b->has_ds) {
+    conv_fwd(&b->ds, a, nimg, h, w, d, col, NULL, 0);
+    idn = d;
+  }
+  conv_fwd(&b->c2, t, nimg, h2, w2, y, col, idn, 1);
+  return y;
+}
+
+/* nimg <= GROUP films x (nimg, 3, H, W) -> logits (nimg, K), in the workspace ws (plan pl). */
+static void forward_group(const ps_engine *e, const float *x, int nimg, int H, int W, float *ws, const plan_t *pl,
+                          float *logits) {
+  float *g[4], *gcol;
+  g[0] = ws + 4 * pl->act + pl->col;
+  for (int i = 1; i < 4; i++) g[i] = g[i - 1] + (size_t)GROUP * pl->gact;
+  gcol = g[3] + (size_t)GROUP * pl->gact;
+  int h = 0, w = 0;
+  for (int f = 0; f < nimg; f++) { /* stage 1, film by film */
+    float *a = ws, *t = ws + pl->act, *d = ws + 2 * pl->act, *y = ws + 3 * pl->act, *col = ws + 4 * pl->act;
+    conv_fwd(&e->conv1, x + (size_t)f * 3 * H * W, 1, H, W, t, col, NULL, 1);
+    h = out_size(H, 7, 2, 3);
+    w = out_size(W, 7, 2, 3);
+    maxpool(t, 64, h, w, a);
+    h = out_size(h, 3, 2, 1);
+    w = out_size(w, 3, 2, 1);
+    for (int i = 0; i < STAGE2; i++) {
+      const block *b = &e->blocks[i];
+      float *out = block_fwd(b, a, 1, h, w, t, d, y, col);
+      y = a; /* the block's input buffer is free again */
+      a = out;
+      h = out_size(h, 3, b->c1.stride, 1);
+      w = out_size(w, 3, b->c1.stride, 1);
     }
-    conv_fwd(&b->c2, t, h2, w2, y, col, idn, 1);
-    float *tmp = a; /* y becomes the next block's input */
-    a = y;
-    y = tmp;
-    h = h2;
-    w = w2;
+    const int C = e->blocks[STAGE2].c1.cin;
+    const size_t hw = (size_t)h * w;
+    for (int c = 0; c < C; c++) memcpy(g[0] + ((size_t)c * nimg + f) * hw, a + (size_t)c * hw, sizeof(float) * hw);
   }
-  const int hw = h * w;
-  float feat[512];
-  for (int c = 0; c < 512; c++) {
-    double sum = 0;
-    for (int i = 0; i < hw; i++) sum += a[(size_t)c * hw + i];
-    feat[c] = (float)(sum / hw);
+  float *a = g[0], *t = g[1], *d = g[2], *y = g[3];
+  for (int i = STAGE2; i < 8; i++) { /* stage 2, the group together */
+    const block *b = &e->blocks[i];
+    float *out = block_fwd(b, a, nimg, h, w, t, d, y, gcol);
+    y = a;
+    a = out;
+    h = out_size(h, 3, b->c1.stride, 1);
+    w = out_size(w, 3, b->c1.stride, 1);
   }
-  for (int k = 0; k < e->K; k++) {
-    double sum = e->fc_b[k];
-    const float *wk = e->fc_w + (size_t)k * 512;
-    for (int c = 0; c < 512; c++) sum += (double)wk[c] * feat[c];
-    logits[k] = (float)sum;
+  const size_t hw = (size_t)h * w;
+  for (int f = 0; f < nimg; f++) {
+    float feat[512];
+    for (int c = 0; c < 512; c++) {
+      const float *p = a + ((size_t)c * nimg + f) * hw;
+      double sum = 0;
+      for (size_t i = 0; i < hw; i++) sum += p[i];
+      feat[c] = (float)(sum / (double)hw);
+    }
+    for (int k = 0; k < e->K; k++) {
+      double sum = e->fc_b[k];
+      const float *wk = e->fc_w + (size_t)k * 512;
+      for (int c = 0; c < 512; c++) sum += (double)wk[c] * feat[c];
+      logits[(size_t)f * e->K + k] = (float)sum;
+    }
   }
 }
 
-/* Films [0, nsolo) shared out one per thread, thread t in its own workspace t. */
+/* Films [first, last) in groups of GROUP, in one thread's workspace. */
+static void forward_range(const ps_engine *e, const float *x, int first, int last, int H, int W, float *ws,
+                          const plan_t *pl, float *logits) {
+  for (int i = first; i < last; i += GROUP) {
+    int n = last - i < GROUP ? last - i : GROUP;
+    forward_group(e, x + (size_t)i * 3 * H * W, n, H, W, ws, pl, logits + (size_t)i * e->K);
+  }
+}
+
+/* Films [0, nsolo) split into nt contiguous shares, thread t in its own workspace t. */
 typedef struct fwd_job {
   const ps_engine *e;
   const float *x;
   int h, w, nt, nsolo;
   float *logits;
   float *ws;
-  size_t ws_floats, act;
+  plan_t pl;
 } fwd_job;
 
 typedef struct fwd_worker {
@@ -332,10 +388,9 @@ typedef struct fwd_worker {
 static void *fwd_solo(void *arg) {
   const fwd_worker *wk = arg;
   const fwd_job *j = wk->job;
-  const size_t img = (size_t)3 * j->h * j->w;
-  for (int i = wk->tid; i < j->nsolo; i += j->nt)
-    forward_one(j->e, j->x + i * img, j->h, j->w, j->ws + (size_t)wk->tid * j->ws_floats, j->act,
-                j->logits + (size_t)i * j->e->K);
+  const int per = j->nsolo / j->nt;
+  forward_range(j->e, j->x, wk->tid * per, (wk->tid + 1) * per, j->h, j->w, j->ws + (size_t)wk->tid * j->pl.total,
+                &j->pl, j->logits);
   return NULL;
 }
 
@@ -343,14 +398,12 @@ int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int thr
   if (!e || !x || !logits || n < 1 || h < 32 || w < 32)
     return ps_error(PS_EINVAL, "engine: forward needs (N,3,H,W) with N >= 1 and H, W >= 32");
   fwd_job j = {.e = e, .x = x, .h = h, .w = w, .logits = logits};
-  size_t col;
-  plan(e, h, w, &j.act, &col);
-  j.ws_floats = 4 * j.act + col;
+  plan(e, h, w, &j.pl);
   j.nt = threads > 0 ? threads : ps_default_threads();
   if (j.nt > 64) j.nt = 64;
   if (j.nt < 1) j.nt = 1;
   j.nsolo = j.nt > 1 ? n - n % j.nt : 0;
-  const size_t need = (size_t)(j.nsolo > 0 ? j.nt : 1) * j.ws_floats;
+  const size_t need = (size_t)(j.nsolo > 0 ? j.nt : 1) * j.pl.total;
   pthread_mutex_lock(&g_run);
   if (e->ws_floats < need) {
     free(e->ws);
@@ -378,8 +431,7 @@ int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int thr
   }
   if (j.nsolo < n) {
     blas_threads(j.nt);
-    for (int i = j.nsolo; i < n; i++)
-      forward_one(e, x + (size_t)i * 3 * h * w, h, w, j.ws, j.act, logits + (size_t)i * e->K);
+    forward_range(e, x, j.nsolo, n, h, w, j.ws, &j.pl, logits);
   }
   if (saved > 0) blas_threads(saved);
   pthread_mutex_unlock(&g_run);

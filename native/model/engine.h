@@ -15,8 +15,7 @@
  *   ps_engine_free(e);
  *
  * Threads: ps_engine_forward only reads the engine's weights; calls from several threads are safe
- * and take turns (each uses all the threads it is given). A batch runs one film per thread with
- * single-threaded BLAS, a single film uses BLAS's threads; OpenBLAS's thread count is restored
+ * and take turns (each uses all the threads it is given); OpenBLAS's thread count is restored
  * after each call.
  */
 #ifndef PS_ENGINE_H
@@ -32,8 +31,10 @@ typedef const float *(*ps_engine_lookup)(void *ctx, const char *name);
 
 int ps_engine_create(ps_engine_lookup lookup, void *ctx, int num_classes, ps_engine **out);
 /* logits (N,K) for x (N,3,H,W) float32 normalised, H, W >= 32, on `threads` threads (0: all of
- * ps_default_threads()): N >= threads films go one per thread, the rest (or a single film) through
- * all threads together, each GEMM split by output channels. */
+ * ps_default_threads()): the films are shared out between the threads (single-threaded BLAS in
+ * each), what is left over (or a single film) runs with BLAS's own threads. Each thread takes its
+ * films through conv1..layer2 one by one and through layer3..fc in groups of up to 4 (one GEMM per
+ * layer for the group: the large layer3/4 weights are packed once per group). */
 int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits);
 void ps_engine_free(ps_engine *e);
 /* Name of the BLAS library the engine's GEMMs run in ("OpenBLAS 0.3.21 ..." or "BLAS"). */
