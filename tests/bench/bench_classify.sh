@@ -6,7 +6,8 @@
 #   - one film, whole process (file -> label, cold process), best of REPEATS wall time
 #   - in-process per-film latency (read + preprocess + forward), median of 20 after a warm-up
 #   - folder throughput over ../shared/data/kaggle (651 films): both in batches of 16
-#     (pneumoscope's CPU default)
+#     (pneumoscope's CPU default), best of REPEATS interleaved runs each (wall times on a shared
+#     2-core machine vary by +-20 % from run to run; all are printed)
 #   - peak RSS (/usr/bin/time -v "Maximum resident set size") of the whole-process and folder runs
 # and checks that the BLAS libtorch loads is OpenBLAS. Aim: whole process >= 3x faster,
 # throughput >= 1.5x, peak memory <= half.
@@ -75,14 +76,17 @@ echo "== in-process latency per film (median of 20 after warm-up)"
 LAT_OURS=$("$T/bench_classify" "$M" "$FILM" 20)
 LAT_REF=$("$PY" "$SRC/tests/bench/classify_reference.py" latency "$M" "$FILM" 20)
 
-echo "== folder: $DATA/kaggle ($(find "$DATA/kaggle" -name '*.jpeg' | wc -l) films)"
+echo "== folder: $DATA/kaggle ($(find "$DATA/kaggle" -name '*.jpeg' | wc -l) films, ${REPS} runs each, interleaved)"
 : > "$T/dir_ours"; : > "$T/dir_ref"
-time_run "$T/dir_ours" "$CLI" classify --model "$M" --json "$DATA/kaggle"
-cp "$T/stdout.txt" "$T/ours.json"
-time_run "$T/dir_ref" "$PY" "$SRC/tests/bench/classify_reference.py" folder "$M" "$DATA/kaggle" "$T/ref.json" 16
+for r in $(seq "$REPS"); do
+  time_run "$T/dir_ours" "$CLI" classify --model "$M" --json "$DATA/kaggle"
+  cp "$T/stdout.txt" "$T/ours.json"
+  time_run "$T/dir_ref" "$PY" "$SRC/tests/bench/classify_reference.py" folder "$M" "$DATA/kaggle" "$T/ref.json" 16
+done
+echo "folder wall times (s, kB): pneumoscope $(tr '\n' ' ' < "$T/dir_ours")| reference $(tr '\n' ' ' < "$T/dir_ref")"
 NFILMS=$(find "$DATA/kaggle" -name '*.jpeg' | wc -l)
-DIR_OURS=$(cut -d' ' -f1 "$T/dir_ours"); RSS2_OURS=$(cut -d' ' -f2 "$T/dir_ours")
-DIR_REF=$(cut -d' ' -f1 "$T/dir_ref"); RSS2_REF=$(cut -d' ' -f2 "$T/dir_ref")
+DIR_OURS=$(sort -n "$T/dir_ours" | head -1 | cut -d' ' -f1); RSS2_OURS=$(sort -k2 -n "$T/dir_ours" | tail -1 | cut -d' ' -f2)
+DIR_REF=$(sort -n "$T/dir_ref" | head -1 | cut -d' ' -f1); RSS2_REF=$(sort -k2 -n "$T/dir_ref" | tail -1 | cut -d' ' -f2)
 
 "$PY" - "$T/ours.json" "$T/ref.json" <<'PYEOF'
 import json, sys
