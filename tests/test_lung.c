@@ -158,23 +158,8 @@ static void test_sample_films(void **state) {
   (void)state;
   /* every frontal film bundled in sample_data/ (the fake MONOCHROME1 file is excluded: its
    * photometric tag was flipped on purpose, so its display is a negative) */
-  static const char *films[] = {
-      "sample_data/films/kaggle/NORMAL/NORMAL2-IM-0746-0001.jpeg",
-      "sample_data/films/kaggle/NORMAL/NORMAL2-IM-1241-0001.jpeg",
-      "sample_data/films/kaggle/NORMAL/NORMAL2-IM-1360-0001.jpeg",
-      "sample_data/films/kaggle/PNEUMONIA/person388_virus_777.jpeg",
-      "sample_data/films/kaggle/PNEUMONIA/person449_bacteria_1938.jpeg",
-      "sample_data/films/kaggle/PNEUMONIA/person563_bacteria_2340.jpeg",
-      "sample_data/films/kaggle/PNEUMONIA/person677_virus_1268.jpeg",
-      "sample_data/films/kaggle/PNEUMONIA/person826_bacteria_2737.jpeg",
-      "sample_data/films/kaggle/PNEUMONIA/person976_virus_1651.jpeg",
-      "sample_data/films/png/nih_00000001_000.png",
-      "sample_data/films/dicom/CR-MONO1-10-chest.dcm",
-      "sample_data/films/dicom/gcp_dicom_00000001_000.dcm",
-      "sample_data/films/dicom/nccid_1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm",
-      "sample_data/films/dicom/siim_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
-  };
-  int n = (int)(sizeof films / sizeof films[0]), ok = 0, read = 0;
+  const char *const *films = ps_test_sample_films;
+  int n = PS_TEST_N_FRONTAL, ok = 0, read = 0;
   for (int i = 0; i < n; i++) {
     int r = check_film(ps_test_src(films[i]), 1);
     if (r >= 0) read++, ok += r;

@@ -194,3 +194,21 @@ int ps_test_write_npy_f32(const char *path, const float *data, const size_t *sha
   size_t w = fwrite(data, sizeof(float), count, f);
   return (fclose(f) == 0 && w == count) ? 0 : -1;
 }
+
+const char *const ps_test_sample_films[PS_TEST_N_SAMPLE] = {
+    "sample_data/films/kaggle/NORMAL/NORMAL2-IM-0746-0001.jpeg",
+    "sample_data/films/kaggle/NORMAL/NORMAL2-IM-1241-0001.jpeg",
+    "sample_data/films/kaggle/NORMAL/NORMAL2-IM-1360-0001.jpeg",
+    "sample_data/films/kaggle/PNEUMONIA/person388_virus_777.jpeg",
+    "sample_data/films/kaggle/PNEUMONIA/person449_bacteria_1938.jpeg",
+    "sample_data/films/kaggle/PNEUMONIA/person563_bacteria_2340.jpeg",
+    "sample_data/films/kaggle/PNEUMONIA/person677_virus_1268.jpeg",
+    "sample_data/films/kaggle/PNEUMONIA/person826_bacteria_2737.jpeg",
+    "sample_data/films/kaggle/PNEUMONIA/person976_virus_1651.jpeg",
+    "sample_data/films/png/nih_00000001_000.png",
+    "sample_data/films/dicom/CR-MONO1-10-chest.dcm",
+    "sample_data/films/dicom/gcp_dicom_00000001_000.dcm",
+    "sample_data/films/dicom/nccid_1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm",
+    "sample_data/films/dicom/siim_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
+    "sample_data/films/dicom/torchxrayvision_Fake_MONOHR1.dcm",
+};

@@ -33,6 +33,13 @@ int ps_test_write_npy_f32(const char *path, const float *data, const size_t *sha
 /* Size of a file in bytes, -1 when it cannot be read. */
 long ps_test_file_size(const char *path);
 
+/* Every film in sample_data/films (paths relative to the source tree: pass through ps_test_src):
+ * the PS_TEST_N_FRONTAL frontal chest films first, then the deliberately fake MONOCHROME1 DICOM
+ * (its photometric tag was flipped, so its display is a negative). */
+#define PS_TEST_N_FRONTAL 14
+#define PS_TEST_N_SAMPLE 15
+extern const char *const ps_test_sample_films[PS_TEST_N_SAMPLE];
+
 /* Skip (cmocka skip()) with a reason printed, when a condition for an optional resource fails. */
 #define PS_TEST_SKIP_UNLESS(cond, why)                        \
   do {                                                         \
