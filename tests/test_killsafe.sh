@@ -85,7 +85,7 @@ for round in 1 2 3 4; do
     echo "  after round $round: no best.safetensors yet"
   fi
   ls ../run 2>/dev/null | grep -v -E '^(best\.safetensors|last\.ckpt|history\.(json|csv)|cache-[0-9]+\.pscache)$' \
-    | grep -v -E '\.tmp[0-9]+$' | grep . && fail "unexpected files in the run folder"
+    | grep -v -E '\.tmp[0-9]+(\.[A-Za-z0-9]{6})?$' | grep . && fail "unexpected files in the run folder"
 done
 [ -f ../run/last.ckpt ] || fail "no last.ckpt after 4 rounds (the kills came before any checkpoint)"
 
@@ -96,6 +96,9 @@ resume=()
 [ -f ../run/best.safetensors ] || fail "no best.safetensors after the run completed"
 check_model ../run/best.safetensors "after completion"
 grep -q '"epoch"' ../run/history.json || fail "history.json has no epochs"
+# the killed rounds' temporaries (<file>.tmp<pid>) are swept by the next run, nothing else is left
+leftover=$(ls ../run | grep -E '\.tmp' || true)
+[ -z "$leftover" ] || fail "temporaries of killed runs left in the run folder: $leftover"
 
 # --- nothing written elsewhere ----------------------------------------------------------------
 [ "$(snapshot)" = "$before" ] || fail "the source folder changed"

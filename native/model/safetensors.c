@@ -643,12 +643,13 @@ int ps_st_write(const char *path, const ps_st_out_tensor *ts, int n, const char 
     goto fail;
   }
   size_t plen = strlen(path);
-  tmp = malloc(plen + 16);
+  tmp = malloc(plen + 40);
   if (!tmp) {
     st = ps_error(PS_ENOMEM, "safetensors: out of memory");
     goto fail;
   }
-  snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+  /* <path>.tmp<pid>.XXXXXX: the pid lets a later run tell a killed writer's leftover (train) */
+  snprintf(tmp, plen + 40, "%s.tmp%ld.XXXXXX", path, (long)getpid());
   fd = mkstemp(tmp);
   if (fd < 0) {
     st = ps_error(PS_EIO, "safetensors: cannot create a temporary file next to %s: %s", path, strerror(errno));

@@ -710,6 +710,18 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
     st = ps_error(PS_ENOMEM, "train: out of memory");
     goto fail;
   }
+  { /* temporaries of a killed earlier run (their writer is gone): the run folder's own files and
+     * the cache's, wherever it lives */
+    const char *own[] = {"best.safetensors", "last.ckpt", "history.json", "history.csv", cname};
+    ps_train_sweep_tmp(opts->outdir, own, 5);
+    char *slash = strrchr(r.cache_path, '/');
+    if (slash) {
+      *slash = 0;
+      const char *cb[] = {slash + 1};
+      ps_train_sweep_tmp(*r.cache_path ? r.cache_path : "/", cb, 1);
+      *slash = '/';
+    }
+  }
   if (r.epochs > MAX_HISTORY) {
     st = ps_error(PS_EINVAL, "train: at most %d epochs", MAX_HISTORY);
     goto fail;

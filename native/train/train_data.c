@@ -1,6 +1,8 @@
 /* native/train's view of a split manifest (through ps_dataset) plus small shared helpers. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -134,6 +136,48 @@ int ps_train_write_atomic(const char *path, int (*fn)(FILE *f, void *user), void
   if (st != PS_OK) unlink(tmp);
   free(tmp);
   return st;
+}
+
+/* name = base + ".tmp" + pid (ps_train_write_atomic's temporary of base), optionally + "." + 6
+ * characters (ps_model_save's mkstemp temporary): the pid, else 0. */
+static long tmp_owner(const char *name, const char *base) {
+  size_t n = strlen(base);
+  if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp", 4) != 0) return 0;
+  const char *d = name + n + 4, *start = d;
+  long pid = 0;
+  for (; *d >= '0' && *d <= '9'; d++) {
+    if (pid > 100000000) return 0;
+    pid = pid * 10 + (*d - '0');
+  }
+  if (d == start) return 0;
+  if (*d == 0 || (*d == '.' && strlen(d + 1) == 6)) return pid;
+  return 0;
+}
+
+int ps_train_sweep_tmp(const char *dir, const char *const *bases, int nbases) {
+  DIR *dp = opendir(dir);
+  if (!dp) return 0;
+  int removed = 0;
+  struct dirent *de;
+  while ((de = readdir(dp)) != NULL) {
+    for (int i = 0; i < nbases; i++) {
+      long pid = tmp_owner(de->d_name, bases[i]);
+      /* only a temporary whose writer is gone: a running writer (this or another process) keeps it */
+      if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+      size_t len = strlen(dir) + strlen(de->d_name) + 2;
+      char *p = malloc(len);
+      if (!p) break;
+      snprintf(p, len, "%s/%s", dir, de->d_name);
+      if (unlink(p) == 0) {
+        removed++;
+        ps_log(PS_LOG_INFO, "train: removed %s, left by an interrupted run (process %ld)", p, pid);
+      }
+      free(p);
+      break;
+    }
+  }
+  closedir(dp);
+  return removed;
 }
 
 int ps_train_sha256_file(const char *path, char hex[65]) { return ps_sha256_file(path, hex); }

@@ -39,6 +39,9 @@ int ps_train_film_to_u8(const char *path, int size, int roi, uint8_t *out);
 int ps_train_write_atomic(const char *path, int (*fn)(FILE *f, void *user), void *user);
 /* mkdir -p for one level (existing folder is fine). */
 int ps_train_mkdir(const char *path);
+/* Remove dir/<base>.tmp<pid> files (ps_train_write_atomic's temporaries) whose process no longer
+ * runs: what a killed run leaves behind. Only the given base names; returns how many went. */
+int ps_train_sweep_tmp(const char *dir, const char *const *bases, int nbases);
 char *ps_train_join(const char *dir, const char *name);
 
 #endif
