@@ -283,14 +283,22 @@ int ps_lung_mask_input_u8(const ps_image *img, const double box[4], const uint8_
   return st;
 }
 
-int ps_lung_mask_input(const ps_image *img, const double box[4], const uint8_t *mask, int size, const float mean[3],
-                       const float std[3], float *out) {
+/* The float inputs are the 8-bit ones normalised: argument checks and the 8-bit scratch of size^2
+ * (freed by the caller) shared by ps_lung_mask_input and ps_lung_roi_input. */
+static int float_input_begin(const ps_image *img, int size, const float std[3], const float *out, uint8_t **small) {
   if (!img || !img->data || !out) return ps_error(PS_EINVAL, "lung roi: NULL image or output");
   if (size <= 0) return ps_error(PS_EINVAL, "lung roi: invalid size %d", size);
   int st = check_std(std);
   if (st) return st;
-  uint8_t *small = malloc((size_t)size * size);
-  if (!small) return ps_error(PS_ENOMEM, "lung roi: out of memory");
+  *small = malloc((size_t)size * size);
+  return *small ? PS_OK : ps_error(PS_ENOMEM, "lung roi: out of memory");
+}
+
+int ps_lung_mask_input(const ps_image *img, const double box[4], const uint8_t *mask, int size, const float mean[3],
+                       const float std[3], float *out) {
+  uint8_t *small = NULL;
+  int st = float_input_begin(img, size, std, out, &small);
+  if (st) return st;
   st = ps_lung_mask_input_u8(img, box, mask, size, small);
   if (st == PS_OK) st = normalise(small, size, mean, std, out);
   free(small);
@@ -338,12 +346,9 @@ int ps_lung_roi_input_u8(const ps_image *img, int roi, int size, uint8_t *out, d
 
 int ps_lung_roi_input(const ps_image *img, int roi, int size, const float mean[3], const float std[3], float *out,
                       double box[4], int *fallback) {
-  if (!img || !img->data || !out) return ps_error(PS_EINVAL, "lung roi: NULL image or output");
-  if (size <= 0) return ps_error(PS_EINVAL, "lung roi: invalid size %d", size);
-  int st = check_std(std);
+  uint8_t *small = NULL;
+  int st = float_input_begin(img, size, std, out, &small);
   if (st) return st;
-  uint8_t *small = malloc((size_t)size * size);
-  if (!small) return ps_error(PS_ENOMEM, "lung roi: out of memory");
   st = ps_lung_roi_input_u8(img, roi, size, small, box, fallback);
   if (st == PS_OK) st = normalise(small, size, mean, std, out);
   free(small);
