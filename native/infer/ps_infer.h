@@ -50,6 +50,14 @@ typedef struct ps_infer_result {
                                          width / height; {0, 0, 1, 1} for film models (and failures) */
   int roi_fallback;                   /* lungs model: 1 when no plausible lung box was found and the
                                          whole film was used (ps_lung_roi) */
+  int in_distribution;                /* 1: like the films the model was trained on; 0: flagged out of
+                                         distribution (ood_reason says why; label and probabilities are
+                                         still given); -1: unknown (a model without a detector and no
+                                         header reason to flag the film) or failure */
+  float ood_score;                    /* the model's OOD score (ps_model_ood_score), NAN when unknown */
+  const char *ood_reason;             /* "" when in distribution or unknown, else e.g. "DICOM modality CT
+                                         is not a radiograph" or "features unlike the training films
+                                         (score 812 > 95.3)" (borrowed, valid during the callback) */
 } ps_infer_result;
 
 /* Called once per file, in input order, on the thread that called ps_infer_run.
@@ -83,6 +91,15 @@ PS_API int ps_infer_image(ps_model *m, const ps_image *img, float *probs /* (K) 
  * film (as ps_infer_result.roi / roi_fallback; both nullable). */
 PS_API int ps_infer_image_roi(ps_model *m, const ps_image *img, float *probs /* (K) */, int *label,
                               double roi[4], int *roi_fallback);
+/* Out-of-distribution verdict of one classified film, as ps_infer_result reports it: the model's
+ * detector (score > threshold) and the film's header (a DICOM whose Modality is not a radiograph:
+ * anything but CR, DX, RG, DR, PX or empty). in_dist 1/0/-1, reason (cap bytes, "" when none).
+ * meta and score (NAN) may be absent. */
+PS_API int ps_infer_ood_verdict(const ps_model *m, const ps_film_meta *meta, float score, int *in_dist,
+                                char *reason, size_t cap);
+/* ps_infer_image_roi plus the OOD verdict (in_dist, score, reason nullable; reason cap bytes). */
+PS_API int ps_infer_image_ood(ps_model *m, const ps_image *img, float *probs /* (K) */, int *label, double roi[4],
+                              int *roi_fallback, int *in_dist, float *score, char *reason, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -93,6 +93,21 @@ PS_API void ps_curve_free(ps_curve *c);
 PS_API int ps_metrics_one_vs_rest(const int *labels, const float *probs, size_t n, int k_classes, int k,
                                   int *y_k, float *score_k);
 
+/* ---- calibration ---- */
+
+/* Expected calibration error of the top-label confidence (Guo et al. 2017): films binned by
+ * max_k probs[i,k] into `bins` equal-width bins on [0, 1] (15 is the usual choice; a confidence of
+ * exactly 1 falls in the last bin), ECE = sum_b (n_b / n) |accuracy_b - confidence_b|, where
+ * accuracy counts argmax == label. labels (N), probs (N,K). */
+PS_API int ps_metrics_ece(const int *labels, const float *probs, size_t n, int k, int bins, double *ece);
+/* The reliability diagram's data: per bin count (int64), mean confidence and accuracy (NAN for an
+ * empty bin); arrays of `bins` entries owned by the caller. */
+PS_API int ps_metrics_reliability(const int *labels, const float *probs, size_t n, int k, int bins, int64_t *count,
+                                  double *confidence, double *accuracy);
+/* Temperature scaling: T > 0 minimising the mean negative log-likelihood of softmax(logits / T)
+ * over the films (labels (N), logits (N,K)); searched on log T in [0.05, 20]. */
+PS_API int ps_metrics_fit_temperature(const int *labels, const float *logits, size_t n, int k, double *temperature);
+
 #ifdef __cplusplus
 }
 #endif

@@ -74,6 +74,8 @@ typedef struct ps_model_meta {
   int roi;                     /* ps_roi: PS_ROI_FILM (0, default) = the whole film is resized to
                                   the input; PS_ROI_LUNGS = the padded lung box (ps_lung_roi) is;
                                   PS_ROI_LUNGMASK = that box, gray outside the dilated lung mask */
+  double temperature;          /* probabilities are softmax(logits / temperature) (calibration fitted
+                                  on validation films); 1 = none (and 0 is read as 1) */
 } ps_model_meta;
 
 /* Defaults for K classes: K=2 binary NORMAL,PNEUMONIA; K=3 multiclass NORMAL,BACTERIA,VIRUS;
@@ -171,6 +173,33 @@ PS_API int ps_model_uses_torch(const ps_model *m);
  * engine found), or "libtorch" in a build without the engine. Never NULL. */
 PS_API const char *ps_model_cpu_engine(void);
 
+/* ---- pooled features and the out-of-distribution detector ---------------------------------- */
+
+/* Pooled layer4 features (N,512) (the input of fc) and logits (N,K) (either nullable), eval mode,
+ * no autograd, on the C engine for a host-only CPU model, else through libtorch. */
+PS_API int ps_model_features(ps_model *m, const float *x, int n, int h, int w, float *feats, float *logits);
+
+#define PS_MODEL_FEATURES 512
+/* Out-of-distribution (OOD) detector stored in the model file with the weights: a class-conditional
+ * Gaussian on the pooled features with one shared covariance (Lee et al. 2018). The score of a
+ * film is its smallest squared Mahalanobis distance to a class mean,
+ *   score = min_k (f - mu_k)^T P (f - mu_k),   P = shared precision (inverse covariance),
+ * and a film is out of distribution when score > threshold (chosen on validation films).
+ * Stored as tensors "ood.class_means" (K,512) and "ood.precision" (512,512) float32 and metadata
+ * "ood_threshold", "ood_method". Models written before the detector have none: ps_model_has_ood
+ * is 0 and ps_model_ood_score fails with PS_ENOTFOUND. */
+PS_API int ps_model_has_ood(const ps_model *m);
+/* Copied in; threshold > 0. Replaces any detector the model had. */
+PS_API int ps_model_set_ood(ps_model *m, const float *class_means /* (K,512) */, const float *precision /* (512,512) */,
+                            double threshold);
+PS_API double ps_model_ood_threshold(const ps_model *m); /* NAN when none */
+/* Scores (N) of pooled features feats (N,512). */
+PS_API int ps_model_ood_score(const ps_model *m, const float *feats, int n, float *score);
+/* ps_model_predict plus the OOD score per film (score nullable; NAN for every film when the
+ * model has no detector). */
+PS_API int ps_model_predict_ood(ps_model *m, const float *x, int n, int h, int w, float *logits, float *probs,
+                                float *score);
+
 /* ---- default model --------------------------------------------------------------------------- */
 
 /* The bundled default binary model file: $PNEUMOSCOPE_MODEL when set, else
@@ -178,6 +207,11 @@ PS_API const char *ps_model_cpu_engine(void);
  * <install prefix>/share/pneumoscope/models/pneumoscope-binary.safetensors (first that exists).
  * PS_ENOTFOUND with the places tried when none exists. */
 PS_API int ps_model_default_path(char *buf, size_t cap);
+/* A model named by the user: NULL or "" -> ps_model_default_path; "binary" / "3class" -> the bundled
+ * pneumoscope-binary / pneumoscope-3class.safetensors (looked up like the default: beside the
+ * source tree, the install prefix, or the executable); anything else is a path, returned as given.
+ * PS_ENOTFOUND naming the places tried when a short name's file is missing. */
+PS_API int ps_model_resolve(const char *name_or_path, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }
