@@ -101,11 +101,7 @@ int ps_cli_load_model(const char *cmd, const char *path, const char *device, int
     fprintf(stderr, "pneumoscope %s: --device must be cpu, cuda or auto, got '%s'\n", cmd, device);
     return 2;
   }
-  if (!path) {
-    if ((st = ps_model_default_path(used, cap))) return ps_cli_fail(cmd, "default model", st);
-  } else {
-    snprintf(used, cap, "%s", path);
-  }
+  if ((st = ps_model_resolve(path, used, cap))) return ps_cli_fail(cmd, path ? path : "default model", st);
   if (threads && (st = ps_torch_set_threads(threads))) return ps_cli_fail(cmd, "--threads", st);
   ps_device dev = !strcmp(device, "cpu") ? PS_DEVICE_CPU : !strcmp(device, "cuda") ? PS_DEVICE_CUDA : PS_DEVICE_AUTO;
   if ((st = ps_model_load(used, dev, out))) return ps_cli_fail(cmd, used, st);

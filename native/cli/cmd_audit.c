@@ -16,7 +16,7 @@ static const char usage_text[] =
     "usage: pneumoscope audit [--model M] --manifest MANIFEST [--split test] [--threshold 0.5] -o OUTDIR\n"
     "  For every film of the split: prediction, Grad-CAM and lung_focus (share of the positive CAM\n"
     "  mass inside the segmented lung fields); films below the threshold are flagged.\n"
-    "  --model M          model .safetensors (default: $PNEUMOSCOPE_MODEL, else the bundled model)\n"
+    "  --model M          binary, 3class (the bundled models) or a .safetensors (default: $PNEUMOSCOPE_MODEL, else binary)\n"
     "  --manifest F       manifest CSV (path,label,subtype,patient_id,split,sha256)\n"
     "  --split S          train | val | test | all (default: test)\n"
     "  --threshold T      flag films with lung_focus < T (default 0.5)\n"

@@ -16,8 +16,8 @@ static void usage(FILE *f) {
         "                            [--batch B] PATH...\n"
         "  Classifies every film (PNG, JPEG, DICOM by content) in the files and folders given\n"
         "  (folders recursively; .txt/.csv/.json and other clearly non-film files are skipped).\n"
-        "  --model M     .safetensors model (default: $PNEUMOSCOPE_MODEL, else the bundled\n"
-        "                pneumoscope-binary.safetensors)\n"
+        "  --model M     binary or 3class (the bundled NORMAL/PNEUMONIA and NORMAL/BACTERIA/VIRUS\n"
+        "                models) or a .safetensors file (default: $PNEUMOSCOPE_MODEL, else binary)\n"
         "  --json        JSON array: file, label, probabilities, threshold, DICOM identifiers; for a model\n"
         "                trained with --roi lungs or lungmask also \"roi\": [x0, y0, x1, y1] (fractions of the film) and\n"
         "                \"roi_fallback\" (true when no plausible lung box was found: the whole film was used)\n"
@@ -236,13 +236,11 @@ int ps_cli_classify(int argc, char **argv) {
   }
   char defpath[4096];
   int st;
-  if (!model_path) {
-    if ((st = ps_model_default_path(defpath, sizeof defpath)) != PS_OK) {
-      free(paths);
-      return ps_cli_fail("classify", "default model", st);
-    }
-    model_path = defpath;
+  if ((st = ps_model_resolve(model_path, defpath, sizeof defpath)) != PS_OK) {
+    free(paths);
+    return ps_cli_fail("classify", model_path ? model_path : "default model", st);
   }
+  model_path = defpath;
   if (threads > 0 && (st = ps_torch_set_threads(threads)) != PS_OK) {
     free(paths);
     return ps_cli_fail("classify", "threads", st);

@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #ifdef PS_HAVE_TRAIN
+#include "ps_model.h"
 #include "ps_train.h"
 #endif
 
@@ -11,7 +12,7 @@ const char ps_cli_evaluate_help[] = "metrics, predictions and plots of a model o
 
 static const char usage_text[] =
     "usage: pneumoscope evaluate --model M --manifest MANIFEST [--split test] -o OUTDIR\n"
-    "  --model M            model (.safetensors from pneumoscope train)\n"
+    "  --model M            binary, 3class (the bundled models) or a .safetensors from pneumoscope train\n"
     "  --manifest MANIFEST  split manifest\n"
     "  --split S            train, val, test (default) or all\n"
     "  -o, --out OUTDIR     metrics.json, predictions.csv, confusion.png, roc.png, pr.png, curves.png\n"
@@ -78,8 +79,12 @@ int ps_cli_evaluate(int argc, char **argv) {
     fprintf(stderr, "pneumoscope evaluate: --model, --manifest and -o are required\n\n%s", usage_text);
     return 2;
   }
+  char model_path[4096];
+  int st = ps_model_resolve(o.model, model_path, sizeof model_path);
+  if (st != PS_OK) return ps_cli_fail("evaluate", o.model, st);
+  o.model = model_path;
   ps_eval_result r;
-  int st = ps_evaluate_run(&o, NULL, NULL, &r);
+  st = ps_evaluate_run(&o, NULL, NULL, &r);
   if (st != PS_OK) return ps_cli_fail("evaluate", "evaluation failed", st);
   printf("n %d accuracy %.4f roc_auc %.4f ap %.4f macro_f1 %.4f threshold %.4f sensitivity %.4f specificity %.4f\n", r.n,
          r.accuracy, r.auc, r.ap, r.f1_macro, r.threshold, r.sensitivity, r.specificity);

@@ -17,7 +17,7 @@ static const char usage_text[] =
     "usage: pneumoscope gradcam [options] FILE [-o overlay.png]\n"
     "  Explains the classifier's decision on FILE (PNG, JPEG, DICOM) and measures lung_focus, the\n"
     "  share of the positive class-activation mass inside the lung fields (classical segmentation).\n"
-    "  --model M          model .safetensors (default: $PNEUMOSCOPE_MODEL, else the bundled model)\n"
+    "  --model M          binary, 3class (the bundled models) or a .safetensors (default: $PNEUMOSCOPE_MODEL, else binary)\n"
     "  --layer L          layer1..layer4 (or 1..4; default layer4)\n"
     "  --class C          class to explain, by name or index (default: the predicted class)\n"
     "  --method X         cam | gradcam | gradcam++ (default: cam at layer4 — identical to Grad-CAM\n"

@@ -823,12 +823,40 @@ done:
 #define PS_MODEL_INSTALL_DIR "/usr/local/share/pneumoscope/models"
 #endif
 #define PS_DEFAULT_MODEL_NAME "pneumoscope-binary.safetensors"
+#define PS_3CLASS_MODEL_NAME "pneumoscope-3class.safetensors"
 
 static int file_exists(const char *p) { return access(p, R_OK) == 0; }
 
-int ps_model_default_path(char *buf, size_t cap) {
+/* The bundled file `name` (pneumoscope-binary.safetensors ...): beside the source tree, in the
+ * install prefix, or relative to the executable (a relocated install), the first that exists. */
+static int bundled_path(const char *name, char *buf, size_t cap) {
   char cand[3][4096];
   int nc = 0;
+  snprintf(cand[nc++], sizeof cand[0], "%s/sample_data/models/%s", PS_MODEL_SOURCE_DIR, name);
+  snprintf(cand[nc++], sizeof cand[0], "%s/%s", PS_MODEL_INSTALL_DIR, name);
+  /* Relocated install: <exe dir>/../share/pneumoscope/models. */
+  char exe[4096];
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (k > 0) {
+    exe[k] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = 0;
+      snprintf(cand[nc++], sizeof cand[0], "%.3000s/../share/pneumoscope/models/%s", exe, name);
+    }
+  }
+  for (int i = 0; i < nc; i++) {
+    if (file_exists(cand[i])) {
+      if (strlen(cand[i]) >= cap) return ps_error(PS_EINVAL, "model: path too long");
+      strcpy(buf, cand[i]);
+      return PS_OK;
+    }
+  }
+  return ps_error(PS_ENOTFOUND, "model: no bundled %s found (set PNEUMOSCOPE_MODEL or pass --model); looked for %s, %s%s%s",
+                  name, cand[0], cand[1], nc > 2 ? ", " : "", nc > 2 ? cand[2] : "");
+}
+
+int ps_model_default_path(char *buf, size_t cap) {
   if (!buf || cap == 0) return ps_error(PS_EINVAL, "model: buffer is NULL");
   buf[0] = 0;
   const char *env = getenv("PNEUMOSCOPE_MODEL");
@@ -839,27 +867,16 @@ int ps_model_default_path(char *buf, size_t cap) {
     strcpy(buf, env);
     return PS_OK;
   }
-  snprintf(cand[nc++], sizeof cand[0], "%s/sample_data/models/%s", PS_MODEL_SOURCE_DIR, PS_DEFAULT_MODEL_NAME);
-  snprintf(cand[nc++], sizeof cand[0], "%s/%s", PS_MODEL_INSTALL_DIR, PS_DEFAULT_MODEL_NAME);
-  /* Relocated install: <exe dir>/../share/pneumoscope/models. */
-  char exe[4096];
-  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (k > 0) {
-    exe[k] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-      *slash = 0;
-      snprintf(cand[nc++], sizeof cand[0], "%.3000s/../share/pneumoscope/models/%s", exe, PS_DEFAULT_MODEL_NAME);
-    }
-  }
-  for (int i = 0; i < nc; i++) {
-    if (file_exists(cand[i])) {
-      if (strlen(cand[i]) >= cap) return ps_error(PS_EINVAL, "model: path too long");
-      strcpy(buf, cand[i]);
-      return PS_OK;
-    }
-  }
-  return ps_error(PS_ENOTFOUND,
-                  "model: no default model found (set PNEUMOSCOPE_MODEL or pass --model); looked for %s, %s%s%s",
-                  cand[0], cand[1], nc > 2 ? ", " : "", nc > 2 ? cand[2] : "");
+  return bundled_path(PS_DEFAULT_MODEL_NAME, buf, cap);
+}
+
+int ps_model_resolve(const char *name, char *buf, size_t cap) {
+  if (!buf || cap == 0) return ps_error(PS_EINVAL, "model: buffer is NULL");
+  buf[0] = 0;
+  if (!name || !*name) return ps_model_default_path(buf, cap);
+  if (!strcmp(name, "binary")) return bundled_path(PS_DEFAULT_MODEL_NAME, buf, cap);
+  if (!strcmp(name, "3class")) return bundled_path(PS_3CLASS_MODEL_NAME, buf, cap);
+  if (strlen(name) >= cap) return ps_error(PS_EINVAL, "model: path too long");
+  strcpy(buf, name);
+  return PS_OK;
 }
