@@ -1,6 +1,10 @@
 /* test_metrics.c — ps_metrics against scikit-learn 1.2 (tests/ref/metrics_reference.py) on
  * real-shaped cases: random scores, heavily tied scores, perfect and inverted classifiers, 3 classes,
- * a class never predicted (zero_division), a non-default threshold, and a tiny hand-checkable case. */
+ * a class never predicted (zero_division), a non-default threshold, and a tiny hand-checkable case.
+ * Calibration on every case: ECE and the reliability table against numpy and sklearn's
+ * calibration_curve; the fitted temperature against scipy's bounded minimize_scalar on over- and
+ * underconfident logits, separable logits (T at the 0.05 bound) and the bundled model's outputs on
+ * 60 real films; a planted temperature recovered without any reference program. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +21,7 @@ typedef struct {
   double thr;
   int *y;
   float *p;
+  float *z; /* (N, K) logits, or NULL: no temperature reference */
 } mcase;
 
 static uint64_t rs = 0x1234567887654321ULL;
@@ -26,7 +31,7 @@ static double urand(void) { /* xorshift64*, only to make test inputs */
 }
 
 static mcase make(const char *name, int n, int k, double thr) {
-  mcase c = {name, n, k, thr, calloc(n, sizeof(int)), calloc((size_t)n * k, sizeof(float))};
+  mcase c = {name, n, k, thr, calloc(n, sizeof(int)), calloc((size_t)n * k, sizeof(float)), NULL};
   return c;
 }
 
@@ -62,6 +67,110 @@ static mcase multi_case(const char *name, int n, int never_predict_2, int ties) 
   return c;
 }
 
+static double gauss(void) { /* Box-Muller */
+  double u = urand(), v = urand();
+  return sqrt(-2 * log(u > 1e-300 ? u : 1e-300)) * cos(2 * M_PI * v);
+}
+
+/* probs = softmax(z), in double, per row */
+static void softmax_rows(const float *z, int n, int k, float *p) {
+  for (int i = 0; i < n; i++) {
+    const float *r = z + (size_t)i * k;
+    double m = r[0], s = 0;
+    for (int j = 1; j < k; j++) m = fmax(m, r[j]);
+    for (int j = 0; j < k; j++) s += exp(r[j] - m);
+    for (int j = 0; j < k; j++) p[(size_t)i * k + j] = (float)(exp(r[j] - m) / s);
+  }
+}
+
+/* Logits with a planted temperature: true logits b ~ N(0, spread^2) per class, the label drawn
+ * from softmax(b) (so b is calibrated), the model reports b * t0 plus a per-row offset (softmax
+ * ignores it): the best temperature is close to t0. */
+static mcase logit_case(const char *name, int n, int k, double spread, double t0) {
+  mcase c = make(name, n, k, 0.5);
+  c.z = malloc((size_t)n * k * sizeof(float));
+  for (int i = 0; i < n; i++) {
+    double b[PS_METRICS_MAX_CLASSES], m = -INFINITY, s = 0, off = 10 * urand() - 5;
+    for (int j = 0; j < k; j++) b[j] = spread * gauss(), m = fmax(m, b[j]);
+    for (int j = 0; j < k; j++) s += exp(b[j] - m);
+    double u = urand() * s, acc = 0;
+    c.y[i] = k - 1;
+    for (int j = 0; j < k; j++) {
+      acc += exp(b[j] - m);
+      if (u < acc) {
+        c.y[i] = j;
+        break;
+      }
+    }
+    for (int j = 0; j < k; j++) c.z[(size_t)i * k + j] = (float)(b[j] * t0 + off);
+  }
+  softmax_rows(c.z, n, k, c.p);
+  return c;
+}
+
+/* Binary and separable: logit difference +-[0.05, 3] with the label's sign; the NLL falls all the
+ * way to T = 0.05. */
+static mcase separable_case(const char *name, int n) {
+  mcase c = make(name, n, 2, 0.5);
+  c.z = malloc((size_t)n * 2 * sizeof(float));
+  for (int i = 0; i < n; i++) {
+    c.y[i] = urand() < 0.5;
+    double d = 0.05 + 2.95 * urand();
+    c.z[2 * i] = 0;
+    c.z[2 * i + 1] = (float)(c.y[i] ? d : -d);
+  }
+  softmax_rows(c.z, n, 2, c.p);
+  return c;
+}
+
+/* The bundled binary model on 60 real films (30 NORMAL, 30 PNEUMONIA, every 20th of kermany224/):
+ * its probabilities from `pneumoscope classify --csv`, logits = log(probabilities) (softmax is
+ * unchanged by the per-row shift). Returns 0 when the CLI output cannot be used. */
+static int real_case(mcase *out) {
+  int rc;
+  char *csv = ps_test_capture(&rc,
+                              "cd '%s' && '%s' classify --csv --model '%s' $(ls -d NORMAL/* | awk 'NR%%20==1' | head -30) "
+                              "$(ls -d PNEUMONIA/* | awk 'NR%%20==1' | head -30)",
+                              ps_test_data("kermany224"), PS_CLI, ps_test_src("sample_data/models/pneumoscope-binary.safetensors"));
+  if (rc != 0 || !csv) {
+    free(csv);
+    return 0;
+  }
+  mcase c = make("real", 60, 2, 0.5);
+  c.z = malloc(60 * 2 * sizeof(float));
+  int col0 = -1, col1 = -1, n = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(csv, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *f = line;
+    float p[2] = {NAN, NAN};
+    for (int col = 0; f; col++) {
+      char *next = strchr(f, ',');
+      if (next) *next++ = 0;
+      if (col0 < 0 || col1 < 0) { /* header */
+        if (!strcmp(f, "p_NORMAL")) col0 = col;
+        if (!strcmp(f, "p_PNEUMONIA")) col1 = col;
+      } else if (col == col0 || col == col1) {
+        p[col == col1] = strtof(f, NULL);
+      }
+      f = next;
+    }
+    if (n >= 60 || isnan(p[0])) continue;
+    c.y[n] = strncmp(line, "PNEUMONIA/", 10) == 0;
+    for (int j = 0; j < 2; j++) {
+      c.p[2 * n + j] = p[j];
+      c.z[2 * n + j] = logf(fmaxf(p[j], 1e-30f));
+    }
+    n++;
+  }
+  free(csv);
+  if (n != 60) {
+    free(c.y), free(c.p), free(c.z);
+    return 0;
+  }
+  *out = c;
+  return 1;
+}
+
 static void write_case(const char *dir, const mcase *c) {
   char path[1024];
   float *yf = malloc(c->n * sizeof(float));
@@ -74,6 +183,10 @@ static void write_case(const char *dir, const mcase *c) {
   assert_int_equal(ps_test_write_npy_f32(path, c->p, s2, 2), 0);
   snprintf(path, sizeof path, "%s/%s_thr.npy", dir, c->name);
   assert_int_equal(ps_test_write_npy_f32(path, &thr, s0, 1), 0);
+  if (c->z) {
+    snprintf(path, sizeof path, "%s/%s_logits.npy", dir, c->name);
+    assert_int_equal(ps_test_write_npy_f32(path, c->z, s2, 2), 0);
+  }
   free(yf);
 }
 
@@ -156,7 +269,56 @@ static void check_case(const char *dir, mcase *c) {
   free(ref);
 }
 
-static mcase cases[12];
+/* ECE and reliability (15 bins) against numpy and sklearn's calibration_curve; the temperature
+ * against scipy. */
+static void check_calibration(const char *dir, mcase *c) {
+  char path[1024];
+  size_t shape[4];
+  int nd;
+  snprintf(path, sizeof path, "%s/%s_cal.npy", dir, c->name);
+  double *ref = ps_test_read_npy(path, shape, &nd);
+  assert_non_null(ref);
+  assert_int_equal(shape[0], 1 + 3 * 15);
+  double ece;
+  int64_t cnt[15];
+  double conf[15], acc[15];
+  assert_int_equal(ps_metrics_ece(c->y, c->p, c->n, c->k, 15, &ece), PS_OK);
+  assert_int_equal(ps_metrics_reliability(c->y, c->p, c->n, c->k, 15, cnt, conf, acc), PS_OK);
+  near(ece, ref[0], "ECE (numpy)", c->name);
+  int full = 0;
+  for (int b = 0; b < 15; b++) {
+    if (cnt[b] != (int64_t)ref[1 + b]) fail_msg("%s bin %d: %lld films, numpy %g", c->name, b, (long long)cnt[b], ref[1 + b]);
+    near(conf[b], ref[16 + b], "bin confidence (numpy)", c->name);
+    near(acc[b], ref[31 + b], "bin accuracy (numpy)", c->name);
+    full += cnt[b] > 0;
+  }
+  free(ref);
+  /* sklearn lists the non-empty bins in order */
+  snprintf(path, sizeof path, "%s/%s_calsk.npy", dir, c->name);
+  double *sk = ps_test_read_npy(path, shape, &nd);
+  assert_non_null(sk);
+  size_t M = shape[1];
+  if ((size_t)full != M) fail_msg("%s: %d non-empty bins, sklearn calibration_curve %zu", c->name, full, M);
+  for (int b = 0, j = 0; b < 15; b++)
+    if (cnt[b] > 0) {
+      near(acc[b], sk[j], "bin accuracy (calibration_curve prob_true)", c->name);
+      near(conf[b], sk[M + j], "bin confidence (calibration_curve prob_pred)", c->name);
+      j++;
+    }
+  free(sk);
+  if (!c->z) return;
+  snprintf(path, sizeof path, "%s/%s_temp.npy", dir, c->name);
+  double *tr = ps_test_read_npy(path, shape, &nd);
+  assert_non_null(tr);
+  double t;
+  assert_int_equal(ps_metrics_fit_temperature(c->y, c->z, c->n, c->k, &t), PS_OK);
+  if (!(fabs(t - tr[0]) <= 1e-4 * tr[0]))
+    fail_msg("%s temperature: got %.9g, scipy %.9g (NLL %.6g there, %.6g at T = 1)", c->name, t, tr[0], tr[1], tr[2]);
+  print_message("[     INFO ] %s: T %.5f (scipy %.5f), NLL %.4f -> %.4f, ECE %.4f\n", c->name, t, tr[0], tr[2], tr[1], ece);
+  free(tr);
+}
+
+static mcase cases[16];
 static int ncases;
 
 static void test_against_sklearn(void **state) {
@@ -185,6 +347,11 @@ static void test_against_sklearn(void **state) {
     for (int i = 0; i < c.n; i++) c.p[2 * i + 1] *= 0.4f, c.p[2 * i] = 1 - c.p[2 * i + 1];
     cases[ncases++] = c;
   }
+  cases[ncases++] = logit_case("cal_over", 600, 2, 2.0, 2.5);  /* overconfident: T near 2.5 */
+  cases[ncases++] = logit_case("cal_under", 500, 3, 1.5, 0.4); /* underconfident: T near 0.4 */
+  cases[ncases++] = separable_case("cal_sep", 80);             /* T at the 0.05 bound */
+  if (real_case(&cases[ncases])) ncases++;
+  else fail_msg("pneumoscope classify --csv on kermany224 films gave no usable probabilities");
   char list[2048] = "";
   for (int i = 0; i < ncases; i++) {
     write_case(dir, &cases[i]);
@@ -195,8 +362,10 @@ static void test_against_sklearn(void **state) {
   assert_int_equal(rc, 0);
   for (int i = 0; i < ncases; i++) {
     check_case(dir, &cases[i]);
+    check_calibration(dir, &cases[i]);
     free(cases[i].y);
     free(cases[i].p);
+    free(cases[i].z);
   }
 }
 
@@ -241,11 +410,76 @@ static void test_bad_input(void **state) {
   assert_true(isnan(m.roc_auc));
 }
 
+/* Without reference programs: a planted temperature comes back, scaling lowers the ECE, the bound
+ * holds for separable logits, constant logits keep T = 1, a hand-computed ECE, bad arguments. */
+static void test_calibration_self(void **state) {
+  (void)state;
+  for (int r = 0; r < 2; r++) {
+    double t0 = r ? 2.0 : 0.5, t, e0, e1;
+    mcase c = logit_case(r ? "plant_over" : "plant_under", 4000, 3, 2.0, t0);
+    assert_int_equal(ps_metrics_fit_temperature(c.y, c.z, c.n, 3, &t), PS_OK);
+    if (!(fabs(t / t0 - 1) < 0.08)) fail_msg("planted T %.2f, fitted %.4f", t0, t);
+    float *ps = malloc((size_t)c.n * 3 * sizeof(float));
+    for (int i = 0; i < c.n * 3; i++) c.z[i] /= (float)t;
+    softmax_rows(c.z, c.n, 3, ps);
+    assert_int_equal(ps_metrics_ece(c.y, c.p, c.n, 3, 15, &e0), PS_OK);
+    assert_int_equal(ps_metrics_ece(c.y, ps, c.n, 3, 15, &e1), PS_OK);
+    if (!(e1 < 0.5 * e0 && e1 < 0.03)) fail_msg("T %.2f: ECE %.4f before scaling, %.4f after", t0, e0, e1);
+    free(ps), free(c.y), free(c.p), free(c.z);
+  }
+  double t;
+  mcase sep = separable_case("sep", 50);
+  assert_int_equal(ps_metrics_fit_temperature(sep.y, sep.z, sep.n, 2, &t), PS_OK);
+  if (!(fabs(t - 0.05) < 1e-6)) fail_msg("separable logits: T %.9g, want the 0.05 bound", t);
+  free(sep.y), free(sep.p), free(sep.z);
+  int y[4] = {0, 1, 1, 0};
+  float zero[8] = {0}, p[8] = {0.9f, 0.1f, 0.2f, 0.8f, 0.4f, 0.6f, 1.0f, 0.0f};
+  assert_int_equal(ps_metrics_fit_temperature(y, zero, 4, 2, &t), PS_OK);
+  assert_true(t == 1.0);
+  /* by hand, 15 bins: confidence 0.9 -> bin 13 (right), 0.8 -> 12 (right), 0.6 -> 9 (argmax 1,
+   * label 0: wrong), 1.0 -> 14, the last bin (right) */
+  double ece;
+  int64_t cnt[15];
+  double conf[15], acc[15];
+  y[2] = 0;
+  assert_int_equal(ps_metrics_ece(y, p, 4, 2, 15, &ece), PS_OK);
+  /* |1 - 0.9| + |1 - 0.8| + |0 - 0.6| + |1 - 1.0| over 4, with the float32 values */
+  double want = (fabs(1 - (double)0.9f) + fabs(1 - (double)0.8f) + (double)0.6f + 0) / 4;
+  assert_true(fabs(ece - want) < 1e-15);
+  assert_int_equal(ps_metrics_reliability(y, p, 4, 2, 15, cnt, conf, acc), PS_OK);
+  assert_true(cnt[13] == 1 && cnt[12] == 1 && cnt[9] == 1 && cnt[14] == 1 && cnt[0] == 0);
+  assert_true(acc[9] == 0 && acc[14] == 1 && conf[14] == 1 && isnan(acc[0]) && isnan(conf[0]));
+  /* one bin: |accuracy - mean confidence| */
+  assert_int_equal(ps_metrics_ece(y, p, 4, 2, 1, &ece), PS_OK);
+  assert_true(fabs(ece - fabs(0.75 - ((double)0.9f + (double)0.8f + (double)0.6f + 1) / 4)) < 1e-15);
+  /* bad arguments */
+  assert_int_equal(ps_metrics_ece(NULL, p, 4, 2, 15, &ece), PS_EINVAL);
+  assert_int_equal(ps_metrics_ece(y, p, 0, 2, 15, &ece), PS_EINVAL);
+  assert_int_equal(ps_metrics_ece(y, p, 4, 1, 15, &ece), PS_EINVAL);
+  assert_int_equal(ps_metrics_ece(y, p, 4, 2, 0, &ece), PS_EINVAL);
+  assert_int_equal(ps_metrics_reliability(y, p, 4, 2, 15, NULL, conf, acc), PS_EINVAL);
+  assert_int_equal(ps_metrics_fit_temperature(y, NULL, 4, 2, &t), PS_EINVAL);
+  y[3] = 2;
+  assert_int_equal(ps_metrics_ece(y, p, 4, 2, 15, &ece), PS_EINVAL);
+  assert_non_null(strstr(ps_last_error(), "label 2"));
+  assert_int_equal(ps_metrics_fit_temperature(y, zero, 4, 2, &t), PS_EINVAL);
+  y[3] = 0;
+  p[1] = NAN;
+  assert_int_equal(ps_metrics_ece(y, p, 4, 2, 15, &ece), PS_EINVAL);
+  assert_int_equal(ps_metrics_reliability(y, p, 4, 2, 15, cnt, conf, acc), PS_EINVAL);
+  p[1] = 1.5f; /* logits passed as probabilities */
+  assert_int_equal(ps_metrics_ece(y, p, 4, 2, 15, &ece), PS_EINVAL);
+  assert_non_null(strstr(ps_last_error(), "not in [0, 1]"));
+  zero[3] = INFINITY;
+  assert_int_equal(ps_metrics_fit_temperature(y, zero, 4, 2, &t), PS_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_against_sklearn),
       cmocka_unit_test(test_extremes),
       cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_calibration_self),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

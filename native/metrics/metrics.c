@@ -310,3 +310,132 @@ int ps_metrics_compute(const int *labels, const float *probs, size_t n, int k, d
   free(yk), free(sk);
   return st;
 }
+
+/* ---- calibration -------------------------------------------------------------------------------- */
+
+#define CALIB_MAX_BINS 1000000
+
+/* Shared argument check; what = "ECE", "reliability" or "temperature" (for the message). */
+static int calib_check(const int *labels, const float *v, size_t n, int k, const char *what) {
+  if (!labels || !v) return ps_error(PS_EINVAL, "metrics: %s: NULL labels or %s", what, strcmp(what, "temperature") ? "probabilities" : "logits");
+  if (n == 0) return ps_error(PS_EINVAL, "metrics: %s: no films (n = 0)", what);
+  if (k < 2) return ps_error(PS_EINVAL, "metrics: %s: %d classes (need >= 2)", what, k);
+  for (size_t i = 0; i < n; i++)
+    if (labels[i] < 0 || labels[i] >= k)
+      return ps_error(PS_EINVAL, "metrics: %s: label %d of item %zu is outside [0, %d)", what, labels[i], i, k);
+  return PS_OK;
+}
+
+/* Per bin: films, summed top-label confidence, films whose argmax is the label. Bin b holds
+ * b/B <= confidence < (b+1)/B, a confidence of 1 the last bin (for float32 confidences and
+ * B = 15 this equals sklearn calibration_curve's right-closed edges: no float32 is a multiple of
+ * 1/15 inside (0, 1)). Argmax ties go to the lowest class index (numpy.argmax). */
+static int calib_bins(const int *labels, const float *probs, size_t n, int k, int bins, const char *what,
+                      int64_t *count, double *conf_sum, int64_t *correct) {
+  int st = calib_check(labels, probs, n, k, what);
+  if (st) return st;
+  if (bins < 1 || bins > CALIB_MAX_BINS) return ps_error(PS_EINVAL, "metrics: %s: %d bins (need 1..%d)", what, bins, CALIB_MAX_BINS);
+  for (int b = 0; b < bins; b++) count[b] = 0, conf_sum[b] = 0, correct[b] = 0;
+  for (size_t i = 0; i < n; i++) {
+    const float *row = probs + i * (size_t)k;
+    int pred = 0;
+    for (int c = 0; c < k; c++) {
+      if (!(row[c] >= 0.0f && row[c] <= 1.0f))
+        return ps_error(PS_EINVAL, "metrics: %s: probability %g at item %zu class %d is not in [0, 1]", what, row[c], i, c);
+      if (row[c] > row[pred]) pred = c;
+    }
+    double conf = row[pred];
+    int b = (int)(conf * bins);
+    if (b >= bins) b = bins - 1;
+    count[b]++;
+    conf_sum[b] += conf;
+    correct[b] += pred == labels[i];
+  }
+  return PS_OK;
+}
+
+int ps_metrics_reliability(const int *labels, const float *probs, size_t n, int k, int bins, int64_t *count,
+                           double *confidence, double *accuracy) {
+  if (!count || !confidence || !accuracy) return ps_error(PS_EINVAL, "metrics: reliability: NULL output");
+  if (bins < 1 || bins > CALIB_MAX_BINS) return ps_error(PS_EINVAL, "metrics: reliability: %d bins (need 1..%d)", bins, CALIB_MAX_BINS);
+  int64_t *correct = malloc((size_t)bins * sizeof *correct);
+  if (!correct) return ps_error(PS_ENOMEM, "metrics: out of memory for %d bins", bins);
+  int st = calib_bins(labels, probs, n, k, bins, "reliability", count, confidence, correct);
+  for (int b = 0; b < bins; b++) {
+    if (st == PS_OK && count[b] > 0) {
+      accuracy[b] = (double)correct[b] / count[b];
+      confidence[b] /= count[b];
+    } else {
+      if (st) count[b] = 0;
+      accuracy[b] = confidence[b] = NAN;
+    }
+  }
+  free(correct);
+  return st;
+}
+
+int ps_metrics_ece(const int *labels, const float *probs, size_t n, int k, int bins, double *ece) {
+  if (!ece) return ps_error(PS_EINVAL, "metrics: ECE: NULL output");
+  *ece = NAN;
+  if (bins < 1 || bins > CALIB_MAX_BINS) return ps_error(PS_EINVAL, "metrics: ECE: %d bins (need 1..%d)", bins, CALIB_MAX_BINS);
+  int64_t *count = malloc((size_t)bins * sizeof *count), *correct = malloc((size_t)bins * sizeof *correct);
+  double *conf_sum = malloc((size_t)bins * sizeof *conf_sum);
+  int st;
+  if (!count || !correct || !conf_sum) {
+    st = ps_error(PS_ENOMEM, "metrics: out of memory for %d bins", bins);
+    goto fail;
+  }
+  if ((st = calib_bins(labels, probs, n, k, bins, "ECE", count, conf_sum, correct))) goto fail;
+  /* sum_b (n_b / n) |acc_b - conf_b| = sum_b |correct_b - conf_sum_b| / n */
+  double sum = 0;
+  for (int b = 0; b < bins; b++) sum += fabs((double)correct[b] - conf_sum[b]);
+  *ece = sum / n;
+fail:
+  free(count), free(correct), free(conf_sum);
+  return st;
+}
+
+/* Mean NLL of softmax(z / T) with T = exp(u); log-sum-exp in double. */
+static double nll_at(const int *labels, const float *z, size_t n, int k, double u) {
+  double inv_t = exp(-u), sum = 0;
+  for (size_t i = 0; i < n; i++) {
+    const float *row = z + i * (size_t)k;
+    double m = row[0];
+    for (int c = 1; c < k; c++)
+      if (row[c] > m) m = row[c];
+    double s = 0;
+    for (int c = 0; c < k; c++) s += exp((row[c] - m) * inv_t);
+    sum += log(s) - (row[labels[i]] - m) * inv_t;
+  }
+  return sum / n;
+}
+
+int ps_metrics_fit_temperature(const int *labels, const float *logits, size_t n, int k, double *temperature) {
+  if (!temperature) return ps_error(PS_EINVAL, "metrics: temperature: NULL output");
+  *temperature = 1;
+  int st = calib_check(labels, logits, n, k, "temperature");
+  if (st) return st;
+  for (size_t i = 0; i < n * (size_t)k; i++)
+    if (!isfinite(logits[i]))
+      return ps_error(PS_EINVAL, "metrics: temperature: logit %g at item %zu class %zu is not finite", logits[i], i / k, i % k);
+  /* NLL is convex in 1/T, so unimodal in u = log T: golden-section search on [log 0.05, log 20] */
+  const double g = 0.6180339887498949;
+  double a = log(0.05), b = log(20.0);
+  double c = b - g * (b - a), d = a + g * (b - a);
+  double fc = nll_at(labels, logits, n, k, c), fd = nll_at(labels, logits, n, k, d);
+  while (b - a > 1e-10) {
+    if (fc <= fd) {
+      b = d, d = c, fd = fc;
+      c = b - g * (b - a);
+      fc = nll_at(labels, logits, n, k, c);
+    } else {
+      a = c, c = d, fc = fd;
+      d = a + g * (b - a);
+      fd = nll_at(labels, logits, n, k, d);
+    }
+  }
+  double u = 0.5 * (a + b);
+  /* no temperature does better than none (e.g. constant logits: the NLL does not depend on T): 1 */
+  *temperature = nll_at(labels, logits, n, k, u) < nll_at(labels, logits, n, k, 0) ? exp(u) : 1.0;
+  return PS_OK;
+}
