@@ -1,4 +1,5 @@
 /* pneumoscope classify — label films (files or folders) with a ResNet18 model: one ps_infer_run. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,9 @@ static void usage(FILE *f) {
         "  (folders recursively; .txt/.csv/.json and other clearly non-film files are skipped).\n"
         "  --model M     binary or 3class (the bundled NORMAL/PNEUMONIA and NORMAL/BACTERIA/VIRUS\n"
         "                models) or a .safetensors file (default: $PNEUMOSCOPE_MODEL, else binary)\n"
-        "  --json        JSON array: file, label, probabilities, threshold, DICOM identifiers; for a model\n"
+        "  --json        JSON array: file, label, probabilities, threshold, in_distribution (true, false,\n"
+        "                or null for a model without an out-of-distribution detector), ood_score,\n"
+        "                ood_reason (when flagged), DICOM identifiers; for a model\n"
         "                trained with --roi lungs or lungmask also \"roi\": [x0, y0, x1, y1] (fractions of the film) and\n"
         "                \"roi_fallback\" (true when no plausible lung box was found: the whole film was used)\n"
         "  --csv         the same as CSV (header line first)\n"
@@ -77,6 +80,14 @@ static int on_result(const ps_infer_result *r, void *user) {
       if (lungs)
         fprintf(f, ",\"roi\":[%.6f,%.6f,%.6f,%.6f],\"roi_fallback\":%s", r->roi[0], r->roi[1], r->roi[2], r->roi[3],
                 r->roi_fallback ? "true" : "false");
+      fprintf(f, ",\"in_distribution\":%s,\"ood_score\":",
+              r->in_distribution < 0 ? "null" : r->in_distribution ? "true" : "false");
+      if (isfinite(r->ood_score)) fprintf(f, "%.6g", r->ood_score);
+      else fputs("null", f);
+      if (r->ood_reason[0]) {
+        fputs(",\"ood_reason\":", f);
+        ps_cli_json_string(f, r->ood_reason);
+      }
       const ps_film_meta *m = r->meta;
       if (has_dicom_ids(m)) {
         const char *keys[] = {"PatientID", "StudyInstanceUID", "SOPInstanceUID", "ViewPosition"};
@@ -100,7 +111,7 @@ static int on_result(const ps_infer_result *r, void *user) {
       }
       fputs(",threshold,PatientID,StudyInstanceUID,SOPInstanceUID,ViewPosition", f);
       if (lungs) fputs(",roi_x0,roi_y0,roi_x1,roi_y1,roi_fallback", f);
-      fputs(",error\n", f);
+      fputs(",in_distribution,ood_score,ood_reason,error\n", f);
     }
     ps_cli_csv_field(f, r->file);
     fputc(',', f);
@@ -118,11 +129,16 @@ static int on_result(const ps_infer_result *r, void *user) {
         ps_cli_csv_field(f, vals[i]);
       }
       if (lungs) fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%d", r->roi[0], r->roi[1], r->roi[2], r->roi[3], r->roi_fallback);
+      fputs(r->in_distribution < 0 ? "," : r->in_distribution ? ",true" : ",false", f);
+      if (isfinite(r->ood_score)) fprintf(f, ",%.6g,", r->ood_score);
+      else fputs(",,", f);
+      ps_cli_csv_field(f, r->ood_reason);
       fputs(",\n", f);
     } else {
       for (int k = 0; k < K; k++) fputc(',', f);
       fputs(",,,,,,", f);
       if (lungs) fputs(",,,,,", f);
+      fputs(",,,", f);
       ps_cli_csv_field(f, r->error);
       fputc('\n', f);
     }
@@ -137,22 +153,30 @@ static int on_result(const ps_infer_result *r, void *user) {
       if (lungs)
         printf("# the model sees each film's padded lung box%s (roi %s; --json/--csv give the box)\n",
                mm->roi == PS_ROI_LUNGMASK ? ", gray outside the lung fields" : "", ps_roi_name(mm->roi));
+      if (ps_model_has_ood(o->model))
+        printf("# in-dist: NO! = out of distribution, unlike every film the model was trained on (score > %.4g):\n"
+               "#   its label is not to be trusted\n", ps_model_ood_threshold(o->model));
+      else
+        printf("# in-dist: this model has no out-of-distribution detector (a file from before it): only DICOM\n"
+               "#   headers of other modalities are flagged, '?' = unknown\n");
       printf("%-12s", "label");
       for (int k = 0; k < K; k++) {
         char h[64];
         snprintf(h, sizeof h, "P(%s)", mm->classes[k]);
         printf(" %12s", h);
       }
-      printf("  file\n");
+      printf(" %8s  file\n", "in-dist");
     }
     if (r->status == PS_OK) {
       printf("%-12s", r->label_name);
       for (int k = 0; k < K; k++) printf(" %12.4f", r->probs[k]);
-      printf("  %s\n", r->file);
+      printf(" %8s  %s", r->in_distribution < 0 ? "?" : r->in_distribution ? "yes" : "NO!", r->file);
+      if (r->ood_reason[0]) printf("  (%s)", r->ood_reason);
+      putchar('\n');
     } else {
       printf("%-12s", "ERROR");
       for (int k = 0; k < K; k++) printf(" %12s", "-");
-      printf("  %s\n", r->file);
+      printf(" %8s  %s\n", "-", r->file);
     }
   }
   o->count++;

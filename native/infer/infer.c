@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,8 +198,9 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
   char **files = NULL;
   int nf = 0, st, nthreads = 0, failed = 0;
   pthread_t *threads = NULL;
-  float *batch = NULL, *probs = NULL;
+  float *batch = NULL, *probs = NULL, *scores = NULL;
   int *bidx = NULL;
+  char reason[160];
   if (nfailed) *nfailed = 0;
   if (!m || !fn) return ps_error(PS_EINVAL, "infer: model/callback is NULL");
   ps_infer_opts o = {0};
@@ -225,9 +227,10 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
   c.slots = calloc((size_t)(nf ? nf : 1), sizeof *c.slots);
   batch = malloc(sizeof(float) * per * (size_t)B);
   probs = malloc(sizeof(float) * (size_t)K * (size_t)B);
+  scores = malloc(sizeof(float) * (size_t)B);
   bidx = malloc(sizeof(int) * (size_t)(nf ? nf : 1));
   threads = calloc((size_t)T, sizeof *threads);
-  if (!c.slots || !batch || !probs || !bidx || !threads) {
+  if (!c.slots || !batch || !probs || !scores || !bidx || !threads) {
     st = ps_error(PS_ENOMEM, "infer: out of memory");
     goto out;
   }
@@ -261,7 +264,7 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
      * otherwise leave this loop waiting for a slot no worker may take: deadlock). */
     if (nb < B && i < nf - 1 && i + 1 - start < c.window) continue;
     /* Flush: forward the batch, deliver pending results in order. */
-    if (nb > 0 && (st = ps_model_predict(m, batch, nb, c.size, c.size, NULL, probs))) break;
+    if (nb > 0 && (st = ps_model_predict_ood(m, batch, nb, c.size, c.size, NULL, probs, scores))) break;
     for (int j = start; j <= i && st == PS_OK; j++) {
       slot *r = &c.slots[j];
       ps_infer_result res;
@@ -271,7 +274,13 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
       res.num_classes = K;
       res.status = r->status;
       res.roi[2] = res.roi[3] = 1;
+      res.in_distribution = -1;
+      res.ood_score = NAN;
+      res.ood_reason = "";
       if (r->status == PS_OK) {
+        res.ood_score = scores[bidx[j]];
+        ps_infer_ood_verdict(m, &r->meta, res.ood_score, &res.in_distribution, reason, sizeof reason);
+        res.ood_reason = reason;
         memcpy(res.roi, r->roi, sizeof res.roi);
         res.roi_fallback = r->roi_fallback;
         memcpy(res.probs, probs + (size_t)bidx[j] * (size_t)K, sizeof(float) * (size_t)K);
@@ -309,6 +318,7 @@ out:
   free(c.slots);
   free(batch);
   free(probs);
+  free(scores);
   free(bidx);
   free(threads);
   ps_infer_list_free(files, nf);
@@ -317,21 +327,61 @@ out:
 }
 
 int ps_infer_image(ps_model *m, const ps_image *img, float *probs, int *label) {
-  return ps_infer_image_roi(m, img, probs, label, NULL, NULL);
+  return ps_infer_image_ood(m, img, probs, label, NULL, NULL, NULL, NULL, NULL, 0);
 }
 
 int ps_infer_image_roi(ps_model *m, const ps_image *img, float *probs, int *label, double roi[4], int *roi_fallback) {
+  return ps_infer_image_ood(m, img, probs, label, roi, roi_fallback, NULL, NULL, NULL, 0);
+}
+
+int ps_infer_image_ood(ps_model *m, const ps_image *img, float *probs, int *label, double roi[4], int *roi_fallback,
+                       int *in_dist, float *score, char *reason, size_t cap) {
   if (!m || !img || !probs) return ps_error(PS_EINVAL, "infer: NULL argument");
   if (img->is_raw) return ps_error(PS_EINVAL, "infer: the film holds raw modality values; read it display-ready");
   const ps_model_meta *mm = ps_model_meta_get(m);
   int S = mm->input_size > 0 ? mm->input_size : 224;
+  float sc = NAN;
   float *x = malloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
   if (!x) return ps_error(PS_ENOMEM, "infer: out of memory for a %dx%d input", S, S);
   int st = ps_lung_roi_input(img, mm->roi, S, mm->mean, mm->std, x, roi, roi_fallback);
-  if (!st) st = ps_model_predict(m, x, 1, S, S, NULL, probs);
+  if (!st) st = ps_model_predict_ood(m, x, 1, S, S, NULL, probs, in_dist || score || reason ? &sc : NULL);
   if (!st && label) st = ps_model_label(m, probs, label);
+  if (!st && score) *score = sc;
+  if (!st && (in_dist || reason)) {
+    char buf[160];
+    int v = -1;
+    st = ps_infer_ood_verdict(m, &img->meta, sc, &v, reason ? reason : buf, reason ? cap : sizeof buf);
+    if (in_dist) *in_dist = v;
+  }
   free(x);
   return st;
+}
+
+/* Modalities of projection radiographs: computed / digital radiography (and DR, used by some
+ * vendors), radiographic imaging, panoramic X-ray. An absent Modality (PNG, JPEG, ACR-NEMA files)
+ * says nothing. */
+static int radiograph_modality(const char *mod) {
+  static const char *const ok[] = {"", "CR", "DX", "DR", "RG", "PX"};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+    if (!strcmp(mod, ok[i])) return 1;
+  return 0;
+}
+
+int ps_infer_ood_verdict(const ps_model *m, const ps_film_meta *meta, float score, int *in_dist, char *reason,
+                         size_t cap) {
+  if (!m || !in_dist || !reason || cap == 0) return ps_error(PS_EINVAL, "infer: NULL argument");
+  reason[0] = 0;
+  *in_dist = -1;
+  if (meta && meta->format == PS_FORMAT_DICOM && !radiograph_modality(meta->modality)) {
+    *in_dist = 0;
+    snprintf(reason, cap, "DICOM modality %s is not a radiograph", meta->modality);
+    return PS_OK;
+  }
+  if (!ps_model_has_ood(m) || !isfinite(score)) return PS_OK;
+  double thr = ps_model_ood_threshold(m);
+  *in_dist = score <= thr;
+  if (!*in_dist) snprintf(reason, cap, "features unlike the training films (score %.4g > %.4g)", score, thr);
+  return PS_OK;
 }
 
 int ps_infer_file(ps_model *m, const char *path, const ps_read_opts *read, float *probs, int *label) {

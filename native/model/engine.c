@@ -308,7 +308,7 @@ static float *block_fwd(const block *b, float *a, int nimg, int h, int w, float 
 
 /* nimg <= GROUP films x (nimg, 3, H, W) -> logits (nimg, K), in the workspace ws (plan pl). */
 static void forward_group(const ps_engine *e, const float *x, int nimg, int H, int W, float *ws, const plan_t *pl,
-                          float *logits) {
+                          float *logits, float *feats) {
   float *g[4], *gcol;
   g[0] = ws + 4 * pl->act + pl->col;
   for (int i = 1; i < 4; i++) g[i] = g[i - 1] + (size_t)GROUP * pl->gact;
@@ -352,6 +352,7 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
       for (size_t i = 0; i < hw; i++) sum += p[i];
       feat[c] = (float)(sum / (double)hw);
     }
+    if (feats) memcpy(feats + (size_t)f * 512, feat, sizeof feat);
     for (int k = 0; k < e->K; k++) {
       double sum = e->fc_b[k];
       const float *wk = e->fc_w + (size_t)k * 512;
@@ -363,10 +364,11 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
 
 /* Films [first, last) in groups of GROUP, in one thread's workspace. */
 static void forward_range(const ps_engine *e, const float *x, int first, int last, int H, int W, float *ws,
-                          const plan_t *pl, float *logits) {
+                          const plan_t *pl, float *logits, float *feats) {
   for (int i = first; i < last; i += GROUP) {
     int n = last - i < GROUP ? last - i : GROUP;
-    forward_group(e, x + (size_t)i * 3 * H * W, n, H, W, ws, pl, logits + (size_t)i * e->K);
+    forward_group(e, x + (size_t)i * 3 * H * W, n, H, W, ws, pl, logits + (size_t)i * e->K,
+                  feats ? feats + (size_t)i * 512 : NULL);
   }
 }
 
@@ -375,7 +377,7 @@ typedef struct fwd_job {
   const ps_engine *e;
   const float *x;
   int h, w, nt, nsolo;
-  float *logits;
+  float *logits, *feats;
   float *ws;
   plan_t pl;
 } fwd_job;
@@ -390,14 +392,14 @@ static void *fwd_solo(void *arg) {
   const fwd_job *j = wk->job;
   const int per = j->nsolo / j->nt;
   forward_range(j->e, j->x, wk->tid * per, (wk->tid + 1) * per, j->h, j->w, j->ws + (size_t)wk->tid * j->pl.total,
-                &j->pl, j->logits);
+                &j->pl, j->logits, j->feats);
   return NULL;
 }
 
-int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits) {
+int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats) {
   if (!e || !x || !logits || n < 1 || h < 32 || w < 32)
     return ps_error(PS_EINVAL, "engine: forward needs (N,3,H,W) with N >= 1 and H, W >= 32");
-  fwd_job j = {.e = e, .x = x, .h = h, .w = w, .logits = logits};
+  fwd_job j = {.e = e, .x = x, .h = h, .w = w, .logits = logits, .feats = feats};
   plan(e, h, w, &j.pl);
   j.nt = threads > 0 ? threads : ps_default_threads();
   if (j.nt > 64) j.nt = 64;
@@ -431,7 +433,7 @@ int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int thr
   }
   if (j.nsolo < n) {
     blas_threads(j.nt);
-    forward_range(e, x, j.nsolo, n, h, w, j.ws, &j.pl, logits);
+    forward_range(e, x, j.nsolo, n, h, w, j.ws, &j.pl, logits, feats);
   }
   if (saved > 0) blas_threads(saved);
   pthread_mutex_unlock(&g_run);

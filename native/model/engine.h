@@ -34,8 +34,9 @@ int ps_engine_create(ps_engine_lookup lookup, void *ctx, int num_classes, ps_eng
  * ps_default_threads()): the films are shared out between the threads (single-threaded BLAS in
  * each), what is left over (or a single film) runs with BLAS's own threads. Each thread takes its
  * films through conv1..layer2 one by one and through layer3..fc in groups of up to 4 (one GEMM per
- * layer for the group: the large layer3/4 weights are packed once per group). */
-int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits);
+ * layer for the group: the large layer3/4 weights are packed once per group). feats (nullable) gets
+ * the pooled layer4 features (N,512), the input of fc. */
+int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats);
 void ps_engine_free(ps_engine *e);
 /* Name of the BLAS library the engine's GEMMs run in ("OpenBLAS 0.3.21 ..." or "BLAS"). */
 const char *ps_engine_blas(void);

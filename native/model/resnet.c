@@ -15,6 +15,10 @@
 #define N_PARAMS 62
 #define BN_MOMENTUM 0.1
 #define BN_EPS 1e-5
+#define OOD_MEANS "ood.class_means"
+#define OOD_PREC "ood.precision"
+#define OOD_METHOD "mahalanobis-shared-cov"
+#define NF PS_MODEL_FEATURES
 
 typedef struct entry {
   char name[48];
@@ -56,6 +60,10 @@ struct ps_model {
    * call that needs libtorch tensors (forward, parameters, training, Grad-CAM, another device,
    * saving) moves the weights into libtorch (to_torch) and drops the host copy and the engine. */
   ps_engine *engine;
+  /* Out-of-distribution detector (ps_model.h): class means (K,512) and the shared precision
+   * (512,512), host float32; NULL when the model has none. */
+  float *ood_means, *ood_prec;
+  double ood_thr;
 };
 
 /* ---- metadata ---------------------------------------------------------------------------------- */
@@ -85,6 +93,7 @@ int ps_model_meta_default(int num_classes, ps_model_meta *out) {
   memcpy(out->mean, mean, sizeof mean);
   memcpy(out->std, std, sizeof std);
   out->threshold = 0.5;
+  out->temperature = 1.0;
   return PS_OK;
 }
 
@@ -112,8 +121,13 @@ static int meta_check(const ps_model_meta *mm, int K, const char *where) {
     return ps_error(PS_EINVAL, "model: %s: provenance not NUL-terminated", where);
   if (mm->roi != PS_ROI_FILM && mm->roi != PS_ROI_LUNGS && mm->roi != PS_ROI_LUNGMASK)
     return ps_error(PS_EINVAL, "model: %s: roi %d is not film (0), lungs (1) or lungmask (2)", where, mm->roi);
+  if (mm->temperature != 0 && !(mm->temperature >= 0.01 && mm->temperature <= 100))
+    return ps_error(PS_EINVAL, "model: %s: temperature %g outside [0.01, 100]", where, mm->temperature);
   return PS_OK;
 }
+
+/* The temperature probabilities are computed with (0 in a zeroed meta means none). */
+static double temperature_of(const ps_model_meta *mm) { return mm->temperature > 0 ? mm->temperature : 1.0; }
 
 static int parse_floats3(const char *s, float out[3]) {
   char *end = NULL;
@@ -187,6 +201,13 @@ static int meta_from_file(const ps_st_file *f, int K, ps_model_meta *mm) {
     else if (!strcmp(v, "lungmask")) mm->roi = PS_ROI_LUNGMASK;
     else if (!strcmp(v, "film")) mm->roi = PS_ROI_FILM;
     else return ps_error(PS_EFORMAT, "model: %s: metadata roi \"%.40s\" is not lungs, lungmask or film", path, v);
+  }
+  if ((v = ps_st_meta(f, "temperature"))) {
+    char *end = NULL;
+    double t = strtod(v, &end);
+    if (end == v || *end || !(t >= 0.01 && t <= 100))
+      return ps_error(PS_EFORMAT, "model: %s: metadata temperature \"%.40s\" is not in [0.01, 100]", path, v);
+    mm->temperature = t;
   }
   if (mm->task == PS_TASK_BINARY && K != 2)
     return ps_error(PS_EFORMAT, "model: %s: task binary but %d classes", path, K);
@@ -375,6 +396,8 @@ void ps_model_free(ps_model *m) {
   if (!m) return;
   for (int i = 0; i < m->n; i++) ps_tensor_free(m->e[i].t);
   free_host(m);
+  free(m->ood_means);
+  free(m->ood_prec);
   free(m);
 }
 
@@ -479,9 +502,56 @@ done:
   for (int j = 0; j < f->n; j++) {
     const char *name = f->tensors[j].name;
     if (skip_fc && !strncmp(name, "fc.", 3)) continue;
+    if (!strcmp(name, OOD_MEANS) || !strcmp(name, OOD_PREC)) continue; /* the OOD detector: load_ood */
     if (entry_index(m, name) < 0)
       return ps_error(PS_EFORMAT, "model: %s: unexpected tensor \"%s\" (not a ResNet18 state_dict key)", f->path, name);
   }
+  return PS_OK;
+}
+
+/* One float tensor of the OOD detector, shape (a,b), into a new host array. */
+static int read_ood_tensor(const ps_st_file *f, const char *name, int64_t a, int64_t b, float **out) {
+  const ps_st_tensor *t = ps_st_find(f, name);
+  if (!t) return ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" missing (the OOD detector needs %s and %s)", f->path, name,
+                          OOD_MEANS, OOD_PREC);
+  if (t->ndim != 2 || t->shape[0] != a || t->shape[1] != b || t->dtype == PS_DTYPE_I64)
+    return ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" must be float [%lld,%lld]", f->path, name, (long long)a,
+                    (long long)b);
+  size_t numel = (size_t)(a * b);
+  void *buf = malloc((size_t)(t->end - t->begin) + 1);
+  float *dst = malloc(sizeof(float) * numel);
+  int st = !buf || !dst ? ps_error(PS_ENOMEM, "model: out of memory loading %s", f->path) : PS_OK;
+  if (!st) st = ps_st_read_tensor(f, t, buf);
+  if (!st) st = ps_st_to_f32(buf, t->dtype, numel, dst);
+  for (size_t i = 0; !st && i < numel; i++)
+    if (!isfinite(dst[i])) st = ps_error(PS_EFORMAT, "model: %s: tensor \"%s\" holds a non-finite value", f->path, name);
+  free(buf);
+  if (st) {
+    free(dst);
+    return st;
+  }
+  *out = dst;
+  return PS_OK;
+}
+
+/* The OOD detector of a file, when it has one (both tensors and ood_threshold, or none of them). */
+static int load_ood(ps_model *m, const ps_st_file *f) {
+  const char *thr = ps_st_meta(f, "ood_threshold");
+  int has_t = ps_st_find(f, OOD_MEANS) || ps_st_find(f, OOD_PREC);
+  if (!thr && !has_t) return PS_OK; /* a model from before the detector */
+  if (!thr) return ps_error(PS_EFORMAT, "model: %s: OOD tensors without metadata ood_threshold", f->path);
+  char *end = NULL;
+  double t = strtod(thr, &end);
+  if (end == thr || *end || !(t > 0 && isfinite(t)))
+    return ps_error(PS_EFORMAT, "model: %s: metadata ood_threshold \"%.40s\" is not a positive number", f->path, thr);
+  const char *method = ps_st_meta(f, "ood_method");
+  if (method && strcmp(method, OOD_METHOD))
+    return ps_error(PS_EFORMAT, "model: %s: unknown ood_method \"%.60s\" (this version knows %s)", f->path, method,
+                    OOD_METHOD);
+  int st = read_ood_tensor(f, OOD_MEANS, m->K, NF, &m->ood_means);
+  if (!st) st = read_ood_tensor(f, OOD_PREC, NF, NF, &m->ood_prec);
+  if (st) return st;
+  m->ood_thr = t;
   return PS_OK;
 }
 
@@ -505,6 +575,7 @@ int ps_model_load(const char *path, ps_device device, ps_model **out) {
   if ((st = alloc_model(K, device, 1, &m))) goto fail;
   if ((st = meta_from_file(f, K, &m->meta))) goto fail;
   if ((st = fill_from_file(m, f, 0))) goto fail;
+  if ((st = load_ood(m, f))) goto fail;
 #ifdef PS_HAVE_ENGINE
   if (host_only(m) && (st = ps_engine_create(engine_lookup, m, K, &m->engine))) goto fail;
 #endif
@@ -529,10 +600,11 @@ int ps_model_init_from(ps_model *m, const char *path) {
 
 int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts *opts) {
   int st = PS_OK;
-  ps_st_out_tensor ts[N_TENSORS];
+  ps_st_out_tensor ts[N_TENSORS + 2];
   void *bufs[N_TENSORS] = {0};
   char classes[PS_MODEL_MAX_CLASSES * PS_MODEL_CLASS_NAME_MAX + 8] = "";
-  char input_size[16], mean[80], std[80], thr[40];
+  char input_size[16], mean[80], std[80], thr[40], temp[40], ood_thr[40];
+  const int64_t means_shape[2] = {m ? m->K : 0, NF}, prec_shape[2] = {NF, NF};
   if (!m || !path) return ps_error(PS_EINVAL, "model: model/path is NULL");
   ps_dtype storage = opts ? opts->storage : PS_DTYPE_F32;
   if (storage != PS_DTYPE_F32 && storage != PS_DTYPE_F16 && storage != PS_DTYPE_BF16)
@@ -563,11 +635,25 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
   snprintf(mean, sizeof mean, "%.9g,%.9g,%.9g", m->meta.mean[0], m->meta.mean[1], m->meta.mean[2]);
   snprintf(std, sizeof std, "%.9g,%.9g,%.9g", m->meta.std[0], m->meta.std[1], m->meta.std[2]);
   snprintf(thr, sizeof thr, "%.17g", m->meta.threshold);
-  const char *keys[] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance", "roi"};
-  const char *vals[] = {"pt", m->meta.task == PS_TASK_BINARY ? "binary" : "multiclass", classes, input_size, mean, std,
-                        thr, m->meta.provenance, m->meta.roi == PS_ROI_LUNGMASK ? "lungmask" : "lungs"};
-  /* film models keep the key absent (what every model before the lung ROI looked like) */
-  st = ps_st_write(path, ts, m->n, keys, vals, m->meta.roi != PS_ROI_FILM ? 9 : 8);
+  const char *keys[13] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance"};
+  const char *vals[13] = {"pt", m->meta.task == PS_TASK_BINARY ? "binary" : "multiclass", classes, input_size, mean, std,
+                          thr, m->meta.provenance};
+  int nmeta = 8, nt = m->n;
+  /* keys a model without them never had stay absent: such files are unchanged */
+  if (m->meta.roi != PS_ROI_FILM)
+    keys[nmeta] = "roi", vals[nmeta++] = m->meta.roi == PS_ROI_LUNGMASK ? "lungmask" : "lungs";
+  if (temperature_of(&m->meta) != 1.0) {
+    snprintf(temp, sizeof temp, "%.9g", m->meta.temperature);
+    keys[nmeta] = "temperature", vals[nmeta++] = temp;
+  }
+  if (m->ood_means) {
+    snprintf(ood_thr, sizeof ood_thr, "%.9g", m->ood_thr);
+    keys[nmeta] = "ood_threshold", vals[nmeta++] = ood_thr;
+    keys[nmeta] = "ood_method", vals[nmeta++] = OOD_METHOD;
+    ts[nt++] = (ps_st_out_tensor){OOD_MEANS, PS_DTYPE_F32, 2, means_shape, m->ood_means};
+    ts[nt++] = (ps_st_out_tensor){OOD_PREC, PS_DTYPE_F32, 2, prec_shape, m->ood_prec};
+  }
+  st = ps_st_write(path, ts, nt, keys, vals, nmeta);
 done:
   for (int i = 0; i < m->n; i++) free(bufs[i]);
   return st;
@@ -768,50 +854,145 @@ int ps_model_forward_features(ps_model *m, const ps_tensor *x, ps_tensor **logit
   return forward_impl(m, x, m->training, logits, acts);
 }
 
-#ifdef PS_HAVE_ENGINE
-/* softmax of each row of logits (n, K), as torch computes it (max-shifted, float32 exp). */
-static void softmax_rows(const float *logits, int n, int K, float *probs) {
+/* softmax of each row of logits / T (n, K), as torch computes softmax (max-shifted, float32 exp). */
+static void softmax_rows(const float *logits, int n, int K, double T, float *probs) {
   for (int i = 0; i < n; i++) {
     const float *l = logits + (size_t)i * K;
-    float *p = probs + (size_t)i * K, mx = l[0];
-    for (int k = 1; k < K; k++) mx = l[k] > mx ? l[k] : mx;
+    float *p = probs + (size_t)i * K;
+    float z[PS_MODEL_MAX_CLASSES], mx;
+    for (int k = 0; k < K; k++) z[k] = T == 1.0 ? l[k] : (float)(l[k] / T);
+    mx = z[0];
+    for (int k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
     double sum = 0;
-    for (int k = 0; k < K; k++) sum += (p[k] = expf(l[k] - mx));
+    for (int k = 0; k < K; k++) sum += (p[k] = expf(z[k] - mx));
     for (int k = 0; k < K; k++) p[k] = (float)(p[k] / sum);
   }
 }
-#endif
 
-int ps_model_predict(ps_model *m, const float *x, int n, int h, int w, float *logits, float *probs) {
-  ps_tensor *xt = NULL, *lt = NULL, *pt = NULL;
+/* logits (n,K) and/or pooled features (n,512) through libtorch (eval BN, no autograd). */
+static int torch_forward(ps_model *m, const float *x, int n, int h, int w, float *logits, float *feats) {
+  ps_tensor *xt = NULL, *lt = NULL, *pool = NULL, *flat = NULL;
+  ps_tensor *acts[4] = {NULL, NULL, NULL, NULL};
   int prev = 1, st;
-  if (!m || !x || n < 1 || h < 32 || w < 32) return ps_error(PS_EINVAL, "model: predict needs (N,3,H,W), H,W >= 32");
-#ifdef PS_HAVE_ENGINE
-  if (m->engine) { /* host-only CPU model: the C engine, no libtorch */
-    float *buf = logits;
-    if (!buf && !(buf = malloc(sizeof(float) * (size_t)n * (size_t)m->K)))
-      return ps_error(PS_ENOMEM, "model: out of memory");
-    st = ps_engine_forward(m->engine, x, n, h, w, ps_torch_get_threads(), buf);
-    if (st == PS_OK && probs) softmax_rows(buf, n, m->K, probs);
-    if (buf != logits) free(buf);
-    return st;
-  }
-#endif
   int64_t shape[4] = {n, 3, h, w};
   if ((st = ps_torch_set_grad_enabled(0, &prev))) return st;
   if ((st = ps_tensor_from_f32(&xt, x, shape, 4, m->dev))) goto done;
-  if ((st = forward_impl(m, xt, 0, &lt, NULL))) goto done;
+  if ((st = forward_impl(m, xt, 0, &lt, feats ? acts : NULL))) goto done;
   if (logits && (st = ps_tensor_to_f32(lt, logits, (size_t)n * (size_t)m->K))) goto done;
-  if (probs) {
-    if ((st = ps_op_softmax(&pt, lt, 1))) goto done;
-    if ((st = ps_tensor_to_f32(pt, probs, (size_t)n * (size_t)m->K))) goto done;
+  if (feats) {
+    if ((st = ps_op_adaptive_avg_pool2d(&pool, acts[3], 1, 1)) || (st = ps_op_flatten(&flat, pool, 1)) ||
+        (st = ps_tensor_to_f32(flat, feats, (size_t)n * NF)))
+      goto done;
   }
 done:
+  for (int i = 0; i < 4; i++) ps_tensor_free(acts[i]);
   ps_tensor_free(xt);
   ps_tensor_free(lt);
-  ps_tensor_free(pt);
+  ps_tensor_free(pool);
+  ps_tensor_free(flat);
   ps_torch_set_grad_enabled(prev, NULL);
   return st;
+}
+
+/* The one forward of every prediction: the C engine for a host-only CPU model, else libtorch. */
+static int run_forward(ps_model *m, const float *x, int n, int h, int w, float *logits, float *feats) {
+#ifdef PS_HAVE_ENGINE
+  if (m->engine) return ps_engine_forward(m->engine, x, n, h, w, ps_torch_get_threads(), logits, feats);
+#endif
+  return torch_forward(m, x, n, h, w, logits, feats);
+}
+
+static int check_input(const ps_model *m, const float *x, int n, int h, int w) {
+  if (!m || !x || n < 1 || h < 32 || w < 32) return ps_error(PS_EINVAL, "model: predict needs (N,3,H,W), H,W >= 32");
+  return PS_OK;
+}
+
+int ps_model_predict_ood(ps_model *m, const float *x, int n, int h, int w, float *logits, float *probs, float *score) {
+  int st = check_input(m, x, n, h, w);
+  if (st) return st;
+  int want_feats = score && m->ood_means;
+  float *buf = logits ? logits : malloc(sizeof(float) * (size_t)n * (size_t)m->K);
+  float *feats = want_feats ? malloc(sizeof(float) * (size_t)n * NF) : NULL;
+  if (!buf || (want_feats && !feats)) {
+    st = ps_error(PS_ENOMEM, "model: out of memory");
+    goto done;
+  }
+  if ((st = run_forward(m, x, n, h, w, buf, feats))) goto done;
+  if (probs) softmax_rows(buf, n, m->K, temperature_of(&m->meta), probs);
+  if (score) {
+    if (want_feats) st = ps_model_ood_score(m, feats, n, score);
+    else
+      for (int i = 0; i < n; i++) score[i] = NAN;
+  }
+done:
+  if (buf != logits) free(buf);
+  free(feats);
+  return st;
+}
+
+int ps_model_predict(ps_model *m, const float *x, int n, int h, int w, float *logits, float *probs) {
+  return ps_model_predict_ood(m, x, n, h, w, logits, probs, NULL);
+}
+
+int ps_model_features(ps_model *m, const float *x, int n, int h, int w, float *feats, float *logits) {
+  int st = check_input(m, x, n, h, w);
+  if (st) return st;
+  float *buf = logits ? logits : malloc(sizeof(float) * (size_t)n * (size_t)m->K);
+  if (!buf) return ps_error(PS_ENOMEM, "model: out of memory");
+  st = run_forward(m, x, n, h, w, buf, feats);
+  if (buf != logits) free(buf);
+  return st;
+}
+
+/* ---- out-of-distribution detector ---------------------------------------------------------------- */
+
+int ps_model_has_ood(const ps_model *m) { return m && m->ood_means != NULL; }
+
+double ps_model_ood_threshold(const ps_model *m) { return ps_model_has_ood(m) ? m->ood_thr : NAN; }
+
+int ps_model_set_ood(ps_model *m, const float *means, const float *prec, double threshold) {
+  if (!m || !means || !prec) return ps_error(PS_EINVAL, "model: set_ood: NULL argument");
+  if (!(threshold > 0 && isfinite(threshold))) return ps_error(PS_EINVAL, "model: OOD threshold %g is not positive", threshold);
+  float *a = malloc(sizeof(float) * (size_t)m->K * NF), *b = malloc(sizeof(float) * NF * NF);
+  if (!a || !b) {
+    free(a), free(b);
+    return ps_error(PS_ENOMEM, "model: out of memory");
+  }
+  for (size_t i = 0; i < (size_t)m->K * NF; i++) a[i] = means[i];
+  for (size_t i = 0; i < (size_t)NF * NF; i++) b[i] = prec[i];
+  for (size_t i = 0; i < (size_t)NF * NF; i++)
+    if (!isfinite(b[i]) || (i < (size_t)m->K * NF && !isfinite(a[i]))) {
+      free(a), free(b);
+      return ps_error(PS_EINVAL, "model: OOD detector holds a non-finite value");
+    }
+  free(m->ood_means);
+  free(m->ood_prec);
+  m->ood_means = a, m->ood_prec = b, m->ood_thr = threshold;
+  return PS_OK;
+}
+
+int ps_model_ood_score(const ps_model *m, const float *feats, int n, float *score) {
+  if (!m || !feats || !score || n < 0) return ps_error(PS_EINVAL, "model: ood_score: NULL argument");
+  if (!m->ood_means) return ps_error(PS_ENOTFOUND, "model: this model has no out-of-distribution detector");
+  double d[NF];
+  for (int i = 0; i < n; i++) {
+    const float *f = feats + (size_t)i * NF;
+    double best = INFINITY;
+    for (int k = 0; k < m->K; k++) {
+      const float *mu = m->ood_means + (size_t)k * NF;
+      for (int c = 0; c < NF; c++) d[c] = (double)f[c] - mu[c];
+      double q = 0;
+      for (int r = 0; r < NF; r++) { /* d^T P d, P symmetric */
+        const float *pr = m->ood_prec + (size_t)r * NF;
+        double acc = 0;
+        for (int c = 0; c < NF; c++) acc += pr[c] * d[c];
+        q += d[r] * acc;
+      }
+      if (q < best) best = q;
+    }
+    score[i] = (float)best;
+  }
+  return PS_OK;
 }
 
 /* ---- default model ---------------------------------------------------------------------------- */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ps_calibrate.h"
 #include "ps_lung.h"
 #include "ps_metrics.h"
 #include "ps_model.h"
@@ -403,6 +404,7 @@ static int set_meta(run *r, double threshold, const char *note) {
   meta.input_size = r->size;
   meta.threshold = threshold;
   meta.roi = r->roi;
+  meta.temperature = ps_model_meta_get(r->model)->temperature; /* set by calibration, else 1 */
   char date[32];
   iso_date(date, sizeof date);
   const ps_train_epoch *be = NULL;
@@ -469,7 +471,46 @@ static int finalize_best(run *r, double *threshold) {
   } else {
     thr = 0.5; /* unused for argmax; kept valid in the metadata */
   }
-  if ((st = save_best(r, thr, NULL))) goto done;
+  { /* temperature scaling and the out-of-distribution detector (ps_calibrate.h), from the same films */
+    int *train_y = malloc(sizeof(int) * (r->n_train + 1));
+    ps_calibrate_result cal;
+    char note[400];
+    if (!train_y) {
+      st = ps_error(PS_ENOMEM, "train: out of memory");
+      goto done;
+    }
+    for (int i = 0; i < r->n_train; i++) train_y[i] = r->films.cls[r->train_idx[i]];
+    ps_model_meta mm = *ps_model_meta_get(r->model);
+    mm.threshold = thr;
+    st = ps_model_set_meta(r->model, &mm);
+    if (!st)
+      st = ps_calibrate_model(r->model, r->pix, r->size, r->train_idx, train_y, r->n_train, r->val_idx, r->val_y, r->n_val,
+                              NULL, &cal);
+    free(train_y);
+    if (st == PS_ENOMEM) goto done;
+    if (st) { /* e.g. too few films: the model is still good, without a detector (classify says so) */
+      snprintf(note, sizeof note, "calibration skipped: %.300s", ps_last_error());
+      ps_log(PS_LOG_WARN, "train: %s", note);
+      ps_model_free(best); /* the uncalibrated best model again, as saved */
+      best = NULL;
+      if ((st = ps_model_load(r->best_path, r->dev, &best))) goto done;
+      r->model = best;
+    } else {
+      thr = cal.threshold;
+      ps_log(PS_LOG_INFO,
+             "train: temperature %.4f (validation ECE %.4f -> %.4f); out-of-distribution threshold %.4g (%.1f %% of "
+             "validation films flagged)",
+             cal.temperature, cal.ece_before, cal.ece_after, cal.ood_threshold, 100 * cal.val_flagged);
+      snprintf(note, sizeof note,
+               "calibration: temperature %.4f (fitted %.4f; validation ECE %.4f at T=1, %.4f stored); OOD detector %s "
+               "threshold %.6g (validation quantile 0.99: %.2f %% of validation, %.2f %% of training films flagged)",
+               cal.temperature, cal.temperature_fitted, cal.ece_before, cal.ece_after, "mahalanobis-shared-cov",
+               cal.ood_threshold, 100 * cal.val_flagged, 100 * cal.train_flagged);
+    }
+    for (char *p = note; *p; p++)
+      if (*p == '"' || *p == '\\') *p = '\''; /* the note sits inside the provenance JSON */
+    if ((st = save_best(r, thr, note))) goto done;
+  }
   *threshold = thr;
 done:
   r->model = trained;

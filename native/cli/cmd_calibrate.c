@@ -1,0 +1,102 @@
+/* pneumoscope calibrate: argument handling around ps_calibrate_run (temperature + OOD detector). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#ifdef PS_HAVE_TRAIN
+#include "ps_calibrate.h"
+#include "ps_model.h"
+#endif
+
+const char ps_cli_calibrate_help[] = "fit a model's temperature and out-of-distribution detector on its split (train does it too)";
+
+static const char usage_text[] =
+    "usage: pneumoscope calibrate --model M --manifest MANIFEST -o OUT.safetensors [options]\n"
+    "  Writes a copy of model M (never M itself) with what `pneumoscope train` now fits at the end of\n"
+    "  every run, for a model trained before: temperature scaling (fitted on the validation films,\n"
+    "  kept when it lowers their expected calibration error; a binary threshold is moved with it so\n"
+    "  every label stays the same) and the out-of-distribution detector (class means and shared\n"
+    "  covariance of the training films' pooled features; threshold = a quantile of the validation\n"
+    "  films' scores). Only train and val rows of the manifest are read, never test.\n"
+    "  --model M            binary, 3class (the bundled models) or a .safetensors file\n"
+    "  --manifest MANIFEST  the split manifest M was trained on (pneumoscope split)\n"
+    "  -o, --out FILE       the calibrated model (refused when it exists, unless --force)\n"
+    "  --ood-quantile Q     share of validation films kept in distribution (0.99)\n"
+    "  --shrink S           covariance shrinkage towards its mean variance (0.01)\n"
+    "  --no-temperature     keep temperature 1\n"
+    "  --cache FILE         preprocessed-film cache (default: beside OUT, as train names it)\n"
+    "  --half               store the weights in float16\n"
+    "  --threads N, --limit N, --force\n";
+
+int ps_cli_calibrate(int argc, char **argv) {
+#ifndef PS_HAVE_TRAIN
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage_text, stdout), 0;
+  fprintf(stderr, "pneumoscope calibrate: built without libtorch\n");
+  return 1;
+#else
+  ps_calibrate_opts o = ps_calibrate_opts_default();
+  const char *model = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = NULL;
+#define NEXT() PS_CLI_NEXT("calibrate")
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(usage_text, stdout);
+      return 0;
+    } else if (ps_cli_opt(a, "--model", &v)) {
+      NEXT();
+      model = v;
+    } else if (ps_cli_opt(a, "--manifest", &v)) {
+      NEXT();
+      o.manifest = v;
+    } else if (!strcmp(a, "-o") || ps_cli_opt(a, "--out", &v)) {
+      NEXT();
+      o.out = v;
+    } else if (ps_cli_opt(a, "--cache", &v)) {
+      NEXT();
+      o.cache = v;
+    } else if (ps_cli_opt(a, "--ood-quantile", &v)) {
+      NEXT();
+      if (ps_cli_double("calibrate", a, v, &o.ood_quantile) || !(o.ood_quantile > 0.5 && o.ood_quantile <= 1))
+        return fprintf(stderr, "pneumoscope calibrate: --ood-quantile is in (0.5, 1]\n"), 2;
+    } else if (ps_cli_opt(a, "--shrink", &v)) {
+      NEXT();
+      if (ps_cli_double("calibrate", a, v, &o.shrink) || !(o.shrink >= 0 && o.shrink <= 10))
+        return fprintf(stderr, "pneumoscope calibrate: --shrink is in [0, 10]\n"), 2;
+      if (o.shrink == 0) o.shrink = -1; /* none */
+    } else if (ps_cli_opt(a, "--threads", &v)) {
+      NEXT();
+      if (ps_cli_int("calibrate", a, v, &o.threads)) return 2;
+    } else if (ps_cli_opt(a, "--limit", &v)) {
+      NEXT();
+      if (ps_cli_int("calibrate", a, v, &o.limit)) return 2;
+    } else if (!strcmp(a, "--no-temperature")) {
+      o.no_temperature = 1;
+    } else if (!strcmp(a, "--half")) {
+      o.save_half = 1;
+    } else if (!strcmp(a, "--force")) {
+      o.overwrite = 1;
+    } else {
+      fprintf(stderr, "pneumoscope calibrate: unknown option '%s'\n\n%s", a, usage_text);
+      return 2;
+    }
+#undef NEXT
+  }
+  if (!model || !o.manifest || !o.out) {
+    fprintf(stderr, "pneumoscope calibrate: --model, --manifest and -o are required\n\n%s", usage_text);
+    return 2;
+  }
+  char model_path[4096];
+  int st = ps_model_resolve(model, model_path, sizeof model_path);
+  if (st != PS_OK) return ps_cli_fail("calibrate", model, st);
+  o.model = model_path;
+  ps_calibrate_result r;
+  if ((st = ps_calibrate_run(&o, NULL, NULL, &r)) != PS_OK) return ps_cli_fail("calibrate", "calibration failed", st);
+  printf("train %d val %d temperature %.4f (fitted %.4f) val_ece %.4f -> %.4f threshold %.6g ood_threshold %.6g "
+         "val_flagged %.4f train_flagged %.4f\n",
+         r.n_train, r.n_val, r.temperature, r.temperature_fitted, r.ece_before, r.ece_after, r.threshold,
+         r.ood_threshold, r.val_flagged, r.train_flagged);
+  printf("wrote %s\n", o.out);
+  return 0;
+#endif
+}
