@@ -1,7 +1,8 @@
 /* test_plot.c — ps_plot PNGs read back with Pillow (tests/ref/metrics_plot_check.py): valid PNGs of the
  * requested size, not blank, titles drawn, and properties of what is drawn: a good classifier's ROC
  * curve lies above the chance diagonal (an inverted one below), a diagonal-dominant confusion matrix
- * is dark on its diagonal (an anti-diagonal one off it), a falling loss curve falls. */
+ * is dark on its diagonal (an anti-diagonal one off it), a falling loss curve falls, and a
+ * reliability diagram's bars, gap boxes and film histogram stand at the heights they were given. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,12 +202,104 @@ static void test_training(void **state) {
   free(path);
 }
 
+/* Reads bar heights back per bin and compares them with what was drawn: accuracy, max(accuracy,
+ * confidence) within 0.012 of the panel height; histogram bars proportional to the counts. */
+static void check_reliability(const char *path, const int64_t *cnt, const double *conf, const double *acc, int bins) {
+  int rc;
+  char *out = ps_test_capture(&rc, "'%s' '%s' reliability '%s' %d", PS_PYTHON, ps_test_src("tests/ref/metrics_plot_check.py"),
+                              path, bins);
+  if (rc != 0) fail_msg("checker failed on %s:\n%s", path, out ? out : "");
+  assert_true(kv(out, "frame_lines") >= 4);
+  int64_t cmax = 0;
+  long hmax = 0;
+  char key[32];
+  for (int b = 0; b < bins; b++) {
+    if (cnt[b] > cmax) cmax = cnt[b];
+    snprintf(key, sizeof key, "hist_%d_x1000", b);
+    if (kv(out, key) > hmax) hmax = kv(out, key);
+  }
+  for (int b = 0; b < bins; b++) {
+    snprintf(key, sizeof key, "acc_%d_x1000", b);
+    long a = kv(out, key);
+    snprintf(key, sizeof key, "upper_%d_x1000", b);
+    long u = kv(out, key);
+    snprintf(key, sizeof key, "hist_%d_x1000", b);
+    long hb = kv(out, key);
+    if (cnt[b] == 0) {
+      if (a != -1 || u != -1 || hb != -1) fail_msg("%s: empty bin %d has a bar (%ld, %ld, %ld)", path, b, a, u, hb);
+      continue;
+    }
+    if (fabs(a / 1000.0 - acc[b]) > 0.012) fail_msg("%s bin %d: bar at %.3f, accuracy %.3f", path, b, a / 1000.0, acc[b]);
+    if (fabs(u / 1000.0 - fmax(acc[b], conf[b])) > 0.012)
+      fail_msg("%s bin %d: gap box up to %.3f, max(accuracy, confidence) %.3f", path, b, u / 1000.0, fmax(acc[b], conf[b]));
+    if (fabs((double)hb / hmax - (double)cnt[b] / cmax) > 0.03)
+      fail_msg("%s bin %d: histogram bar %.3f of the tallest, count %.3f of the largest", path, b, (double)hb / hmax,
+               (double)cnt[b] / cmax);
+  }
+  free(out);
+}
+
+static void test_reliability(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(ps_test_have_python("PIL,numpy"), "python3 with Pillow not available");
+  /* overconfident binary model: confidences >= 0.5 (bins 7..14), accuracy 0.15 below them */
+  int64_t c1[15] = {0, 0, 0, 0, 0, 0, 0, 3, 8, 12, 20, 25, 40, 60, 90};
+  double conf1[15], acc1[15], conf2[15], acc2[15];
+  /* underconfident 3-class model: bins 5..14 (one empty), accuracy 0.1 above the confidence */
+  int64_t c2[15] = {0, 0, 0, 0, 0, 6, 14, 30, 22, 0, 18, 15, 11, 9, 40};
+  for (int b = 0; b < 15; b++) {
+    double mid = (b + 0.5) / 15;
+    conf1[b] = c1[b] ? mid + 0.01 : NAN;
+    acc1[b] = c1[b] ? mid - 0.15 : NAN;
+    conf2[b] = c2[b] ? mid - 0.01 : NAN;
+    acc2[b] = c2[b] ? fmin(1, mid + 0.1) : NAN;
+  }
+  char *over = ps_test_join(ps_test_tmpdir(), "rel_over.png"), *under = ps_test_join(ps_test_tmpdir(), "rel_under.png");
+  assert_int_equal(ps_plot_reliability(c1, conf1, acc1, 15, 0.1523, NULL, over), PS_OK);
+  assert_png(over, 640, 720);
+  check_reliability(over, c1, conf1, acc1, 15);
+  ps_plot_opts o = {0};
+  o.title = "Reliability — 3 classes";
+  o.width = 900;
+  o.height = 1000;
+  assert_int_equal(ps_plot_reliability(c2, conf2, acc2, 15, NAN, &o, under), PS_OK);
+  assert_png(under, 900, 1000);
+  check_reliability(under, c2, conf2, acc2, 15);
+  /* from ps_metrics_reliability on scores, 10 bins */
+  int n = 400, *y = malloc(n * sizeof(int));
+  float *p1 = malloc(n * sizeof(float)), *p = malloc(2 * n * sizeof(float));
+  scores(n, 0.1, y, p1);
+  for (int i = 0; i < n; i++) p[2 * i + 1] = p1[i], p[2 * i] = 1 - p1[i];
+  int64_t cnt[10];
+  double conf[10], acc[10], ece;
+  assert_int_equal(ps_metrics_reliability(y, p, n, 2, 10, cnt, conf, acc), PS_OK);
+  assert_int_equal(ps_metrics_ece(y, p, n, 2, 10, &ece), PS_OK);
+  o.overwrite = 1;
+  o.title = NULL;
+  o.width = o.height = 0;
+  assert_int_equal(ps_plot_reliability(cnt, conf, acc, 10, ece, &o, under), PS_OK);
+  assert_png(under, 640, 720);
+  /* bad arguments; NAN in an empty bin is fine, in a full one it is not */
+  assert_int_equal(ps_plot_reliability(c1, conf1, acc1, 0, 0.1, &o, under), PS_EINVAL);
+  assert_int_equal(ps_plot_reliability(c1, conf1, acc1, 101, 0.1, &o, under), PS_EINVAL);
+  assert_int_equal(ps_plot_reliability(NULL, conf1, acc1, 15, 0.1, &o, under), PS_EINVAL);
+  acc1[14] = 1.2;
+  assert_int_equal(ps_plot_reliability(c1, conf1, acc1, 15, 0.1, &o, under), PS_EINVAL);
+  assert_non_null(strstr(ps_last_error(), "bin 14"));
+  acc1[14] = NAN;
+  assert_int_equal(ps_plot_reliability(c1, conf1, acc1, 15, 0.1, &o, under), PS_EINVAL);
+  c1[14] = -1;
+  assert_int_equal(ps_plot_reliability(c1, conf1, acc1, 15, 0.1, &o, under), PS_EINVAL);
+  free(y), free(p1), free(p), free(over), free(under);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roc),
       cmocka_unit_test(test_pr_and_sizes),
       cmocka_unit_test(test_confusion),
       cmocka_unit_test(test_training),
+      cmocka_unit_test(test_reliability),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,7 +126,7 @@ static void draw_frame(axes *a, const char *title, const char *xlabel, const cha
 typedef struct {
   const char *label;
   const double *rgb;
-  int dashed;
+  int dashed; /* 0 solid line, 1 dashed line, 2 filled square (a bar's colour) */
 } legend_entry;
 
 /* Legend box in a corner of the axes: corner 0 bottom-right, 1 bottom-left, 2 top-right, 3 top-left. */
@@ -153,6 +153,13 @@ static void legend(axes *a, const legend_entry *e, int n, int corner) {
   for (int i = 0; i < n; i++) {
     double y = by + pad + line * (i + 0.5);
     cairo_set_source_rgb(cr, e[i].rgb[0], e[i].rgb[1], e[i].rgb[2]);
+    if (e[i].dashed == 2) {
+      cairo_rectangle(cr, bx + pad + sw / 2 - 6 * s, y - 6 * s, 12 * s, 12 * s);
+      cairo_fill(cr);
+      cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+      text(cr, bx + pad * 2 + sw, y, e[i].label, 0, 0.5, 0);
+      continue;
+    }
     cairo_set_line_width(cr, 2.5 * s);
     double dash[2] = {6 * s, 4 * s};
     cairo_set_dash(cr, dash, e[i].dashed ? 2 : 0, 0);
@@ -551,5 +558,122 @@ int ps_plot_training(const ps_plot_history *hist, const ps_plot_opts *opts, cons
     cairo_restore(cr);
     legend(&a, le, ne, p == 0 ? 2 : 0);
   }
+  return finish(surf, cr, opts, path);
+}
+
+/* The axes frame again, over bars that reach it. */
+static void frame_on_top(axes *a) {
+  cairo_set_source_rgb(a->cr, 0.15, 0.15, 0.15);
+  cairo_set_line_width(a->cr, 1.2 * a->s);
+  cairo_rectangle(a->cr, a->x0, a->y0, a->x1 - a->x0, a->y1 - a->y0);
+  cairo_stroke(a->cr);
+}
+
+int ps_plot_reliability(const int64_t *count, const double *confidence, const double *accuracy, int bins, double ece,
+                        const ps_plot_opts *opts, const char *path) {
+  if (!count || !confidence || !accuracy) return ps_error(PS_EINVAL, "plot: reliability diagram needs counts, confidences and accuracies");
+  if (bins < 1 || bins > 100) return ps_error(PS_EINVAL, "plot: reliability diagram with %d bins (1..100)", bins);
+  int64_t total = 0, maxc = 0;
+  for (int b = 0; b < bins; b++) {
+    if (count[b] < 0) return ps_error(PS_EINVAL, "plot: negative count in reliability bin %d", b);
+    if (count[b] > 0 && !(confidence[b] >= 0 && confidence[b] <= 1 && accuracy[b] >= 0 && accuracy[b] <= 1))
+      return ps_error(PS_EINVAL, "plot: reliability bin %d: confidence %g / accuracy %g outside [0, 1]", b, confidence[b], accuracy[b]);
+    total += count[b];
+    if (count[b] > maxc) maxc = count[b];
+  }
+  cairo_surface_t *surf;
+  cairo_t *cr;
+  double s;
+  int w, h, st;
+  if ((st = begin(opts, 640, 720, path, &surf, &cr, &s, &w, &h)) != PS_OK) return st;
+  /* the reliability panel (square) above a histogram of the films per bin, sharing the x axis */
+  double top = 70 * s, bottom = 62 * s, left = 80 * s, right = 30 * s, between = 36 * s;
+  double avail = h - top - bottom - between, side = fmin(avail * 0.78, w - left - right);
+  double hist_h = avail - side;
+  axes a = {cr, s, 0, top, 0, top + side, 0, 1, 0, 1};
+  a.x0 = left + (w - left - right - side) / 2;
+  a.x1 = a.x0 + side;
+  double t[12], step;
+  int nt = nice_ticks(0, 1, 5, t, &step);
+  draw_frame(&a, NULL, NULL, "Accuracy (fraction correct)", t, nt, step, t, nt, step);
+  /* title and the ECE under it */
+  const char *title = opts && opts->title ? opts->title : "Reliability diagram";
+  char buf[160];
+  cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+  font(cr, 16 * s, 1);
+  text(cr, (a.x0 + a.x1) / 2, a.y0 - 34 * s, title, 0.5, 1, 0);
+  if (isfinite(ece)) snprintf(buf, sizeof buf, "ECE %.4f (%d bins), %lld films", ece, bins, (long long)total);
+  else snprintf(buf, sizeof buf, "%d bins, %lld films", bins, (long long)total);
+  font(cr, 12.5 * s, 0);
+  cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+  text(cr, (a.x0 + a.x1) / 2, a.y0 - 12 * s, buf, 0.5, 1, 0);
+  /* bars up to the accuracy, the gap to the mean confidence in translucent red, the diagonal */
+  static const double gap_rgb[3] = {0.839, 0.153, 0.157}, grey[3] = {0.45, 0.45, 0.45};
+  const double gap_alpha = 0.3, gap_on_white[3] = {1 - gap_alpha * (1 - gap_rgb[0]), 1 - gap_alpha * (1 - gap_rgb[1]),
+                                                    1 - gap_alpha * (1 - gap_rgb[2])};
+  cairo_save(cr);
+  cairo_rectangle(cr, a.x0, a.y0, a.x1 - a.x0, a.y1 - a.y0);
+  cairo_clip(cr);
+  for (int b = 0; b < bins; b++) {
+    if (count[b] == 0) continue;
+    double xl = px(&a, (double)b / bins), xr = px(&a, (double)(b + 1) / bins);
+    cairo_set_source_rgb(cr, palette[0][0], palette[0][1], palette[0][2]);
+    cairo_rectangle(cr, xl, py(&a, accuracy[b]), xr - xl, py(&a, 0) - py(&a, accuracy[b]));
+    cairo_fill(cr);
+    double lo = fmin(accuracy[b], confidence[b]), hi = fmax(accuracy[b], confidence[b]);
+    cairo_set_source_rgba(cr, gap_rgb[0], gap_rgb[1], gap_rgb[2], gap_alpha);
+    cairo_rectangle(cr, xl, py(&a, hi), xr - xl, py(&a, lo) - py(&a, hi));
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, gap_rgb[0], gap_rgb[1], gap_rgb[2]); /* the mean confidence */
+    cairo_set_line_width(cr, 1.5 * s);
+    cairo_move_to(cr, xl, py(&a, confidence[b]));
+    cairo_line_to(cr, xr, py(&a, confidence[b]));
+    cairo_stroke(cr);
+  }
+  cairo_set_source_rgb(cr, 1, 1, 1); /* thin gaps between neighbouring bars */
+  cairo_set_line_width(cr, 1.0 * s);
+  for (int b = 1; b < bins; b++)
+    if (count[b] > 0 || count[b - 1] > 0) {
+      double x = px(&a, (double)b / bins);
+      cairo_move_to(cr, x, a.y0);
+      cairo_line_to(cr, x, a.y1);
+    }
+  cairo_stroke(cr);
+  double dash[2] = {6 * s, 4 * s};
+  cairo_set_source_rgb(cr, grey[0], grey[1], grey[2]);
+  cairo_set_line_width(cr, 1.5 * s);
+  cairo_set_dash(cr, dash, 2, 0);
+  cairo_move_to(cr, px(&a, 0), py(&a, 0));
+  cairo_line_to(cr, px(&a, 1), py(&a, 1));
+  cairo_stroke(cr);
+  cairo_set_dash(cr, NULL, 0, 0);
+  cairo_restore(cr);
+  frame_on_top(&a);
+  legend_entry le[4] = {{"accuracy", palette[0], 2},
+                        {"mean confidence", gap_rgb, 0},
+                        {"gap", gap_on_white, 2},
+                        {"perfect calibration", grey, 1}};
+  legend(&a, le, 4, 3);
+  /* films per bin */
+  double ymax = 1, ht[12], hstep;
+  if (maxc > 0) {
+    nice_ticks(0, (double)maxc, 3, ht, &hstep);
+    ymax = ceil((double)maxc / hstep - 1e-9) * hstep;
+  }
+  int nht = nice_ticks(0, ymax, 3, ht, &hstep);
+  axes g = {cr, s, a.x0, a.y1 + between, a.x1, a.y1 + between + hist_h, 0, 1, 0, ymax};
+  draw_frame(&g, NULL, "Confidence (top-label probability)", "Films", t, nt, step, ht, nht, hstep);
+  cairo_save(cr);
+  cairo_rectangle(cr, g.x0, g.y0, g.x1 - g.x0, g.y1 - g.y0);
+  cairo_clip(cr);
+  cairo_set_source_rgba(cr, palette[0][0], palette[0][1], palette[0][2], 0.55);
+  for (int b = 0; b < bins; b++)
+    if (count[b] > 0) {
+      double xl = px(&g, (double)b / bins), xr = px(&g, (double)(b + 1) / bins);
+      cairo_rectangle(cr, xl + 0.5 * s, py(&g, (double)count[b]), xr - xl - 1.0 * s, py(&g, 0) - py(&g, (double)count[b]));
+    }
+  cairo_fill(cr);
+  cairo_restore(cr);
+  frame_on_top(&g);
   return finish(surf, cr, opts, path);
 }

@@ -16,6 +16,11 @@ int ps_plot_pr(const ps_plot_curve *c, int n, double prev, const ps_plot_opts *o
   (void)c, (void)n, (void)prev, (void)o;
   return none(path);
 }
+int ps_plot_reliability(const int64_t *count, const double *conf, const double *acc, int bins, double ece,
+                        const ps_plot_opts *o, const char *path) {
+  (void)count, (void)conf, (void)acc, (void)bins, (void)ece, (void)o;
+  return none(path);
+}
 int ps_plot_training(const ps_plot_history *h, const ps_plot_opts *o, const char *path) {
   (void)h, (void)o;
   return none(path);

@@ -1,6 +1,6 @@
 /* ps_plot.h — PNG figures for evaluation and training: confusion matrix, ROC and PR curves,
- * training curves (cairo; built only when pkg-config finds cairo, else every call returns
- * PS_EUNSUPPORTED "built without cairo").
+ * reliability diagram, training curves (cairo; built only when pkg-config finds cairo, else every
+ * call returns PS_EUNSUPPORTED "built without cairo").
  *
  *   ps_curve *roc = NULL;                                 // from ps_metrics.h
  *   ps_metrics_roc_curve(y, p1, n, &roc);
@@ -11,6 +11,11 @@
  *
  *   const char *names[] = {"NORMAL", "PNEUMONIA"};
  *   ps_plot_confusion(m.confusion, 2, names, &o, "out/confusion.png");   // m: ps_metrics
+ *
+ *   int64_t cnt[15]; double conf[15], acc[15], ece;                       // ps_metrics.h calibration
+ *   ps_metrics_reliability(y, probs, n, 2, 15, cnt, conf, acc);
+ *   ps_metrics_ece(y, probs, n, 2, 15, &ece);
+ *   ps_plot_reliability(cnt, conf, acc, 15, ece, NULL, "out/reliability.png");
  *
  * Every file is written atomically (temp file + rename in the same folder). An existing file is
  * refused (PS_EINVAL) unless opts->overwrite. Text is UTF-8 (DejaVu Sans through fontconfig).
@@ -28,8 +33,10 @@ extern "C" {
 #endif
 
 typedef struct ps_plot_opts {
-  int width, height;  /* pixels; 0: 800 x 600 (confusion 640 x 600, training 1200 x 500); 200..8000 */
-  const char *title;  /* NULL: "ROC curve", "Precision-recall curve", "Confusion matrix", "Training" */
+  int width, height;  /* pixels; 0: 800 x 600 (confusion 640 x 600, reliability 640 x 720, training
+                         1200 x 500); 200..8000 */
+  const char *title;  /* NULL: "ROC curve", "Precision-recall curve", "Confusion matrix",
+                         "Reliability diagram", "Training" */
   int overwrite;      /* 1: replace an existing file (atomically); 0: refuse */
 } ps_plot_opts;
 
@@ -51,6 +58,15 @@ PS_API int ps_plot_roc(const ps_plot_curve *curves, int n_curves, const ps_plot_
  * prevalence > 0 draws the no-skill line at that precision (fraction of positives); NAN/0 hides it. */
 PS_API int ps_plot_pr(const ps_plot_curve *curves, int n_curves, double prevalence, const ps_plot_opts *opts,
                       const char *path);
+
+/* Reliability diagram from ps_metrics_reliability's data: `bins` (1..100) equal-width confidence
+ * bins on [0, 1]; for each bin with count > 0 a bar up to its accuracy (in [0, 1]), a red line at
+ * its mean confidence and a translucent red box between the two (the gap), the dashed diagonal of
+ * perfect calibration, and under it a histogram of the films per bin. Empty bins (count 0; their
+ * NAN confidence and accuracy are ignored) draw nothing. The line under the title gives
+ * "ECE x.xxxx (B bins), N films"; ece NAN leaves the ECE out. */
+PS_API int ps_plot_reliability(const int64_t *count, const double *confidence, const double *accuracy, int bins,
+                               double ece, const ps_plot_opts *opts, const char *path);
 
 /* Training history: one value per epoch; NAN entries (e.g. no validation that epoch) are skipped. */
 typedef struct ps_plot_history {

@@ -5,6 +5,9 @@
   metrics_plot_check.py roc FILE                fraction of curve-1 (tab10 blue) pixels above the chance diagonal
   metrics_plot_check.py confusion FILE          share of the dark cell pixels in each quadrant of the dark-pixel box
   metrics_plot_check.py training FILE           mean height of the train-loss curve at its left end vs its middle
+  metrics_plot_check.py reliability FILE BINS   per bin, read off the pixels: the bar's accuracy, the top of the
+                                                gap box (max of accuracy and confidence), the film histogram's
+                                                bar height (x1000 of each panel's height; -1: nothing drawn)
 """
 import sys
 
@@ -12,6 +15,11 @@ import numpy as np
 from PIL import Image
 
 BLUE = (31, 119, 180)   # tab10 #1f77b4, first curve
+RED = np.array([214, 39, 40])  # tab10 #d62728
+
+
+def over(rgb, base, alpha):
+    return tuple(int(round(alpha * c + (1 - alpha) * b)) for c, b in zip(rgb, base))
 
 
 def load(path):
@@ -91,6 +99,54 @@ def training(path):
     print("right_panel_blue", int(mask(a[:, w // 2:], BLUE, 12).sum()))
 
 
+def frame_rows(a):
+    """Rows of the long horizontal frame lines, grouped: [(first, last), ...] top to bottom."""
+    d = (a.max(axis=2) < 140) & (np.ptp(a, axis=2) < 8)
+    rows = np.nonzero(d.sum(axis=1) > 0.4 * min(a.shape[:2]))[0]
+    groups = np.split(rows, np.nonzero(np.diff(rows) > 3)[0] + 1)
+    return [(g.min(), g.max()) for g in groups if len(g)]
+
+
+def run_top(col, ok, start, gap=5):
+    """Topmost row of the run of `ok` pixels going up from `start`, bridging gaps <= gap (the
+    dashed diagonal crossing a bar); None when the run is empty."""
+    top, miss = None, 0
+    for r in range(start, -1, -1):
+        if ok[r, col]:
+            top, miss = r, 0
+        else:
+            miss += 1
+            if miss > gap:
+                break
+    return top
+
+
+def reliability(path, bins):
+    _, a = load(path)
+    fx0, fx1, _, _ = frame(a)
+    groups = frame_rows(a)
+    print("frame_lines", len(groups))
+    (fy0, _), (_, fy1), (hy0, _), (_, hy1) = groups[:4]
+    gap_white = over(RED, (255, 255, 255), 0.3)
+    gap_blue = over(RED, BLUE, 0.3)
+    light = over(BLUE, (255, 255, 255), 0.55)
+    bar = mask(a, BLUE, 12) | mask(a, gap_blue, 12)
+    box = bar | mask(a, gap_white, 12)
+    hist = mask(a, light, 12)
+    for b in range(bins):
+        xl = fx0 + (fx1 - fx0) * b / bins
+        xr = fx0 + (fx1 - fx0) * (b + 1) / bins
+        cols = range(int(np.ceil(xl + 0.25 * (xr - xl))), int(np.floor(xr - 0.25 * (xr - xl))) + 1)
+        out = {}
+        for name, ok, y0, y1 in (("acc", bar, fy0, fy1), ("upper", box, fy0, fy1), ("hist", hist, hy0, hy1)):
+            tops = [run_top(c, ok, y1 - 3) for c in cols]
+            tops = [t for t in tops if t is not None]
+            out[name] = int(round(1000 * (y1 - np.median(tops)) / (y1 - y0))) if len(tops) > len(cols) // 2 else -1
+        print(f"acc_{b}_x1000", out["acc"])
+        print(f"upper_{b}_x1000", out["upper"])
+        print(f"hist_{b}_x1000", out["hist"])
+
+
 if __name__ == "__main__":
     cmd, path = sys.argv[1], sys.argv[2]
     if cmd == "basic":
@@ -101,3 +157,5 @@ if __name__ == "__main__":
         confusion(path)
     elif cmd == "training":
         training(path)
+    elif cmd == "reliability":
+        reliability(path, int(sys.argv[3]))
