@@ -106,23 +106,34 @@ JNIEXPORT jbyteArray JNICALL Java_pneumoscope_Model_nativeProvenance(JNIEnv *env
 #endif
 }
 
-/* Classification exactly as pneumoscope classify: ps_infer_image, the same library call. */
+/* Classification exactly as pneumoscope classify: ps_infer_image_ood, the same library call. Out:
+ * ood (2) = {in_distribution 1/0/-1, ood_score (NaN when unknown)}, reason (1) = ood_reason. */
 JNIEXPORT jfloatArray JNICALL Java_pneumoscope_Model_nativeClassify(JNIEnv *env, jclass cls, jlong handle,
-                                                                  jlong film) {
+                                                                  jlong film, jdoubleArray jood, jobjectArray jreason) {
   (void)cls;
 #ifdef PS_JNI_HAVE_MODEL
+  if (!jood || (*env)->GetArrayLength(env, jood) != 2 || !jreason || (*env)->GetArrayLength(env, jreason) != 1)
+    return ps_jni_throwf(env, PS_EINVAL, "classify: need double[2] and String[1] for the OOD verdict"), NULL;
   ps_model *m = PS_JNI_PTR(ps_model, handle);
   const ps_image *img = PS_JNI_PTR(const ps_image, film);
   int k = ps_model_num_classes(m);
   float probs[PS_MODEL_MAX_CLASSES];
-  int st = ps_infer_image(m, img, probs, NULL);
+  int in_dist = -1;
+  float score = NAN;
+  char reason[512] = "";
+  int st = ps_infer_image_ood(m, img, probs, NULL, NULL, NULL, &in_dist, &score, reason, sizeof reason);
   if (st != PS_OK) return ps_jni_throw(env, st), NULL;
+  jdouble ood[2] = {in_dist, score};
+  (*env)->SetDoubleArrayRegion(env, jood, 0, 2, ood);
+  jstring s = ps_jni_string(env, reason);
+  if (!s) return NULL;
+  (*env)->SetObjectArrayElement(env, jreason, 0, s);
+  (*env)->DeleteLocalRef(env, s);
   jfloatArray a = (*env)->NewFloatArray(env, k);
   if (a) (*env)->SetFloatArrayRegion(env, a, 0, k, probs);
   return a;
 #else
-  (void)handle;
-  (void)film;
+  (void)handle; (void)film; (void)jood; (void)jreason;
   return NO_MODEL(env), NULL;
 #endif
 }
@@ -173,7 +184,8 @@ static int on_infer_result(const ps_infer_result *r, void *user) {
   int cancel = 1;
   jstring file = ps_jni_string(env, r->file);
   jstring error = file ? ps_jni_string(env, r->error ? r->error : "") : NULL;
-  jfloatArray probs = error ? (*env)->NewFloatArray(env, r->num_classes) : NULL;
+  jstring reason = error ? ps_jni_string(env, r->ood_reason ? r->ood_reason : "") : NULL;
+  jfloatArray probs = reason ? (*env)->NewFloatArray(env, r->num_classes) : NULL;
   jobjectArray meta = probs ? (*env)->NewObjectArray(env, 5, c->string_class, NULL) : NULL;
   if (meta) {
     (*env)->SetFloatArrayRegion(env, probs, 0, r->num_classes, r->probs);
@@ -193,10 +205,12 @@ static int on_infer_result(const ps_infer_result *r, void *user) {
     }
     if (ok)
       cancel = (*env)->CallBooleanMethod(env, c->listener, c->method, (jint)r->index, file, (jint)r->status, error,
-                                         (jint)r->label, probs, meta) ? 1 : 0;
+                                         (jint)r->label, probs, meta, (jint)r->in_distribution, (jfloat)r->ood_score,
+                                         reason) ? 1 : 0;
   }
   if (file) (*env)->DeleteLocalRef(env, file);
   if (error) (*env)->DeleteLocalRef(env, error);
+  if (reason) (*env)->DeleteLocalRef(env, reason);
   if (probs) (*env)->DeleteLocalRef(env, probs);
   if (meta) (*env)->DeleteLocalRef(env, meta);
   if ((*env)->ExceptionCheck(env)) cancel = 1;
@@ -221,7 +235,8 @@ JNIEXPORT jint JNICALL Java_pneumoscope_Model_nativeInfer(JNIEnv *env, jclass cl
   if (st == PS_OK) {
     infer_ctx c = {env, listener, NULL, NULL};
     jclass lc = (*env)->GetObjectClass(env, listener);
-    c.method = (*env)->GetMethodID(env, lc, "result", "(ILjava/lang/String;ILjava/lang/String;I[F[Ljava/lang/String;)Z");
+    c.method = (*env)->GetMethodID(env, lc, "result",
+                                   "(ILjava/lang/String;ILjava/lang/String;I[F[Ljava/lang/String;IFLjava/lang/String;)Z");
     (*env)->DeleteLocalRef(env, lc);
     c.string_class = c.method ? (*env)->FindClass(env, "java/lang/String") : NULL;
     if (c.string_class) {

@@ -48,8 +48,10 @@ public class Batch_Classify_Folder implements PlugIn {
             }
           });
       IJ.showProgress(1.0);
-      IJ.log("PneumoScope batch: " + r.classified + " classified, " + r.failed + " could not be read"
+      IJ.log("PneumoScope batch: " + r.classified + " classified with model " + r.model + ", " + r.flagged
+          + " flagged out of distribution, " + r.failed + " could not be read"
           + (r.cancelled ? " (cancelled with Esc)" : "") + (Keys.lastCsv.isEmpty() ? "" : "; CSV " + Keys.lastCsv));
+      for (String f : r.flaggedFilms) IJ.log("  flagged out of distribution (label still given): " + f);
       for (String e : r.errors) IJ.log("  " + e);
     } catch (Exception | OutOfMemoryError e) {
       IJ.showProgress(1.0);

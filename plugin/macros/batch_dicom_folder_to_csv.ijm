@@ -1,6 +1,8 @@
 // PneumoScope example: classify every film of a folder (DICOM with or without extension,
 // JPEG/JPEG-LS/RLE compressed too, PNG, JPEG; recursively) and write one CSV.
 // Films that cannot be read are rows with their error and are listed in the Log; Esc cancels.
+// The CSV has in_distribution (true / false / empty when the model cannot tell), ood_score and
+// ood_reason per film: films flagged out of distribution keep their label and are listed in the Log.
 // Run headless:  ImageJ-linux64 --headless -batch batch_dicom_folder_to_csv.ijm "/data/dicom /tmp/out.csv"
 args = split(getArgument(), " ");
 if (args.length < 2) {

@@ -246,6 +246,7 @@ public class BindingsTest {
     try (Film raw = Film.read(cr.getPath(), true, 0, 0)) {
       expectFailure("classify a raw film", "raw", () -> m.classify(raw), "PS_EINVAL");
     }
+    oodChecks(m, films);
     // several ImageJ threads classifying with one shared model
     ExecutorService pool = Executors.newFixedThreadPool(4);
     List<Future<Boolean>> fs = new ArrayList<Future<Boolean>>();
@@ -307,6 +308,51 @@ public class BindingsTest {
     final File none = new File(tmp, "no-such-model.safetensors");
     expectFailure("missing model", "no-such-model", () -> Model.load(none.getPath(), "cpu"), "PS_EIO", "PS_ENOTFOUND");
     expectFailure("bad device", "device", () -> Model.load(model, "tpu"), "PS_EINVAL");
+  }
+
+  /**
+   * The out-of-distribution verdict through both paths (Model.classify: ps_infer_image_ood; Model.infer:
+   * ps_infer_result): 1 / 0 / -1, a reason exactly when flagged, the same verdict both ways; failed
+   * films unknown (-1, NaN, "").
+   */
+  static void oodChecks(final Model m, File[] films) throws Exception {
+    final int[] inDist = new int[films.length];
+    final float[] score = new float[films.length];
+    for (int i = 0; i < films.length; i++) {
+      try (Film f = Film.read(films[i].getPath())) {
+        Model.Prediction p = m.classify(f);
+        inDist[i] = p.inDistribution();
+        score[i] = p.oodScore();
+        check((p.inDistribution() == 1 || p.inDistribution() == 0 || p.inDistribution() == -1)
+            && (p.inDistribution() == 0) == !p.oodReason().isEmpty(),
+            films[i].getName() + ": in_distribution " + p.inDistribution() + ", score " + p.oodScore() + ", reason \""
+            + p.oodReason() + "\"");
+      }
+    }
+    final File broken = write("broken.jpeg", head(films[0], 3000));
+    String[] paths = new String[films.length + 1];
+    for (int i = 0; i < films.length; i++) paths[i] = films[i].getPath();
+    paths[films.length] = broken.getPath();
+    final List<String> got = new ArrayList<String>();
+    int failed = m.infer(paths, 0, 0, new Model.InferListener() {
+      @Override
+      public boolean result(int index, String file, int status, String error, int label, float[] probs, String[] meta,
+          int inDistribution, float oodScore, String oodReason) {
+        float want = index < score.length ? score[index] : Float.NaN;
+        boolean sameScore = Float.isNaN(oodScore) ? Float.isNaN(want)
+            : Math.abs(oodScore - want) <= 1e-3f * Math.max(1f, Math.abs(want));
+        boolean same = status == 0
+            ? index < inDist.length && inDistribution == inDist[index] && sameScore
+                && (inDistribution == 0) == !oodReason.isEmpty()
+            : inDistribution == -1 && Float.isNaN(oodScore) && oodReason.isEmpty();
+        got.add(new File(file).getName() + (same ? "" : " DIFFERS: " + inDistribution + " " + oodScore + " " + oodReason));
+        return false;
+      }
+    });
+    check(failed == 1 && got.size() == paths.length, "infer: " + got.size() + " results, " + failed + " failed");
+    boolean all = true;
+    for (String g : got) all &= !g.contains("DIFFERS");
+    check(all, "infer gives each film the verdict classify gave it; the broken film unknown: " + got);
   }
 
   /**

@@ -2,11 +2,15 @@
 model_commands.ijm (Classify Chest Film on ImageJ-opened and PneumoScope-opened films and on bare
 pixels, Grad-CAM Overlay, Batch Classify Folder, About) with a seeded torchvision ResNet18 written
 by make_test_model.py; every number is compared with the CLI on the same model and films:
-`pneumoscope classify --csv`, `pneumoscope gradcam --json --npy`."""
+`pneumoscope classify --csv`, `pneumoscope gradcam --json --npy`. The out-of-distribution columns
+(in_distribution, ood_score, ood_reason) are checked in every table and CSV, against the CLI's
+where it writes them; a copy of a DICOM relabelled Modality CT must be flagged whenever the CLI flags
+it."""
 import csv
 import io
 import json
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -22,6 +26,35 @@ def close(a, b, tol=1e-4):
     return abs(float(a) - float(b)) <= tol
 
 
+OOD = ("in_distribution", "ood_score", "ood_reason")
+
+
+def ood_kind_ok(r):
+    """The OOD columns are there with values of the declared kinds: in_distribution true / false / empty
+    (unknown), ood_score a number or empty (unknown), ood_reason non-empty exactly when flagged."""
+    if not all(k in r for k in OOD) or r["in_distribution"] not in ("true", "false", ""):
+        return False
+    if r["ood_score"] not in ("", "NaN"):
+        try:
+            float(r["ood_score"])
+        except ValueError:
+            return False
+    return (r["in_distribution"] == "false") == (r["ood_reason"] != "")
+
+
+def ood_same(r, c):
+    """ImageJ's OOD columns equal the CLI csv row's (True while the CLI does not write them)."""
+    if "in_distribution" not in c:
+        return True
+    a, b = r["ood_score"], c["ood_score"]
+    score = a == b == "" or (a != "" and b != "" and abs(float(a) - float(b)) <= 1e-4 * max(1.0, abs(float(b))))
+    return r["in_distribution"] == c["in_distribution"] and r["ood_reason"] == c["ood_reason"] and score
+
+
+def ood_text(r):
+    return "in_distribution %r, ood_score %r, ood_reason %r" % tuple(r.get(k) for k in OOD)
+
+
 def run_all(chk, fiji, tmp, data, sample):
     check = chk.check
     E = os.environ
@@ -35,6 +68,16 @@ def run_all(chk, fiji, tmp, data, sample):
              os.path.join(data, "png", "nih_00000001_000.png")]
     rgb = [os.path.join(r, f) for r, _, fs in os.walk(films_dir) for f in fs if "virus" in f][:1]
     films += rgb
+    # a chest DX relabelled Modality CT: its header says it is no radiograph, so the verdict flags it
+    ct = os.path.join(tmp, "ct-modality.dcm")
+    dcmodify = shutil.which("dcmodify")
+    if dcmodify:
+        shutil.copy(os.path.join(data, "dicom", "gcp_dicom_00000001_000.dcm"), ct)
+        p = chk.run([dcmodify, "-nb", "-m", "(0008,0060)=CT", ct])
+        check(p.returncode == 0, "dcmodify: a copy with Modality CT " + p.stderr[-300:])
+        films.append(ct)
+    else:
+        print("note: dcmodify (dcmtk) not found: no film with a non-radiograph Modality in this run")
     lst = os.path.join(tmp, "films.list")
     with open(lst, "w") as fh:
         fh.write("\n".join(films))
@@ -49,6 +92,8 @@ def run_all(chk, fiji, tmp, data, sample):
     with open(films[0], "rb") as fh:
         open(os.path.join(mixed, "broken.jpeg"), "wb").write(fh.read()[:3000])  # truncated JPEG
     open(os.path.join(mixed, "notes.txt"), "w").write("not a film\n")
+    if os.path.exists(ct):
+        shutil.copy(ct, os.path.join(mixed, "ct-film.dcm"))
     p = chk.imagej(fiji, "model_commands.ijm", " ".join([lst, model, out, films_dir, mixed]), timeout=400)
     ij_out = p.stdout + p.stderr
     check(p.returncode == 0 and "model_commands: done" in ij_out, "ImageJ ran model_commands.ijm")
@@ -75,6 +120,16 @@ def run_all(chk, fiji, tmp, data, sample):
         for k in ["PatientID", "SOPInstanceUID", "ViewPosition"]:
             check(r[k] == c[k], name + ": %s %r = CLI %r" % (k, r[k], c[k]))
         check(r["Model"] == os.path.basename(model), name + ": model column")
+        check(ood_kind_ok(r) and ood_same(r, c), name + ": %s = CLI %s" % (ood_text(r), ood_text(c)))
+        if c.get("in_distribution") == "false":
+            check("%s: %s" % (os.path.basename(f), r["Label"]) in ij_out and "flagged OUT OF DISTRIBUTION: " + c["ood_reason"] in ij_out,
+                  name + ": the Log says the film is flagged out of distribution, and why")
+    check("model " + model in ij_out, "the Log names the model file " + model)
+    if "in_distribution" not in (next(iter(cli.values())) if cli else {}):
+        print("note: pneumoscope classify --csv writes no in_distribution yet: OOD values checked for kind only")
+    if os.path.exists(ct) and cli.get(os.path.abspath(ct), {}).get("in_distribution") != "false":
+        print("note: the CLI does not flag the Modality CT film yet (in_distribution %r)"
+              % cli.get(os.path.abspath(ct), {}).get("in_distribution"))
     pix = [r for r in classify_rows if r["Source"] == "pixels"]
     c0 = cli.get(os.path.abspath(films[0]))
     if pix and c0:
@@ -97,6 +152,9 @@ def run_all(chk, fiji, tmp, data, sample):
               "Grad-CAM explained class %s = CLI %s" % (cams[0]["CAM_Class"], j["explained_class"]))
         check(close(cams[0]["LungFocus"], j["lung_focus"], 1e-4),
               "lung focus %s = CLI %s" % (cams[0]["LungFocus"], j["lung_focus"]))
+        r0 = by_file.get(os.path.abspath(films[0]), {})
+        check(all(ood_kind_ok(c) and all(c[k] == r0.get(k) for k in OOD) for c in cams),
+              "Grad-CAM rows carry the film's OOD columns as Classify did: %s" % [ood_text(c) for c in cams])
         check(int(float(cams[0]["Lungs"])) == j["lungs"], "lungs %s = CLI %s" % (cams[0]["Lungs"], j["lungs"]))
         ref = np.load(npy)
         tif = os.path.join(out, "heatmap.tif")
@@ -125,6 +183,7 @@ def run_all(chk, fiji, tmp, data, sample):
     p, cli_all, cli_rows = cli_csv(chk, model, [films_dir])
     bpath = os.path.join(out, "batch.csv")
     brows = list(csv.DictReader(open(bpath))) if os.path.exists(bpath) else []
+    check(bool(brows) and all(k in brows[0] for k in OOD), "batch CSV has the columns %s" % (OOD,))
     check(len(brows) == len(cli_rows) and len(brows) > 0, "batch CSV rows %d = CLI rows %d" % (len(brows), len(cli_rows)))
     for b, c in zip(brows, cli_rows):
         name = os.path.basename(c["file"])
@@ -133,6 +192,7 @@ def run_all(chk, fiji, tmp, data, sample):
             same = same and close(b["P_PNEUMONIA"], c["p_PNEUMONIA"], 1e-5) and b["SOPInstanceUID"] == c["SOPInstanceUID"]
         else:
             same = same and b["Error"] != ""
+        same = same and ood_kind_ok(b) and ood_same(b, c)
         check(same, "batch %s: %s %s = CLI %s %s" % (name, b["Label"], b.get("P_PNEUMONIA"), c["label"], c["p_PNEUMONIA"]))
 
     # mixed folder: bad files are rows with their error and listed in the Log, not fatal
@@ -140,15 +200,25 @@ def run_all(chk, fiji, tmp, data, sample):
     bpath = os.path.join(out, "batch-mixed.csv")
     brows = list(csv.DictReader(open(bpath))) if os.path.exists(bpath) else []
     names = [os.path.basename(r["File"]) for r in brows]
-    check(names == [os.path.basename(c["file"]) for c in cli_rows] and "notes.txt" not in names and len(names) == 3,
-          "mixed folder: rows %s = CLI rows (notes.txt skipped)" % names)
+    check(names == [os.path.basename(c["file"]) for c in cli_rows] and "notes.txt" not in names
+          and len(names) == 3 + os.path.exists(ct), "mixed folder: rows %s = CLI rows (notes.txt skipped)" % names)
+    cli_by_name = {os.path.basename(c["file"]): c for c in cli_rows}
     for b in brows:
         n = os.path.basename(b["File"])
         if n == "broken.jpeg":
             check(b["Label"] == "" and "broken.jpeg" in b["Error"], "broken.jpeg is an error row: %r" % b["Error"])
             check("broken.jpeg" in ij_out and "could not be read" in ij_out, "broken.jpeg listed in the Log")
+            check(ood_kind_ok(b) and b["in_distribution"] == "" and b["ood_score"] in ("", "NaN"),
+                  "broken.jpeg: OOD columns empty (%s)" % ood_text(b))
         else:
             check(b["Label"] in ("NORMAL", "PNEUMONIA") and b["Error"] == "", n + " classified: " + b["Label"])
+            c = cli_by_name.get(n, {})
+            check(ood_kind_ok(b) and ood_same(b, c), "batch %s: %s = CLI %s" % (n, ood_text(b), ood_text(c)))
+            if c.get("in_distribution") == "false":
+                check(b["in_distribution"] == "false" and b["Label"] != ""
+                      and "flagged out of distribution (label still given): " + b["File"] in ij_out,
+                      n + ": flagged in the batch CSV (label kept) and listed in the Log")
+    check("classified with model " + model in ij_out, "the batch summary in the Log names the model file")
 
     # ---- model=[]: the bundled model installed into Fiji.app/models/pneumoscope ---------------------
     bundled = os.path.join(E["PS_SOURCE_DIR"], "sample_data", "models", "pneumoscope-binary.safetensors")
@@ -251,3 +321,5 @@ def train_eval(chk, fiji, tmp, data):
         c = cli.get(os.path.abspath(film))
         check(c is not None and close(drows[0]["P_PNEUMONIA"], c["p_PNEUMONIA"]),
               "trained model: ImageJ P %s = CLI %s" % (drows[0]["P_PNEUMONIA"], c and c["p_PNEUMONIA"]))
+        check(c is not None and ood_kind_ok(drows[0]) and ood_same(drows[0], c),
+              "trained model: ImageJ %s = CLI %s" % (ood_text(drows[0]), c and ood_text(c)))

@@ -254,7 +254,45 @@ public final class Engine {
     return rt;
   }
 
-  /** One classification as a row: title, label, probabilities, DICOM ids, model, source. */
+  /** in_distribution as tables and CSVs show it: "true", "false", or "" when unknown (-1). */
+  public static String inDistributionText(int inDistribution) {
+    return inDistribution == 1 ? "true" : inDistribution == 0 ? "false" : "";
+  }
+
+  /**
+   * The out-of-distribution columns of a row, as `pneumoscope classify --csv` writes them:
+   * in_distribution, ood_score (empty when unknown), ood_reason ("" unless flagged).
+   */
+  static void addOod(ResultsTable rt, int inDistribution, float score, String reason) {
+    rt.addValue(COL_IN_DISTRIBUTION, inDistributionText(inDistribution));
+    if (Float.isNaN(score)) rt.addValue(COL_OOD_SCORE, "");
+    else rt.addValue(COL_OOD_SCORE, score);
+    rt.addValue(COL_OOD_REASON, reason == null ? "" : reason);
+  }
+
+  public static final String COL_IN_DISTRIBUTION = "in_distribution", COL_OOD_SCORE = "ood_score",
+      COL_OOD_REASON = "ood_reason";
+
+  /**
+   * One line per classified film in the Log: the label and probabilities, the model file, and, when
+   * the film is flagged out of distribution, that and why (the label is still given).
+   */
+  static void logPrediction(String title, Model model, String label, float[] probs, int inDistribution,
+      float score, String reason) {
+    StringBuilder b = new StringBuilder("PneumoScope: ").append(title).append(": ").append(label).append(" (");
+    String[] classes = model.classes();
+    for (int i = 0; i < classes.length && i < probs.length; i++)
+      b.append(i > 0 ? ", " : "").append("P_").append(classes[i]).append(' ').append(IJ.d2s(probs[i], 4));
+    b.append("), model ").append(model.path());
+    if (inDistribution == 0)
+      b.append("; flagged OUT OF DISTRIBUTION").append(reason == null || reason.isEmpty() ? "" : ": " + reason)
+          .append(" (label and probabilities shown, but the film is unlike the model's training films)");
+    else if (inDistribution == 1)
+      b.append("; in distribution").append(Float.isNaN(score) ? "" : " (OOD score " + IJ.d2s(score, 4) + ")");
+    IJ.log(b.toString());
+  }
+
+  /** One classification as a row: title, label, probabilities, OOD verdict, DICOM ids, model, source. */
   public static void addRow(ResultsTable rt, String title, Film film, Model model, Model.Prediction p,
       String source) {
     rt.incrementCounter();
@@ -263,6 +301,7 @@ public final class Engine {
     String[] classes = model.classes();
     float[] probs = p.probs();
     for (int i = 0; i < classes.length; i++) rt.addValue("P_" + classes[i], probs[i]);
+    addOod(rt, p.inDistribution(), p.oodScore(), p.oodReason());
     rt.addValue("PatientID", film.patientId());
     rt.addValue("SOPInstanceUID", film.sopInstanceUid());
     rt.addValue("ViewPosition", film.viewPosition());
@@ -280,6 +319,7 @@ public final class Engine {
       ResultsTable rt = table(Keys.RESULTS_TABLE);
       addRow(rt, imp.getTitle(), film, model, p, film.path() != null ? "file" : "pixels");
       rt.show(Keys.RESULTS_TABLE);
+      logPrediction(imp.getTitle(), model, p.labelName(), p.probs(), p.inDistribution(), p.oodScore(), p.oodReason());
       return p;
     }
   }
@@ -319,6 +359,10 @@ public final class Engine {
     public int layer, lungs;
     public double lungFocus;
     public float[] probs;
+    /** The film's OOD verdict (ps_infer_image_ood, as Classify Chest Film reports it). */
+    public int inDistribution;
+    public float oodScore;
+    public String oodReason;
   }
 
   /**
@@ -364,6 +408,10 @@ public final class Engine {
       s.lungs = g.lungs();
       s.lungFocus = g.lungFocus();
       s.probs = g.probs();
+      Model.Prediction p = model.classify(film); // the OOD verdict: the same call as Classify Chest Film
+      s.inDistribution = p.inDistribution();
+      s.oodScore = p.oodScore();
+      s.oodReason = p.oodReason();
       out.summary = s;
       ResultsTable rt = table(Keys.RESULTS_TABLE);
       rt.incrementCounter();
@@ -371,6 +419,7 @@ public final class Engine {
       rt.addValue("Label", s.predicted);
       String[] classes = model.classes();
       for (int i = 0; i < classes.length; i++) rt.addValue("P_" + classes[i], s.probs[i]);
+      addOod(rt, s.inDistribution, s.oodScore, s.oodReason);
       rt.addValue("PatientID", film.patientId());
       rt.addValue("SOPInstanceUID", film.sopInstanceUid());
       rt.addValue("ViewPosition", film.viewPosition());
@@ -383,6 +432,8 @@ public final class Engine {
       rt.addValue("LungFocus", s.lungFocus);
       rt.addValue("Lungs", s.lungs);
       rt.show(Keys.RESULTS_TABLE);
+      logPrediction(imp.getTitle() + " (Grad-CAM)", model, s.predicted, s.probs, s.inDistribution, s.oodScore,
+          s.oodReason);
     }
     return out;
   }
@@ -403,11 +454,16 @@ public final class Engine {
 
   // ---- batch -------------------------------------------------------------------------------
 
-  /** Batch outcome: rows in the table; files that failed (path + message). */
+  /**
+   * Batch outcome: rows in the table; files that failed (path + message); films flagged out of
+   * distribution (path + reason; they are classified too).
+   */
   public static final class BatchResult {
-    public int classified, failed;
+    public int classified, failed, flagged;
     public boolean cancelled;
+    public String model;
     public final List<String> errors = new ArrayList<String>();
+    public final List<String> flaggedFilms = new ArrayList<String>();
   }
 
   /** Progress/cancel hook for long work (ImageJ's progress bar + Esc in the plugin). */
@@ -443,6 +499,7 @@ public final class Engine {
     final ResultsTable rt = new ResultsTable();
     rt.showRowNumbers(false);
     final BatchResult r = new BatchResult();
+    r.model = model.path();
     final String[] classes = model.classes();
     final double thr = threshold;
     // the number of films is known only as they come: show progress per film, Esc cancels
@@ -451,7 +508,7 @@ public final class Engine {
       model.infer(paths, 0, 0, new Model.InferListener() {
         @Override
         public boolean result(int index, String file, int status, String error, int label, float[] probs,
-            String[] meta) {
+            String[] meta, int inDistribution, float oodScore, String oodReason) {
           rt.incrementCounter();
           rt.addValue("Title", new File(file).getName());
           if (status == 0) {
@@ -459,10 +516,16 @@ public final class Engine {
             if (classes.length == 2 && thr >= 0 && thr <= 1) lab = probs[1] >= thr ? 1 : 0;
             rt.addValue("Label", classes[lab]);
             for (int i = 0; i < classes.length; i++) rt.addValue("P_" + classes[i], probs[i]);
+            addOod(rt, inDistribution, oodScore, oodReason);
             r.classified++;
+            if (inDistribution == 0) {
+              r.flagged++;
+              r.flaggedFilms.add(file + (oodReason.isEmpty() ? "" : ": " + oodReason));
+            }
           } else {
             rt.addValue("Label", "");
             for (String c : classes) rt.addValue("P_" + c, Double.NaN);
+            addOod(rt, -1, Float.NaN, "");
             r.failed++;
             r.errors.add(error);
           }

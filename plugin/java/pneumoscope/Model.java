@@ -13,22 +13,38 @@ package pneumoscope;
  * </pre>
  */
 public final class Model implements AutoCloseable {
-  /** One film's classification. */
+  /** One film's classification and its out-of-distribution verdict (ps_infer_result's fields). */
   public static final class Prediction {
     private final float[] probs;
     private final int label;
     private final String labelName;
+    private final int inDistribution;
+    private final float oodScore;
+    private final String oodReason;
 
-    Prediction(float[] probs, int label, String labelName) {
+    Prediction(float[] probs, int label, String labelName, int inDistribution, float oodScore, String oodReason) {
       this.probs = probs;
       this.label = label;
       this.labelName = labelName;
+      this.inDistribution = inDistribution;
+      this.oodScore = oodScore;
+      this.oodReason = oodReason == null ? "" : oodReason;
     }
 
     /** Softmax probabilities (K), index = class. */
     public float[] probs() { return probs.clone(); }
     public int label() { return label; }
     public String labelName() { return labelName; }
+    /**
+     * 1: like the films the model was trained on; 0: flagged out of distribution (label and
+     * probabilities are still given, {@link #oodReason()} says why); -1: unknown (a model without a
+     * detector and nothing in the film's header to flag).
+     */
+    public int inDistribution() { return inDistribution; }
+    /** The model's OOD score; NaN when unknown. */
+    public float oodScore() { return oodScore; }
+    /** Why the film was flagged ("" when it was not). */
+    public String oodReason() { return oodReason; }
   }
 
   private long handle;
@@ -79,8 +95,10 @@ public final class Model implements AutoCloseable {
   public synchronized Prediction classify(Film film, double threshold) throws PneumoScopeException {
     long h = handle();
     float[] probs;
+    double[] ood = new double[2];
+    String[] reason = new String[1];
     synchronized (film) {
-      probs = nativeClassify(h, film.handle());
+      probs = nativeClassify(h, film.handle(), ood, reason);
     }
     int label;
     if (numClasses() == 2 && threshold >= 0 && threshold <= 1) {
@@ -88,7 +106,7 @@ public final class Model implements AutoCloseable {
     } else {
       label = nativeLabel(h, probs);
     }
-    return new Prediction(probs, label, classes[label]);
+    return new Prediction(probs, label, classes[label], (int) ood[0], (float) ood[1], reason[0]);
   }
 
   public Prediction classify(Film film) throws PneumoScopeException { return classify(film, -1); }
@@ -97,10 +115,12 @@ public final class Model implements AutoCloseable {
   public interface InferListener {
     /**
      * status 0 = classified (label, probs, meta = {PatientID, StudyInstanceUID, SOPInstanceUID,
-     * ViewPosition, format}); otherwise error says why the file failed (label -1).
-     * Return true to cancel the run.
+     * ViewPosition, format}, and the OOD verdict as in {@link Prediction}: inDistribution 1/0/-1,
+     * oodScore NaN when unknown, oodReason "" unless flagged); otherwise error says why the file
+     * failed (label -1). Return true to cancel the run.
      */
-    boolean result(int index, String file, int status, String error, int label, float[] probs, String[] meta);
+    boolean result(int index, String file, int status, String error, int label, float[] probs, String[] meta,
+        int inDistribution, float oodScore, String oodReason);
   }
 
   /**
@@ -161,7 +181,9 @@ public final class Model implements AutoCloseable {
   private static native String[] nativeClasses(long handle);
   private static native double[] nativeMetaNumbers(long handle);
   private static native byte[] nativeProvenance(long handle);
-  private static native float[] nativeClassify(long handle, long film) throws PneumoScopeException;
+  /** ood (2) receives {in_distribution, ood_score}, reason (1) the ood_reason. */
+  private static native float[] nativeClassify(long handle, long film, double[] ood, String[] reason)
+      throws PneumoScopeException;
   private static native int nativeLabel(long handle, float[] probs) throws PneumoScopeException;
   private static native void nativeFree(long handle);
   private static native int nativeInfer(long handle, byte[][] paths, int batch, int threads, InferListener l)
