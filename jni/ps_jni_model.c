@@ -1,5 +1,6 @@
-/* Native methods of pneumoscope.Model: load a .safetensors classifier, its metadata, classify one
- * film. The handle is a ps_model *. Calls on one model are serialised by the Java class. */
+/* Native methods of pneumoscope.Model: resolve a model name, load a .safetensors classifier, its
+ * metadata, classify one film or many (with the out-of-distribution verdict of ps_infer_result).
+ * The handle is a ps_model *. Calls on one model are serialised by the Java class. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,23 @@ JNIEXPORT jbyteArray JNICALL Java_pneumoscope_Model_nativeDefaultPath(JNIEnv *en
   if (st != PS_OK) return ps_jni_throw(env, st), NULL;
   return ps_jni_bytes(env, buf);
 #else
+  return NO_MODEL(env), NULL;
+#endif
+}
+
+/* ps_model_resolve: "binary" / "3class" -> the bundled file, "" -> the default model, a path as given. */
+JNIEXPORT jbyteArray JNICALL Java_pneumoscope_Model_nativeResolve(JNIEnv *env, jclass cls, jbyteArray jname) {
+  (void)cls;
+  char *name = ps_jni_cstr(env, jname, "model name");
+  if (!name) return NULL;
+#ifdef PS_JNI_HAVE_MODEL
+  char buf[4096];
+  int st = ps_model_resolve(name, buf, sizeof buf);
+  free(name);
+  if (st != PS_OK) return ps_jni_throw(env, st), NULL;
+  return ps_jni_bytes(env, buf);
+#else
+  free(name);
   return NO_MODEL(env), NULL;
 #endif
 }

@@ -5,12 +5,16 @@ import ij.plugin.PlugIn;
 import java.io.File;
 import pneumoscope.Engine;
 import pneumoscope.Keys;
+import pneumoscope.ModelChoice;
 
 /**
  * Plugins > PneumoScope > Batch Classify Folder...: every film under a folder (recursive,
  * DICOM without extension included) -> "PneumoScope Batch" table + CSV. Files that cannot be read
  * are rows with their error and listed in the Log; Esc cancels.
- * Macro: run("Batch Classify Folder...", "folder=[/data/dicom] recursive csv=[/tmp/out.csv] model=[] threshold=-1");
+ * Columns: Title, Label, P_<class>..., in_distribution (true / false / empty when unknown), ood_score,
+ * ood_reason, PatientID, SOPInstanceUID, ViewPosition, Model, Source, File, Error.
+ * Macro: run("Batch Classify Folder...", "folder=[/data/dicom] recursive csv=[/tmp/out.csv] model=binary threshold=-1");
+ * (model=3class, model=file model_file=[/runs/a/best.safetensors], or model=[] for the default model.)
  */
 public class Batch_Classify_Folder implements PlugIn {
   @Override
@@ -25,20 +29,20 @@ public class Batch_Classify_Folder implements PlugIn {
     gd.addStringField(Keys.FOLDER, folder, 40);
     gd.addCheckbox(Keys.RECURSIVE, Keys.lastRecursive);
     gd.addStringField(Keys.CSV, Keys.lastCsv, 40);
-    gd.addStringField(Keys.MODEL, Keys.lastModel, 40);
+    ModelChoice.add(gd);
     gd.addNumericField(Keys.THRESHOLD, Keys.lastThreshold, 3);
-    gd.addMessage("csv: results file to write (empty: table only; an existing file is only\n"
+    gd.addMessage(ModelChoice.help() + "\ncsv: results file to write (empty: table only; an existing file is only\n"
         + "replaced when PneumoScope wrote it). Esc cancels.");
     gd.showDialog();
     if (gd.wasCanceled()) return;
     Keys.lastFolder = gd.getNextString().trim();
     Keys.lastRecursive = gd.getNextBoolean();
     Keys.lastCsv = gd.getNextString().trim();
-    Keys.lastModel = gd.getNextString().trim();
+    String model = ModelChoice.read(gd);
     Keys.lastThreshold = gd.getNextNumber();
     IJ.resetEscape();
     try {
-      Engine.BatchResult r = Engine.batch(new File(Keys.lastFolder), Keys.lastRecursive, Keys.lastModel,
+      Engine.BatchResult r = Engine.batch(new File(Keys.lastFolder), Keys.lastRecursive, model,
           Keys.lastThreshold, Keys.lastCsv, new Engine.Progress() {
             @Override
             public boolean progress(double fraction, String what) {

@@ -6,30 +6,31 @@ import ij.plugin.PlugIn;
 import java.io.File;
 import pneumoscope.Engine;
 import pneumoscope.Keys;
+import pneumoscope.ModelChoice;
 import pneumoscope.Trainer;
 
 /**
  * Plugins > PneumoScope > Evaluate Model...: ps_evaluate_run of a model on one split of a manifest:
  * a row of metrics in "PneumoScope Evaluation", the confusion matrix and ROC curve as images, and
  * metrics.json / predictions.csv / *.png in outdir.
- * Macro: run("Evaluate Model...", "model=[/runs/a/best.safetensors] manifest=[/data/split/manifest.csv]
- *        split=test outdir=[/runs/a/eval] threshold=-1 device=auto limit=0");
+ * Macro: run("Evaluate Model...", "model=file model_file=[/runs/a/best.safetensors]
+ *        manifest=[/data/split/manifest.csv] split=test outdir=[/runs/a/eval] threshold=-1 device=auto limit=0");
  */
 public class Evaluate_Model implements PlugIn {
   @Override
   public void run(String arg) {
     GenericDialog gd = new GenericDialog(Keys.CMD_EVALUATE);
-    gd.addStringField(Keys.MODEL, Keys.lastModel, 40);
+    ModelChoice.add(gd);
     gd.addStringField(Keys.MANIFEST, Keys.lastManifest, 40);
     gd.addChoice(Keys.SPLIT, Keys.SPLITS, Keys.lastSplit);
     gd.addStringField(Keys.OUTDIR, Keys.lastOutdir, 40);
     gd.addNumericField(Keys.THRESHOLD, Keys.lastThreshold, 3);
     gd.addChoice(Keys.DEVICE, Keys.DEVICES, Keys.lastDevice);
     gd.addNumericField(Keys.LIMIT, Keys.lastLimit, 0);
-    gd.addMessage("model empty: the default model; threshold -1: the model's own; limit 0: all films");
+    gd.addMessage(ModelChoice.help() + "\nthreshold -1: the model's own; limit 0: all films");
     gd.showDialog();
     if (gd.wasCanceled()) return;
-    Keys.lastModel = gd.getNextString().trim();
+    String model = ModelChoice.read(gd);
     Keys.lastManifest = gd.getNextString().trim();
     Keys.lastSplit = gd.getNextChoice();
     Keys.lastOutdir = gd.getNextString().trim();
@@ -39,8 +40,8 @@ public class Evaluate_Model implements PlugIn {
     IJ.resetEscape();
     try {
       Engine.init();
-      String model = Engine.resolveModelPath(Keys.lastModel);
-      Trainer.Evaluation e = Trainer.evaluate(model, Keys.lastManifest, Keys.lastSplit, Keys.lastOutdir,
+      String modelPath = Engine.resolveModelPath(model);
+      Trainer.Evaluation e = Trainer.evaluate(modelPath, Keys.lastManifest, Keys.lastSplit, Keys.lastOutdir,
           Keys.lastThreshold, Keys.lastDevice, Keys.lastLimit, new Trainer.ProgressListener() {
             @Override
             public boolean progress(double fraction, String what) {
@@ -52,7 +53,7 @@ public class Evaluate_Model implements PlugIn {
       IJ.showProgress(1.0);
       ResultsTable rt = Engine.table(Keys.EVAL_TABLE);
       rt.incrementCounter();
-      rt.addValue("Model", model);
+      rt.addValue("Model", modelPath);
       rt.addValue("Split", Keys.lastSplit);
       rt.addValue("N", e.n);
       rt.addValue("Accuracy", e.accuracy);
@@ -69,7 +70,7 @@ public class Evaluate_Model implements PlugIn {
         if (!f.isFile()) continue;
         ImagePlus imp = IJ.openImage(f.getPath());
         if (imp != null) {
-          imp.setTitle((png.startsWith("roc") ? "ROC " : "Confusion matrix ") + new File(model).getName());
+          imp.setTitle((png.startsWith("roc") ? "ROC " : "Confusion matrix ") + new File(modelPath).getName());
           imp.show();
         }
       }

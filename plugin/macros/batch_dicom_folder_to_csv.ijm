@@ -12,7 +12,8 @@ if (args.length < 2) {
   folder = args[0];
   csv = args[1];
 }
-// model=[] uses the default model (Train Model... set_default, $PNEUMOSCOPE_MODEL or the bundled one);
-// threshold=-1 keeps the model's own decision threshold.
+// model=[] uses the default model (Train Model... set_default, $PNEUMOSCOPE_MODEL or the bundled binary one);
+// model=binary / model=3class name the bundled NORMAL/PNEUMONIA and NORMAL/BACTERIA/VIRUS models, and
+// model=file model_file=[/runs/a/best.safetensors] a model file. threshold=-1 keeps the model's own threshold.
 run("Batch Classify Folder...", "folder=[" + folder + "] recursive csv=[" + csv + "] model=[] threshold=-1");
 print("PneumoScope: wrote " + csv);

@@ -3,4 +3,4 @@
 manifest = File.openDialog("Split manifest (manifest.csv)");
 out = getDirectory("Output folder for the run");
 run("Train Model...", "manifest=[" + manifest + "] outdir=[" + out + "] task=binary epochs=0 lr=0 batch=0 patience=0 size=224 seed=1 threads=0 device=auto init=[] limit=0 augment balance=default set_default");
-run("Evaluate Model...", "model=[" + out + "best.safetensors] manifest=[" + manifest + "] split=test outdir=[" + out + "eval] threshold=-1 device=auto limit=0");
+run("Evaluate Model...", "model=file model_file=[" + out + "best.safetensors] manifest=[" + manifest + "] split=test outdir=[" + out + "eval] threshold=-1 device=auto limit=0");

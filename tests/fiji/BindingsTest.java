@@ -313,7 +313,7 @@ public class BindingsTest {
   /**
    * The out-of-distribution verdict through both paths (Model.classify: ps_infer_image_ood; Model.infer:
    * ps_infer_result): 1 / 0 / -1, a reason exactly when flagged, the same verdict both ways; failed
-   * films unknown (-1, NaN, "").
+   * films unknown (-1, NaN, ""). Model.resolve (ps_model_resolve): names and paths.
    */
   static void oodChecks(final Model m, File[] films) throws Exception {
     final int[] inDist = new int[films.length];
@@ -353,6 +353,22 @@ public class BindingsTest {
     boolean all = true;
     for (String g : got) all &= !g.contains("DIFFERS");
     check(all, "infer gives each film the verdict classify gave it; the broken film unknown: " + got);
+
+    check(Model.resolve("/no/such/dir/a.safetensors").equals("/no/such/dir/a.safetensors"), "resolve: a path as given");
+    String[][] bundled = {{Model.BINARY, "pneumoscope-binary.safetensors"},
+        {Model.THREE_CLASS, "pneumoscope-3class.safetensors"}};
+    for (final String[] b : bundled) {
+      String srcDir = System.getenv("PS_SOURCE_DIR"); // set by tests/fiji.cmake
+      File src = new File(srcDir == null ? "/nonexistent" : srcDir, "sample_data/models/" + b[1]);
+      try {
+        String path = Model.resolve(b[0]);
+        check(path.endsWith("/" + b[1]) && new File(path).isFile() && (srcDir == null || src.isFile()),
+            "resolve " + b[0] + " -> " + path);
+      } catch (PneumoScopeException e) {
+        check("PS_ENOTFOUND".equals(e.statusName()) && e.getMessage().contains(b[1]) && !src.isFile(),
+            "resolve " + b[0] + ": not installed, a clear PS_ENOTFOUND naming " + b[1] + " (" + e.getMessage() + ")");
+      }
+    }
   }
 
   /**

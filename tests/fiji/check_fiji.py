@@ -53,10 +53,11 @@ def install_fiji(tmp):
         os.makedirs(os.path.join(fiji, "plugins"))
         os.makedirs(os.path.join(fiji, "lib", "linux64"))
         shutil.copy(E["PS_PLUGIN_JAR"], os.path.join(fiji, "plugins"))
-        bundled = os.path.join(E["PS_SOURCE_DIR"], "sample_data", "models", "pneumoscope-binary.safetensors")
-        if os.path.exists(bundled):
-            os.makedirs(os.path.join(fiji, "models", "pneumoscope"))
-            shutil.copy(bundled, os.path.join(fiji, "models", "pneumoscope"))
+        for name in ["pneumoscope-binary.safetensors", "pneumoscope-3class.safetensors"]:
+            bundled = os.path.join(E["PS_SOURCE_DIR"], "sample_data", "models", name)
+            if os.path.exists(bundled):
+                os.makedirs(os.path.join(fiji, "models", "pneumoscope"), exist_ok=True)
+                shutil.copy(bundled, os.path.join(fiji, "models", "pneumoscope"))
         for f in os.listdir(E["PS_LIB_DIR"]):
             if f.startswith("libpneumoscope"):
                 shutil.copy(os.path.join(E["PS_LIB_DIR"], f), os.path.join(fiji, "lib", "linux64"))

@@ -5,7 +5,8 @@ by make_test_model.py; every number is compared with the CLI on the same model a
 `pneumoscope classify --csv`, `pneumoscope gradcam --json --npy`. The out-of-distribution columns
 (in_distribution, ood_score, ood_reason) are checked in every table and CSV, against the CLI's
 where it writes them; a copy of a DICOM relabelled Modality CT must be flagged whenever the CLI flags
-it."""
+it. The model choice: model=binary / model=3class (bundled, by name), model=file model_file=[...],
+model=[path] and model=[] as older macros wrote them; a missing model file is a clear error."""
 import csv
 import io
 import json
@@ -233,6 +234,47 @@ def run_all(chk, fiji, tmp, data, sample):
               % (drow and drow[0]["Model"], drow and drow[0]["P_PNEUMONIA"], c and c["label"], c and c["p_PNEUMONIA"]))
     else:
         check("no default model found" in ij_out, "no bundled model: Classify with model=[] says so")
+
+    # ---- model=binary: the bundled model by name ---------------------------------------------------
+    bpath = os.path.join(out, "binary.csv")
+    brow = list(csv.DictReader(open(bpath)))[-1:] if os.path.exists(bpath) else []
+    if os.path.exists(bundled):
+        _, cbin, _ = cli_csv(chk, "binary", [films[0]])
+        c = cbin.get(os.path.abspath(films[0]))
+        check(c is not None and len(brow) == 1 and brow[0]["Model"] == "pneumoscope-binary.safetensors"
+              and brow[0]["Label"] == c["label"] and close(brow[0]["P_PNEUMONIA"], c["p_PNEUMONIA"])
+              and ood_kind_ok(brow[0]) and ood_same(brow[0], c),
+              "model=binary: %s %s %s = CLI --model binary %s %s"
+              % (brow and brow[0]["Model"], brow and brow[0]["P_PNEUMONIA"], brow and ood_text(brow[0]),
+                 c and c["label"], c and c["p_PNEUMONIA"]))
+    else:
+        check("binary model is not installed" in ij_out, "no bundled model: model=binary says so")
+
+    # ---- a missing model file: a clear message, the macro stops, ImageJ goes on ------------------------
+    missing = os.path.join(out, "no-such-model.safetensors")
+    check("model_commands: a missing model did not stop the macro" not in ij_out
+          and "Classify Chest Film: PS_E" in ij_out and missing in ij_out and "Exception in thread" not in ij_out,
+          "model_file=[no-such-model.safetensors]: a clear error naming the file, the macro stopped")
+
+    # ---- model=3class (second ImageJ run): classified when installed, else a clear error --------------
+    film = os.path.join(data, "png", "nih_00000001_000.png")
+    p = chk.imagej(fiji, "model_choice.ijm", " ".join([film, out]), timeout=240)
+    ij3 = p.stdout + p.stderr
+    three = os.path.join(E["PS_SOURCE_DIR"], "sample_data", "models", "pneumoscope-3class.safetensors")
+    if os.path.exists(three):
+        _, c3, _ = cli_csv(chk, "3class", [film])
+        c = c3.get(os.path.abspath(film))
+        rp = os.path.join(out, "3class.csv")
+        r = list(csv.DictReader(open(rp)))[-1:] if os.path.exists(rp) else []
+        check(c is not None and len(r) == 1 and r[0]["Model"] == "pneumoscope-3class.safetensors"
+              and r[0]["Label"] == c["label"] and ood_kind_ok(r[0]) and ood_same(r[0], c)
+              and all(close(r[0]["P_" + k], c["p_" + k]) for k in ("NORMAL", "BACTERIA", "VIRUS")),
+              "model=3class: %s = CLI --model 3class %s" % (r and r[0], c))
+    else:
+        check(p.returncode == 0 and "model_choice: 3class classified" not in ij3
+              and "3class model is not installed" in ij3 and "pneumoscope-3class.safetensors" in ij3
+              and "Exception in thread" not in ij3,
+              "model=3class without the 3-class model: a clear error naming pneumoscope-3class.safetensors")
 
     # ---- About / Model Info ----------------------------------------------------------------------
     # in -batch mode IJ.log prints to stdout (there is no Log window)

@@ -183,27 +183,54 @@ public final class Engine {
   private static final Map<String, Model> models = new HashMap<String, Model>();
 
   /**
-   * The model file to use: the dialog's value when given, else the default chosen in Train
-   * Model... (IJ Prefs), else the library's bundled default (ps_model_default_path).
+   * The model file to use for a dialog's model value (see {@link ModelChoice}): "binary" / "3class"
+   * -> the bundled model installed with the plugin (Fiji.app/models/pneumoscope/), else where
+   * ps_model_resolve finds it (beside the source tree, the install prefix); a path as given; empty ->
+   * the default chosen in Train Model... (IJ Prefs), else $PNEUMOSCOPE_MODEL, else the bundled binary
+   * model. A bundled model that is not installed is a PS_ENOTFOUND naming the places tried.
    */
   public static String resolveModelPath(String given) throws PneumoScopeException {
-    if (given != null && !given.trim().isEmpty()) return given.trim();
+    String g = given == null ? "" : given.trim();
+    if (g.equals(ModelChoice.FILE))
+      throw new PneumoScopeException("PS_EINVAL", Keys.MODEL + "=" + ModelChoice.FILE + " needs " + Keys.MODEL_FILE
+          + "=[a .safetensors file]", null);
+    if (g.equals(Model.BINARY) || g.equals(Model.THREE_CLASS)) {
+      String name = bundledFileName(g);
+      File inFiji = bundledModel(name);
+      if (inFiji != null) return inFiji.getPath();
+      init();
+      try {
+        return Model.resolve(g);
+      } catch (PneumoScopeException e) {
+        File jar = PsNative.jarDir();
+        if (jar == null || jar.getParentFile() == null) throw e;
+        throw new PneumoScopeException("PS_ENOTFOUND", "the " + g + " model is not installed: no "
+            + new File(jar.getParentFile(), "models/pneumoscope/" + name) + "; " + e.detail(), e);
+      }
+    }
+    if (!g.isEmpty()) {
+      init();
+      return Model.resolve(g);
+    }
     String pref = Prefs.get(Keys.PREF_MODEL, "");
     if (!pref.isEmpty() && new File(pref).isFile()) return pref;
     String env = System.getenv("PNEUMOSCOPE_MODEL");
     if (env != null && !env.isEmpty()) return env;
-    File bundled = bundledModel();
+    File bundled = bundledModel(BUNDLED_MODEL);
     if (bundled != null) return bundled.getPath();
     init();
     return Model.defaultPath();
   }
 
-  /** The bundled model installed with the plugin: Fiji.app/models/pneumoscope/ (null when absent). */
-  public static File bundledModel() {
+  /** "binary" -> pneumoscope-binary.safetensors, "3class" -> pneumoscope-3class.safetensors. */
+  static String bundledFileName(String name) { return "pneumoscope-" + name + ".safetensors"; }
+
+  /** A bundled model installed with the plugin: Fiji.app/models/pneumoscope/NAME (null when absent). */
+  public static File bundledModel(String fileName) {
     File jar = PsNative.jarDir();
     if (jar == null) return null;
-    File[] candidates = {new File(jar.getParentFile(), "models/pneumoscope/" + BUNDLED_MODEL),
-        new File(jar, "models/pneumoscope/" + BUNDLED_MODEL)};
+    File[] candidates = {new File(jar.getParentFile(), "models/pneumoscope/" + fileName),
+        new File(jar, "models/pneumoscope/" + fileName)};
     for (File f : candidates) if (f.isFile()) return f;
     return null;
   }

@@ -23,7 +23,8 @@ public final class Keys {
   public static final String TRAIN_TABLE = "PneumoScope Training";
 
   // ---- dialog labels = macro keys ------------------------------------------------------------
-  public static final String MODEL = "model";            // model file (.safetensors)
+  public static final String MODEL = "model";            // binary | 3class | file (older macros: "" or a path)
+  public static final String MODEL_FILE = "model_file";  // the .safetensors when model=file
   public static final String THRESHOLD = "threshold";    // binary decision threshold, <0 = model's
   public static final String USE_FILE = "use_file";      // classify the file behind the image
   public static final String RAW = "raw";                // Open DICOM: modality values
@@ -55,6 +56,7 @@ public final class Keys {
   public static final String SET_DEFAULT = "set_default"; // make the trained model the default
   public static final String SPLIT = "split";            // evaluate: test | val | train | all
 
+  public static final String[] MODELS = {Model.BINARY, Model.THREE_CLASS, "file"}; // ModelChoice: model=
   public static final String[] TASKS = {"binary", "multiclass"};
   public static final String[] DEVICES = {"auto", "cpu", "cuda"};
   public static final String[] BALANCES = {"default", "on", "off"};
@@ -64,7 +66,8 @@ public final class Keys {
   public static final String[] LUTS = {"viridis", "Fire", "Ice", "Spectrum", "Grays"};
 
   // ---- last-used values (per ImageJ session) -------------------------------------------------
-  public static String lastModel = "";
+  public static String lastModel = "";      // what ModelChoice.read gave: binary, 3class, "" or a path
+  public static String lastModelFile = "";  // the last model_file, kept while a bundled model is chosen
   public static double lastThreshold = -1;
   public static boolean lastUseFile = true;
   public static boolean lastRaw = false;

@@ -75,6 +75,19 @@ public final class Model implements AutoCloseable {
     return PsNative.str(nativeDefaultPath());
   }
 
+  /** Bundled model names {@link #resolve} knows, as `pneumoscope --model` does. */
+  public static final String BINARY = "binary", THREE_CLASS = "3class";
+
+  /**
+   * A model named by the user (ps_model_resolve): "binary" / "3class" -> the bundled
+   * pneumoscope-binary / pneumoscope-3class.safetensors (PS_ENOTFOUND naming the places tried when
+   * absent), "" or null -> {@link #defaultPath()}, anything else is a path, returned as given.
+   */
+  public static String resolve(String nameOrPath) throws PneumoScopeException {
+    PsNative.load();
+    return PsNative.str(nativeResolve(PsNative.cstr(nameOrPath == null ? "" : nameOrPath)));
+  }
+
   static int deviceCode(String device) throws PneumoScopeException {
     if (device == null || device.isEmpty() || device.equals("auto")) return 2;
     if (device.equals("cpu")) return 0;
@@ -178,6 +191,7 @@ public final class Model implements AutoCloseable {
 
   private static native long nativeLoad(byte[] path, int device) throws PneumoScopeException;
   private static native byte[] nativeDefaultPath() throws PneumoScopeException;
+  private static native byte[] nativeResolve(byte[] nameOrPath) throws PneumoScopeException;
   private static native String[] nativeClasses(long handle);
   private static native double[] nativeMetaNumbers(long handle);
   private static native byte[] nativeProvenance(long handle);
