@@ -1,6 +1,7 @@
 /* pneumoscope evaluate on real films: a small model trained here (size 64), evaluated on the test
  * split of a patient split; scikit-learn recomputes every metric from predictions.csv
- * (tests/ref/train_sklearn_check.py) and must agree with metrics.json. Binary and 3-class. */
+ * (tests/ref/train_sklearn_check.py) and must agree with metrics.json, the ECE and the reliability
+ * table included (numpy and sklearn's calibration_curve). Binary and 3-class. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,8 @@ static void train_and_evaluate(const char *task, const char *name) {
     free(p);
   }
   if (ps_plot_available()) {
-    const char *pngs[] = {"confusion.png", "roc.png", "pr.png", "curves.png"};
-    for (int i = 0; i < 4; i++) {
+    const char *pngs[] = {"confusion.png", "roc.png", "pr.png", "curves.png", "reliability.png"};
+    for (int i = 0; i < 5; i++) {
       char *p = ps_test_join(eval, pngs[i]);
       assert_true(ps_test_file_size(p) > 1000);
       free(p);
@@ -59,14 +60,26 @@ static void train_and_evaluate(const char *task, const char *name) {
   print_message("%s", out ? out : "");
   assert_int_equal(st, 0);
   assert_non_null(strstr(out, "sklearn agrees on 40 predictions"));
+  assert_non_null(strstr(out, " ece 0."));
   free(out);
-  /* the check can fail: a wrong metric is caught */
-  char *mj = ps_test_join(eval, "metrics.json");
-  assert_int_equal(ps_test_system("sed -i 's/\"accuracy\": [0-9.e-]*/\"accuracy\": 0.123/' '%s'", mj), 0);
+  /* the check can fail: a wrong metric is caught, a wrong ECE too, and a missing one */
+  char *mj = ps_test_join(eval, "metrics.json"), *keep = ps_test_join(eval, "metrics.keep");
+  assert_int_equal(ps_test_system("cp '%s' '%s'", mj, keep), 0);
+  assert_int_equal(ps_test_system("sed -i 's/^  \"accuracy\": [0-9.e-]*/  \"accuracy\": 0.123/' '%s'", mj), 0);
   out = ps_test_capture(&st, "'%s' '%s' '%s' 2>&1", PS_PYTHON, ps_test_src("tests/ref/train_sklearn_check.py"), eval);
   assert_int_equal(st, 1);
   assert_non_null(strstr(out, "accuracy"));
-  free(out), free(mj), free(run), free(eval);
+  free(out);
+  assert_int_equal(ps_test_system("sed 's/^  \"ece\": [0-9.e-]*/  \"ece\": 0.987/' '%s' > '%s'", keep, mj), 0);
+  out = ps_test_capture(&st, "'%s' '%s' '%s' 2>&1", PS_PYTHON, ps_test_src("tests/ref/train_sklearn_check.py"), eval);
+  assert_int_equal(st, 1);
+  assert_non_null(strstr(out, "ece: sklearn"));
+  free(out);
+  assert_int_equal(ps_test_system("grep -v '^  \"ece\": ' '%s' > '%s'", keep, mj), 0);
+  out = ps_test_capture(&st, "'%s' '%s' '%s' 2>&1", PS_PYTHON, ps_test_src("tests/ref/train_sklearn_check.py"), eval);
+  assert_int_equal(st, 1);
+  assert_non_null(strstr(out, "no \"ece\""));
+  free(out), free(mj), free(keep), free(run), free(eval);
 }
 
 static void test_binary(void **state) {

@@ -86,8 +86,8 @@ int ps_cli_evaluate(int argc, char **argv) {
   ps_eval_result r;
   st = ps_evaluate_run(&o, NULL, NULL, &r);
   if (st != PS_OK) return ps_cli_fail("evaluate", "evaluation failed", st);
-  printf("n %d accuracy %.4f roc_auc %.4f ap %.4f macro_f1 %.4f threshold %.4f sensitivity %.4f specificity %.4f\n", r.n,
-         r.accuracy, r.auc, r.ap, r.f1_macro, r.threshold, r.sensitivity, r.specificity);
+  printf("n %d accuracy %.4f roc_auc %.4f ap %.4f macro_f1 %.4f threshold %.4f sensitivity %.4f specificity %.4f ece %.4f\n",
+         r.n, r.accuracy, r.auc, r.ap, r.f1_macro, r.threshold, r.sensitivity, r.specificity, r.ece);
   printf("wrote %s/metrics.json and %s/predictions.csv\n", o.outdir, o.outdir);
   return 0;
 #endif

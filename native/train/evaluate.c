@@ -24,7 +24,12 @@ typedef struct {
   const ps_model_meta *meta;
   const ps_metrics *m;
   const char *model_path, *manifest, *split;
+  double ece;                                   /* top-label, EVAL_BINS bins */
+  const int64_t *bin_count;                     /* (EVAL_BINS) */
+  const double *bin_conf, *bin_acc;             /* (EVAL_BINS) NAN for an empty bin */
 } eval_out;
+
+#define EVAL_BINS 15 /* calibration bins (Guo et al. 2017) */
 
 static void jnum(FILE *f, double v) {
   if (isfinite(v)) fprintf(f, "%.10g", v);
@@ -72,6 +77,16 @@ static int write_metrics_json(FILE *f, void *user) {
   fputs(",\n  \"average_precision\": ", f), jnum(f, m->average_precision);
   fputs(",\n  \"sensitivity\": ", f), jnum(f, K == 2 ? m->sensitivity : NAN);
   fputs(",\n  \"specificity\": ", f), jnum(f, K == 2 ? m->specificity : NAN);
+  fputs(",\n  \"ece\": ", f), jnum(f, e->ece);
+  fputs(",\n  \"temperature\": ", f), jnum(f, e->meta->temperature > 0 ? e->meta->temperature : 1.0);
+  fprintf(f, ",\n  \"reliability\": {\"bins\": %d, \"count\": [", EVAL_BINS);
+  for (int b = 0; b < EVAL_BINS; b++) fprintf(f, "%s%lld", b ? ", " : "", (long long)e->bin_count[b]);
+  fputs("], \"confidence\": [", f);
+  for (int b = 0; b < EVAL_BINS; b++) fputs(b ? ", " : "", f), jnum(f, e->bin_conf[b]);
+  fputs("], \"accuracy\": [", f);
+  for (int b = 0; b < EVAL_BINS; b++) fputs(b ? ", " : "", f), jnum(f, e->bin_acc[b]);
+  fputs("]}", f);
+  fputs(",\n  \"ece_note\": \"top-label: max class probability vs argmax == true class, equal-width bins on [0, 1]\"", f);
   fputs(",\n  \"per_class\": {", f);
   for (int c = 0; c < K; c++) {
     fprintf(f, "%s\n    \"%s\": {\"precision\": ", c ? "," : "", e->meta->classes[c]);
@@ -142,7 +157,7 @@ static size_t read_history(const char *path, double **tl, double **vl, double **
   return k;
 }
 
-/* confusion.png, roc.png, pr.png and (with a history) curves.png in outdir. */
+/* confusion.png, roc.png, pr.png, reliability.png and (with a history) curves.png in outdir. */
 static int write_plots(const eval_out *e, const char *outdir, const char *history) {
   if (!ps_plot_available()) {
     ps_log(PS_LOG_WARN, "evaluate: built without cairo: no PNG plots");
@@ -198,6 +213,10 @@ static int write_plots(const eval_out *e, const char *outdir, const char *histor
     snprintf(title, sizeof title, "Precision-recall — %s split", e->split);
     if ((st = ps_plot_pr(pc, nc, K == 2 ? (double)pos / n : NAN, &po, path))) goto done;
   }
+  free(path);
+  path = ps_train_join(outdir, "reliability.png");
+  snprintf(title, sizeof title, "Reliability — %s split", e->split);
+  if ((st = ps_plot_reliability(e->bin_count, e->bin_conf, e->bin_acc, EVAL_BINS, e->ece, &po, path))) goto done;
   if (history) {
     const char *mname = NULL;
     size_t ne = read_history(history, &tl, &vl, &mt, &mname);
@@ -293,7 +312,13 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
   }
   ps_metrics m;
   if ((st = ps_metrics_compute(y, probs, n, K, thr, &m))) goto done;
-  eval_out e = {&films, idx, n, K, y, pred, probs, meta, &m, opts->model, opts->manifest, split};
+  int64_t bin_count[EVAL_BINS];
+  double bin_conf[EVAL_BINS], bin_acc[EVAL_BINS], ece;
+  if ((st = ps_metrics_ece(y, probs, n, K, EVAL_BINS, &ece)) ||
+      (st = ps_metrics_reliability(y, probs, n, K, EVAL_BINS, bin_count, bin_conf, bin_acc)))
+    goto done;
+  eval_out e = {&films, idx, n, K, y, pred, probs, meta, &m, opts->model, opts->manifest, split,
+                ece, bin_count, bin_conf, bin_acc};
   p_metrics = ps_train_join(opts->outdir, "metrics.json");
   p_pred = ps_train_join(opts->outdir, "predictions.csv");
   if (!p_metrics || !p_pred) {
@@ -318,11 +343,12 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
     free(hist);
     if (st) goto done;
   }
-  ps_log(PS_LOG_INFO, "evaluate: accuracy %.4f, ROC AUC %.4f, AP %.4f, macro F1 %.4f%s", m.accuracy, m.roc_auc,
-         m.average_precision, m.macro_f1, K == 2 ? "" : " (argmax)");
+  ps_log(PS_LOG_INFO, "evaluate: accuracy %.4f, ROC AUC %.4f, AP %.4f, macro F1 %.4f%s, ECE %.4f", m.accuracy, m.roc_auc,
+         m.average_precision, m.macro_f1, K == 2 ? "" : " (argmax)", ece);
   if (result) {
     result->n = n, result->accuracy = m.accuracy, result->auc = m.roc_auc, result->ap = m.average_precision;
     result->f1_macro = m.macro_f1, result->threshold = thr, result->sensitivity = m.sensitivity, result->specificity = m.specificity;
+    result->ece = ece;
   }
 done:
   ps_model_free(model);

@@ -151,8 +151,9 @@ typedef struct ps_eval_opts {
   const char *outdir;     /* required: metrics.json (accuracy, per-class + macro + weighted
                              precision/recall/F1, sensitivity/specificity, ROC AUC, AP, confusion
                              matrix), predictions.csv (path, patient, true/predicted class, one
-                             probability per class), confusion.png, roc.png, pr.png and
-                             curves.png (from history.json) when built with cairo */
+                             probability per class), ECE and the 15-bin reliability table, the
+                             model's temperature; confusion.png, roc.png, pr.png, reliability.png
+                             and curves.png (from history.json) when built with cairo */
   const char *history;    /* history.json for the training-curve plot (0: next to the model) */
   double threshold;       /* < 0 or 0 with use_threshold=0: the model's own */
   int use_threshold;      /* 1: use .threshold instead of the model's */
@@ -166,6 +167,7 @@ typedef struct ps_eval_result {
   int n;
   double accuracy, auc, ap, f1_macro, threshold;
   double sensitivity, specificity;   /* binary: of PNEUMONIA */
+  double ece;                        /* expected calibration error, top-label, 15 bins (ps_metrics_ece) */
 } ps_eval_result;
 
 PS_API int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *user, ps_eval_result *result);
