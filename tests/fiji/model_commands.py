@@ -3,9 +3,8 @@ model_commands.ijm (Classify Chest Film on ImageJ-opened and PneumoScope-opened 
 pixels, Grad-CAM Overlay, Batch Classify Folder, About) with a seeded torchvision ResNet18 written
 by make_test_model.py; every number is compared with the CLI on the same model and films:
 `pneumoscope classify --csv`, `pneumoscope gradcam --json --npy`. The out-of-distribution columns
-(in_distribution, ood_score, ood_reason) are checked in every table and CSV, against the CLI's
-where it writes them; a copy of a DICOM relabelled Modality CT must be flagged whenever the CLI flags
-it. The model choice: model=binary / model=3class (bundled, by name), model=file model_file=[...],
+(in_distribution, ood_score, ood_reason) are checked in every table and CSV against the CLI's; a
+copy of a DICOM relabelled Modality CT is flagged (label kept) in the table, the batch CSV and the Log. The model choice: model=binary / model=3class (bundled, by name), model=file model_file=[...],
 model=[path] and model=[] as older macros wrote them; a missing model file is a clear error."""
 import csv
 import io
@@ -44,9 +43,9 @@ def ood_kind_ok(r):
 
 
 def ood_same(r, c):
-    """ImageJ's OOD columns equal the CLI csv row's (True while the CLI does not write them)."""
+    """ImageJ's OOD columns equal the CLI csv row's."""
     if "in_distribution" not in c:
-        return True
+        return False
     a, b = r["ood_score"], c["ood_score"]
     score = a == b == "" or (a != "" and b != "" and abs(float(a) - float(b)) <= 1e-4 * max(1.0, abs(float(b))))
     return r["in_distribution"] == c["in_distribution"] and r["ood_reason"] == c["ood_reason"] and score
@@ -126,11 +125,13 @@ def run_all(chk, fiji, tmp, data, sample):
             check("%s: %s" % (os.path.basename(f), r["Label"]) in ij_out and "flagged OUT OF DISTRIBUTION: " + c["ood_reason"] in ij_out,
                   name + ": the Log says the film is flagged out of distribution, and why")
     check("model " + model in ij_out, "the Log names the model file " + model)
-    if "in_distribution" not in (next(iter(cli.values())) if cli else {}):
-        print("note: pneumoscope classify --csv writes no in_distribution yet: OOD values checked for kind only")
-    if os.path.exists(ct) and cli.get(os.path.abspath(ct), {}).get("in_distribution") != "false":
-        print("note: the CLI does not flag the Modality CT film yet (in_distribution %r)"
-              % cli.get(os.path.abspath(ct), {}).get("in_distribution"))
+    if os.path.exists(ct):
+        r = by_file.get(os.path.abspath(ct), {})
+        check(r.get("in_distribution") == "false" and "modality CT" in r.get("ood_reason", "") and r.get("Label"),
+              "the Modality CT film is flagged, its label kept: %s" % ood_text(r))
+    # the test model has no detector: the other films are unknown
+    check(all(by_file.get(os.path.abspath(f), {}).get("in_distribution") == "" for f in films if f != ct),
+          "model without an OOD detector: in_distribution empty for the radiographs")
     pix = [r for r in classify_rows if r["Source"] == "pixels"]
     c0 = cli.get(os.path.abspath(films[0]))
     if pix and c0:
@@ -365,3 +366,7 @@ def train_eval(chk, fiji, tmp, data):
               "trained model: ImageJ P %s = CLI %s" % (drows[0]["P_PNEUMONIA"], c and c["p_PNEUMONIA"]))
         check(c is not None and ood_kind_ok(drows[0]) and ood_same(drows[0], c),
               "trained model: ImageJ %s = CLI %s" % (ood_text(drows[0]), c and ood_text(c)))
+        # train fits the detector: the verdict is known and scored
+        check(drows[0]["in_distribution"] in ("true", "false") and drows[0]["ood_score"] not in ("", "NaN"),
+              "trained model has an OOD detector: in_distribution %r, ood_score %r"
+              % (drows[0]["in_distribution"], drows[0]["ood_score"]))
