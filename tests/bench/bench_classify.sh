@@ -98,8 +98,30 @@ print("folder results: %d films from pneumoscope, %d from the reference, %d diff
       % (len(ours), len(ref), bad))
 PYEOF
 
+# --- the bundled models (issue 13): what a 224 px lung-mask default costs against the 96 px film
+# model it replaced, over the same folder, best of REPEATS interleaved runs each ------------------
+LEGACY="$SRC/tests/data/legacy-binary96.safetensors"
+: > "$T/bundled.txt"
+if [ -f "$LEGACY" ] && "$CLI" classify --model binary --help > /dev/null 2>&1; then
+  echo "== bundled models over the same folder (${REPS} runs each, interleaved)"
+  for name in legacy binary 3class; do : > "$T/b_$name"; done
+  for r in $(seq "$REPS"); do
+    time_run "$T/b_legacy" "$CLI" classify --model "$LEGACY" --csv "$DATA/kaggle"
+    time_run "$T/b_binary" "$CLI" classify --model binary --csv "$DATA/kaggle"
+    time_run "$T/b_3class" "$CLI" classify --model 3class --csv "$DATA/kaggle"
+  done
+  L=$(sort -n "$T/b_legacy" | head -1 | cut -d' ' -f1)
+  for name in legacy binary 3class; do
+    W=$(sort -n "$T/b_$name" | head -1 | cut -d' ' -f1)
+    awk -v name="$name" -v w="$W" -v l="$L" -v n="$NFILMS" 'BEGIN {
+      printf "bundled %-7s folder: best %6.1f s, %5.1f films/s, %5.2fx the time of the 96 px film model\n", name, w, n / w, w / l }' \
+      >> "$T/bundled.txt"
+  done
+fi
+
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+cat "$T/bundled.txt"
 awk -v o1="$ONE_OURS" -v r1="$ONE_REF" -v lo="$LAT_OURS" -v lr="$LAT_REF" -v d1="$DIR_OURS" -v dr="$DIR_REF" \
     -v n="$NFILMS" -v m1o="$RSS1_OURS" -v m1r="$RSS1_REF" -v m2o="$RSS2_OURS" -v m2r="$RSS2_REF" 'BEGIN {
   printf "%-34s %12s %12s %10s  %s\n", "", "pneumoscope", "python ref", "ratio", "aim";

@@ -23,7 +23,7 @@ torch.set_num_threads(os.cpu_count() or 1)
 
 
 def load(path):
-    sd, meta = safetensors_io.load(path)
+    sd, meta, _ = safetensors_io.load_model(path)
     k = sd["fc.weight"].shape[0]
     m = torchvision.models.resnet18(num_classes=k)
     m.load_state_dict({n: (t.float() if t.is_floating_point() else t) for n, t in sd.items()})

@@ -50,7 +50,7 @@ def make(out, seed, k):
 
 
 def load(path):
-    sd, meta = safetensors_io.load(path)
+    sd, meta, _ = safetensors_io.load_model(path)
     k = sd["fc.weight"].shape[0]
     m = torchvision.models.resnet18(num_classes=k)
     m.load_state_dict(sd, strict=True)

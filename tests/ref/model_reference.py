@@ -75,7 +75,7 @@ def cmd_parity(outdir, k, seed, files):
 
 
 def load_ours(path):
-    sd, meta = safetensors_io.load(path)
+    sd, meta, _ = safetensors_io.load_model(path)
     k = sd["fc.weight"].shape[0]
     m = torchvision.models.resnet18(num_classes=k)
     sd = {n: t.float() if t.is_floating_point() else t for n, t in sd.items()}

@@ -36,7 +36,7 @@ import safetensors_io  # noqa: E402
 
 def classify(model_path, list_path, out_probs, out_pix):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    sd, meta = safetensors_io.load(model_path)
+    sd, meta, temperature = safetensors_io.load_model(model_path)
     K = sd["fc.weight"].shape[0]
     size = int(meta.get("input_size", "224"))
     mean = [float(v) for v in meta.get("mean", "0.485,0.456,0.406").split(",")]
@@ -55,7 +55,7 @@ def classify(model_path, list_path, out_probs, out_pix):
         small = resize(crop.convert("RGB"))
         pix.append(np.asarray(small.convert("L"), dtype=np.uint8))
         with torch.no_grad():
-            p = torch.softmax(net(tail(small).unsqueeze(0)), 1)[0].double().numpy()
+            p = torch.softmax(net(tail(small).unsqueeze(0)) / temperature, 1)[0].double().numpy()
         probs.append(p)
     np.save(out_probs, np.stack(probs))
     np.save(out_pix, np.stack(pix))

@@ -57,3 +57,12 @@ def load(path):
             t = torch.frombuffer(raw, dtype=dt).reshape(e["shape"]).clone()
         out[name] = t
     return out, meta
+
+
+def load_model(path):
+    """A PneumoScope model file as torchvision needs it: (ResNet18 state_dict without the
+    out-of-distribution detector's "ood.*" tensors, metadata dict, temperature T: probabilities
+    are softmax(logits / T), 1 when the file stores none)."""
+    sd, meta = load(path)
+    sd = {n: t for n, t in sd.items() if not n.startswith("ood.")}
+    return sd, meta, float(meta.get("temperature", "1"))

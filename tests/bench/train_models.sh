@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Trains the bundled models (sample_data/models/MODELS.md) from the kermany224 films, every seed
+# given, with nothing but `pneumoscope split` and `pneumoscope train`; re-running it resumes every
+# unfinished run (train --resume) and skips finished ones, so a CPU machine can do it in pieces.
+# Not ctest. On 2 CPU cores one seed takes about 45 min; on a GPU (--device cuda) a few minutes.
+#
+#   tests/bench/train_models.sh BUILD OUTDIR [--device cpu|cuda] [--seeds "1 2 3"] [--threads N]
+#
+# Recipe, per seed s (chosen on validation, see MODELS.md):
+#   bin112-s   binary, 112 px, --roi lungmask, Adam 1e-3, <= 12 epochs, patience 4 on val AUC
+#   bin224-s   binary, 224 px, --roi lungmask, from bin112-s's weights (fc new), Adam 3e-4, <= 4 epochs
+#   tri224-s   NORMAL/BACTERIA/VIRUS, 224 px, --roi lungmask, from bin224-s's weights (fc new),
+#              Adam 3e-4, class-balanced sampling, <= 6 epochs, patience 3 on val macro-F1
+# Training at 112 px first costs a quarter of the 224 px FLOPs per epoch (progressive resizing);
+# every run fits its temperature and out-of-distribution detector at the end (ps_calibrate.h).
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=$(cd "$1" && pwd)
+OUT=$2
+shift 2
+DEVICE=cpu SEEDS="1" THREADS=$(nproc)
+while [ $# -gt 0 ]; do
+  case $1 in
+    --device) DEVICE=$2; shift 2;; --seeds) SEEDS=$2; shift 2;; --threads) THREADS=$2; shift 2;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+PS="$BUILD/pneumoscope"
+DATA=${PS_SHARED_DATA:-$SRC/../shared/data}
+mkdir -p "$OUT"
+MAN="$OUT/split224/manifest.csv"
+[ -f "$MAN" ] || "$PS" split "$DATA/kermany224" -o "$OUT/split224" --seed 42 --task multiclass | tee "$OUT/split.log"
+
+# run NAME ARGS...: train into OUT/NAME, resuming an unfinished run, skipping a finished one
+run() {
+  local name=$1; shift
+  local dir="$OUT/$name"
+  if [ -f "$dir/done" ]; then echo "== $name: done"; return; fi
+  local resume=()
+  [ -f "$dir/last.ckpt" ] && resume=(--resume)
+  echo "== $name: pneumoscope train $* ${resume[*]}"
+  "$PS" train --manifest "$MAN" -o "$dir" --device "$DEVICE" --threads "$THREADS" --half "$@" "${resume[@]}" \
+    2>&1 | tee -a "$OUT/$name.log"
+  [ "${PIPESTATUS[0]}" = 0 ] && touch "$dir/done"
+}
+
+C112="$OUT/cache-112-lungmask.pscache" C224="$OUT/cache-224-lungmask.pscache"
+for s in $SEEDS; do
+  run "bin112-s$s" --task binary --size 112 --roi lungmask --epochs 12 --patience 4 --seed "$s" --cache "$C112"
+  run "bin224-s$s" --task binary --size 224 --roi lungmask --init "$OUT/bin112-s$s/best.safetensors" --lr 3e-4 \
+    --epochs 4 --patience 2 --seed "$s" --cache "$C224"
+  run "tri224-s$s" --task multiclass --size 224 --roi lungmask --init "$OUT/bin224-s$s/best.safetensors" --lr 3e-4 \
+    --balance --epochs 6 --patience 3 --seed "$s" --cache "$C224"
+done
+for s in $SEEDS; do
+  for r in bin224 tri224; do
+    [ -f "$OUT/$r-s$s/history.json" ] && echo "$r-s$s: $(grep -o '"best_epoch": [0-9]*' "$OUT/$r-s$s/history.json")"
+  done
+done
