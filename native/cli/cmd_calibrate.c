@@ -22,7 +22,8 @@ static const char usage_text[] =
     "  --manifest MANIFEST  the split manifest M was trained on (pneumoscope split)\n"
     "  -o, --out FILE       the calibrated model (refused when it exists, unless --force)\n"
     "  --ood-quantile Q     share of validation films kept in distribution (0.99)\n"
-    "  --shrink S           covariance shrinkage towards its mean variance (0.01)\n"
+    "  --shrink S           covariance shrinkage: each variance raised by S times itself (0.01)\n"
+    "  --ood-layers L       layers whose channel means the detector uses (layer1,layer2,layer3,layer4)\n"
     "  --no-temperature     keep temperature 1\n"
     "  --cache FILE         preprocessed-film cache (default: beside OUT, as train names it)\n"
     "  --half               store the weights in float16\n"
@@ -64,6 +65,16 @@ int ps_cli_calibrate(int argc, char **argv) {
       if (ps_cli_double("calibrate", a, v, &o.shrink) || !(o.shrink >= 0 && o.shrink <= 10))
         return fprintf(stderr, "pneumoscope calibrate: --shrink is in [0, 10]\n"), 2;
       if (o.shrink == 0) o.shrink = -1; /* none */
+    } else if (ps_cli_opt(a, "--ood-layers", &v)) {
+      NEXT();
+      unsigned mask = 0;
+      for (const char *p = v; *p;) {
+        if (strncmp(p, "layer", 5) || p[5] < '1' || p[5] > '4' || (p[6] && p[6] != ','))
+          return fprintf(stderr, "pneumoscope calibrate: --ood-layers is a list of layer1..layer4, got '%s'\n", v), 2;
+        mask |= 1u << (p[5] - '1');
+        p += p[6] ? 7 : 6;
+      }
+      o.ood_layers = mask;
     } else if (ps_cli_opt(a, "--threads", &v)) {
       NEXT();
       if (ps_cli_int("calibrate", a, v, &o.threads)) return 2;

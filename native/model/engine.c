@@ -307,8 +307,31 @@ static float *block_fwd(const block *b, float *a, int nimg, int h, int w, float 
 }
 
 /* nimg <= GROUP films x (nimg, 3, H, W) -> logits (nimg, K), in the workspace ws (plan pl). */
+/* Channel means of film f of an activation laid out (C, nimg, hw) (nimg = 1: (C, hw)) into out (C). */
+static void pool_means(const float *a, int C, int nimg, int f, size_t hw, float *out) {
+  for (int c = 0; c < C; c++) {
+    const float *p = a + ((size_t)c * nimg + f) * hw;
+    double sum = 0;
+    for (size_t i = 0; i < hw; i++) sum += p[i];
+    out[c] = (float)(sum / (double)hw);
+  }
+}
+
+static const int layer_ch[4] = {64, 128, 256, 512};
+
+int ps_engine_feature_dim(unsigned layers) {
+  int d = 0;
+  for (int l = 0; l < 4; l++)
+    if (layers & (1u << l)) d += layer_ch[l];
+  return d;
+}
+
+/* Offset of layer l's means in a feature row of `layers`. */
+static int feat_off(unsigned layers, int l) { return ps_engine_feature_dim(layers & ((1u << l) - 1)); }
+
 static void forward_group(const ps_engine *e, const float *x, int nimg, int H, int W, float *ws, const plan_t *pl,
-                          float *logits, float *feats) {
+                          float *logits, float *feats, unsigned layers) {
+  const int D = ps_engine_feature_dim(layers);
   float *g[4], *gcol;
   g[0] = ws + 4 * pl->act + pl->col;
   for (int i = 1; i < 4; i++) g[i] = g[i - 1] + (size_t)GROUP * pl->gact;
@@ -329,6 +352,8 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
       a = out;
       h = out_size(h, 3, b->c1.stride, 1);
       w = out_size(w, 3, b->c1.stride, 1);
+      if (feats && (i & 1) && (layers & (1u << (i / 2)))) /* end of layer1 / layer2 */
+        pool_means(a, layer_ch[i / 2], 1, 0, (size_t)h * w, feats + (size_t)f * D + feat_off(layers, i / 2));
     }
     const int C = e->blocks[STAGE2].c1.cin;
     const size_t hw = (size_t)h * w;
@@ -342,6 +367,9 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
     a = out;
     h = out_size(h, 3, b->c1.stride, 1);
     w = out_size(w, 3, b->c1.stride, 1);
+    if (feats && (i & 1) && (layers & (1u << (i / 2)))) /* end of layer3 / layer4 */
+      for (int f = 0; f < nimg; f++)
+        pool_means(a, layer_ch[i / 2], nimg, f, (size_t)h * w, feats + (size_t)f * D + feat_off(layers, i / 2));
   }
   const size_t hw = (size_t)h * w;
   for (int f = 0; f < nimg; f++) {
@@ -352,7 +380,6 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
       for (size_t i = 0; i < hw; i++) sum += p[i];
       feat[c] = (float)(sum / (double)hw);
     }
-    if (feats) memcpy(feats + (size_t)f * 512, feat, sizeof feat);
     for (int k = 0; k < e->K; k++) {
       double sum = e->fc_b[k];
       const float *wk = e->fc_w + (size_t)k * 512;
@@ -364,11 +391,12 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
 
 /* Films [first, last) in groups of GROUP, in one thread's workspace. */
 static void forward_range(const ps_engine *e, const float *x, int first, int last, int H, int W, float *ws,
-                          const plan_t *pl, float *logits, float *feats) {
+                          const plan_t *pl, float *logits, float *feats, unsigned layers) {
+  const int D = ps_engine_feature_dim(layers);
   for (int i = first; i < last; i += GROUP) {
     int n = last - i < GROUP ? last - i : GROUP;
     forward_group(e, x + (size_t)i * 3 * H * W, n, H, W, ws, pl, logits + (size_t)i * e->K,
-                  feats ? feats + (size_t)i * 512 : NULL);
+                  feats ? feats + (size_t)i * D : NULL, layers);
   }
 }
 
@@ -378,6 +406,7 @@ typedef struct fwd_job {
   const float *x;
   int h, w, nt, nsolo;
   float *logits, *feats;
+  unsigned layers;
   float *ws;
   plan_t pl;
 } fwd_job;
@@ -392,14 +421,16 @@ static void *fwd_solo(void *arg) {
   const fwd_job *j = wk->job;
   const int per = j->nsolo / j->nt;
   forward_range(j->e, j->x, wk->tid * per, (wk->tid + 1) * per, j->h, j->w, j->ws + (size_t)wk->tid * j->pl.total,
-                &j->pl, j->logits, j->feats);
+                &j->pl, j->logits, j->feats, j->layers);
   return NULL;
 }
 
-int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats) {
+int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats,
+                      unsigned layers) {
   if (!e || !x || !logits || n < 1 || h < 32 || w < 32)
     return ps_error(PS_EINVAL, "engine: forward needs (N,3,H,W) with N >= 1 and H, W >= 32");
-  fwd_job j = {.e = e, .x = x, .h = h, .w = w, .logits = logits, .feats = feats};
+  fwd_job j = {.e = e, .x = x, .h = h, .w = w, .logits = logits, .feats = layers & 15u ? feats : NULL,
+               .layers = layers & 15u};
   plan(e, h, w, &j.pl);
   j.nt = threads > 0 ? threads : ps_default_threads();
   if (j.nt > 64) j.nt = 64;
@@ -433,7 +464,7 @@ int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int thr
   }
   if (j.nsolo < n) {
     blas_threads(j.nt);
-    forward_range(e, x, j.nsolo, n, h, w, j.ws, &j.pl, logits, feats);
+    forward_range(e, x, j.nsolo, n, h, w, j.ws, &j.pl, logits, j.feats, j.layers);
   }
   if (saved > 0) blas_threads(saved);
   pthread_mutex_unlock(&g_run);

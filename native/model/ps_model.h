@@ -178,22 +178,31 @@ PS_API const char *ps_model_cpu_engine(void);
 /* Pooled layer4 features (N,512) (the input of fc) and logits (N,K) (either nullable), eval mode,
  * no autograd, on the C engine for a host-only CPU model, else through libtorch. */
 PS_API int ps_model_features(ps_model *m, const float *x, int n, int h, int w, float *feats, float *logits);
+/* The same for any layers: the channel means of the outputs of layer1..layer4 chosen by `layers`
+ * (bit l = layer l+1, 1..15), concatenated in layer order: feats (N, ps_model_layers_dim(layers)). */
+PS_API int ps_model_features_layers(ps_model *m, const float *x, int n, int h, int w, unsigned layers, float *feats,
+                                    float *logits);
+PS_API int ps_model_layers_dim(unsigned layers); /* 64, 128, 256, 512 per chosen layer, summed */
 
 #define PS_MODEL_FEATURES 512
+#define PS_MODEL_OOD_MAX_DIM 960 /* all four layers */
 /* Out-of-distribution (OOD) detector stored in the model file with the weights: a class-conditional
- * Gaussian on the pooled features with one shared covariance (Lee et al. 2018). The score of a
- * film is its smallest squared Mahalanobis distance to a class mean,
+ * Gaussian with one shared covariance (Lee et al. 2018) on a film's feature row f, the channel
+ * means of the chosen layers' outputs (ps_model_features_layers; metadata "ood_layers", e.g.
+ * "layer1,layer2,layer3,layer4", layer4 alone when absent). The score of a film is its smallest
+ * squared Mahalanobis distance to a class mean,
  *   score = min_k (f - mu_k)^T P (f - mu_k),   P = shared precision (inverse covariance),
  * and a film is out of distribution when score > threshold (chosen on validation films).
- * Stored as tensors "ood.class_means" (K,512) and "ood.precision" (512,512) float32 and metadata
- * "ood_threshold", "ood_method". Models written before the detector have none: ps_model_has_ood
- * is 0 and ps_model_ood_score fails with PS_ENOTFOUND. */
+ * Stored as tensors "ood.class_means" (K,D) and "ood.precision" (D,D) float32 and metadata
+ * "ood_threshold", "ood_method", "ood_layers". Models written before the detector have none:
+ * ps_model_has_ood is 0 and ps_model_ood_score fails with PS_ENOTFOUND. */
 PS_API int ps_model_has_ood(const ps_model *m);
-/* Copied in; threshold > 0. Replaces any detector the model had. */
-PS_API int ps_model_set_ood(ps_model *m, const float *class_means /* (K,512) */, const float *precision /* (512,512) */,
-                            double threshold);
+/* Copied in; threshold > 0. Replaces any detector the model had. D = ps_model_layers_dim(layers). */
+PS_API int ps_model_set_ood(ps_model *m, unsigned layers, const float *class_means /* (K,D) */,
+                            const float *precision /* (D,D) */, double threshold);
 PS_API double ps_model_ood_threshold(const ps_model *m); /* NAN when none */
-/* Scores (N) of pooled features feats (N,512). */
+PS_API unsigned ps_model_ood_layers(const ps_model *m);  /* 0 when none */
+/* Scores (N) of feature rows feats (N,D) of the detector's layers. */
 PS_API int ps_model_ood_score(const ps_model *m, const float *feats, int n, float *score);
 /* ps_model_predict plus the OOD score per film (score nullable; NAN for every film when the
  * model has no detector). */

@@ -19,6 +19,34 @@
 #define OOD_PREC "ood.precision"
 #define OOD_METHOD "mahalanobis-shared-cov"
 #define NF PS_MODEL_FEATURES
+#define MAX_D PS_MODEL_OOD_MAX_DIM
+
+static const int layer_width[4] = {64, 128, 256, 512};
+
+int ps_model_layers_dim(unsigned layers) {
+  int d = 0;
+  for (int l = 0; l < 4; l++)
+    if (layers & (1u << l)) d += layer_width[l];
+  return d;
+}
+
+/* "layer1,layer2,layer3,layer4" <-> mask; -1 for anything else or an empty list */
+static int parse_layers(const char *v) {
+  unsigned mask = 0;
+  while (*v) {
+    if (strncmp(v, "layer", 5) || v[5] < '1' || v[5] > '4' || (v[6] && v[6] != ',')) return -1;
+    mask |= 1u << (v[5] - '1');
+    v += 6;
+    if (*v == ',') v++;
+  }
+  return mask ? (int)mask : -1;
+}
+
+static void format_layers(unsigned mask, char *buf, size_t cap) {
+  buf[0] = 0;
+  for (int l = 0; l < 4; l++)
+    if (mask & (1u << l)) snprintf(buf + strlen(buf), cap - strlen(buf), "%slayer%d", buf[0] ? "," : "", l + 1);
+}
 
 typedef struct entry {
   char name[48];
@@ -64,6 +92,8 @@ struct ps_model {
    * (512,512), host float32; NULL when the model has none. */
   float *ood_means, *ood_prec;
   double ood_thr;
+  unsigned ood_layers; /* which layers' channel means make the feature row (bit l = layer l+1) */
+  int ood_dim;         /* its width D */
 };
 
 /* ---- metadata ---------------------------------------------------------------------------------- */
@@ -548,10 +578,17 @@ static int load_ood(ps_model *m, const ps_st_file *f) {
   if (method && strcmp(method, OOD_METHOD))
     return ps_error(PS_EFORMAT, "model: %s: unknown ood_method \"%.60s\" (this version knows %s)", f->path, method,
                     OOD_METHOD);
-  int st = read_ood_tensor(f, OOD_MEANS, m->K, NF, &m->ood_means);
-  if (!st) st = read_ood_tensor(f, OOD_PREC, NF, NF, &m->ood_prec);
+  const char *lv = ps_st_meta(f, "ood_layers");
+  int layers = lv ? parse_layers(lv) : 8; /* layer4 alone when the key is absent */
+  if (layers < 0)
+    return ps_error(PS_EFORMAT, "model: %s: metadata ood_layers \"%.60s\" is not a list of layer1..layer4", f->path, lv);
+  const int D = ps_model_layers_dim((unsigned)layers);
+  int st = read_ood_tensor(f, OOD_MEANS, m->K, D, &m->ood_means);
+  if (!st) st = read_ood_tensor(f, OOD_PREC, D, D, &m->ood_prec);
   if (st) return st;
   m->ood_thr = t;
+  m->ood_layers = (unsigned)layers;
+  m->ood_dim = D;
   return PS_OK;
 }
 
@@ -603,8 +640,8 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
   ps_st_out_tensor ts[N_TENSORS + 2];
   void *bufs[N_TENSORS] = {0};
   char classes[PS_MODEL_MAX_CLASSES * PS_MODEL_CLASS_NAME_MAX + 8] = "";
-  char input_size[16], mean[80], std[80], thr[40], temp[40], ood_thr[40];
-  const int64_t means_shape[2] = {m ? m->K : 0, NF}, prec_shape[2] = {NF, NF};
+  char input_size[16], mean[80], std[80], thr[40], temp[40], ood_thr[40], ood_layers[64];
+  const int64_t D = m ? m->ood_dim : 0, means_shape[2] = {m ? m->K : 0, D}, prec_shape[2] = {D, D};
   if (!m || !path) return ps_error(PS_EINVAL, "model: model/path is NULL");
   ps_dtype storage = opts ? opts->storage : PS_DTYPE_F32;
   if (storage != PS_DTYPE_F32 && storage != PS_DTYPE_F16 && storage != PS_DTYPE_BF16)
@@ -635,8 +672,8 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
   snprintf(mean, sizeof mean, "%.9g,%.9g,%.9g", m->meta.mean[0], m->meta.mean[1], m->meta.mean[2]);
   snprintf(std, sizeof std, "%.9g,%.9g,%.9g", m->meta.std[0], m->meta.std[1], m->meta.std[2]);
   snprintf(thr, sizeof thr, "%.17g", m->meta.threshold);
-  const char *keys[13] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance"};
-  const char *vals[13] = {"pt", m->meta.task == PS_TASK_BINARY ? "binary" : "multiclass", classes, input_size, mean, std,
+  const char *keys[14] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance"};
+  const char *vals[14] = {"pt", m->meta.task == PS_TASK_BINARY ? "binary" : "multiclass", classes, input_size, mean, std,
                           thr, m->meta.provenance};
   int nmeta = 8, nt = m->n;
   /* keys a model without them never had stay absent: such files are unchanged */
@@ -650,6 +687,8 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
     snprintf(ood_thr, sizeof ood_thr, "%.9g", m->ood_thr);
     keys[nmeta] = "ood_threshold", vals[nmeta++] = ood_thr;
     keys[nmeta] = "ood_method", vals[nmeta++] = OOD_METHOD;
+    format_layers(m->ood_layers, ood_layers, sizeof ood_layers);
+    keys[nmeta] = "ood_layers", vals[nmeta++] = ood_layers;
     ts[nt++] = (ps_st_out_tensor){OOD_MEANS, PS_DTYPE_F32, 2, means_shape, m->ood_means};
     ts[nt++] = (ps_st_out_tensor){OOD_PREC, PS_DTYPE_F32, 2, prec_shape, m->ood_prec};
   }
@@ -870,21 +909,35 @@ static void softmax_rows(const float *logits, int n, int K, double T, float *pro
 }
 
 /* logits (n,K) and/or pooled features (n,512) through libtorch (eval BN, no autograd). */
-static int torch_forward(ps_model *m, const float *x, int n, int h, int w, float *logits, float *feats) {
+static int torch_forward(ps_model *m, const float *x, int n, int h, int w, float *logits, float *feats,
+                         unsigned layers) {
   ps_tensor *xt = NULL, *lt = NULL, *pool = NULL, *flat = NULL;
   ps_tensor *acts[4] = {NULL, NULL, NULL, NULL};
+  float *part = NULL;
   int prev = 1, st;
+  const int D = ps_model_layers_dim(layers);
   int64_t shape[4] = {n, 3, h, w};
   if ((st = ps_torch_set_grad_enabled(0, &prev))) return st;
   if ((st = ps_tensor_from_f32(&xt, x, shape, 4, m->dev))) goto done;
   if ((st = forward_impl(m, xt, 0, &lt, feats ? acts : NULL))) goto done;
   if (logits && (st = ps_tensor_to_f32(lt, logits, (size_t)n * (size_t)m->K))) goto done;
-  if (feats) {
-    if ((st = ps_op_adaptive_avg_pool2d(&pool, acts[3], 1, 1)) || (st = ps_op_flatten(&flat, pool, 1)) ||
-        (st = ps_tensor_to_f32(flat, feats, (size_t)n * NF)))
+  if (feats && !(part = malloc(sizeof(float) * (size_t)n * NF))) {
+    st = ps_error(PS_ENOMEM, "model: out of memory");
+    goto done;
+  }
+  for (int l = 0, off = 0; feats && l < 4; l++) { /* channel means of each chosen layer, concatenated */
+    if (!(layers & (1u << l))) continue;
+    const int C = layer_width[l];
+    if ((st = ps_op_adaptive_avg_pool2d(&pool, acts[l], 1, 1)) || (st = ps_op_flatten(&flat, pool, 1)) ||
+        (st = ps_tensor_to_f32(flat, part, (size_t)n * C)))
       goto done;
+    for (int i = 0; i < n; i++) memcpy(feats + (size_t)i * D + off, part + (size_t)i * C, sizeof(float) * C);
+    ps_tensor_free(pool), ps_tensor_free(flat);
+    pool = flat = NULL;
+    off += C;
   }
 done:
+  free(part);
   for (int i = 0; i < 4; i++) ps_tensor_free(acts[i]);
   ps_tensor_free(xt);
   ps_tensor_free(lt);
@@ -895,11 +948,12 @@ done:
 }
 
 /* The one forward of every prediction: the C engine for a host-only CPU model, else libtorch. */
-static int run_forward(ps_model *m, const float *x, int n, int h, int w, float *logits, float *feats) {
+static int run_forward(ps_model *m, const float *x, int n, int h, int w, float *logits, float *feats,
+                       unsigned layers) {
 #ifdef PS_HAVE_ENGINE
-  if (m->engine) return ps_engine_forward(m->engine, x, n, h, w, ps_torch_get_threads(), logits, feats);
+  if (m->engine) return ps_engine_forward(m->engine, x, n, h, w, ps_torch_get_threads(), logits, feats, layers);
 #endif
-  return torch_forward(m, x, n, h, w, logits, feats);
+  return torch_forward(m, x, n, h, w, logits, feats, layers);
 }
 
 static int check_input(const ps_model *m, const float *x, int n, int h, int w) {
@@ -912,12 +966,12 @@ int ps_model_predict_ood(ps_model *m, const float *x, int n, int h, int w, float
   if (st) return st;
   int want_feats = score && m->ood_means;
   float *buf = logits ? logits : malloc(sizeof(float) * (size_t)n * (size_t)m->K);
-  float *feats = want_feats ? malloc(sizeof(float) * (size_t)n * NF) : NULL;
+  float *feats = want_feats ? malloc(sizeof(float) * (size_t)n * (size_t)m->ood_dim) : NULL;
   if (!buf || (want_feats && !feats)) {
     st = ps_error(PS_ENOMEM, "model: out of memory");
     goto done;
   }
-  if ((st = run_forward(m, x, n, h, w, buf, feats))) goto done;
+  if ((st = run_forward(m, x, n, h, w, buf, feats, m->ood_layers))) goto done;
   if (probs) softmax_rows(buf, n, m->K, temperature_of(&m->meta), probs);
   if (score) {
     if (want_feats) st = ps_model_ood_score(m, feats, n, score);
@@ -935,11 +989,17 @@ int ps_model_predict(ps_model *m, const float *x, int n, int h, int w, float *lo
 }
 
 int ps_model_features(ps_model *m, const float *x, int n, int h, int w, float *feats, float *logits) {
+  return ps_model_features_layers(m, x, n, h, w, 8u, feats, logits);
+}
+
+int ps_model_features_layers(ps_model *m, const float *x, int n, int h, int w, unsigned layers, float *feats,
+                             float *logits) {
   int st = check_input(m, x, n, h, w);
   if (st) return st;
+  if (feats && (layers == 0 || layers > 15u)) return ps_error(PS_EINVAL, "model: features of layers mask %u (1..15)", layers);
   float *buf = logits ? logits : malloc(sizeof(float) * (size_t)n * (size_t)m->K);
   if (!buf) return ps_error(PS_ENOMEM, "model: out of memory");
-  st = run_forward(m, x, n, h, w, buf, feats);
+  st = run_forward(m, x, n, h, w, buf, feats, layers);
   if (buf != logits) free(buf);
   return st;
 }
@@ -950,42 +1010,48 @@ int ps_model_has_ood(const ps_model *m) { return m && m->ood_means != NULL; }
 
 double ps_model_ood_threshold(const ps_model *m) { return ps_model_has_ood(m) ? m->ood_thr : NAN; }
 
-int ps_model_set_ood(ps_model *m, const float *means, const float *prec, double threshold) {
+unsigned ps_model_ood_layers(const ps_model *m) { return ps_model_has_ood(m) ? m->ood_layers : 0u; }
+
+int ps_model_set_ood(ps_model *m, unsigned layers, const float *means, const float *prec, double threshold) {
   if (!m || !means || !prec) return ps_error(PS_EINVAL, "model: set_ood: NULL argument");
+  if (layers == 0 || layers > 15u) return ps_error(PS_EINVAL, "model: OOD layers mask %u (1..15)", layers);
   if (!(threshold > 0 && isfinite(threshold))) return ps_error(PS_EINVAL, "model: OOD threshold %g is not positive", threshold);
-  float *a = malloc(sizeof(float) * (size_t)m->K * NF), *b = malloc(sizeof(float) * NF * NF);
+  const size_t D = (size_t)ps_model_layers_dim(layers);
+  float *a = malloc(sizeof(float) * (size_t)m->K * D), *b = malloc(sizeof(float) * D * D);
   if (!a || !b) {
     free(a), free(b);
     return ps_error(PS_ENOMEM, "model: out of memory");
   }
-  for (size_t i = 0; i < (size_t)m->K * NF; i++) a[i] = means[i];
-  for (size_t i = 0; i < (size_t)NF * NF; i++) b[i] = prec[i];
-  for (size_t i = 0; i < (size_t)NF * NF; i++)
-    if (!isfinite(b[i]) || (i < (size_t)m->K * NF && !isfinite(a[i]))) {
+  for (size_t i = 0; i < (size_t)m->K * D; i++) a[i] = means[i];
+  for (size_t i = 0; i < D * D; i++) b[i] = prec[i];
+  for (size_t i = 0; i < D * D; i++)
+    if (!isfinite(b[i]) || (i < (size_t)m->K * D && !isfinite(a[i]))) {
       free(a), free(b);
       return ps_error(PS_EINVAL, "model: OOD detector holds a non-finite value");
     }
   free(m->ood_means);
   free(m->ood_prec);
   m->ood_means = a, m->ood_prec = b, m->ood_thr = threshold;
+  m->ood_layers = layers, m->ood_dim = (int)D;
   return PS_OK;
 }
 
 int ps_model_ood_score(const ps_model *m, const float *feats, int n, float *score) {
   if (!m || !feats || !score || n < 0) return ps_error(PS_EINVAL, "model: ood_score: NULL argument");
   if (!m->ood_means) return ps_error(PS_ENOTFOUND, "model: this model has no out-of-distribution detector");
-  double d[NF];
+  const int D = m->ood_dim;
+  double d[MAX_D];
   for (int i = 0; i < n; i++) {
-    const float *f = feats + (size_t)i * NF;
+    const float *f = feats + (size_t)i * D;
     double best = INFINITY;
     for (int k = 0; k < m->K; k++) {
-      const float *mu = m->ood_means + (size_t)k * NF;
-      for (int c = 0; c < NF; c++) d[c] = (double)f[c] - mu[c];
+      const float *mu = m->ood_means + (size_t)k * D;
+      for (int c = 0; c < D; c++) d[c] = (double)f[c] - mu[c];
       double q = 0;
-      for (int r = 0; r < NF; r++) { /* d^T P d, P symmetric */
-        const float *pr = m->ood_prec + (size_t)r * NF;
+      for (int r = 0; r < D; r++) { /* d^T P d, P symmetric */
+        const float *pr = m->ood_prec + (size_t)r * D;
         double acc = 0;
-        for (int c = 0; c < NF; c++) acc += pr[c] * d[c];
+        for (int c = 0; c < D; c++) acc += pr[c] * d[c];
         q += d[r] * acc;
       }
       if (q < best) best = q;

@@ -15,7 +15,7 @@
 #include "ps_train.h"
 #include "train_internal.h"
 
-#define NF PS_MODEL_FEATURES
+#define MAX_D PS_MODEL_OOD_MAX_DIM
 #define CAL_BATCH 32
 #define CAL_BINS 15
 
@@ -28,7 +28,9 @@ ps_calibrate_opts ps_calibrate_opts_default(void) {
 }
 
 /* Pooled features (n,512) and logits (n,K) of cached films idx (no augmentation). */
-static int cached_features(ps_model *m, const uint8_t *pix, int S, const int *idx, int n, float *feats, float *logits) {
+static int cached_features(ps_model *m, const uint8_t *pix, int S, const int *idx, int n, unsigned layers, float *feats,
+                           float *logits) {
+  const int D = ps_model_layers_dim(layers);
   const ps_model_meta *mm = ps_model_meta_get(m);
   const size_t px = (size_t)S * S;
   const int K = ps_model_num_classes(m);
@@ -42,7 +44,7 @@ static int cached_features(ps_model *m, const uint8_t *pix, int S, const int *id
       for (size_t i = 0; i < px; i++) src[i] = p[i] * (1.0f / 255.0f);
       ps_preprocess_normalize(src, S, S, mm->mean, mm->std, x + (size_t)k * 3 * px);
     }
-    st = ps_model_features(m, x, nb, S, S, feats + (size_t)b0 * NF, logits + (size_t)b0 * K);
+    st = ps_model_features_layers(m, x, nb, S, S, layers, feats + (size_t)b0 * D, logits + (size_t)b0 * K);
   }
   free(x);
   free(src);
@@ -99,9 +101,10 @@ static int cmp_float(const void *a, const void *b) {
 }
 
 /* Class means and shared precision of feats (n,512) with labels y; shrink as ps_calibrate_opts. */
-static int fit_gaussian(const float *feats, const int *y, int n, int K, double shrink, float *means, float *prec) {
+static int fit_gaussian(const float *feats, const int *y, int n, int K, int NF, double shrink, float *means,
+                        float *prec) {
   double *mu = calloc((size_t)K * NF, sizeof(double)), *cov = calloc((size_t)NF * NF, sizeof(double));
-  double *inv = malloc(sizeof(double) * NF * NF), d[NF];
+  double *inv = malloc(sizeof(double) * NF * NF), d[MAX_D];
   int count[PS_MODEL_MAX_CLASSES] = {0}, st = PS_OK;
   if (!mu || !cov || !inv) {
     st = ps_error(PS_ENOMEM, "calibrate: out of memory");
@@ -131,8 +134,8 @@ static int fit_gaussian(const float *feats, const int *y, int n, int K, double s
     for (int c = 0; c <= r; c++) cov[(size_t)r * NF + c] = cov[(size_t)c * NF + r] = cov[(size_t)r * NF + c] / n;
     tr += cov[(size_t)r * NF + r];
   }
-  double ridge = (shrink > 0 ? shrink : 0) * tr / NF + 1e-9 * (tr / NF + 1e-12);
-  for (int r = 0; r < NF; r++) cov[(size_t)r * NF + r] += ridge;
+  /* shrink each feature towards its own variance scale: layers differ in scale by orders of magnitude */
+  for (int r = 0; r < NF; r++) cov[(size_t)r * NF + r] += (shrink > 0 ? shrink : 0) * cov[(size_t)r * NF + r] + 1e-9 * (tr / NF + 1e-12);
   if ((st = spd_inverse(cov, NF, inv))) goto done;
   for (size_t i = 0; i < (size_t)K * NF; i++) means[i] = (float)mu[i];
   for (int r = 0; r < NF; r++) /* symmetrise the float copy */
@@ -155,6 +158,9 @@ int ps_calibrate_model(ps_model *m, const uint8_t *pix, int size, const int *tra
   double q = o.ood_quantile > 0 ? o.ood_quantile : 0.99, shrink = o.shrink != 0 ? o.shrink : 0.01;
   if (!(q > 0.5 && q <= 1)) return ps_error(PS_EINVAL, "calibrate: OOD quantile %g outside (0.5, 1]", q);
   const int K = ps_model_num_classes(m);
+  const unsigned layers = o.ood_layers ? o.ood_layers : PS_CALIBRATE_DEFAULT_LAYERS;
+  if (layers > 15u) return ps_error(PS_EINVAL, "calibrate: OOD layers mask %u (1..15)", layers);
+  const int NF = ps_model_layers_dim(layers);
   ps_model_meta meta = *ps_model_meta_get(m);
   float *ft = malloc(sizeof(float) * NF * (size_t)n_train), *fv = malloc(sizeof(float) * NF * (size_t)n_val);
   float *lt = malloc(sizeof(float) * K * (size_t)n_train), *lv = malloc(sizeof(float) * K * (size_t)n_val);
@@ -168,8 +174,8 @@ int ps_calibrate_model(ps_model *m, const uint8_t *pix, int size, const int *tra
     st = ps_error(PS_ENOMEM, "calibrate: out of memory");
     goto done;
   }
-  if ((st = cached_features(m, pix, size, train_idx, n_train, ft, lt)) ||
-      (st = cached_features(m, pix, size, val_idx, n_val, fv, lv)))
+  if ((st = cached_features(m, pix, size, train_idx, n_train, layers, ft, lt)) ||
+      (st = cached_features(m, pix, size, val_idx, n_val, layers, fv, lv)))
     goto done;
   /* temperature: fitted on validation, kept only when it lowers the validation ECE */
   double T_old = meta.temperature > 0 ? meta.temperature : 1.0, T = 1.0;
@@ -196,16 +202,16 @@ int ps_calibrate_model(ps_model *m, const uint8_t *pix, int size, const int *tra
   res->temperature = T, res->threshold = meta.threshold;
   if ((st = ps_model_set_meta(m, &meta))) goto done;
   /* OOD detector: Gaussian fit on training films, threshold from validation films */
-  if ((st = fit_gaussian(ft, train_y, n_train, K, shrink, means, prec))) goto done;
+  if ((st = fit_gaussian(ft, train_y, n_train, K, NF, shrink, means, prec))) goto done;
   double big = 1e30; /* placeholder threshold to score with the new means/precision */
-  if ((st = ps_model_set_ood(m, means, prec, big))) goto done;
+  if ((st = ps_model_set_ood(m, layers, means, prec, big))) goto done;
   if ((st = ps_model_ood_score(m, fv, n_val, sv)) || (st = ps_model_ood_score(m, ft, n_train, stv))) goto done;
   qsort(sv, (size_t)n_val, sizeof *sv, cmp_float);
   double pos = q * (n_val - 1); /* numpy's default (linear) quantile */
   int lo = (int)floor(pos), hi = lo + 1 < n_val ? lo + 1 : lo;
   double thr = sv[lo] + (pos - lo) * (sv[hi] - sv[lo]);
   if (!(thr > 0)) thr = 1e-6;
-  if ((st = ps_model_set_ood(m, means, prec, thr))) goto done;
+  if ((st = ps_model_set_ood(m, layers, means, prec, thr))) goto done;
   int fl = 0;
   for (int i = 0; i < n_val; i++) fl += sv[i] > thr;
   res->val_flagged = (double)fl / n_val;

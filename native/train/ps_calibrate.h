@@ -15,9 +15,10 @@
  *   kept only when it lowers the validation ECE (15 bins), else T = 1. A binary model's decision
  *   threshold t is mapped to the tempered scale, sigmoid(logit(t) / T), so every label stays the
  *   same.
- * - OOD detector: class means and one shared covariance of the pooled 512-d features of the
- *   training films (untouched by augmentation), shrunk towards its mean variance
- *   (S + shrink * trace(S)/512 * I) and inverted (Cholesky); the threshold is the
+ * - OOD detector: class means and one shared covariance S of the feature rows (channel means of
+ *   the chosen layers, ps_model_features_layers) of the training films (untouched by
+ *   augmentation), its diagonal raised by shrink * diag(S) (every feature keeps its own scale)
+ *   and inverted (Cholesky); the threshold is the
  *   `ood_quantile` quantile of the validation films' scores (0.99: about 1 % of films like the
  *   training films are flagged).
  */
@@ -33,6 +34,10 @@
 extern "C" {
 #endif
 
+/* all four layers' channel means (960 values): the early layers see what the last one has
+ * learnt to ignore (exposure, texture, scanner), which is what tells an adult film from a child's */
+#define PS_CALIBRATE_DEFAULT_LAYERS 15u
+
 typedef struct ps_calibrate_opts {
   const char *model;     /* required: the model file to calibrate (never modified) */
   const char *manifest;  /* required: its split manifest (train and val rows are used) */
@@ -46,6 +51,7 @@ typedef struct ps_calibrate_opts {
   int no_temperature;    /* 1: leave the temperature at 1 */
   double ood_quantile;   /* 0: 0.99 */
   double shrink;         /* 0: 0.01 (< 0: none) */
+  unsigned ood_layers;   /* features of the detector: bit l = layer l+1 (0: PS_CALIBRATE_DEFAULT_LAYERS) */
 } ps_calibrate_opts;
 
 PS_API ps_calibrate_opts ps_calibrate_opts_default(void);

@@ -5,12 +5,14 @@
 # Not ctest. On 2 CPU cores one seed takes about 45 min; on a GPU (--device cuda) a few minutes.
 #
 #   tests/bench/train_models.sh BUILD OUTDIR [--device cpu|cuda] [--seeds "1 2 3"] [--threads N]
+#                               [--roi film|lungmask] [--only binary]
 #
 # Recipe, per seed s (chosen on validation, see MODELS.md):
-#   bin112-s   binary, 112 px, --roi lungmask, Adam 1e-3, <= 12 epochs, patience 4 on val AUC
-#   bin224-s   binary, 224 px, --roi lungmask, from bin112-s's weights (fc new), Adam 3e-4, <= 4 epochs
-#   tri224-s   NORMAL/BACTERIA/VIRUS, 224 px, --roi lungmask, from bin224-s's weights (fc new),
-#              Adam 3e-4, class-balanced sampling, <= 6 epochs, patience 3 on val macro-F1
+#   bin112-R-s  binary, 112 px, --roi R (film: the whole film, the default), Adam 1e-3, <= 12 epochs,
+#               patience 4 on val AUC
+#   bin224-R-s  binary, 224 px, from bin112-R-s's weights (fc new), Adam 3e-4, <= 4 epochs
+#   tri224-R-s  NORMAL/BACTERIA/VIRUS, 224 px, from bin224-R-s's weights (fc new), Adam 3e-4,
+#               class-balanced sampling, <= 6 epochs, patience 3 on val macro-F1
 # Training at 112 px first costs a quarter of the 224 px FLOPs per epoch (progressive resizing);
 # every run fits its temperature and out-of-distribution detector at the end (ps_calibrate.h).
 set -euo pipefail
@@ -18,10 +20,11 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$1" && pwd)
 OUT=$2
 shift 2
-DEVICE=cpu SEEDS="1" THREADS=$(nproc)
+DEVICE=cpu SEEDS="1" THREADS=$(nproc) ROI=film ONLY=""
 while [ $# -gt 0 ]; do
   case $1 in
     --device) DEVICE=$2; shift 2;; --seeds) SEEDS=$2; shift 2;; --threads) THREADS=$2; shift 2;;
+    --roi) ROI=$2; shift 2;; --only) ONLY=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -44,16 +47,19 @@ run() {
   [ "${PIPESTATUS[0]}" = 0 ] && touch "$dir/done"
 }
 
-C112="$OUT/cache-112-lungmask.pscache" C224="$OUT/cache-224-lungmask.pscache"
+SUF=${ROI/film/}
+C112="$OUT/cache-112${SUF:+-$SUF}.pscache" C224="$OUT/cache-224${SUF:+-$SUF}.pscache"
 for s in $SEEDS; do
-  run "bin112-s$s" --task binary --size 112 --roi lungmask --epochs 12 --patience 4 --seed "$s" --cache "$C112"
-  run "bin224-s$s" --task binary --size 224 --roi lungmask --init "$OUT/bin112-s$s/best.safetensors" --lr 3e-4 \
+  run "bin112-$ROI-s$s" --task binary --size 112 --roi "$ROI" --epochs 12 --patience 4 --seed "$s" --cache "$C112"
+  run "bin224-$ROI-s$s" --task binary --size 224 --roi "$ROI" --init "$OUT/bin112-$ROI-s$s/best.safetensors" --lr 3e-4 \
     --epochs 4 --patience 2 --seed "$s" --cache "$C224"
-  run "tri224-s$s" --task multiclass --size 224 --roi lungmask --init "$OUT/bin224-s$s/best.safetensors" --lr 3e-4 \
-    --balance --epochs 6 --patience 3 --seed "$s" --cache "$C224"
+  [ "$ONLY" = binary ] && continue
+  run "tri224-$ROI-s$s" --task multiclass --size 224 --roi "$ROI" --init "$OUT/bin224-$ROI-s$s/best.safetensors" \
+    --lr 3e-4 --balance --epochs 6 --patience 3 --seed "$s" --cache "$C224"
 done
 for s in $SEEDS; do
   for r in bin224 tri224; do
-    [ -f "$OUT/$r-s$s/history.json" ] && echo "$r-s$s: $(grep -o '"best_epoch": [0-9]*' "$OUT/$r-s$s/history.json")"
+    h="$OUT/$r-$ROI-s$s/history.json"
+    [ -f "$h" ] && echo "$r-$ROI-s$s: $(grep -o '"best_epoch": [0-9]*' "$h")"
   done
 done
