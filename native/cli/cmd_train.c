@@ -18,6 +18,7 @@ static const char usage_text[] =
     "  --task binary|multiclass   NORMAL/PNEUMONIA (default) or NORMAL/BACTERIA/VIRUS\n"
     "  --epochs N            max epochs (binary 30, multiclass 50)\n"
     "  --lr X                Adam learning rate (1e-3)\n"
+    "  --lr-schedule S       constant (default) or cosine: decay to 0 over --epochs, step by step\n"
     "  --batch B             batch size (32)\n"
     "  --patience P          early stopping patience in epochs (binary 5, multiclass 10; 0 = default, -1 = off)\n"
     "  --monitor auc|f1|loss|acc   validation metric for best model and patience (binary auc, multiclass f1)\n"
@@ -105,6 +106,11 @@ int ps_cli_train(int argc, char **argv) {
     } else if (ps_cli_opt(a, "--lr", &v)) {
       NEXT();
       if (ps_cli_double("train", a, v, &o.lr) || !(o.lr > 0)) return 2;
+    } else if (ps_cli_opt(a, "--lr-schedule", &v)) {
+      NEXT();
+      if (!strcmp(v, "cosine")) o.lr_cosine = 1;
+      else if (!strcmp(v, "constant")) o.lr_cosine = 0;
+      else return fprintf(stderr, "pneumoscope train: --lr-schedule is constant or cosine, got '%s'\n", v), 2;
     } else if (ps_cli_opt(a, "--batch", &v)) {
       NEXT();
       if (ps_cli_int("train", a, v, &o.batch) || o.batch < 2) return 2;

@@ -72,6 +72,8 @@ typedef struct ps_train_opts {
   int task;               /* PS_TASK_BINARY (0, default) or PS_TASK_MULTICLASS (1), as in ps_model.h */
   int epochs;             /* 0: 30 binary, 50 multiclass */
   double lr;              /* 0: 1e-3 */
+  int lr_cosine;          /* 1: the learning rate follows a cosine from lr down to 0 over the max epochs,
+                             step by step (SGDR without restarts); 0: constant */
   int batch;              /* 0: 32 */
   int patience;           /* 0: 5 binary, 10 multiclass; < 0: no early stopping */
   ps_monitor monitor;     /* 0: auc (binary), f1 (multiclass) */

@@ -425,11 +425,11 @@ static int set_meta(run *r, double threshold, const char *note) {
     if (*p == '"' || *p == '\\') *p = '_';
   snprintf(meta.provenance, sizeof meta.provenance,
            "{\"software\": \"PneumoScope %s\", \"data\": \"%s\", \"training_films\": %d, \"validation_films\": %d, "
-           "\"command\": \"%s\", \"recipe\": \"ResNet18 %s, Adam lr %g, batch %d, size %d, roi %s, %s sampling, %s\", "
+           "\"command\": \"%s\", \"recipe\": \"ResNet18 %s, Adam lr %g%s, batch %d, size %d, roi %s, %s sampling, %s\", "
            "\"epochs_run\": %d, \"best_epoch\": %d, \"monitor\": \"%s\", \"val_auc\": %.4f, \"val_f1\": %.4f, "
            "\"val_accuracy\": %.4f, \"threshold_rule\": \"%s\", \"date\": \"%s\"%s%s%s}",
            ps_version(), man, r->n_train, r->n_val, cmd, r->opts->init ? "from --init weights" : "from scratch", r->lr,
-           r->batch, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled", r->augment ? "augmented" : "no augmentation",
+           r->opts->lr_cosine ? " (cosine decay to 0)" : "", r->batch, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled", r->augment ? "augmented" : "no augmentation",
            r->n_history, r->best_epoch, ps_monitor_name(r->monitor), be ? be->auc : NAN, be ? be->f1 : NAN,
            be ? be->accuracy : NAN,
            r->task == PS_TASK_BINARY ? "Youden J (max TPR-FPR) on the validation split, P(PNEUMONIA) >= threshold"
@@ -677,6 +677,10 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
       if ((st = ps_tensor_from_f32(&xt, x, xs, 4, r->dev))) goto done;
     }
     if ((st = ps_tensor_from_data(&yt, y, PS_DTYPE_I64, ys, 1, r->dev))) goto done;
+    if (r->opts->lr_cosine) { /* cosine decay over the run's max epochs, by step */
+      const double t = (r->epoch + (double)b / nbatches) / r->epochs;
+      if ((st = ps_adam_set_lr(r->adam, r->lr * 0.5 * (1.0 + cos(M_PI * t))))) goto done;
+    }
     /* forward, loss, backward, step */
     if ((st = ps_model_forward(r->model, xt, &logits)) || (st = ps_op_cross_entropy(&loss, logits, yt, NULL, 0.0)) ||
         (st = ps_adam_zero_grad(r->adam)) || (st = ps_tensor_backward(loss, NULL, 0)) || (st = ps_adam_step(r->adam)))
