@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "ps_model.h"
 
 #define BN_EPS 1e-5
 
@@ -319,19 +320,12 @@ static void pool_means(const float *a, int C, int nimg, int f, size_t hw, float 
 
 static const int layer_ch[4] = {64, 128, 256, 512};
 
-int ps_engine_feature_dim(unsigned layers) {
-  int d = 0;
-  for (int l = 0; l < 4; l++)
-    if (layers & (1u << l)) d += layer_ch[l];
-  return d;
-}
-
-/* Offset of layer l's means in a feature row of `layers`. */
-static int feat_off(unsigned layers, int l) { return ps_engine_feature_dim(layers & ((1u << l) - 1)); }
+/* Offset of layer l's means in a feature row of `layers` (the layout of ps_model_features_layers). */
+static int feat_off(unsigned layers, int l) { return ps_model_layers_dim(layers & ((1u << l) - 1)); }
 
 static void forward_group(const ps_engine *e, const float *x, int nimg, int H, int W, float *ws, const plan_t *pl,
                           float *logits, float *feats, unsigned layers) {
-  const int D = ps_engine_feature_dim(layers);
+  const int D = ps_model_layers_dim(layers);
   float *g[4], *gcol;
   g[0] = ws + 4 * pl->act + pl->col;
   for (int i = 1; i < 4; i++) g[i] = g[i - 1] + (size_t)GROUP * pl->gact;
@@ -392,7 +386,7 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
 /* Films [first, last) in groups of GROUP, in one thread's workspace. */
 static void forward_range(const ps_engine *e, const float *x, int first, int last, int H, int W, float *ws,
                           const plan_t *pl, float *logits, float *feats, unsigned layers) {
-  const int D = ps_engine_feature_dim(layers);
+  const int D = ps_model_layers_dim(layers);
   for (int i = first; i < last; i += GROUP) {
     int n = last - i < GROUP ? last - i : GROUP;
     forward_group(e, x + (size_t)i * 3 * H * W, n, H, W, ws, pl, logits + (size_t)i * e->K,

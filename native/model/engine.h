@@ -36,11 +36,10 @@ int ps_engine_create(ps_engine_lookup lookup, void *ctx, int num_classes, ps_eng
  * films through conv1..layer2 one by one and through layer3..fc in groups of up to 4 (one GEMM per
  * layer for the group: the large layer3/4 weights are packed once per group). feats (nullable) gets
  * the channel means of the outputs of the layers in `layers` (bit l = layer l+1), concatenated in
- * layer order: (N, ps_engine_feature_dim(layers)); layers = 8 gives the fc input (N,512). */
+ * layer order: (N, ps_model_layers_dim(layers)); layers = 8 gives the fc input (N,512). */
 int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats,
                       unsigned layers);
-/* Width of a feature row for a layers mask: 64, 128, 256, 512 for bits 0..3 (layer1..layer4). */
-int ps_engine_feature_dim(unsigned layers);
+
 void ps_engine_free(ps_engine *e);
 /* Name of the BLAS library the engine's GEMMs run in ("OpenBLAS 0.3.21 ..." or "BLAS"). */
 const char *ps_engine_blas(void);

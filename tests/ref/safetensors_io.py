@@ -66,3 +66,13 @@ def load_model(path):
     sd, meta = load(path)
     sd = {n: t for n, t in sd.items() if not n.startswith("ood.")}
     return sd, meta, float(meta.get("temperature", "1"))
+
+
+def torchvision_model(path):
+    """torchvision.models.resnet18 with a PneumoScope model file's weights, in eval mode:
+    (net, metadata dict, temperature)."""
+    import torchvision
+    sd, meta, temperature = load_model(path)
+    net = torchvision.models.resnet18(num_classes=sd["fc.weight"].shape[0])
+    net.load_state_dict({n: (t.float() if t.is_floating_point() else t) for n, t in sd.items()}, strict=True)
+    return net.eval(), meta, temperature
