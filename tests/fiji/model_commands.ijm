@@ -1,14 +1,17 @@
-// ImageJ side of fiji_imagej (model part). Argument: "LIST MODEL OUT SAMPLE MIXED" where LIST has one film
-// per line. Calls every model command the way a recorded macro does and leaves files in OUT for
-// check_fiji.py: results.csv (the "PneumoScope Results" table), heatmap.tif + overlay.txt
+// ImageJ side of fiji_imagej (model part). Argument: "LIST MODEL OUT SAMPLE MIXED ADULT LEGACY" where LIST
+// has one film per line. Calls every model command the way a recorded macro does and leaves files in OUT
+// for check_fiji.py: results.csv (the "PneumoScope Results" table), heatmap.tif + overlay.txt
 // (Grad-CAM of the first film), batch.csv (Batch Classify Folder over SAMPLE), batch-mixed.csv
 // (over MIXED: good, extensionless, nested and broken files), default.csv (model=[]), binary.csv
-// (model=binary). Both model syntaxes are used: model=[path] (older macros) and model=file
-// model_file=[path]. Last, after "model_commands: done", a missing model file, which must stop the
-// macro with a clear message (the JVM lives on).
+// (model=binary on the first film), binary-adult.csv (model=binary on ADULT, an adult film the
+// bundled model's detector flags), legacy.csv (LEGACY, a model without an OOD detector, on the first
+// film). Both model syntaxes are used: model=[path] (older macros) and model=file model_file=[path].
+// About / Model Info logs the test model, the bundled binary model and LEGACY. Last, after
+// "model_commands: done", a missing model file, which must stop the macro with a clear message (the
+// JVM lives on).
 args = split(getArgument(), " ");
 films = split(File.openAsString(args[0]), "\n");
-model = args[1]; out = args[2]; sample = args[3]; mixed = args[4];
+model = args[1]; out = args[2]; sample = args[3]; mixed = args[4]; adult = args[5]; legacy = args[6];
 opts = "model=[" + model + "] threshold=-1 use_file";
 for (i = 0; i < films.length; i++) {
   f = films[i];
@@ -57,6 +60,19 @@ f = films[0];
 if (endsWith(toLowerCase(f), ".dcm")) run("Open DICOM (PneumoScope)...", "path=[" + f + "]"); else open(f);
 run("Classify Chest Film", "model=binary threshold=-1 use_file");
 Table.save(out + "/binary.csv", "PneumoScope Results");
+close();
+// model=binary on an adult film: out of distribution for the pediatric bundled model, label kept
+open(adult);
+run("Classify Chest Film", "model=binary threshold=-1 use_file");
+Table.save(out + "/binary-adult.csv", "PneumoScope Results");
+close();
+// a model without an OOD detector (the 96 px legacy fixture): in_distribution unknown
+f = films[0];
+if (endsWith(toLowerCase(f), ".dcm")) run("Open DICOM (PneumoScope)...", "path=[" + f + "]"); else open(f);
+run("Classify Chest Film", "model=file model_file=[" + legacy + "] threshold=-1 use_file");
+Table.save(out + "/legacy.csv", "PneumoScope Results");
+run("About PneumoScope / Model Info", "model=binary");
+run("About PneumoScope / Model Info", "model=file model_file=[" + legacy + "]");
 run("About PneumoScope / Model Info", "model=file model_file=[" + model + "]");
 File.saveString(getInfo("log"), out + "/log.txt");
 print("model_commands: done");

@@ -4,13 +4,20 @@ pixels, Grad-CAM Overlay, Batch Classify Folder, About) with a seeded torchvisio
 by make_test_model.py; every number is compared with the CLI on the same model and films:
 `pneumoscope classify --csv`, `pneumoscope gradcam --json --npy`. The out-of-distribution columns
 (in_distribution, ood_score, ood_reason) are checked in every table and CSV against the CLI's; a
-copy of a DICOM relabelled Modality CT is flagged (label kept) in the table, the batch CSV and the Log. The model choice: model=binary / model=3class (bundled, by name), model=file model_file=[...],
-model=[path] and model=[] as older macros wrote them; a missing model file is a clear error."""
+copy of a DICOM relabelled Modality CT is flagged (label kept) in the table, the batch CSV and the Log.
+The model choice: model=binary / model=3class (bundled, by name), model=file model_file=[...],
+model=[path] and model=[] as older macros wrote them; a missing model file is a clear error.
+The bundled binary model (224 px, with an OOD detector) gives a known verdict and score equal to
+`pneumoscope classify --csv --model binary`, and flags an adult NIH film; the 96 px legacy model in
+tests/data (no detector) leaves the verdict unknown; About logs each model's input size and threshold
+as its safetensors metadata says."""
 import csv
 import io
 import json
 import os
 import shutil
+
+import struct
 
 import numpy as np
 from PIL import Image
@@ -55,10 +62,53 @@ def ood_text(r):
     return "in_distribution %r, ood_score %r, ood_reason %r" % tuple(r.get(k) for k in OOD)
 
 
+def ood_known(r):
+    """A model with a detector: the verdict is true / false and the score a number."""
+    try:
+        score = float(r["ood_score"])
+    except (KeyError, ValueError):
+        return False
+    return r.get("in_distribution") in ("true", "false") and score == score
+
+
+def ood_unknown(r):
+    """A model without a detector (or a film that could not be read): every OOD column empty."""
+    return r.get("in_distribution") == "" and r.get("ood_score") in ("", "NaN") and r.get("ood_reason") == ""
+
+
+def safetensors_meta(path):
+    """The __metadata__ of a .safetensors file (8-byte little-endian header length, JSON header)."""
+    with open(path, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        return json.loads(fh.read(n)).get("__metadata__", {})
+
+
+def about_block(log, name):
+    """The lines About / Model Info logged for the model file called name: {"Task": ..., "Input size": ...}."""
+    lines = log.splitlines()
+    for i, l in enumerate(lines):
+        if l.startswith("Model: ") and os.path.basename(l[7:].strip()) == name:
+            kv = {}
+            for m in lines[i + 1:]:
+                if m.startswith("Model: ") or ": " not in m:
+                    break
+                k, v = m.split(": ", 1)
+                kv[k] = v
+            return kv
+    return {}
+
+
+def last_row(path):
+    return list(csv.DictReader(open(path)))[-1:] if os.path.exists(path) else []
+
+
 def run_all(chk, fiji, tmp, data, sample):
     check = chk.check
     E = os.environ
     model = os.path.join(tmp, "test-binary.safetensors")
+    legacy = os.path.join(E["PS_SOURCE_DIR"], "tests", "data", "legacy-binary96.safetensors")
+    adult = os.path.join(data, "png", "nih_00000001_000.png")
+    check(os.path.isfile(legacy), "legacy model without an OOD detector " + legacy)
     p = chk.run([E["PS_PYTHON"], os.path.join(chk.HERE, "make_test_model.py"), model, "2", "7"])
     check(p.returncode == 0, "make_test_model.py " + p.stderr[-300:])
     films_dir = os.path.join(sample, "films")
@@ -94,7 +144,7 @@ def run_all(chk, fiji, tmp, data, sample):
     open(os.path.join(mixed, "notes.txt"), "w").write("not a film\n")
     if os.path.exists(ct):
         shutil.copy(ct, os.path.join(mixed, "ct-film.dcm"))
-    p = chk.imagej(fiji, "model_commands.ijm", " ".join([lst, model, out, films_dir, mixed]), timeout=400)
+    p = chk.imagej(fiji, "model_commands.ijm", " ".join([lst, model, out, films_dir, mixed, adult, legacy]), timeout=400)
     ij_out = p.stdout + p.stderr
     check(p.returncode == 0 and "model_commands: done" in ij_out, "ImageJ ran model_commands.ijm")
 
@@ -224,8 +274,7 @@ def run_all(chk, fiji, tmp, data, sample):
 
     # ---- model=[]: the bundled model installed into Fiji.app/models/pneumoscope ---------------------
     bundled = os.path.join(E["PS_SOURCE_DIR"], "sample_data", "models", "pneumoscope-binary.safetensors")
-    dpath = os.path.join(out, "default.csv")
-    drow = list(csv.DictReader(open(dpath)))[-1:] if os.path.exists(dpath) else []
+    drow = last_row(os.path.join(out, "default.csv"))
     if os.path.exists(bundled):
         _, cdef, _ = cli_csv(chk, bundled, [films[0]])
         c = cdef.get(os.path.abspath(films[0]))
@@ -233,23 +282,66 @@ def run_all(chk, fiji, tmp, data, sample):
               and drow[0]["Label"] == c["label"] and close(drow[0]["P_PNEUMONIA"], c["p_PNEUMONIA"]),
               "model=[] uses the bundled model: %s %s = CLI --model bundled %s %s"
               % (drow and drow[0]["Model"], drow and drow[0]["P_PNEUMONIA"], c and c["label"], c and c["p_PNEUMONIA"]))
+        # the bundled model carries a detector: the verdict is known, and the CLI's
+        check(c is not None and len(drow) == 1 and ood_known(c) and ood_known(drow[0]) and ood_same(drow[0], c),
+              "model=[]: %s = CLI --model bundled %s (known verdict, numeric score)"
+              % (drow and ood_text(drow[0]), c and ood_text(c)))
     else:
         check("no default model found" in ij_out, "no bundled model: Classify with model=[] says so")
 
     # ---- model=binary: the bundled model by name ---------------------------------------------------
-    bpath = os.path.join(out, "binary.csv")
-    brow = list(csv.DictReader(open(bpath)))[-1:] if os.path.exists(bpath) else []
     if os.path.exists(bundled):
-        _, cbin, _ = cli_csv(chk, "binary", [films[0]])
-        c = cbin.get(os.path.abspath(films[0]))
-        check(c is not None and len(brow) == 1 and brow[0]["Model"] == "pneumoscope-binary.safetensors"
-              and brow[0]["Label"] == c["label"] and close(brow[0]["P_PNEUMONIA"], c["p_PNEUMONIA"])
-              and ood_kind_ok(brow[0]) and ood_same(brow[0], c),
-              "model=binary: %s %s %s = CLI --model binary %s %s"
-              % (brow and brow[0]["Model"], brow and brow[0]["P_PNEUMONIA"], brow and ood_text(brow[0]),
-                 c and c["label"], c and c["p_PNEUMONIA"]))
+        meta = safetensors_meta(bundled)
+        _, cbin, _ = cli_csv(chk, "binary", [films[0], adult])
+        for f, csvname in [(films[0], "binary.csv"), (adult, "binary-adult.csv")]:
+            brow = last_row(os.path.join(out, csvname))
+            c = cbin.get(os.path.abspath(f))
+            check(c is not None and len(brow) == 1 and brow[0]["Model"] == "pneumoscope-binary.safetensors"
+                  and os.path.abspath(brow[0]["File"]) == os.path.abspath(f)
+                  and brow[0]["Label"] == c["label"]
+                  and all(close(brow[0]["P_" + k], c["p_" + k]) for k in ("NORMAL", "PNEUMONIA")),
+                  "model=binary on %s: %s %s = CLI --model binary %s %s"
+                  % (os.path.basename(f), brow and brow[0]["Label"], brow and brow[0]["P_PNEUMONIA"],
+                     c and c["label"], c and c["p_PNEUMONIA"]))
+            check(c is not None and len(brow) == 1 and ood_known(c) and ood_kind_ok(brow[0])
+                  and ood_known(brow[0]) and ood_same(brow[0], c),
+                  "model=binary on %s: %s = CLI --model binary %s (known verdict, numeric score)"
+                  % (os.path.basename(f), brow and ood_text(brow[0]), c and ood_text(c)))
+            if f == adult and c is not None:
+                # the bundled model is trained on pediatric films: an adult NIH film is outside them
+                check(c["in_distribution"] == "false" and len(brow) == 1 and brow[0]["in_distribution"] == "false"
+                      and brow[0]["Label"] != ""
+                      and "flagged OUT OF DISTRIBUTION: " + c["ood_reason"] in ij_out,
+                      "model=binary flags the adult film %s (label %s kept) and the Log says why: %s"
+                      % (os.path.basename(f), brow and brow[0]["Label"], brow and ood_text(brow[0])))
+        # About / Model Info: the bundled model's own metadata (224 px input, its threshold)
+        kv = about_block(ij_out, "pneumoscope-binary.safetensors")
+        thr = kv.get("Threshold on P(PNEUMONIA)", "nan")
+        c0 = cbin.get(os.path.abspath(films[0])) or {}
+        check(kv.get("Task") == "binary" and kv.get("Input size") == meta.get("input_size") == "224"
+              and close(thr, meta.get("threshold", "nan"), 1e-6) and close(thr, c0.get("threshold", "nan"), 1e-6),
+              "About model=binary: input size %s, threshold %s = metadata %s, %s (CLI %s)"
+              % (kv.get("Input size"), thr, meta.get("input_size"), meta.get("threshold"), c0.get("threshold")))
     else:
         check("binary model is not installed" in ij_out, "no bundled model: model=binary says so")
+
+    # ---- a model without an OOD detector: the 96 px legacy model in tests/data -----------------------
+    lrow = last_row(os.path.join(out, "legacy.csv"))
+    _, cleg, _ = cli_csv(chk, legacy, [films[0]])
+    c = cleg.get(os.path.abspath(films[0]))
+    check(c is not None and len(lrow) == 1 and lrow[0]["Model"] == os.path.basename(legacy)
+          and lrow[0]["Label"] == c["label"] and all(close(lrow[0]["P_" + k], c["p_" + k]) for k in ("NORMAL", "PNEUMONIA")),
+          "model=file legacy-binary96: %s %s = CLI %s %s" % (lrow and lrow[0]["Label"], lrow and lrow[0]["P_PNEUMONIA"],
+                                                           c and c["label"], c and c["p_PNEUMONIA"]))
+    check(c is not None and len(lrow) == 1 and ood_unknown(c) and ood_kind_ok(lrow[0]) and ood_unknown(lrow[0])
+          and ood_same(lrow[0], c),
+          "model without a detector: verdict unknown, %s = CLI %s" % (lrow and ood_text(lrow[0]), c and ood_text(c)))
+    lmeta = safetensors_meta(legacy)
+    kv = about_block(ij_out, os.path.basename(legacy))
+    check(kv.get("Input size") == lmeta.get("input_size") == "96"
+          and close(kv.get("Threshold on P(PNEUMONIA)", "nan"), lmeta.get("threshold", "nan"), 1e-6),
+          "About legacy-binary96: input size %s, threshold %s = metadata %s, %s"
+          % (kv.get("Input size"), kv.get("Threshold on P(PNEUMONIA)"), lmeta.get("input_size"), lmeta.get("threshold")))
 
     # ---- a missing model file: a clear message, the macro stops, ImageJ goes on ------------------------
     missing = os.path.join(out, "no-such-model.safetensors")
@@ -258,7 +350,7 @@ def run_all(chk, fiji, tmp, data, sample):
           "model_file=[no-such-model.safetensors]: a clear error naming the file, the macro stopped")
 
     # ---- model=3class (second ImageJ run): classified when installed, else a clear error --------------
-    film = os.path.join(data, "png", "nih_00000001_000.png")
+    film = adult
     p = chk.imagej(fiji, "model_choice.ijm", " ".join([film, out]), timeout=240)
     ij3 = p.stdout + p.stderr
     three = os.path.join(E["PS_SOURCE_DIR"], "sample_data", "models", "pneumoscope-3class.safetensors")
@@ -267,10 +359,18 @@ def run_all(chk, fiji, tmp, data, sample):
         c = c3.get(os.path.abspath(film))
         rp = os.path.join(out, "3class.csv")
         r = list(csv.DictReader(open(rp)))[-1:] if os.path.exists(rp) else []
+        check(p.returncode == 0 and "model_choice: 3class classified" in ij3, "ImageJ ran model_choice.ijm")
         check(c is not None and len(r) == 1 and r[0]["Model"] == "pneumoscope-3class.safetensors"
-              and r[0]["Label"] == c["label"] and ood_kind_ok(r[0]) and ood_same(r[0], c)
+              and os.path.abspath(r[0]["File"]) == os.path.abspath(film) and r[0]["Label"] == c["label"]
               and all(close(r[0]["P_" + k], c["p_" + k]) for k in ("NORMAL", "BACTERIA", "VIRUS")),
               "model=3class: %s = CLI --model 3class %s" % (r and r[0], c))
+        # with a detector in the file the verdict is known; without one, unknown; either way the CLI's
+        meta3 = safetensors_meta(three)
+        has_detector = "ood_threshold" in meta3
+        check(c is not None and len(r) == 1 and ood_kind_ok(r[0]) and ood_same(r[0], c)
+              and (ood_known(r[0]) if has_detector else ood_unknown(r[0])),
+              "model=3class (%s): %s = CLI --model 3class %s"
+              % ("OOD detector" if has_detector else "no OOD detector", r and ood_text(r[0]), c and ood_text(c)))
     else:
         check(p.returncode == 0 and "model_choice: 3class classified" not in ij3
               and "3class model is not installed" in ij3 and "pneumoscope-3class.safetensors" in ij3
