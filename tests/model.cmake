@@ -4,3 +4,4 @@ ps_add_test(model SOURCES test_model.c NEEDS torch python TIMEOUT 300 LABELS mod
 if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/test_classify.c)
   ps_add_test(classify SOURCES test_classify.c NEEDS torch python TIMEOUT 300 LABELS model)
 endif()
+ps_add_test(ood SOURCES test_ood.c NEEDS torch python TIMEOUT 1200 LABELS model)

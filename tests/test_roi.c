@@ -782,7 +782,7 @@ static void test_classify_cli(void **state) {
   free(out);
   out = ps_test_capture(&rc, "'%s' classify --model '%s' --csv '%s' 2>/dev/null", PS_CLI, g_lungs_model, film);
   assert_int_equal(rc, 0);
-  assert_non_null(strstr(out, ",roi_x0,roi_y0,roi_x1,roi_y1,roi_fallback,error\n"));
+  assert_non_null(strstr(out, ",roi_x0,roi_y0,roi_x1,roi_y1,roi_fallback,in_distribution,ood_score,ood_reason,error\n"));
   free(out);
   /* a film model's output is unchanged: no roi */
   char bundled[4096];

@@ -1,0 +1,283 @@
+/* test_ood.c — the bundled 224 px models and the out-of-distribution flag (issue 13):
+ * - both bundled models load by short name and classify the full-resolution films of the
+ *   kermany224 test-split patients (kaggle/ originals) well, with few of them flagged;
+ * - non-radiographs (pydicom's CT and MR slices) and a photograph (matplotlib's grace_hopper.jpg)
+ *   are flagged, and most of the adult chest films in ../shared/data/{png,dicom};
+ * - a film model calibrated by `pneumoscope calibrate`: its OOD scores and tempered probabilities
+ *   equal torchvision + numpy recomputed from the file (tests/ref/ood_check.py);
+ * - a model from before the detector still classifies: in_distribution null, said once;
+ * - calibrate never overwrites its input or an existing file; a lying OOD tensor is refused. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ps_model.h"
+#include "test_util.h"
+
+#define PYDICOM_FILES "/usr/lib/python3/dist-packages/pydicom/data/test_files"
+#define GRACE "/usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg"
+#define LEGACY "tests/data/legacy-binary96.safetensors" /* the 96 px model shipped before, no detector */
+
+static char g_list[1024]; /* full-resolution films of the test-split patients */
+
+static void assert_ok(int st, const char *what) {
+  if (st != PS_OK) fail_msg("%s: %s: %s", what, ps_strerror(st), ps_last_error());
+}
+
+static int setup(void **s) {
+  (void)s;
+  const char *tmp = ps_test_tmpdir();
+  snprintf(g_list, sizeof g_list, "%s/testfilms.txt", tmp);
+  /* the split the bundled models were trained on (MODELS.md): same seed, same manifest */
+  if (ps_test_system("'%s' split '%s' -o '%s/split224' --seed 42 --task multiclass >/dev/null", PS_CLI,
+                     ps_test_data("kermany224"), tmp))
+    return -1;
+  return ps_test_system("'%s' '%s' testfilms '%s/split224/manifest.csv' '%s' '%s'", PS_PYTHON,
+                        ps_test_src("tests/ref/ood_check.py"), tmp, ps_test_data("kaggle"), g_list);
+}
+
+static void test_bundled_models_load(void **s) {
+  (void)s;
+  const char *names[] = {"binary", "3class"};
+  for (int i = 0; i < 2; i++) {
+    char path[4096];
+    ps_model *m = NULL;
+    assert_ok(ps_model_resolve(names[i], path, sizeof path), names[i]);
+    assert_ok(ps_model_load(path, PS_DEVICE_CPU, &m), path);
+    const ps_model_meta *mm = ps_model_meta_get(m);
+    assert_int_equal(mm->input_size, 224);
+    assert_int_equal(ps_model_num_classes(m), i == 0 ? 2 : 3);
+    assert_true(ps_model_has_ood(m));
+    assert_true(ps_model_ood_threshold(m) > 0);
+    assert_true(mm->temperature > 0);
+    assert_non_null(strstr(mm->provenance, "\"training_films\": 2974")); /* the kermany224 split */
+    ps_model_free(m);
+  }
+  char path[4096];
+  assert_int_equal(ps_model_resolve("no-such-model.safetensors", path, sizeof path), PS_OK); /* a path, as given */
+  assert_string_equal(path, "no-such-model.safetensors");
+}
+
+/* Both models on the full-resolution films of unseen (test-split) patients. The issue's targets
+ * on the 224 px test split are higher (MODELS.md); these floors catch a broken model or pipeline. */
+static void check_model(const char *name, const char *min_acc) {
+  const char *tmp = ps_test_tmpdir();
+  assert_int_equal(ps_test_system("'%s' classify --model %s --json $(cat '%s') > '%s/%s.json'", PS_CLI, name, g_list,
+                                  tmp, name),
+                   0);
+  assert_int_equal(ps_test_system("'%s' '%s' rates '%s/%s.json' '%s.labels' %s 0.05", PS_PYTHON,
+                                  ps_test_src("tests/ref/ood_check.py"), tmp, name, g_list, min_acc),
+                   0);
+}
+
+static void test_binary_on_test_patients(void **s) {
+  (void)s;
+  check_model("binary", "0.95");
+}
+
+static void test_3class_on_test_patients(void **s) {
+  (void)s;
+  check_model("3class", "0.65");
+}
+
+/* Flagged rows of `classify --csv` output (in_distribution false); rows counted in *rows. */
+static int count_flagged(char *csv, const char *model, int *rows) {
+  int flagged = 0;
+  *rows = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(csv, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    if (!strncmp(line, "file,", 5)) continue;
+    (*rows)++;
+    if (strstr(line, ",false,")) flagged++;
+    else print_message("in distribution for %s: %s\n", model, line);
+  }
+  return flagged;
+}
+
+/* Not chest radiographs: pydicom's CT and MR slices (their header says so) and a photograph of a
+ * person (only the features can tell): every one flagged by both models. */
+static void test_flags_non_radiographs(void **s) {
+  (void)s;
+  const char *models[] = {"binary", "3class"};
+  for (int i = 0; i < 2; i++) {
+    int rc = -1, rows = 0;
+    char *out = ps_test_capture(&rc, "'%s' classify --model %s --csv '%s/CT_small.dcm' '%s/MR_small.dcm' '%s'", PS_CLI,
+                                models[i], PYDICOM_FILES, PYDICOM_FILES, GRACE);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_flagged(out, models[i], &rows), 3);
+    assert_int_equal(rows, 3);
+    free(out);
+  }
+  /* the header alone names CT and MR: also in the table, with the reason */
+  int rc = -1;
+  char *out = ps_test_capture(&rc, "'%s' classify '%s/CT_small.dcm'", PS_CLI, PYDICOM_FILES);
+  assert_int_equal(rc, 0);
+  assert_non_null(strstr(out, "NO!"));
+  assert_non_null(strstr(out, "DICOM modality CT is not a radiograph"));
+  free(out);
+  /* the photograph is flagged by its features, not a header */
+  out = ps_test_capture(&rc, "'%s' classify --json '%s'", PS_CLI, GRACE);
+  assert_int_equal(rc, 0);
+  assert_non_null(strstr(out, "\"in_distribution\":false"));
+  assert_non_null(strstr(out, "features unlike the training films"));
+  free(out);
+}
+
+/* The 7 adult chest films of ../shared/data/png and dicom (NIH, SIIM, NCCID, a Fuji CR; all CR/DX,
+ * so only the features can tell): the detector flags most but not all of them (MODELS.md); the
+ * floor below is what the shipped models measured, so a weaker detector fails here. */
+#define ADULT_FLAGGED_MIN 5
+static void test_flags_adult_films(void **s) {
+  (void)s;
+  const char *models[] = {"binary", "3class"};
+  for (int i = 0; i < 2; i++) {
+    int rc = -1, rows = 0;
+    char *out = ps_test_capture(&rc, "'%s' classify --model %s --csv '%s' '%s'", PS_CLI, models[i], ps_test_data("png"),
+                                ps_test_data("dicom"));
+    assert_int_equal(rc, 0);
+    int flagged = count_flagged(out, models[i], &rows);
+    print_message("%s: %d of %d adult chest films flagged out of distribution\n", models[i], flagged, rows);
+    assert_int_equal(rows, 7);
+    assert_true(flagged >= ADULT_FLAGGED_MIN);
+    free(out);
+  }
+}
+
+/* A film model calibrated here (the legacy 96 px model on the kaggle split it was trained on): the
+ * CLI's scores and tempered probabilities against torchvision + numpy. */
+static void test_calibrate_matches_reference(void **s) {
+  (void)s;
+  const char *tmp = ps_test_tmpdir();
+  assert_int_equal(ps_test_system("'%s' split '%s' -o '%s/splitk' --seed 42 --task multiclass >/dev/null", PS_CLI,
+                                  ps_test_data("kaggle"), tmp),
+                   0);
+  int rc = -1;
+  char *out = ps_test_capture(&rc, "'%s' calibrate --model '%s' --manifest '%s/splitk/manifest.csv' -o '%s/cal/m.safetensors'",
+                              PS_CLI, ps_test_src(LEGACY), tmp, tmp);
+  assert_int_equal(rc, 0);
+  double T = NAN, thr = NAN, vf = NAN;
+  const char *p = strstr(out, "temperature ");
+  assert_non_null(p);
+  T = strtod(p + 12, NULL);
+  p = strstr(out, "ood_threshold ");
+  assert_non_null(p);
+  thr = strtod(p + 14, NULL);
+  p = strstr(out, "val_flagged ");
+  assert_non_null(p);
+  vf = strtod(p + 12, NULL);
+  print_message("calibrate: %s", out);
+  assert_true(T >= 0.05 && T <= 20);
+  assert_true(thr > 0);
+  assert_true(vf > 0 && vf <= 0.03); /* the 0.99 quantile of 97 validation films: 1 flagged */
+  free(out);
+  /* calibrate again onto its input or onto the file just written: refused, files unchanged */
+  long before = ps_test_file_size(ps_test_src(LEGACY));
+  assert_int_not_equal(ps_test_system("'%s' calibrate --model '%s' --manifest '%s/splitk/manifest.csv' -o '%s' 2>/dev/null",
+                                      PS_CLI, ps_test_src(LEGACY), tmp, ps_test_src(LEGACY)),
+                       0);
+  assert_int_not_equal(ps_test_system("'%s' calibrate --model '%s' --manifest '%s/splitk/manifest.csv' -o '%s/cal/m.safetensors' 2>/dev/null",
+                                      PS_CLI, ps_test_src(LEGACY), tmp, tmp),
+                       0);
+  assert_int_equal(ps_test_file_size(ps_test_src(LEGACY)), before);
+  /* scores and probabilities against the reference, on training-like and foreign films */
+  char films[2048];
+  snprintf(films, sizeof films, "'%s' '%s' '%s' '%s' '%s'", ps_test_data("kaggle/NORMAL/IM-0117-0001.jpeg"),
+           ps_test_data("kaggle/PNEUMONIA/person1018_virus_1706.jpeg"), ps_test_data("png/nih_00000001_000.png"),
+           ps_test_data("png/nih_00027426_000.png"), GRACE);
+  assert_int_equal(ps_test_system("'%s' classify --model '%s/cal/m.safetensors' --json %s > '%s/cal.json'", PS_CLI, tmp,
+                                  films, tmp),
+                   0);
+  assert_int_equal(ps_test_system("'%s' '%s' scores '%s/cal/m.safetensors' '%s/cal.json' %s", PS_PYTHON,
+                                  ps_test_src("tests/ref/ood_check.py"), tmp, tmp, films),
+                   0);
+  /* the library agrees with itself: load, threshold, and the same verdicts */
+  ps_model *m = NULL;
+  char path[1200];
+  snprintf(path, sizeof path, "%s/cal/m.safetensors", tmp);
+  assert_ok(ps_model_load(path, PS_DEVICE_CPU, &m), path);
+  assert_true(ps_model_has_ood(m));
+  assert_true(fabs(ps_model_ood_threshold(m) - thr) <= 1e-4 * thr);
+  assert_true(fabs(ps_model_meta_get(m)->temperature - T) <= 1e-3);
+  ps_model_free(m);
+}
+
+/* The model shipped before the detector: classified as before, in_distribution null, said once. */
+static void test_old_model_without_detector(void **s) {
+  (void)s;
+  int rc = -1;
+  char *out = ps_test_capture(&rc, "'%s' classify --model '%s' --json '%s' '%s'", PS_CLI, ps_test_src(LEGACY),
+                              ps_test_data("kaggle/NORMAL/IM-0117-0001.jpeg"), ps_test_data("png/nih_00000001_000.png"));
+  assert_int_equal(rc, 0);
+  assert_non_null(strstr(out, "\"in_distribution\":null,\"ood_score\":null"));
+  assert_null(strstr(out, "\"in_distribution\":true"));
+  free(out);
+  out = ps_test_capture(&rc, "'%s' classify --model '%s' '%s' '%s' '%s/CT_small.dcm'", PS_CLI, ps_test_src(LEGACY),
+                        ps_test_data("kaggle/NORMAL/IM-0117-0001.jpeg"), ps_test_data("png/nih_00000001_000.png"),
+                        PYDICOM_FILES);
+  assert_int_equal(rc, 0);
+  const char *first = strstr(out, "no out-of-distribution detector");
+  assert_non_null(first);
+  assert_null(strstr(first + 1, "no out-of-distribution detector")); /* once */
+  assert_non_null(strstr(out, "DICOM modality CT is not a radiograph")); /* the header still counts */
+  free(out);
+  ps_model *m = NULL;
+  assert_ok(ps_model_load(ps_test_src(LEGACY), PS_DEVICE_CPU, &m), LEGACY);
+  assert_false(ps_model_has_ood(m));
+  assert_true(isnan(ps_model_ood_threshold(m)));
+  float f[512] = {0}, sc = 0;
+  assert_int_equal(ps_model_ood_score(m, f, 1, &sc), PS_ENOTFOUND);
+  ps_model_free(m);
+}
+
+/* A file whose detector lies about itself is refused with a message naming it. */
+static void test_lying_detector_refused(void **s) {
+  (void)s;
+  const char *tmp = ps_test_tmpdir();
+  char path[1200];
+  snprintf(path, sizeof path, "%s/cal/m.safetensors", tmp);
+  if (access(path, R_OK) != 0) { /* test_calibrate_matches_reference writes it */
+    assert_int_equal(ps_test_system("'%s' split '%s' -o '%s/splitk2' --seed 42 --task multiclass >/dev/null && '%s' calibrate "
+                                    "--model '%s' --manifest '%s/splitk2/manifest.csv' -o '%s' >/dev/null",
+                                    PS_CLI, ps_test_data("kaggle"), tmp, PS_CLI, ps_test_src(LEGACY), tmp, path),
+                     0);
+  }
+  const char *cases[][2] = {
+      {"sd['ood.precision'] = sd['ood.precision'][:100]", "ood.precision"},
+      {"del sd['ood.class_means']", "ood.class_means"},
+      {"meta['ood_threshold'] = '-3'", "ood_threshold"},
+      {"del meta['ood_threshold']", "ood_threshold"},
+      {"sd['ood.class_means'][0, 0] = float('nan')", "non-finite"},
+      {"meta['ood_method'] = 'energy'", "ood_method"},
+      {"meta['temperature'] = '0'", "temperature"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char bad[1300];
+    snprintf(bad, sizeof bad, "%s/bad%zu.safetensors", tmp, i);
+    assert_int_equal(ps_test_system("cd '%s' && '%s' -c \"import safetensors_io as s; sd, meta = s.load('%s'); %s; "
+                                    "s.save('%s', sd, meta)\"",
+                                    ps_test_src("tests/ref"), PS_PYTHON, path, cases[i][0], bad),
+                     0);
+    ps_model *m = NULL;
+    int st = ps_model_load(bad, PS_DEVICE_CPU, &m);
+    assert_int_equal(st, PS_EFORMAT);
+    assert_null(m);
+    if (!strstr(ps_last_error(), cases[i][1])) fail_msg("case %zu: '%s' does not name %s", i, ps_last_error(), cases[i][1]);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bundled_models_load),
+      cmocka_unit_test(test_binary_on_test_patients),
+      cmocka_unit_test(test_3class_on_test_patients),
+      cmocka_unit_test(test_flags_non_radiographs),
+      cmocka_unit_test(test_flags_adult_films),
+      cmocka_unit_test(test_calibrate_matches_reference),
+      cmocka_unit_test(test_old_model_without_detector),
+      cmocka_unit_test(test_lying_detector_refused),
+  };
+  return cmocka_run_group_tests(tests, setup, NULL);
+}
