@@ -261,3 +261,7 @@ fail:
   free(todo);
   return st;
 }
+
+void ps_train_cache_name(int size, int roi, char *buf, size_t cap) {
+  snprintf(buf, cap, "cache-%d%s%s.pscache", size, roi == PS_ROI_FILM ? "" : "-", roi == PS_ROI_FILM ? "" : ps_roi_name(roi));
+}

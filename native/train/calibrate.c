@@ -277,8 +277,7 @@ int ps_calibrate_run(const ps_calibrate_opts *opts, ps_progress_fn progress, voi
   } else {
     char name[64], *dir = strdup(opts->out), *slash = dir ? strrchr(dir, '/') : NULL;
     if (slash) *slash = 0;
-    snprintf(name, sizeof name, "cache-%d%s%s.pscache", mm->input_size, mm->roi == PS_ROI_FILM ? "" : "-",
-             mm->roi == PS_ROI_FILM ? "" : ps_roi_name(mm->roi));
+    ps_train_cache_name(mm->input_size, mm->roi, name, sizeof name);
     cache = dir ? ps_train_join(slash ? dir : ".", name) : NULL;
     free(dir);
   }

@@ -744,7 +744,7 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
   if (st) goto fail;
   if ((st = ps_train_mkdir(opts->outdir))) goto fail;
   char cname[64];
-  snprintf(cname, sizeof cname, "cache-%d%s%s.pscache", r.size, r.roi == PS_ROI_FILM ? "" : "-", r.roi == PS_ROI_FILM ? "" : ps_roi_name(r.roi));
+  ps_train_cache_name(r.size, r.roi, cname, sizeof cname);
   r.best_path = ps_train_join(opts->outdir, "best.safetensors");
   r.last_path = ps_train_join(opts->outdir, "last.ckpt");
   r.hist_json = ps_train_join(opts->outdir, "history.json");

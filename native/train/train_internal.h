@@ -43,5 +43,7 @@ int ps_train_mkdir(const char *path);
  * runs: what a killed run leaves behind. Only the given base names; returns how many went. */
 int ps_train_sweep_tmp(const char *dir, const char *const *bases, int nbases);
 char *ps_train_join(const char *dir, const char *name);
+/* The default cache file name of a (size, roi): cache-S.pscache, cache-S-lungs, cache-S-lungmask. */
+void ps_train_cache_name(int size, int roi, char *buf, size_t cap);
 
 #endif
