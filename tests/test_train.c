@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "ps_model.h"
 #include "ps_preprocess.h"
 #include "ps_image_io.h"
@@ -62,24 +64,23 @@ static ps_train_opts small_opts(const char *outdir) {
   return o;
 }
 
-/* history.json "epoch" values in order; returns how many. */
+/* history.json "epoch" values in order (read by jansson); returns how many, -1 when unreadable. */
 static int read_history_epochs(const char *outdir, int *epochs, double *train_loss, int cap) {
   char *p = ps_test_join(outdir, "history.json");
-  FILE *f = fopen(p, "rb");
+  json_t *h = json_load_file(p, 0, NULL);
   free(p);
-  if (!f) return -1;
-  static char buf[1 << 16];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  int k = 0;
-  for (char *s = strstr(buf, "{\"epoch\": "); s && k < cap; s = strstr(s + 1, "{\"epoch\": ")) {
-    epochs[k] = atoi(s + 10);
-    char *tl = strstr(s, "\"train_loss\": ");
-    train_loss[k] = tl ? atof(tl + 14) : NAN;
-    k++;
+  if (!h) return -1;
+  json_t *e;
+  size_t k;
+  json_array_foreach(json_object_get(h, "epochs"), k, e) {
+    if ((int)k >= cap) break;
+    epochs[k] = (int)json_integer_value(json_object_get(e, "epoch"));
+    json_t *tl = json_object_get(e, "train_loss");
+    train_loss[k] = json_is_number(tl) ? json_number_value(tl) : NAN;
   }
-  return k;
+  int n = (int)json_array_size(json_object_get(h, "epochs"));
+  json_decref(h);
+  return n < cap ? n : cap;
 }
 
 /* A fixed batch of real films (first of the kaggle folder) at size S, for logits comparisons. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "ps_dataset.h"
+#include "ps_internal.h"
 
 struct ps_dataset {
   char *root;              /* absolute */
@@ -27,7 +28,6 @@ int ps__csv_read(const char *path, ps__csv *out);
 void ps__csv_free(ps__csv *c);
 /* Column index of the first header name (case-insensitive) that matches one of names, or -1. */
 int ps__csv_col(const ps__csv *c, const char *const *names);
-void ps__csv_write_field(FILE *f, const char *s);
 
 int ps__strcasecmp(const char *a, const char *b);
 /* Union-find helpers. */
@@ -35,8 +35,5 @@ size_t ps__uf_find(size_t *parent, size_t i);
 void ps__uf_union(size_t *parent, size_t a, size_t b);
 /* Compute groups (patient ∪ sha256) into it->group, numbered by first item. Returns group count. */
 int ps__ds_groups(ps_dataset *ds, size_t *ngroups);
-/* Write a file atomically: fill(f, user) writes the content into a temp file next to path, which then
- * replaces path (force) or is linked into place only when path does not exist (no clobber). */
-int ps__write_atomic(const char *path, int force, int (*fill)(FILE *f, void *user), void *user);
 
 #endif

@@ -251,42 +251,44 @@ int ps_dataset_audit(ps_dataset *ds, ps_leakage_report *out) {
   return PS_OK;
 }
 
-typedef struct {
-  ps_dataset *ds;
-  const ps_leakage_report *rep;
-} leak_ctx;
-
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') fputc('\\', f), fputc(*p, f);
-    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-    else fputc(*p, f);
+/* {"patient_id" or "sha256": k, "splits": [...], "files": [{"path", "split"}...]} for items idx[a..b) */
+static json_t *leak_entry(ps_dataset *ds, const size_t *idx, size_t a, size_t b, int key, unsigned mask) {
+  json_t *splits = json_array(), *files = json_array();
+  for (int s = 0; s < 3; s++)
+    if (mask & (1u << s)) json_array_append_new(splits, json_string(ps_dataset_split_name(s)));
+  for (size_t j = a; j < b; j++) {
+    const ps_dataset_item *it = &ds->items[idx[j]];
+    json_array_append_new(files, json_pack("{s:o, s:s}", "path", ps__json_str(it->rel_path), "split",
+                                           ps_dataset_split_name(it->split)));
   }
-  fputc('"', f);
+  const ps_dataset_item *first = &ds->items[idx[a]];
+  return json_pack("{s:o, s:o, s:o}", key ? "sha256" : "patient_id",
+                   ps__json_str(key ? first->sha256 : first->patient_id), "splits", splits, "files", files);
 }
 
-static int write_leak_json(FILE *f, void *user) {
-  leak_ctx *c = user;
-  const ps_leakage_report *r = c->rep;
-  ps_dataset *ds = c->ds;
-  fprintf(f, "{\n  \"films\": %zu,\n  \"patients\": %zu,\n  \"groups\": %zu,\n", r->films, r->patients, r->groups);
-  fprintf(f, "  \"films_unsplit\": %zu,\n  \"unhashed\": %zu,\n  \"duplicate_hashes\": %zu,\n", r->films_unsplit,
-          r->unhashed, r->duplicate_hashes);
-  fprintf(f, "  \"patients_across_splits\": %zu,\n  \"films_of_leaky_patients\": %zu,\n  \"hashes_across_splits\": %zu,\n",
-          r->patients_across_splits, r->films_of_leaky_patients, r->hashes_across_splits);
-  fprintf(f, "  \"leak_free\": %s,\n", r->patients_across_splits == 0 && r->hashes_across_splits == 0 ? "true" : "false");
-  fputs("  \"splits\": {", f);
+static json_t *leak_json(ps_dataset *ds, const ps_leakage_report *r) {
+  json_t *splits = json_object();
   for (int s = 0; s < 3; s++)
-    fprintf(f, "%s\n    \"%s\": {\"NORMAL\": %zu, \"PNEUMONIA\": %zu, \"BACTERIA\": %zu, \"VIRUS\": %zu, \"PNEUMONIA_UNKNOWN_SUBTYPE\": %zu}",
-            s ? "," : "", ps_dataset_split_name(s), r->films_by_label[s][0], r->films_by_label[s][1],
-            r->films_by_subtype[s][1], r->films_by_subtype[s][2], r->films_by_subtype[s][3]);
-  fputs("\n  },\n", f);
-  for (int key = 0; key < 2; key++) {
-    fputs(key ? "  \"hashes_across_splits_detail\": [" : "  \"patients_across_splits_detail\": [", f);
+    json_object_set_new(splits, ps_dataset_split_name(s),
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "NORMAL", (json_int_t)r->films_by_label[s][0], "PNEUMONIA",
+                                  (json_int_t)r->films_by_label[s][1], "BACTERIA", (json_int_t)r->films_by_subtype[s][1],
+                                  "VIRUS", (json_int_t)r->films_by_subtype[s][2], "PNEUMONIA_UNKNOWN_SUBTYPE",
+                                  (json_int_t)r->films_by_subtype[s][3]));
+  json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "films", (json_int_t)r->films,
+                        "patients", (json_int_t)r->patients, "groups", (json_int_t)r->groups, "films_unsplit",
+                        (json_int_t)r->films_unsplit, "unhashed", (json_int_t)r->unhashed, "duplicate_hashes",
+                        (json_int_t)r->duplicate_hashes, "patients_across_splits", (json_int_t)r->patients_across_splits,
+                        "films_of_leaky_patients", (json_int_t)r->films_of_leaky_patients, "hashes_across_splits",
+                        (json_int_t)r->hashes_across_splits, "leak_free",
+                        r->patients_across_splits == 0 && r->hashes_across_splits == 0, "splits", splits);
+  for (int key = 0; o && key < 2; key++) {
+    json_t *detail = json_array();
     size_t *idx = sorted_by(ds, key);
-    if (!idx) return ps_error(PS_ENOMEM, "audit: out of memory");
-    int first = 1;
+    if (!idx) {
+      json_decref(detail);
+      json_decref(o);
+      return NULL;
+    }
     for (size_t a = 0; a < ds->n;) {
       const char *k = key ? ds->items[idx[a]].sha256 : ds->items[idx[a]].patient_id;
       size_t b = a;
@@ -296,31 +298,13 @@ static int write_leak_json(FILE *f, void *user) {
         if (s >= 0 && s <= 2) mask |= 1u << s;
         b++;
       }
-      if (k[0] && split_mask_leaks(mask)) {
-        fprintf(f, "%s\n    {%s", first ? "" : ",", key ? "\"sha256\": " : "\"patient_id\": ");
-        json_str(f, k);
-        fputs(", \"splits\": [", f);
-        int fs = 1;
-        for (int s = 0; s < 3; s++)
-          if (mask & (1u << s)) fprintf(f, "%s\"%s\"", fs ? "" : ", ", ps_dataset_split_name(s)), fs = 0;
-        fputs("], \"files\": [", f);
-        for (size_t j = a; j < b; j++) {
-          const ps_dataset_item *it = &ds->items[idx[j]];
-          fprintf(f, "%s{\"path\": ", j > a ? ", " : "");
-          json_str(f, it->rel_path);
-          fprintf(f, ", \"split\": \"%s\"}", ps_dataset_split_name(it->split));
-        }
-        fputs("]}", f);
-        first = 0;
-      }
+      if (k[0] && split_mask_leaks(mask)) json_array_append_new(detail, leak_entry(ds, idx, a, b, key, mask));
       a = b;
     }
     free(idx);
-    fputs(first ? "]" : "\n  ]", f);
-    fputs(key ? "\n" : ",\n", f);
+    json_object_set_new(o, key ? "hashes_across_splits_detail" : "patients_across_splits_detail", detail);
   }
-  fputs("}\n", f);
-  return PS_OK;
+  return o;
 }
 
 int ps_dataset_write_leakage_json(ps_dataset *ds, const char *path, ps_leakage_report *out) {
@@ -328,8 +312,7 @@ int ps_dataset_write_leakage_json(ps_dataset *ds, const char *path, ps_leakage_r
   ps_leakage_report rep;
   int st = ps_dataset_audit(ds, &rep);
   if (st) return st;
-  leak_ctx c = {ds, &rep};
-  st = ps__write_atomic(path, 1, write_leak_json, &c);
+  st = ps__json_write_atomic(path, 1, leak_json(ds, &rep));
   if (out) *out = rep;
   return st;
 }

@@ -9,51 +9,23 @@
 #include <unistd.h>
 
 #include "gradcam_internal.h"
+#include "ps_internal.h"
 #include "ps_dataset.h"
 #include "ps_image_io.h"
 #include "ps_lung.h"
 
 #define CSV_HEADER "path,truth,predicted,prob,target_class,lung_focus,flagged,lungs,lung_area,error\n"
-#define JSON_TAG "{\"pneumoscope_audit\""
+#define JSON_TAG "\"pneumoscope_audit\": 1" /* within the first bytes of summary.json */
 
-static void csv_field(FILE *f, const char *s) {
-  if (!s) return;
-  if (!strpbrk(s, ",\"\n\r")) {
-    fputs(s, f);
-    return;
-  }
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"') fputc('"', f);
-    fputc(*s, f);
-  }
-  fputc('"', f);
-}
-
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-    else fputc(*p, f);
-  }
-  fputc('"', f);
-}
-
-static void json_num(FILE *f, double v) {
-  if (isfinite(v)) fprintf(f, "%.6g", v);
-  else fputs("null", f);
-}
-
-/* An existing output is replaced only when it starts with what this code writes. */
-static int may_replace(const char *path, const char *tag) {
+/* An existing output is replaced only when this code wrote it: it starts with the CSV header, or
+ * the JSON tag stands in its first bytes. */
+static int may_replace(const char *path, const char *tag, int at_start) {
   FILE *f = fopen(path, "rb");
   if (!f) return errno == ENOENT;
-  char buf[256] = {0};
-  size_t want = strlen(tag) < sizeof buf ? strlen(tag) : sizeof buf;
-  size_t n = fread(buf, 1, want, f);
+  char buf[257] = {0};
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
-  return n == want && !memcmp(buf, tag, n);
+  return at_start ? n >= strlen(tag) && !memcmp(buf, tag, strlen(tag)) : strstr(buf, tag) != NULL;
 }
 
 static FILE *open_tmp(const char *path, char **tmp) {
@@ -133,7 +105,7 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
     st = ps_error(PS_ENOMEM, "audit: out of memory");
     goto fail;
   }
-  if (!may_replace(csv_path, CSV_HEADER) || !may_replace(json_path, JSON_TAG)) {
+  if (!may_replace(csv_path, CSV_HEADER, 1) || !may_replace(json_path, JSON_TAG, 0)) {
     st = ps_error(PS_EIO, "audit: %s already holds files this command did not write; choose another -o", outdir);
     goto fail;
   }
@@ -176,12 +148,12 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
     ps_gradcam_result *r = NULL;
     int fst = ps_image_read(it->path, NULL, &img);
     if (fst == PS_OK) fst = ps_gradcam_compute(m, img, &o.cam, &r);
-    csv_field(csv, it->path);
+    ps__csv_write_field(csv, it->path);
     fprintf(csv, ",%s,", truth >= 0 ? names[truth] : "");
     if (fst != PS_OK) {
       sum.failed++;
       fputs(",,,,,,,", csv);
-      csv_field(csv, ps_last_error()[0] ? ps_last_error() : ps_strerror(fst));
+      ps__csv_write_field(csv, ps_last_error()[0] ? ps_last_error() : ps_strerror(fst));
       fputc('\n', csv);
       ps_image_free(img);
       continue;
@@ -229,45 +201,23 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
     sum.median_focus = median_of(foc, nf);
   }
   {
-    char *tmp = NULL;
-    FILE *f = open_tmp(json_path, &tmp);
-    if (!f) {
-      free(tmp);
-      st = ps_error(PS_EIO, "audit: cannot create a temporary file in %s: %s", outdir, strerror(errno));
-      goto fail;
-    }
-    fputs(JSON_TAG ": 1, \"manifest\": ", f);
-    json_str(f, manifest);
-    fputs(", \"split\": ", f);
-    json_str(f, o.split ? o.split : "");
-    fprintf(f, ", \"roi\": \"%s\", \"roi_fallbacks\": %d", ps_roi_name(sum.roi) ? ps_roi_name(sum.roi) : "film", sum.roi_fallbacks);
-    fprintf(f, ", \"layer\": %d, \"method\": ", o.cam.layer ? o.cam.layer : 4);
-    json_str(f, ps_cam_method_name(o.cam.method));
-    fputs(", \"threshold\": ", f);
-    json_num(f, thr);
-    fprintf(f, ", \"films\": %d, \"scored\": %d, \"failed\": %d, \"flagged\": %d, \"mean_lung_focus\": ", sum.films,
-            sum.scored, sum.failed, sum.flagged);
-    json_num(f, sum.mean_focus);
-    fputs(", \"median_lung_focus\": ", f);
-    json_num(f, sum.median_focus);
-    fputs(", \"mean_lung_focus_uniform\": ", f);
-    json_num(f, sum.mean_focus_uniform);
-    fputs(", \"classes\": {", f);
+    json_t *classes = json_object();
     for (int k = 0; k < K; k++) {
       const ps_audit_class_summary *cs = &sum.classes[k];
-      fputs(k ? ", " : "", f);
-      json_str(f, cs->name);
-      fprintf(f, ": {\"films\": %d, \"flagged\": %d, \"correct\": %d, \"mean_lung_focus\": ", cs->films, cs->flagged,
-              cs->correct);
-      json_num(f, cs->mean_focus);
-      fputs(", \"median_lung_focus\": ", f);
-      json_num(f, cs->median_focus);
-      fputs(", \"min_lung_focus\": ", f);
-      json_num(f, cs->min_focus);
-      fputc('}', f);
+      json_object_set_new(classes, cs->name,
+                          json_pack("{s:i, s:i, s:i, s:o, s:o, s:o}", "films", cs->films, "flagged", cs->flagged, "correct",
+                                    cs->correct, "mean_lung_focus", ps__json_num(cs->mean_focus), "median_lung_focus",
+                                    ps__json_num(cs->median_focus), "min_lung_focus", ps__json_num(cs->min_focus)));
     }
-    fputs("}}\n", f);
-    if ((st = close_rename(f, tmp, json_path))) goto fail;
+    json_t *j = json_pack("{s:i, s:o, s:o, s:s, s:i, s:i, s:s, s:o, s:i, s:i, s:i, s:i, s:o, s:o, s:o, s:o}",
+                          "pneumoscope_audit", 1, "manifest", ps__json_str(manifest), "split",
+                          ps__json_str(o.split ? o.split : ""), "roi", ps_roi_name(sum.roi) ? ps_roi_name(sum.roi) : "film",
+                          "roi_fallbacks", sum.roi_fallbacks, "layer", o.cam.layer ? o.cam.layer : 4, "method",
+                          ps_cam_method_name(o.cam.method), "threshold", ps__json_num(thr), "films", sum.films, "scored",
+                          sum.scored, "failed", sum.failed, "flagged", sum.flagged, "mean_lung_focus",
+                          ps__json_num(sum.mean_focus), "median_lung_focus", ps__json_num(sum.median_focus),
+                          "mean_lung_focus_uniform", ps__json_num(sum.mean_focus_uniform), "classes", classes);
+    if ((st = ps__json_write_atomic(json_path, 1, j))) goto fail;
   }
   if (summary) *summary = sum;
   st = PS_OK;

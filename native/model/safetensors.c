@@ -10,191 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ---- a small strict JSON reader, enough for the safetensors header ---------------------------- */
-
-typedef struct jp {
-  const char *s, *end;
-  const char *name; /* file name for messages */
-  char err[200];
-} jp;
-
-#define JP_FAIL(p, what)                                                         \
-  do {                                                                           \
-    if (!(p)->err[0]) snprintf((p)->err, sizeof(p)->err, "%s", (what));          \
-    return -1;                                                                   \
-  } while (0)
-
-static void jp_ws(jp *p) {
-  while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r')) p->s++;
-}
-
-static int jp_expect(jp *p, char c) {
-  jp_ws(p);
-  if (p->s >= p->end || *p->s != c) {
-    if (!p->err[0]) snprintf(p->err, sizeof p->err, "bad JSON: expected '%c'", c);
-    return -1;
-  }
-  p->s++;
-  return 0;
-}
-
-static int jp_peek(jp *p, char c) {
-  jp_ws(p);
-  return p->s < p->end && *p->s == c;
-}
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* Parse a JSON string into a malloc'd UTF-8 C string. */
-static int jp_string(jp *p, char **out) {
-  *out = NULL;
-  if (jp_expect(p, '"')) JP_FAIL(p, "bad JSON: expected a string");
-  size_t cap = 32, n = 0;
-  char *b = malloc(cap);
-  if (!b) JP_FAIL(p, "out of memory");
-  for (;;) {
-    if (p->s >= p->end) {
-      free(b);
-      JP_FAIL(p, "bad JSON: unterminated string");
-    }
-    unsigned char c = (unsigned char)*p->s++;
-    unsigned cp = 0;
-    int is_cp = 0;
-    if (c == '"') break;
-    if (c < 0x20) {
-      free(b);
-      JP_FAIL(p, "bad JSON: control character in string");
-    }
-    if (c == '\\') {
-      if (p->s >= p->end) {
-        free(b);
-        JP_FAIL(p, "bad JSON: unterminated escape");
-      }
-      char e = *p->s++;
-      switch (e) {
-        case '"': c = '"'; break;
-        case '\\': c = '\\'; break;
-        case '/': c = '/'; break;
-        case 'b': c = '\b'; break;
-        case 'f': c = '\f'; break;
-        case 'n': c = '\n'; break;
-        case 'r': c = '\r'; break;
-        case 't': c = '\t'; break;
-        case 'u': {
-          if (p->end - p->s < 4) {
-            free(b);
-            JP_FAIL(p, "bad JSON: short \\u escape");
-          }
-          for (int i = 0; i < 4; i++) {
-            int h = hexval(p->s[i]);
-            if (h < 0) {
-              free(b);
-              JP_FAIL(p, "bad JSON: bad \\u escape");
-            }
-            cp = cp * 16 + (unsigned)h;
-          }
-          p->s += 4;
-          if (cp >= 0xD800 && cp <= 0xDBFF && p->end - p->s >= 6 && p->s[0] == '\\' && p->s[1] == 'u') {
-            unsigned lo = 0;
-            int ok = 1;
-            for (int i = 0; i < 4; i++) {
-              int h = hexval(p->s[2 + i]);
-              if (h < 0) ok = 0;
-              lo = lo * 16 + (unsigned)(h < 0 ? 0 : h);
-            }
-            if (ok && lo >= 0xDC00 && lo <= 0xDFFF) {
-              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-              p->s += 6;
-            }
-          }
-          is_cp = 1;
-          break;
-        }
-        default:
-          free(b);
-          JP_FAIL(p, "bad JSON: unknown escape");
-      }
-    }
-    char tmp[4];
-    int k = 0;
-    if (!is_cp) {
-      tmp[k++] = (char)c;
-    } else if (cp < 0x80) {
-      tmp[k++] = (char)cp;
-    } else if (cp < 0x800) {
-      tmp[k++] = (char)(0xC0 | (cp >> 6));
-      tmp[k++] = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      tmp[k++] = (char)(0xE0 | (cp >> 12));
-      tmp[k++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-      tmp[k++] = (char)(0x80 | (cp & 0x3F));
-    } else {
-      tmp[k++] = (char)(0xF0 | (cp >> 18));
-      tmp[k++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-      tmp[k++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-      tmp[k++] = (char)(0x80 | (cp & 0x3F));
-    }
-    if (n + (size_t)k + 1 > cap) {
-      cap *= 2;
-      char *nb = realloc(b, cap);
-      if (!nb) {
-        free(b);
-        JP_FAIL(p, "out of memory");
-      }
-      b = nb;
-    }
-    memcpy(b + n, tmp, (size_t)k);
-    n += (size_t)k;
-  }
-  b[n] = 0;
-  if (strlen(b) != n) { /* embedded \u0000 */
-    free(b);
-    JP_FAIL(p, "bad JSON: NUL in string");
-  }
-  *out = b;
-  return 0;
-}
-
-/* Non-negative integer (no sign, no fraction), < 2^63. */
-static int jp_uint(jp *p, uint64_t *out) {
-  jp_ws(p);
-  if (p->s >= p->end || *p->s < '0' || *p->s > '9') JP_FAIL(p, "bad JSON: expected a non-negative integer");
-  uint64_t v = 0;
-  while (p->s < p->end && *p->s >= '0' && *p->s <= '9') {
-    if (v > (UINT64_C(1) << 62) / 10) JP_FAIL(p, "integer too large");
-    v = v * 10 + (uint64_t)(*p->s - '0');
-    p->s++;
-  }
-  if (p->s < p->end && (*p->s == '.' || *p->s == 'e' || *p->s == 'E')) JP_FAIL(p, "expected an integer, got a fraction");
-  *out = v;
-  return 0;
-}
-
-static int jp_uint_array(jp *p, uint64_t *vals, int max, int *n) {
-  *n = 0;
-  if (jp_expect(p, '[')) JP_FAIL(p, "bad JSON: expected an array");
-  if (jp_peek(p, ']')) {
-    p->s++;
-    return 0;
-  }
-  for (;;) {
-    if (*n >= max) JP_FAIL(p, "array too long");
-    if (jp_uint(p, &vals[*n])) return -1;
-    (*n)++;
-    jp_ws(p);
-    if (jp_peek(p, ',')) {
-      p->s++;
-      continue;
-    }
-    if (jp_expect(p, ']')) return -1;
-    return 0;
-  }
-}
+#include "ps_internal.h"
 
 /* ---- file model ---------------------------------------------------------------------------- */
 
@@ -241,94 +57,65 @@ static int cmp_begin(const void *a, const void *b) {
   return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end < y->end ? -1 : x->end > y->end);
 }
 
-static int parse_meta(jp *p, ps_st_file *f) {
-  if (jp_expect(p, '{')) JP_FAIL(p, "__metadata__ is not an object");
-  if (jp_peek(p, '}')) {
-    p->s++;
-    return 0;
+/* Error text for the header's JSON: err[200] names what is wrong. */
+typedef char st_err[200];
+
+/* Non-negative integers (JSON integers, never fractions) into vals[max]; returns the count or -1. */
+static int uint_array(const json_t *a, uint64_t *vals, int max, st_err err) {
+  if (!json_is_array(a)) return snprintf(err, sizeof(st_err), "expected an array"), -1;
+  if ((int)json_array_size(a) > max) return snprintf(err, sizeof(st_err), "array too long"), -1;
+  size_t i;
+  json_t *v;
+  json_array_foreach(a, i, v) {
+    if (!json_is_integer(v)) return snprintf(err, sizeof(st_err), "expected an integer"), -1;
+    json_int_t x = json_integer_value(v);
+    if (x < 0) return snprintf(err, sizeof(st_err), "expected a non-negative integer"), -1;
+    vals[i] = (uint64_t)x;
   }
-  for (;;) {
-    char *k = NULL, *v = NULL;
-    if (jp_string(p, &k)) return -1;
-    if (jp_expect(p, ':')) {
-      free(k);
-      return -1;
-    }
-    if (jp_string(p, &v)) {
-      free(k);
-      JP_FAIL(p, "__metadata__ values must be strings");
-    }
-    char **nk = realloc(f->meta_keys, sizeof(char *) * (size_t)(f->nmeta + 1));
-    if (nk) f->meta_keys = nk;
-    char **nv = nk ? realloc(f->meta_vals, sizeof(char *) * (size_t)(f->nmeta + 1)) : NULL;
-    if (nv) f->meta_vals = nv;
-    if (!nk || !nv) {
-      free(k);
-      free(v);
-      JP_FAIL(p, "out of memory");
-    }
-    f->meta_keys[f->nmeta] = k;
-    f->meta_vals[f->nmeta] = v;
-    f->nmeta++;
-    if (jp_peek(p, ',')) {
-      p->s++;
-      continue;
-    }
-    return jp_expect(p, '}');
-  }
+  return (int)json_array_size(a);
 }
 
-static int parse_tensor(jp *p, ps_st_tensor *t) {
-  int have_dtype = 0, have_shape = 0, have_off = 0;
-  if (jp_expect(p, '{')) JP_FAIL(p, "tensor entry is not an object");
-  if (jp_peek(p, '}')) JP_FAIL(p, "empty tensor entry");
-  for (;;) {
-    char *k = NULL;
-    if (jp_string(p, &k)) return -1;
-    if (jp_expect(p, ':')) {
-      free(k);
-      return -1;
-    }
-    if (!strcmp(k, "dtype")) {
-      char *v = NULL;
-      free(k);
-      if (jp_string(p, &v)) return -1;
-      if (dtype_from_name(v, &t->dtype)) {
-        snprintf(p->err, sizeof p->err, "unknown or unsupported dtype \"%.40s\"", v);
-        free(v);
-        return -1;
-      }
-      free(v);
-      have_dtype = 1;
-    } else if (!strcmp(k, "shape")) {
-      uint64_t v[PS_TENSOR_MAX_DIMS];
-      int n = 0;
-      free(k);
-      if (jp_uint_array(p, v, PS_TENSOR_MAX_DIMS, &n)) return -1;
-      t->ndim = n;
-      for (int i = 0; i < n; i++) t->shape[i] = (int64_t)v[i];
-      have_shape = 1;
-    } else if (!strcmp(k, "data_offsets")) {
-      uint64_t v[2];
-      int n = 0;
-      free(k);
-      if (jp_uint_array(p, v, 2, &n)) return -1;
-      if (n != 2) JP_FAIL(p, "data_offsets must hold 2 numbers");
-      t->begin = v[0];
-      t->end = v[1];
-      have_off = 1;
-    } else {
-      free(k);
-      JP_FAIL(p, "unknown key in tensor entry");
-    }
-    if (jp_peek(p, ',')) {
-      p->s++;
-      continue;
-    }
-    if (jp_expect(p, '}')) return -1;
-    break;
+static int parse_meta(const json_t *o, ps_st_file *f, st_err err) {
+  if (!json_is_object(o)) return snprintf(err, sizeof(st_err), "__metadata__ is not an object"), -1;
+  size_t n = json_object_size(o);
+  f->meta_keys = calloc(n ? n : 1, sizeof(char *));
+  f->meta_vals = calloc(n ? n : 1, sizeof(char *));
+  if (!f->meta_keys || !f->meta_vals) return snprintf(err, sizeof(st_err), "out of memory"), -1;
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)o, k, v) {
+    if (!json_is_string(v)) return snprintf(err, sizeof(st_err), "__metadata__ values must be strings"), -1;
+    f->meta_keys[f->nmeta] = strdup(k);
+    f->meta_vals[f->nmeta] = strdup(json_string_value(v));
+    f->nmeta++;
+    if (!f->meta_keys[f->nmeta - 1] || !f->meta_vals[f->nmeta - 1])
+      return snprintf(err, sizeof(st_err), "out of memory"), -1;
   }
-  if (!have_dtype || !have_shape || !have_off) JP_FAIL(p, "tensor entry lacks dtype, shape or data_offsets");
+  return 0;
+}
+
+static int parse_tensor(const json_t *o, ps_st_tensor *t, st_err err) {
+  if (!json_is_object(o)) return snprintf(err, sizeof(st_err), "tensor entry is not an object"), -1;
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)o, k, v) {
+    if (strcmp(k, "dtype") && strcmp(k, "shape") && strcmp(k, "data_offsets"))
+      return snprintf(err, sizeof(st_err), "unknown key in tensor entry"), -1;
+  }
+  const json_t *dt = json_object_get(o, "dtype"), *sh = json_object_get(o, "shape"),
+               *off = json_object_get(o, "data_offsets");
+  if (!dt || !sh || !off) return snprintf(err, sizeof(st_err), "tensor entry lacks dtype, shape or data_offsets"), -1;
+  if (!json_is_string(dt)) return snprintf(err, sizeof(st_err), "dtype is not a string"), -1;
+  if (dtype_from_name(json_string_value(dt), &t->dtype))
+    return snprintf(err, sizeof(st_err), "unknown or unsupported dtype \"%.40s\"", json_string_value(dt)), -1;
+  uint64_t dims[PS_TENSOR_MAX_DIMS], be[2];
+  int nd = uint_array(sh, dims, PS_TENSOR_MAX_DIMS, err);
+  if (nd < 0) return -1;
+  t->ndim = nd;
+  for (int i = 0; i < nd; i++) t->shape[i] = (int64_t)dims[i];
+  if (uint_array(off, be, 2, err) != 2) return err[0] ? -1 : (snprintf(err, sizeof(st_err), "data_offsets must hold 2 numbers"), -1);
+  t->begin = be[0];
+  t->end = be[1];
   return 0;
 }
 
@@ -357,6 +144,8 @@ int ps_st_open(const char *path, ps_st_file **out) {
   ps_st_file *f = NULL;
   const ps_st_tensor **order = NULL;
   char *hbuf = NULL;
+  json_t *root = NULL;
+  st_err err = {0};
   if (!path || !out) return ps_error(PS_EINVAL, "safetensors: path/out is NULL");
   *out = NULL;
   const char *name = path;
@@ -417,67 +206,46 @@ int ps_st_open(const char *path, ps_st_file **out) {
   }
   f->data_start = 8 + hlen;
   uint64_t body_len = size - 8 - hlen;
-  jp p = {hbuf, hbuf + hlen, name, {0}};
-  int cap = 0;
-  if (jp_expect(&p, '{')) goto bad_json;
-  if (!jp_peek(&p, '}')) {
-    for (;;) {
-      char *key = NULL;
-      if (jp_string(&p, &key)) goto bad_json;
-      if (jp_expect(&p, ':')) {
-        free(key);
-        goto bad_json;
-      }
-      if (!strcmp(key, "__metadata__")) {
-        free(key);
-        if (f->nmeta) {
-          snprintf(p.err, sizeof p.err, "two __metadata__ entries");
-          goto bad_json;
-        }
-        if (parse_meta(&p, f)) goto bad_json;
-      } else {
-        if (ps_st_find(f, key)) {
-          snprintf(p.err, sizeof p.err, "tensor \"%.60s\" appears twice", key);
-          free(key);
-          goto bad_json;
-        }
-        if (f->n == cap) {
-          int nc = cap ? cap * 2 : 64;
-          ps_st_tensor *nt = realloc(f->tensors, sizeof *nt * (size_t)nc);
-          if (!nt) {
-            free(key);
-            st = ps_error(PS_ENOMEM, "safetensors: out of memory");
-            goto fail;
-          }
-          f->tensors = nt;
-          cap = nc;
-        }
-        ps_st_tensor *t = &f->tensors[f->n];
-        memset(t, 0, sizeof *t);
-        t->name = key;
-        f->n++;
-        if (parse_tensor(&p, t)) {
-          char tmp[200];
-          snprintf(tmp, sizeof tmp, "%s (tensor \"%.60s\")", p.err, key);
-          memcpy(p.err, tmp, sizeof p.err);
-          goto bad_json;
-        }
-      }
-      if (jp_peek(&p, ',')) {
-        p.s++;
-        continue;
-      }
-      if (jp_expect(&p, '}')) goto bad_json;
-      break;
-    }
-  } else {
-    p.s++;
-  }
-  jp_ws(&p);
-  if (p.s != p.end) {
-    snprintf(p.err, sizeof p.err, "bad JSON: trailing bytes after the header object");
+  /* jansson, strict: duplicate keys (a tensor or __metadata__ twice) and \u0000 refused, nothing
+   * may follow the header object. */
+  json_error_t jerr;
+  root = json_loadb(hbuf, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+  if (!root) {
+    snprintf(err, sizeof err, "bad JSON at byte %d: %s", jerr.position, jerr.text);
     goto bad_json;
   }
+  if (!json_is_object(root)) {
+    snprintf(err, sizeof err, "header is not a JSON object");
+    goto bad_json;
+  }
+  f->tensors = calloc(json_object_size(root) ? json_object_size(root) : 1, sizeof *f->tensors);
+  if (!f->tensors) {
+    st = ps_error(PS_ENOMEM, "safetensors: out of memory");
+    goto fail;
+  }
+  const char *key;
+  json_t *val;
+  json_object_foreach(root, key, val) {
+    if (!strcmp(key, "__metadata__")) {
+      if (parse_meta(val, f, err)) goto bad_json;
+      continue;
+    }
+    ps_st_tensor *t = &f->tensors[f->n];
+    t->name = strdup(key);
+    if (!t->name) {
+      st = ps_error(PS_ENOMEM, "safetensors: out of memory");
+      goto fail;
+    }
+    f->n++;
+    if (parse_tensor(val, t, err)) {
+      char tmp[sizeof err];
+      snprintf(tmp, sizeof tmp, "%s (tensor \"%.60s\")", err, key);
+      memcpy(err, tmp, sizeof err);
+      goto bad_json;
+    }
+  }
+  json_decref(root);
+  root = NULL;
   /* Validate every tensor against the data block. */
   for (int i = 0; i < f->n; i++) {
     ps_st_tensor *t = &f->tensors[i];
@@ -545,8 +313,9 @@ int ps_st_open(const char *path, ps_st_file **out) {
   *out = f;
   return PS_OK;
 bad_json:
-  st = ps_error(PS_EFORMAT, "safetensors: %s: bad header: %s", name, p.err[0] ? p.err : "malformed JSON");
+  st = ps_error(PS_EFORMAT, "safetensors: %s: bad header: %s", name, err[0] ? err : "malformed JSON");
 fail:
+  json_decref(root);
   free(order);
   free(hbuf);
   ps_st_free(f);
@@ -555,91 +324,47 @@ fail:
 
 /* ---- writing ---------------------------------------------------------------------------------- */
 
-typedef struct sbuf {
-  char *p;
-  size_t n, cap;
-  int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->n + n + 1) nc *= 2;
-    char *np = realloc(b->p, nc);
-    if (!np) {
-      b->oom = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_json(sbuf *b, const char *s) {
-  sb_put(b, "\"", 1);
-  for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-    char tmp[8];
-    if (*c == '"' || *c == '\\') {
-      tmp[0] = '\\';
-      tmp[1] = (char)*c;
-      sb_put(b, tmp, 2);
-    } else if (*c < 0x20) {
-      snprintf(tmp, sizeof tmp, "\\u%04x", *c);
-      sb_str(b, tmp);
-    } else {
-      sb_put(b, (const char *)c, 1);
-    }
-  }
-  sb_put(b, "\"", 1);
-}
-
 int ps_st_write(const char *path, const ps_st_out_tensor *ts, int n, const char *const *meta_keys,
                 const char *const *meta_vals, int nmeta) {
   int st = PS_OK, fd = -1;
   char *tmp = NULL;
-  sbuf h = {0};
+  char *h = NULL;
+  size_t hn = 0;
   if (!path || (!ts && n)) return ps_error(PS_EINVAL, "safetensors: path/tensors is NULL");
-  sb_str(&h, "{");
-  if (nmeta > 0) {
-    sb_str(&h, "\"__metadata__\":{");
-    for (int i = 0; i < nmeta; i++) {
-      if (i) sb_str(&h, ",");
-      sb_json(&h, meta_keys[i]);
-      sb_str(&h, ":");
-      sb_json(&h, meta_vals[i] ? meta_vals[i] : "");
-    }
-    sb_str(&h, "}");
-  }
+  /* Header: compact JSON, __metadata__ first, tensors in data order. */
+  json_t *root = json_object(), *meta = nmeta > 0 ? json_object() : NULL;
+  int bad = !root || (nmeta > 0 && (!meta || json_object_set_new(root, "__metadata__", meta)));
+  for (int i = 0; !bad && i < nmeta; i++)
+    bad = !meta_keys[i] || json_object_set_new(meta, meta_keys[i], ps__json_str(meta_vals[i] ? meta_vals[i] : ""));
   uint64_t off = 0;
-  for (int i = 0; i < n; i++) {
-    char num[64];
+  for (int i = 0; !bad && i < n; i++) {
     uint64_t numel = 1;
-    for (int d = 0; d < ts[i].ndim; d++) numel *= (uint64_t)ts[i].shape[d];
-    uint64_t bytes = numel * ps_dtype_size(ts[i].dtype);
-    if (nmeta > 0 || i) sb_str(&h, ",");
-    sb_json(&h, ts[i].name);
-    sb_str(&h, ":{\"dtype\":");
-    sb_json(&h, ps_dtype_name(ts[i].dtype));
-    sb_str(&h, ",\"shape\":[");
+    json_t *shape = json_array(), *t = json_object();
     for (int d = 0; d < ts[i].ndim; d++) {
-      snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)ts[i].shape[d]);
-      sb_str(&h, num);
+      numel *= (uint64_t)ts[i].shape[d];
+      json_array_append_new(shape, json_integer(ts[i].shape[d]));
     }
-    snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-             (unsigned long long)(off + bytes));
-    sb_str(&h, num);
+    uint64_t bytes = numel * ps_dtype_size(ts[i].dtype);
+    bad = !t || json_object_set_new(t, "dtype", json_string(ps_dtype_name(ts[i].dtype))) ||
+          json_object_set_new(t, "shape", shape) ||
+          json_object_set_new(t, "data_offsets", json_pack("[II]", (json_int_t)off, (json_int_t)(off + bytes))) ||
+          json_object_set_new(root, ts[i].name, t);
     off += bytes;
   }
-  sb_str(&h, "}");
-  while (!h.oom && h.n % 8) sb_str(&h, " "); /* align the data block to 8 bytes */
-  if (h.oom) {
-    st = ps_error(PS_ENOMEM, "safetensors: out of memory writing %s", path);
+  char *js = bad ? NULL : json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
+  json_decref(root);
+  if (js) {
+    hn = strlen(js);
+    h = malloc(hn + 8);
+    if (h) {
+      memcpy(h, js, hn);
+      while (hn % 8) h[hn++] = ' '; /* align the data block to 8 bytes */
+    }
+    free(js);
+  }
+  if (!h) {
+    st = ps_error(bad ? PS_EINVAL : PS_ENOMEM, "safetensors: cannot write the header of %s (%s)", path,
+                  bad ? "a NULL or non-UTF-8 name or value" : "out of memory");
     goto fail;
   }
   size_t plen = strlen(path);
@@ -664,9 +389,9 @@ int ps_st_write(const char *path, const ps_st_out_tensor *ts, int n, const char 
   }
   fd = -1;
   uint8_t len8[8];
-  uint64_t hl = h.n;
+  uint64_t hl = hn;
   for (int i = 0; i < 8; i++) len8[i] = (uint8_t)(hl >> (8 * i));
-  int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(h.p, 1, h.n, fp) == h.n;
+  int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(h, 1, hn, fp) == hn;
   for (int i = 0; ok && i < n; i++) {
     uint64_t numel = 1;
     for (int d = 0; d < ts[i].ndim; d++) numel *= (uint64_t)ts[i].shape[d];
@@ -686,7 +411,7 @@ int ps_st_write(const char *path, const ps_st_out_tensor *ts, int n, const char 
     goto fail;
   }
   free(tmp);
-  free(h.p);
+  free(h);
   return PS_OK;
 fail:
   if (fd >= 0) close(fd);
@@ -694,7 +419,7 @@ fail:
     unlink(tmp);
     free(tmp);
   }
-  free(h.p);
+  free(h);
   return st;
 }
 

@@ -13,6 +13,7 @@
 #include "ps_preprocess.h"
 #include "ps_train.h"
 #include "train_internal.h"
+#include "ps_internal.h"
 #include "ps_plot.h"
 
 typedef struct {
@@ -31,84 +32,54 @@ typedef struct {
 
 #define EVAL_BINS 15 /* calibration bins (Guo et al. 2017) */
 
-static void jnum(FILE *f, double v) {
-  if (isfinite(v)) fprintf(f, "%.10g", v);
-  else fputs("null", f);
+static json_t *num_array(const double *v, int n) {
+  json_t *a = json_array();
+  for (int i = 0; i < n; i++) json_array_append_new(a, ps__json_num(v[i]));
+  return a;
 }
 
-static void jstr(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') fputc('\\', f), fputc(*s, f);
-    else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
-    else fputc(*s, f);
-  }
-  fputc('"', f);
-}
-
-static void csv_field(FILE *f, const char *s) {
-  if (!strpbrk(s, ",\"\n\r")) {
-    fputs(s, f);
-    return;
-  }
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"') fputc('"', f);
-    fputc(*s, f);
-  }
-  fputc('"', f);
+static json_t *prf(double p, double r, double f1) {
+  return json_pack("{s:o, s:o, s:o}", "precision", ps__json_num(p), "recall", ps__json_num(r), "f1", ps__json_num(f1));
 }
 
 static int write_metrics_json(FILE *f, void *user) {
   const eval_out *e = user;
   const ps_metrics *m = e->m;
   const int K = e->K;
-  fputs("{\n  \"model\": ", f), jstr(f, e->model_path);
-  fputs(",\n  \"manifest\": ", f), jstr(f, e->manifest);
-  fputs(",\n  \"split\": ", f), jstr(f, e->split);
-  fprintf(f, ",\n  \"task\": \"%s\",\n  \"classes\": [", ps_train_task_name(e->meta->task));
-  for (int c = 0; c < K; c++) fprintf(f, "%s\"%s\"", c ? ", " : "", e->meta->classes[c]);
-  fprintf(f, "],\n  \"n\": %zu,\n  \"threshold\": ", m->n);
-  if (K == 2) jnum(f, m->threshold);
-  else fputs("null", f);
-  fprintf(f, ",\n  \"decision\": \"%s\"", K == 2 ? "P(classes[1]) >= threshold" : "argmax");
-  fputs(",\n  \"accuracy\": ", f), jnum(f, m->accuracy);
-  fputs(",\n  \"roc_auc\": ", f), jnum(f, m->roc_auc);
-  fputs(",\n  \"average_precision\": ", f), jnum(f, m->average_precision);
-  fputs(",\n  \"sensitivity\": ", f), jnum(f, K == 2 ? m->sensitivity : NAN);
-  fputs(",\n  \"specificity\": ", f), jnum(f, K == 2 ? m->specificity : NAN);
-  fputs(",\n  \"ece\": ", f), jnum(f, e->ece);
-  fputs(",\n  \"temperature\": ", f), jnum(f, e->meta->temperature > 0 ? e->meta->temperature : 1.0);
-  fprintf(f, ",\n  \"reliability\": {\"bins\": %d, \"count\": [", EVAL_BINS);
-  for (int b = 0; b < EVAL_BINS; b++) fprintf(f, "%s%lld", b ? ", " : "", (long long)e->bin_count[b]);
-  fputs("], \"confidence\": [", f);
-  for (int b = 0; b < EVAL_BINS; b++) fputs(b ? ", " : "", f), jnum(f, e->bin_conf[b]);
-  fputs("], \"accuracy\": [", f);
-  for (int b = 0; b < EVAL_BINS; b++) fputs(b ? ", " : "", f), jnum(f, e->bin_acc[b]);
-  fputs("]}", f);
-  fputs(",\n  \"ece_note\": \"top-label: max class probability vs argmax == true class, equal-width bins on [0, 1]\"", f);
-  fputs(",\n  \"per_class\": {", f);
+  json_t *classes = json_array(), *counts = json_array(), *per_class = json_object(), *confusion = json_array();
   for (int c = 0; c < K; c++) {
-    fprintf(f, "%s\n    \"%s\": {\"precision\": ", c ? "," : "", e->meta->classes[c]);
-    jnum(f, m->precision[c]);
-    fputs(", \"recall\": ", f), jnum(f, m->recall[c]);
-    fputs(", \"f1\": ", f), jnum(f, m->f1[c]);
-    fprintf(f, ", \"support\": %lld}", (long long)m->support[c]);
+    json_array_append_new(classes, json_string(e->meta->classes[c]));
+    json_t *pc = prf(m->precision[c], m->recall[c], m->f1[c]);
+    json_object_set_new(pc, "support", json_integer(m->support[c]));
+    json_object_set_new(per_class, e->meta->classes[c], pc);
+    json_t *row = json_array();
+    for (int j = 0; j < K; j++) json_array_append_new(row, json_integer(m->confusion[c * K + j]));
+    json_array_append_new(confusion, row);
   }
-  fputs("\n  },\n  \"macro\": {\"precision\": ", f), jnum(f, m->macro_precision);
-  fputs(", \"recall\": ", f), jnum(f, m->macro_recall);
-  fputs(", \"f1\": ", f), jnum(f, m->macro_f1);
-  fputs("},\n  \"weighted\": {\"precision\": ", f), jnum(f, m->weighted_precision);
-  fputs(", \"recall\": ", f), jnum(f, m->weighted_recall);
-  fputs(", \"f1\": ", f), jnum(f, m->weighted_f1);
-  fputs("},\n  \"confusion_matrix\": [", f);
-  for (int i = 0; i < K; i++) {
-    fputs(i ? ", [" : "[", f);
-    for (int j = 0; j < K; j++) fprintf(f, "%s%lld", j ? ", " : "", (long long)m->confusion[i * K + j]);
-    fputc(']', f);
+  for (int b = 0; b < EVAL_BINS; b++) json_array_append_new(counts, json_integer(e->bin_count[b]));
+  json_t *j = json_pack(
+      "{s:o, s:o, s:o, s:s, s:o, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "model", ps__json_str(e->model_path),
+      "manifest", ps__json_str(e->manifest), "split", ps__json_str(e->split), "task", ps_train_task_name(e->meta->task),
+      "classes", classes, "n", (json_int_t)m->n, "threshold", K == 2 ? ps__json_num(m->threshold) : json_null(),
+      "decision", K == 2 ? "P(classes[1]) >= threshold" : "argmax", "accuracy", ps__json_num(m->accuracy), "roc_auc",
+      ps__json_num(m->roc_auc), "average_precision", ps__json_num(m->average_precision), "sensitivity",
+      ps__json_num(K == 2 ? m->sensitivity : NAN), "specificity", ps__json_num(K == 2 ? m->specificity : NAN), "ece",
+      ps__json_num(e->ece), "temperature", ps__json_num(e->meta->temperature > 0 ? e->meta->temperature : 1.0));
+  if (j) {
+    json_object_set_new(j, "reliability",
+                        json_pack("{s:i, s:o, s:o, s:o}", "bins", EVAL_BINS, "count", counts, "confidence",
+                                  num_array(e->bin_conf, EVAL_BINS), "accuracy", num_array(e->bin_acc, EVAL_BINS)));
+    json_object_set_new(j, "ece_note",
+                        json_string("top-label: max class probability vs argmax == true class, equal-width bins on [0, 1]"));
+    json_object_set_new(j, "per_class", per_class);
+    json_object_set_new(j, "macro", prf(m->macro_precision, m->macro_recall, m->macro_f1));
+    json_object_set_new(j, "weighted", prf(m->weighted_precision, m->weighted_recall, m->weighted_f1));
+    json_object_set_new(j, "confusion_matrix", confusion);
+    json_object_set_new(j, "confusion_matrix_note", json_string("rows = true class, columns = predicted class"));
+  } else {
+    json_decref(counts), json_decref(per_class), json_decref(confusion);
   }
-  fputs("],\n  \"confusion_matrix_note\": \"rows = true class, columns = predicted class\"\n}\n", f);
-  return PS_OK;
+  return ps__json_dump(f, j);
 }
 
 static int write_predictions_csv(FILE *f, void *user) {
@@ -118,9 +89,9 @@ static int write_predictions_csv(FILE *f, void *user) {
   fputc('\n', f);
   for (int i = 0; i < e->n; i++) {
     int k = e->idx[i];
-    csv_field(f, e->f->paths[k]);
+    ps__csv_write_field(f, e->f->paths[k]);
     fputc(',', f);
-    csv_field(f, e->f->patient[k]);
+    ps__csv_write_field(f, e->f->patient[k]);
     fprintf(f, ",%s,%d,%s,%d", e->meta->classes[e->y[i]], e->y[i], e->meta->classes[e->pred[i]], e->pred[i]);
     for (int c = 0; c < e->K; c++) fprintf(f, ",%.9g", e->probs[(size_t)i * e->K + c]);
     fputc('\n', f);
@@ -128,33 +99,23 @@ static int write_predictions_csv(FILE *f, void *user) {
   return PS_OK;
 }
 
-/* history.json (as ps_train_run writes it) -> per-epoch arrays; returns epochs read. */
+/* history.json (as ps_train_run writes it) -> per-epoch arrays; returns epochs read (0: none, unreadable). */
 static size_t read_history(const char *path, double **tl, double **vl, double **metric, const char **name) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return 0;
-  size_t cap = 1 << 20, n = 0;
-  char *buf = malloc(cap + 1);
-  if (buf) n = fread(buf, 1, cap, f);
-  fclose(f);
-  if (!buf) return 0;
-  buf[n] = 0;
-  const char *key = strstr(buf, "\"monitor\": \"f1\"") ? "\"f1\": " : "\"auc\": ";
-  *name = strstr(buf, "\"monitor\": \"f1\"") ? "F1 (val)" : "AUC (val)";
-  size_t k = 0, m = 0;
-  for (const char *s = strstr(buf, "{\"epoch\": "); s; s = strstr(s + 1, "{\"epoch\": ")) m++;
+  json_t *h = json_load_file(path, 0, NULL), *epochs = json_object_get(h, "epochs");
+  size_t m = json_array_size(epochs);
+  int f1 = json_is_string(json_object_get(h, "monitor")) && !strcmp(json_string_value(json_object_get(h, "monitor")), "f1");
+  *name = f1 ? "F1 (val)" : "AUC (val)";
   *tl = malloc(sizeof(double) * (m + 1)), *vl = malloc(sizeof(double) * (m + 1)), *metric = malloc(sizeof(double) * (m + 1));
-  if (!*tl || !*vl || !*metric) {
-    free(buf);
-    return 0;
+  if (!*tl || !*vl || !*metric) m = 0;
+  for (size_t k = 0; k < m; k++) { /* null (not finite) and missing -> NaN */
+    json_t *e = json_array_get(epochs, k), *a = json_object_get(e, "train_loss"), *b = json_object_get(e, "val_loss"),
+           *c = json_object_get(e, f1 ? "f1" : "auc");
+    (*tl)[k] = json_is_number(a) ? json_number_value(a) : NAN;
+    (*vl)[k] = json_is_number(b) ? json_number_value(b) : NAN;
+    (*metric)[k] = json_is_number(c) ? json_number_value(c) : NAN;
   }
-  for (const char *s = strstr(buf, "{\"epoch\": "); s && k < m; s = strstr(s + 1, "{\"epoch\": "), k++) {
-    const char *a = strstr(s, "\"train_loss\": "), *b = strstr(s, "\"val_loss\": "), *c = strstr(s, key);
-    (*tl)[k] = a && strncmp(a + 14, "null", 4) ? atof(a + 14) : NAN;
-    (*vl)[k] = b && strncmp(b + 12, "null", 4) ? atof(b + 12) : NAN;
-    (*metric)[k] = c && strncmp(c + strlen(key), "null", 4) ? atof(c + strlen(key)) : NAN;
-  }
-  free(buf);
-  return k;
+  json_decref(h);
+  return m;
 }
 
 /* confusion.png, roc.png, pr.png, reliability.png and (with a history) curves.png in outdir. */

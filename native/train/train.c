@@ -18,6 +18,7 @@
 #include "ps_torch.h"
 #include "ps_train.h"
 #include "train_internal.h"
+#include "ps_internal.h"
 #include "train_gpu.h"
 
 #define CKPT_MAGIC "PSCKPT\0\0"
@@ -197,31 +198,21 @@ fail:
 
 /* ---- files: history, checkpoint, model ---- */
 
-static void json_num(FILE *f, double v) {
-  if (isfinite(v)) fprintf(f, "%.6g", v);
-  else fputs("null", f);
-}
-
 static int write_history_json(FILE *f, void *user) {
   run *r = user;
-  fprintf(f, "{\n  \"task\": \"%s\",\n  \"monitor\": \"%s\",\n  \"best_epoch\": %d,\n  \"epochs\": [\n",
-          ps_train_task_name(r->task), ps_monitor_name(r->monitor), r->best_epoch);
+  json_t *epochs = json_array();
   for (int i = 0; i < r->n_history; i++) {
     const ps_train_epoch *e = &r->history[i];
-    fprintf(f, "    {\"epoch\": %d, \"train_loss\": ", e->epoch);
-    json_num(f, e->train_loss);
-    fputs(", \"val_loss\": ", f), json_num(f, e->val_loss);
-    fputs(", \"precision\": ", f), json_num(f, e->precision);
-    fputs(", \"recall\": ", f), json_num(f, e->recall);
-    fputs(", \"f1\": ", f), json_num(f, e->f1);
-    fputs(", \"accuracy\": ", f), json_num(f, e->accuracy);
-    fputs(", \"auc\": ", f), json_num(f, e->auc);
-    fputs(", \"seconds\": ", f), json_num(f, e->seconds);
-    fputs(", \"images_per_s\": ", f), json_num(f, e->images_per_s);
-    fprintf(f, ", \"improved\": %s}%s\n", e->improved ? "true" : "false", i + 1 < r->n_history ? "," : "");
+    json_array_append_new(epochs, json_pack("{s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "epoch", e->epoch,
+                                            "train_loss", ps__json_num(e->train_loss), "val_loss",
+                                            ps__json_num(e->val_loss), "precision", ps__json_num(e->precision), "recall",
+                                            ps__json_num(e->recall), "f1", ps__json_num(e->f1), "accuracy",
+                                            ps__json_num(e->accuracy), "auc", ps__json_num(e->auc), "seconds",
+                                            ps__json_num(e->seconds), "images_per_s", ps__json_num(e->images_per_s),
+                                            "improved", e->improved));
   }
-  fputs("  ]\n}\n", f);
-  return PS_OK;
+  return ps__json_dump(f, json_pack("{s:s, s:s, s:i, s:o}", "task", ps_train_task_name(r->task), "monitor",
+                                    ps_monitor_name(r->monitor), "best_epoch", r->best_epoch, "epochs", epochs));
 }
 
 static int write_history_csv(FILE *f, void *user) {
@@ -410,31 +401,35 @@ static int set_meta(run *r, double threshold, const char *note) {
   const ps_train_epoch *be = NULL;
   for (int i = 0; i < r->n_history; i++)
     if (r->history[i].epoch == r->best_epoch) be = &r->history[i];
-  char cmd[1024] = "";
-  if (r->opts->command) {
-    size_t k = 0;
-    for (const char *p = r->opts->command; *p && k + 2 < sizeof cmd; p++) {
-      if (*p == '"' || *p == '\\') cmd[k++] = '\\';
-      cmd[k++] = (*p >= 0x20) ? *p : ' ';
-    }
-    cmd[k] = 0;
+  char recipe[512];
+  snprintf(recipe, sizeof recipe, "ResNet18 %s, Adam lr %g%s, batch %d, size %d, roi %s, %s sampling, %s",
+           r->opts->init ? "from --init weights" : "from scratch", r->lr, r->opts->lr_cosine ? " (cosine decay to 0)" : "",
+           r->batch, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled",
+           r->augment ? "augmented" : "no augmentation");
+  char software[64];
+  snprintf(software, sizeof software, "PneumoScope %s", ps_version());
+  json_t *p = json_pack(
+      "{s:s, s:o, s:i, s:i, s:o, s:s, s:i, s:i, s:s, s:o, s:o, s:o, s:s, s:s}", "software", software, "data",
+      ps__json_str(r->opts->manifest), "training_films", r->n_train, "validation_films", r->n_val, "command",
+      ps__json_str(r->opts->command ? r->opts->command : ""), "recipe", recipe, "epochs_run", r->n_history, "best_epoch",
+      r->best_epoch, "monitor", ps_monitor_name(r->monitor), "val_auc", ps__json_num(be ? be->auc : NAN), "val_f1",
+      ps__json_num(be ? be->f1 : NAN), "val_accuracy", ps__json_num(be ? be->accuracy : NAN), "threshold_rule",
+      r->task == PS_TASK_BINARY ? "Youden J (max TPR-FPR) on the validation split, P(PNEUMONIA) >= threshold" : "argmax",
+      "date", date);
+  if (p && note) json_object_set_new(p, "note", ps__json_str(note));
+  /* the metadata field holds PS_MODEL_PROVENANCE_MAX bytes: a very long command line or note gives way */
+  char *text = NULL;
+  for (int drop = 0; p && drop < 3; drop++) {
+    if (drop) json_object_del(p, drop == 1 ? "command" : "note");
+    text = json_dumps(p, JSON_REAL_PRECISION(4));
+    if (!text || strlen(text) < sizeof meta.provenance) break;
+    free(text);
+    text = NULL;
   }
-  char man[1024];
-  snprintf(man, sizeof man, "%s", r->opts->manifest);
-  for (char *p = man; *p; p++)
-    if (*p == '"' || *p == '\\') *p = '_';
-  snprintf(meta.provenance, sizeof meta.provenance,
-           "{\"software\": \"PneumoScope %s\", \"data\": \"%s\", \"training_films\": %d, \"validation_films\": %d, "
-           "\"command\": \"%s\", \"recipe\": \"ResNet18 %s, Adam lr %g%s, batch %d, size %d, roi %s, %s sampling, %s\", "
-           "\"epochs_run\": %d, \"best_epoch\": %d, \"monitor\": \"%s\", \"val_auc\": %.4f, \"val_f1\": %.4f, "
-           "\"val_accuracy\": %.4f, \"threshold_rule\": \"%s\", \"date\": \"%s\"%s%s%s}",
-           ps_version(), man, r->n_train, r->n_val, cmd, r->opts->init ? "from --init weights" : "from scratch", r->lr,
-           r->opts->lr_cosine ? " (cosine decay to 0)" : "", r->batch, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled", r->augment ? "augmented" : "no augmentation",
-           r->n_history, r->best_epoch, ps_monitor_name(r->monitor), be ? be->auc : NAN, be ? be->f1 : NAN,
-           be ? be->accuracy : NAN,
-           r->task == PS_TASK_BINARY ? "Youden J (max TPR-FPR) on the validation split, P(PNEUMONIA) >= threshold"
-                                     : "argmax",
-           date, note ? ", \"note\": \"" : "", note ? note : "", note ? "\"" : "");
+  json_decref(p);
+  if (!text) return ps_error(PS_ENOMEM, "train: cannot write the provenance (out of memory)");
+  snprintf(meta.provenance, sizeof meta.provenance, "%s", text);
+  free(text);
   return ps_model_set_meta(r->model, &meta);
 }
 
@@ -507,8 +502,6 @@ static int finalize_best(run *r, double *threshold) {
                cal.temperature, cal.temperature_fitted, cal.ece_before, cal.ece_after, "mahalanobis-shared-cov",
                cal.ood_threshold, 100 * cal.val_flagged, 100 * cal.train_flagged);
     }
-    for (char *p = note; *p; p++)
-      if (*p == '"' || *p == '\\') *p = '\''; /* the note sits inside the provenance JSON */
     if ((st = save_best(r, thr, note))) goto done;
   }
   *threshold = thr;
