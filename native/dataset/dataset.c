@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <nettle/sha2.h>
+
 #include "dataset_internal.h"
 
 /* DICOM PatientID / SOPInstanceUID come from the image module when it is built in. */
@@ -785,4 +787,28 @@ fail:
   ps__csv_free(&c);
   ps_dataset_free(ds);
   return st;
+}
+
+int ps_sha256_file(const char *path, char hex[65]) {
+  if (!path || !hex) return ps_error(PS_EINVAL, "sha256: NULL argument");
+  hex[0] = '\0';
+  FILE *f = fopen(path, "rb");
+  if (!f) return ps_error(PS_EIO, "sha256: cannot open %s: %s", path, strerror(errno));
+  struct sha256_ctx c;
+  sha256_init(&c);
+  uint8_t buf[1 << 16];
+  size_t got;
+  while ((got = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&c, got, buf);
+  int err = ferror(f);
+  fclose(f);
+  if (err) return ps_error(PS_EIO, "sha256: read error in %s", path);
+  uint8_t d[SHA256_DIGEST_SIZE];
+  sha256_digest(&c, sizeof d, d);
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
+    hex[2 * i] = digits[d[i] >> 4];
+    hex[2 * i + 1] = digits[d[i] & 15];
+  }
+  hex[64] = '\0';
+  return PS_OK;
 }

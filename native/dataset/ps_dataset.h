@@ -165,18 +165,7 @@ PS_API int ps_dataset_patient_id_from_name(const char *name, char *out, size_t c
 /* PS_SUBTYPE_BACTERIA / PS_SUBTYPE_VIRUS from "_bacteria_" / "_virus_" in a file name, else UNKNOWN. */
 PS_API int ps_dataset_subtype_from_name(const char *name);
 
-/* SHA-256 (FIPS 180-4). */
-typedef struct ps_sha256_ctx {
-  uint32_t h[8];
-  uint64_t bytes;
-  uint8_t buf[64];
-  size_t fill;
-} ps_sha256_ctx;
-PS_API void ps_sha256_init(ps_sha256_ctx *c);
-PS_API void ps_sha256_update(ps_sha256_ctx *c, const void *data, size_t n);
-PS_API void ps_sha256_final(ps_sha256_ctx *c, uint8_t digest[32]);
-PS_API void ps_sha256(const void *data, size_t n, uint8_t digest[32]);
-/* Hash a file's bytes to 64 lowercase hex digits + NUL. PS_EIO naming the file on failure. */
+/* SHA-256 (FIPS 180-4, through nettle) of a file's bytes to 64 lowercase hex digits + NUL. PS_EIO naming the file on failure. */
 PS_API int ps_sha256_file(const char *path, char hex[65]);
 
 #ifdef __cplusplus
