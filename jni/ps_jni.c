@@ -2,6 +2,7 @@
 #include "ps_jni.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,14 +64,34 @@ const char *ps_jni_status_name(int status) {
   }
 }
 
-jbyteArray ps_jni_bytes(JNIEnv *env, const char *s) {
-  if (!s) s = "";
-  jsize n = (jsize)strlen(s);
-  jbyteArray a = (*env)->NewByteArray(env, n);
-  if (!a) return NULL;
-  (*env)->SetByteArrayRegion(env, a, 0, n, (const jbyte *)s);
+static int too_long(JNIEnv *env, int64_t n, const char *what) {
+  if (n >= 0 && n <= INT32_MAX) return 0;
+  ps_jni_throwf(env, PS_ELIMIT, "%s: %lld elements, too many for a Java array", what, (long long)n);
+  return 1;
+}
+
+jdoubleArray ps_jni_doubles(JNIEnv *env, const jdouble *v, int64_t n) {
+  if (too_long(env, n, "numbers")) return NULL;
+  jdoubleArray a = (*env)->NewDoubleArray(env, (jsize)n);
+  if (a) (*env)->SetDoubleArrayRegion(env, a, 0, (jsize)n, v);
   return a;
 }
+
+jfloatArray ps_jni_floats(JNIEnv *env, const float *v, int64_t n, const char *what) {
+  if (too_long(env, n, what)) return NULL;
+  jfloatArray a = (*env)->NewFloatArray(env, (jsize)n);
+  if (a) (*env)->SetFloatArrayRegion(env, a, 0, (jsize)n, v);
+  return a;
+}
+
+jbyteArray ps_jni_byte_array(JNIEnv *env, const void *v, int64_t n, const char *what) {
+  if (too_long(env, n, what)) return NULL;
+  jbyteArray a = (*env)->NewByteArray(env, (jsize)n);
+  if (a) (*env)->SetByteArrayRegion(env, a, 0, (jsize)n, (const jbyte *)v);
+  return a;
+}
+
+jbyteArray ps_jni_bytes(JNIEnv *env, const char *s) { return ps_jni_byte_array(env, s ? s : "", s ? (int64_t)strlen(s) : 0, "text"); }
 
 jstring ps_jni_string(JNIEnv *env, const char *utf8) {
   jbyteArray a = ps_jni_bytes(env, utf8);

@@ -35,6 +35,11 @@ const char *ps_jni_status_name(int status);
 jstring ps_jni_string(JNIEnv *env, const char *utf8);
 /* byte[] holding the UTF-8 bytes of s (no NUL); NULL on OOM (exception set). */
 jbyteArray ps_jni_bytes(JNIEnv *env, const char *s);
+/* Java arrays copied from C buffers of n elements; NULL with an exception pending on OOM, or
+ * (PS_ELIMIT, naming what) when n does not fit a Java array. */
+jdoubleArray ps_jni_doubles(JNIEnv *env, const jdouble *v, int64_t n);
+jfloatArray ps_jni_floats(JNIEnv *env, const float *v, int64_t n, const char *what);
+jbyteArray ps_jni_byte_array(JNIEnv *env, const void *v, int64_t n, const char *what);
 /* Copy a NUL-terminated byte[] (from PsNative.cstr) into a malloc'd C string; throws + NULL on error. */
 char *ps_jni_cstr(JNIEnv *env, jbyteArray utf8z, const char *what);
 

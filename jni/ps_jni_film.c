@@ -108,21 +108,13 @@ JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_Film_nativeMetaNumbers(JNIEnv *e
                          m->pixel_spacing[1], m->pixel_spacing_is_imager, m->window_center, m->window_width,
                          m->rescale_slope, m->rescale_intercept, m->frames, img->is_raw, img->width,
                          img->height};
-  jdoubleArray a = (*env)->NewDoubleArray(env, 15);
-  if (!a) return NULL;
-  (*env)->SetDoubleArrayRegion(env, a, 0, 15, v);
-  return a;
+  return ps_jni_doubles(env, v, 15);
 }
 
 JNIEXPORT jfloatArray JNICALL Java_pneumoscope_Film_nativePixels(JNIEnv *env, jclass cls, jlong handle) {
   (void)cls;
   const ps_image *img = PS_JNI_PTR(const ps_image, handle);
-  int64_t n = (int64_t)img->width * img->height;
-  if (n > INT32_MAX) return ps_jni_throwf(env, PS_ELIMIT, "film has %lld pixels, too many for a Java array", (long long)n), NULL;
-  jfloatArray a = (*env)->NewFloatArray(env, (jsize)n);
-  if (!a) return NULL; /* OutOfMemoryError pending */
-  (*env)->SetFloatArrayRegion(env, a, 0, (jsize)n, img->data);
-  return a;
+  return ps_jni_floats(env, img->data, (int64_t)img->width * img->height, "film pixels");
 }
 
 JNIEXPORT void JNICALL Java_pneumoscope_Film_nativeFree(JNIEnv *env, jclass cls, jlong handle) {

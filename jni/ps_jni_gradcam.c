@@ -63,18 +63,14 @@ JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_GradCam_nativeNumbers(JNIEnv *en
 #else
   (void)h;
 #endif
-  jdoubleArray a = (*env)->NewDoubleArray(env, 11);
-  if (a) (*env)->SetDoubleArrayRegion(env, a, 0, 11, v);
-  return a;
+  return ps_jni_doubles(env, v, 11);
 }
 
 JNIEXPORT jfloatArray JNICALL Java_pneumoscope_GradCam_nativeProbs(JNIEnv *env, jclass cls, jlong h) {
   (void)cls;
 #ifdef PS_JNI_HAVE_GRADCAM
   const ps_gradcam_result *r = RESULT(h);
-  jfloatArray a = (*env)->NewFloatArray(env, r->num_classes);
-  if (a) (*env)->SetFloatArrayRegion(env, a, 0, r->num_classes, r->probs);
-  return a;
+  return ps_jni_floats(env, r->probs, r->num_classes, "probabilities");
 #else
   (void)h;
   return (*env)->NewFloatArray(env, 0);
@@ -85,11 +81,7 @@ JNIEXPORT jfloatArray JNICALL Java_pneumoscope_GradCam_nativeCam(JNIEnv *env, jc
   (void)cls;
 #ifdef PS_JNI_HAVE_GRADCAM
   const ps_gradcam_result *r = RESULT(h);
-  int64_t n = (int64_t)r->width * r->height;
-  if (n > INT32_MAX) return ps_jni_throwf(env, PS_ELIMIT, "Grad-CAM map too large for a Java array"), NULL;
-  jfloatArray a = (*env)->NewFloatArray(env, (jsize)n);
-  if (a) (*env)->SetFloatArrayRegion(env, a, 0, (jsize)n, r->cam);
-  return a;
+  return ps_jni_floats(env, r->cam, (int64_t)r->width * r->height, "Grad-CAM map");
 #else
   (void)h;
   return ps_jni_throwf(env, PS_EUNSUPPORTED, "built without Grad-CAM"), NULL;
@@ -101,11 +93,7 @@ JNIEXPORT jbyteArray JNICALL Java_pneumoscope_GradCam_nativeLungMask(JNIEnv *env
 #ifdef PS_JNI_HAVE_GRADCAM
   const ps_gradcam_result *r = RESULT(h);
   if (!r->lung_mask) return NULL;
-  int64_t n = (int64_t)r->width * r->height;
-  if (n > INT32_MAX) return ps_jni_throwf(env, PS_ELIMIT, "lung mask too large for a Java array"), NULL;
-  jbyteArray a = (*env)->NewByteArray(env, (jsize)n);
-  if (a) (*env)->SetByteArrayRegion(env, a, 0, (jsize)n, (const jbyte *)r->lung_mask);
-  return a;
+  return ps_jni_byte_array(env, r->lung_mask, (int64_t)r->width * r->height, "lung mask");
 #else
   (void)h;
   return ps_jni_throwf(env, PS_EUNSUPPORTED, "built without Grad-CAM"), NULL;

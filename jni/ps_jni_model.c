@@ -106,9 +106,7 @@ JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_Model_nativeMetaNumbers(JNIEnv *
 #else
   (void)handle;
 #endif
-  jdoubleArray a = (*env)->NewDoubleArray(env, 4);
-  if (a) (*env)->SetDoubleArrayRegion(env, a, 0, 4, v);
-  return a;
+  return ps_jni_doubles(env, v, 4);
 }
 
 JNIEXPORT jbyteArray JNICALL Java_pneumoscope_Model_nativeProvenance(JNIEnv *env, jclass cls, jlong handle) {
@@ -147,9 +145,7 @@ JNIEXPORT jfloatArray JNICALL Java_pneumoscope_Model_nativeClassify(JNIEnv *env,
   if (!s) return NULL;
   (*env)->SetObjectArrayElement(env, jreason, 0, s);
   (*env)->DeleteLocalRef(env, s);
-  jfloatArray a = (*env)->NewFloatArray(env, k);
-  if (a) (*env)->SetFloatArrayRegion(env, a, 0, k, probs);
-  return a;
+  return ps_jni_floats(env, probs, k, "probabilities");
 #else
   (void)handle; (void)film; (void)jood; (void)jreason;
   return NO_MODEL(env), NULL;

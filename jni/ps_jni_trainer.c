@@ -54,8 +54,7 @@ JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_Trainer_nativeTrain(
   }
   jdouble v[9] = {r.epochs_run, r.best_epoch, r.best_score, r.threshold, r.stopped_early, r.cache_built,
                   r.n_train, r.n_val, r.n_test};
-  out = (*env)->NewDoubleArray(env, 9);
-  if (out) (*env)->SetDoubleArrayRegion(env, out, 0, 9, v);
+  out = ps_jni_doubles(env, v, 9);
 done:
   free(manifest);
   free(outdir);
@@ -105,8 +104,7 @@ JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_Trainer_nativeEvaluate(JNIEnv *e
     goto done;
   }
   jdouble v[8] = {r.n, r.accuracy, r.auc, r.ap, r.f1_macro, r.threshold, r.sensitivity, r.specificity};
-  out = (*env)->NewDoubleArray(env, 8);
-  if (out) (*env)->SetDoubleArrayRegion(env, out, 0, 8, v);
+  out = ps_jni_doubles(env, v, 8);
 done:
   free(model);
   free(manifest);

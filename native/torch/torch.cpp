@@ -481,7 +481,7 @@ ps_device ps_tensor_device(const ps_tensor *t) {
   })
 }
 
-// ps_dtype_size / ps_dtype_name are plain C in loader.c (no libtorch needed).
+// ps_dtype_size / ps_dtype_name are plain C in dtype.c (no libtorch needed).
 
 int ps_tensor_item(const ps_tensor *t, double *out) {
   PS_PROTECT({

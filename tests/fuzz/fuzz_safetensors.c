@@ -1,34 +1,11 @@
 /* libFuzzer harness: the safetensors parser behind ps_model_load (native/model/safetensors.c,
  * ps_st_open + ps_st_read_tensor over a memfd path: header length, JSON header, dtypes, shapes,
- * offsets). libtorch is not linked here:
- * the two dtype helpers the parser uses are copied from native/torch/torch.cpp below. */
+ * offsets). libtorch is not linked here: the parser's two dtype helpers come from
+ * native/torch/dtype.c, its JSON from jansson. */
 #include "fuzz_common.h"
 #include "safetensors.h"
 
 #include <stdlib.h>
-
-size_t ps_dtype_size(ps_dtype d) {
-  switch (d) {
-    case PS_DTYPE_F32: return 4;
-    case PS_DTYPE_F16: return 2;
-    case PS_DTYPE_BF16: return 2;
-    case PS_DTYPE_I64: return 8;
-    case PS_DTYPE_U8: return 1;
-    case PS_DTYPE_BOOL: return 1;
-    default: return 0;
-  }
-}
-const char *ps_dtype_name(ps_dtype d) {
-  switch (d) {
-    case PS_DTYPE_F32: return "F32";
-    case PS_DTYPE_F16: return "F16";
-    case PS_DTYPE_BF16: return "BF16";
-    case PS_DTYPE_I64: return "I64";
-    case PS_DTYPE_U8: return "U8";
-    case PS_DTYPE_BOOL: return "BOOL";
-    default: return "OTHER";
-  }
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char path[64];

@@ -56,13 +56,14 @@ build() {
       objs+=("$out/obj/dicom.o")
       extra_libs="$dcmtk_libs $(pkg-config --libs libopenjp2 2>/dev/null) -lpng -lturbojpeg -lz -lm -lstdc++ -lpthread" ;;
     safetensors)
-      for f in core/common model/safetensors; do
-        compile_c "$out/obj/st_${f//\//_}.o" "$src/native/$f.c"; objs+=("$out/obj/st_${f//\//_}.o"); done ;;
+      for f in core/common core/io torch/dtype model/safetensors; do
+        compile_c "$out/obj/st_${f//\//_}.o" "$src/native/$f.c"; objs+=("$out/obj/st_${f//\//_}.o"); done
+      extra_libs="-ljansson -lm" ;;
     csv)
-      for f in core/common core/image image/image_read image/image_png image/image_jpeg \
-               dataset/sha256 dataset/csv dataset/dataset dataset/split dataset/materialize; do
+      for f in core/common core/io core/image image/image_read image/image_png image/image_jpeg \
+               dataset/csv dataset/dataset dataset/split dataset/materialize; do
         compile_c "$out/obj/csv_${f//\//_}.o" "$src/native/$f.c"; objs+=("$out/obj/csv_${f//\//_}.o"); done
-      extra_libs="-lpng -lturbojpeg -lz -lm -lpthread" ;;
+      extra_libs="-lpng -lturbojpeg -lz -ljansson -lnettle -lm -lpthread" ;;
     *) echo "unknown harness $h" >&2; exit 2 ;;
   esac
   local link="$CC"; [ "$h" = dicom ] && link="$CXX"
