@@ -46,6 +46,19 @@ static size_t *sorted_by(const ps_dataset *ds, int key) {
   return idx;
 }
 
+static const char *key_of(const ps_dataset_item *it, int key) { return key ? it->sha256 : it->patient_id; }
+
+/* idx sorted by key: the end of the run of equal keys starting at a; *mask |= the splits in it. */
+static size_t run_end(const ps_dataset *ds, const size_t *idx, size_t a, int key, unsigned *mask) {
+  const char *k = key_of(&ds->items[idx[a]], key);
+  size_t b = a;
+  for (; b < ds->n && !strcmp(key_of(&ds->items[idx[b]], key), k); b++) {
+    int s = ds->items[idx[b]].split;
+    if (s >= 0 && s <= 2) *mask |= 1u << s;
+  }
+  return b;
+}
+
 int ps__ds_groups(ps_dataset *ds, size_t *ngroups) {
   size_t n = ds->n;
   size_t *parent = malloc((n ? n : 1) * sizeof *parent);
@@ -227,14 +240,9 @@ int ps_dataset_audit(ps_dataset *ds, ps_leakage_report *out) {
     size_t *idx = sorted_by(ds, key);
     if (!idx) return ps_error(PS_ENOMEM, "audit: out of memory");
     for (size_t a = 0; a < ds->n;) {
-      const char *k = key ? ds->items[idx[a]].sha256 : ds->items[idx[a]].patient_id;
-      size_t b = a;
+      const char *k = key_of(&ds->items[idx[a]], key);
       unsigned mask = 0;
-      while (b < ds->n && !strcmp(key ? ds->items[idx[b]].sha256 : ds->items[idx[b]].patient_id, k)) {
-        int s = ds->items[idx[b]].split;
-        if (s >= 0 && s <= 2) mask |= 1u << s;
-        b++;
-      }
+      size_t b = run_end(ds, idx, a, key, &mask);
       if (k[0]) {
         if (key == 0) {
           out->patients++;
@@ -290,14 +298,9 @@ static json_t *leak_json(ps_dataset *ds, const ps_leakage_report *r) {
       return NULL;
     }
     for (size_t a = 0; a < ds->n;) {
-      const char *k = key ? ds->items[idx[a]].sha256 : ds->items[idx[a]].patient_id;
-      size_t b = a;
+      const char *k = key_of(&ds->items[idx[a]], key);
       unsigned mask = 0;
-      while (b < ds->n && !strcmp(key ? ds->items[idx[b]].sha256 : ds->items[idx[b]].patient_id, k)) {
-        int s = ds->items[idx[b]].split;
-        if (s >= 0 && s <= 2) mask |= 1u << s;
-        b++;
-      }
+      size_t b = run_end(ds, idx, a, key, &mask);
       if (k[0] && split_mask_leaks(mask)) json_array_append_new(detail, leak_entry(ds, idx, a, b, key, mask));
       a = b;
     }

@@ -174,6 +174,22 @@ ps_augment_opts ps_augment_opts_default(void) {
   return o;
 }
 
+int ps_augment_opts_check(ps_augment_opts *o) {
+  if (!o) return ps_error(PS_EINVAL, "augment: NULL options");
+  if (o->crop_scale_max > 0) {
+    if (!(o->crop_scale_min > 0 && o->crop_scale_min <= o->crop_scale_max && o->crop_scale_max <= 1.0))
+      return ps_error(PS_EINVAL, "augment: crop scale range [%g, %g] must lie in (0, 1]", o->crop_scale_min,
+                      o->crop_scale_max);
+    if (o->crop_ratio_min <= 0) o->crop_ratio_min = 3.0 / 4.0;
+    if (o->crop_ratio_max <= 0) o->crop_ratio_max = 4.0 / 3.0;
+    if (o->crop_ratio_min > o->crop_ratio_max)
+      return ps_error(PS_EINVAL, "augment: crop ratio range [%g, %g] is empty", o->crop_ratio_min, o->crop_ratio_max);
+  }
+  if (o->brightness < 0 || o->contrast < 0 || o->rotate_deg < 0 || o->rotate_deg > 180)
+    return ps_error(PS_EINVAL, "augment: negative jitter or rotation outside [0, 180]");
+  return PS_OK;
+}
+
 int ps_augment(const float *src, int w, int h, const ps_augment_opts *opts, uint64_t seed, float *dst, int dw, int dh) {
   if (!src || !dst) return ps_error(PS_EINVAL, "augment: NULL buffer");
   if (w <= 0 || h <= 0 || dw <= 0 || dh <= 0)
@@ -181,17 +197,8 @@ int ps_augment(const float *src, int w, int h, const ps_augment_opts *opts, uint
   ps_augment_opts o;
   if (opts) o = *opts;
   else memset(&o, 0, sizeof o);
-  if (o.crop_scale_max > 0) {
-    if (!(o.crop_scale_min > 0 && o.crop_scale_min <= o.crop_scale_max && o.crop_scale_max <= 1.0))
-      return ps_error(PS_EINVAL, "augment: crop scale range [%g, %g] must lie in (0, 1]", o.crop_scale_min,
-                      o.crop_scale_max);
-    if (o.crop_ratio_min <= 0) o.crop_ratio_min = 3.0 / 4.0;
-    if (o.crop_ratio_max <= 0) o.crop_ratio_max = 4.0 / 3.0;
-    if (o.crop_ratio_min > o.crop_ratio_max)
-      return ps_error(PS_EINVAL, "augment: crop ratio range [%g, %g] is empty", o.crop_ratio_min, o.crop_ratio_max);
-  }
-  if (o.brightness < 0 || o.contrast < 0 || o.rotate_deg < 0 || o.rotate_deg > 180)
-    return ps_error(PS_EINVAL, "augment: negative jitter or rotation outside [0, 180]");
+  int st = ps_augment_opts_check(&o);
+  if (st) return st;
 
   ps_rng rng;
   ps_rng_seed(&rng, seed);
@@ -209,7 +216,7 @@ int ps_augment(const float *src, int w, int h, const ps_augment_opts *opts, uint
   double cf = ps_rng_range(&rng, fmax(0.0, 1.0 - o.contrast), 1.0 + o.contrast);
   int contrast_first = ps_rng_uniform(&rng) < 0.5;
 
-  int st = ps_resize_box_f32(src, w, h, cx, cy, cx + cw, cy + ch, dst, dw, dh);
+  st = ps_resize_box_f32(src, w, h, cx, cy, cx + cw, cy + ch, dst, dw, dh);
   if (st != PS_OK) return st;
   size_t n = (size_t)dw * dh;
   if (o.hflip && flip) ps_hflip(dst, dw, dh);

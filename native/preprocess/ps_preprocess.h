@@ -107,6 +107,9 @@ typedef struct ps_augment_opts {
 /* Scale 0.7-1.0, ratio 3/4-4/3, brightness 0.2, contrast 0.2, hflip off (chest films are not
  * symmetric: the heart is on the left), rotation 5 degrees, fill 0. */
 PS_API ps_augment_opts ps_augment_opts_default(void);
+/* Validate o and fill the crop-ratio defaults (0 -> 3/4, 4/3) in place, as ps_augment does:
+ * PS_EINVAL with the reason for an empty or out-of-range crop, negative jitter or rotation > 180. */
+PS_API int ps_augment_opts_check(ps_augment_opts *o);
 
 /* dst (dh, dw) = augmentation of src (h, w) drawn from seed: crop+resize, flip, rotation,
  * brightness/contrast. Deterministic for a given (src, opts, seed); src and dst must not overlap.

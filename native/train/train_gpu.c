@@ -53,17 +53,8 @@ int ps_devbatch_create(ps_devbatch **out, const uint8_t *pix, int n, int S, ps_d
 int ps_devbatch_draw_params(const ps_augment_opts *aug, uint64_t seed, int S, ps_devbatch_draw *d) {
   if (!aug || !d || S < 1) return ps_error(PS_EINVAL, "devbatch: bad draw arguments");
   ps_augment_opts o = *aug;
-  /* the same checks and defaults as ps_augment */
-  if (o.crop_scale_max > 0) {
-    if (!(o.crop_scale_min > 0 && o.crop_scale_min <= o.crop_scale_max && o.crop_scale_max <= 1.0))
-      return ps_error(PS_EINVAL, "augment: crop scale range [%g, %g] must lie in (0, 1]", o.crop_scale_min, o.crop_scale_max);
-    if (o.crop_ratio_min <= 0) o.crop_ratio_min = 3.0 / 4.0;
-    if (o.crop_ratio_max <= 0) o.crop_ratio_max = 4.0 / 3.0;
-    if (o.crop_ratio_min > o.crop_ratio_max)
-      return ps_error(PS_EINVAL, "augment: crop ratio range [%g, %g] is empty", o.crop_ratio_min, o.crop_ratio_max);
-  }
-  if (o.brightness < 0 || o.contrast < 0 || o.rotate_deg < 0 || o.rotate_deg > 180)
-    return ps_error(PS_EINVAL, "augment: negative jitter or rotation outside [0, 180]");
+  int st = ps_augment_opts_check(&o); /* the same checks and defaults as ps_augment */
+  if (st) return st;
   /* the draws of ps_augment, in its order */
   ps_rng rng, crop_rng;
   ps_rng_seed(&rng, seed);
