@@ -157,38 +157,20 @@ static void test_table_and_errors(void **s) {
   assert_non_null(strstr(out, line));
   free(out);
   /* Without --model or $PNEUMOSCOPE_MODEL, from any working folder: the bundled model. */
-  out = ps_test_capture(&es, "cd / && env -u PNEUMOSCOPE_MODEL '%s' classify '%s' 2>&1", PS_CLI, film);
-  print_message("%s", out);
-  assert_int_equal(es, 0);
-  assert_non_null(strstr(out, "sample_data/models/pneumoscope-binary.safetensors: PNEUMONIA when"));
-  free(out);
+  ps_test_expect(0, "sample_data/models/pneumoscope-binary.safetensors: PNEUMONIA when", "cd / && env -u PNEUMOSCOPE_MODEL '%s' classify '%s' 2>&1", PS_CLI, film);
   /* CUDA on a machine without it: a clear error, exit 1. */
   if (!ps_torch_cuda_available()) {
-    out = ps_test_capture(&es, "'%s' classify --model '%s' --device cuda '%s' 2>&1", PS_CLI, model2, film);
-    print_message("%s", out);
-    assert_int_equal(es, 1);
-    assert_non_null(strstr(out, "CUDA requested but not available"));
-    free(out);
+    ps_test_expect(1, "CUDA requested but not available", "'%s' classify --model '%s' --device cuda '%s' 2>&1", PS_CLI, model2, film);
   } else {
     out = ps_test_capture(&es, "'%s' classify --model '%s' --device cuda --json '%s' 2>&1", PS_CLI, model2, film);
     assert_int_equal(es, 0);
     free(out);
   }
   /* Default model: $PNEUMOSCOPE_MODEL is used, and a missing one is a clear error. */
-  out = ps_test_capture(&es, "PNEUMOSCOPE_MODEL='%s' '%s' classify --json '%s' 2>&1", model3, PS_CLI, film);
-  assert_int_equal(es, 0);
-  assert_non_null(strstr(out, "\"VIRUS\""));
-  free(out);
-  out = ps_test_capture(&es, "PNEUMOSCOPE_MODEL=/nonexistent/model.safetensors '%s' classify '%s' 2>&1", PS_CLI, film);
-  print_message("%s", out);
-  assert_int_equal(es, 1);
-  assert_non_null(strstr(out, "PNEUMOSCOPE_MODEL"));
-  free(out);
+  ps_test_expect(0, "\"VIRUS\"", "PNEUMOSCOPE_MODEL='%s' '%s' classify --json '%s' 2>&1", model3, PS_CLI, film);
+  ps_test_expect(1, "PNEUMOSCOPE_MODEL", "PNEUMOSCOPE_MODEL=/nonexistent/model.safetensors '%s' classify '%s' 2>&1", PS_CLI, film);
   /* A model file that is not a model: clear error naming it. */
-  out = ps_test_capture(&es, "'%s' classify --model '%s' '%s' 2>&1", PS_CLI, film, film);
-  assert_int_equal(es, 1);
-  assert_non_null(strstr(out, "IM-0117-0001.jpeg"));
-  free(out);
+  ps_test_expect(1, "IM-0117-0001.jpeg", "'%s' classify --model '%s' '%s' 2>&1", PS_CLI, film, film);
   /* Usage errors are status 2. */
   assert_int_equal(ps_test_system("'%s' classify --batch 0 x 2>/dev/null", PS_CLI), 2);
   assert_int_equal(ps_test_system("'%s' classify --device tpu x 2>/dev/null", PS_CLI), 2);

@@ -123,14 +123,13 @@ static void *run(void *arg) {
   return NULL;
 }
 
-static void test_threads_agree(void **state) {
-  (void)state;
+/* Start NTHREADS threads of fn over w[], join them; every worker must be clean. The worst |dp|. */
+static double run_threads(void *(*fn)(void *), worker *w) {
   pthread_t th[NTHREADS];
-  worker w[NTHREADS];
-  memset(w, 0, sizeof w);
+  memset(w, 0, sizeof(worker) * NTHREADS);
   for (int t = 0; t < NTHREADS; t++) {
     w[t].id = t;
-    assert_int_equal(pthread_create(&th[t], NULL, run, &w[t]), 0);
+    assert_int_equal(pthread_create(&th[t], NULL, fn, &w[t]), 0);
   }
   double worst = 0;
   for (int t = 0; t < NTHREADS; t++) {
@@ -139,6 +138,13 @@ static void test_threads_agree(void **state) {
     assert_int_equal(w[t].bad, 0);
     if (w[t].maxdiff > worst) worst = w[t].maxdiff;
   }
+  return worst;
+}
+
+static void test_threads_agree(void **state) {
+  (void)state;
+  worker w[NTHREADS];
+  double worst = run_threads(run, w);
   print_message("%d threads x %d films x %d rounds through one model: max |p - p_single| = %.3g\n", NTHREADS,
                 NFILMS, ROUNDS, worst);
   /* Same inputs, same weights, eval-mode BN: only the libtorch intra-op split may differ. */
@@ -153,11 +159,7 @@ static void test_threads_agree(void **state) {
  * ps_infer_file per film and whole ps_infer_run batches both equal the single-thread answers. */
 static float iref[NFILMS][PS_MODEL_MAX_CLASSES];
 
-typedef struct {
-  int id, bad;
-  double maxdiff;
-  char err[512];
-} iworker;
+typedef worker iworker;
 
 static int on_result(const ps_infer_result *r, void *user) {
   iworker *w = user;
@@ -212,20 +214,8 @@ static void test_infer_threads(void **state) {
     int label = -1;
     assert_int_equal(ps_infer_file(model, paths[i], NULL, iref[i], &label), PS_OK);
   }
-  pthread_t th[NTHREADS];
   iworker w[NTHREADS];
-  memset(w, 0, sizeof w);
-  for (int t = 0; t < NTHREADS; t++) {
-    w[t].id = t;
-    assert_int_equal(pthread_create(&th[t], NULL, irun, &w[t]), 0);
-  }
-  double worst = 0;
-  for (int t = 0; t < NTHREADS; t++) {
-    pthread_join(th[t], NULL);
-    if (w[t].bad) print_error("thread %d: %d failures, last: %s\n", t, w[t].bad, w[t].err);
-    assert_int_equal(w[t].bad, 0);
-    if (w[t].maxdiff > worst) worst = w[t].maxdiff;
-  }
+  double worst = run_threads(irun, w);
   print_message("ps_infer_file x2 threads + ps_infer_run x2 threads, one model: max |p - p_single| = %.3g\n",
                 worst);
   /* batched forward passes (batch 3) may sum in another order than single films */

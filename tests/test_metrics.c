@@ -198,13 +198,19 @@ static void near(double got, double want, const char *what, const char *cname) {
   if (!(fabs(got - want) <= TOL)) fail_msg("%s %s: got %.17g, sklearn %.17g", cname, what, got, want);
 }
 
-static void check_case(const char *dir, mcase *c) {
+/* dir/<case>_<what>.npy written by the python reference (must exist). */
+static double *read_ref(const char *dir, const mcase *c, const char *what, size_t shape[4], int *ndim) {
   char path[1024];
-  size_t shape[4];
   int nd;
-  snprintf(path, sizeof path, "%s/%s_ref.npy", dir, c->name);
-  double *ref = ps_test_read_npy(path, shape, &nd);
+  snprintf(path, sizeof path, "%s/%s_%s.npy", dir, c->name, what);
+  double *ref = ps_test_read_npy(path, shape, ndim ? ndim : &nd);
   assert_non_null(ref);
+  return ref;
+}
+
+static void check_case(const char *dir, mcase *c) {
+  size_t shape[4];
+  double *ref = read_ref(dir, c, "ref", shape, NULL);
   int K = c->k;
   /* the threshold as C sees it is the float32 one python read */
   double thr = (double)(float)c->thr;
@@ -244,9 +250,8 @@ static void check_case(const char *dir, mcase *c) {
     }
     /* curves, point by point */
     for (int which = 0; which < 2; which++) {
-      snprintf(path, sizeof path, "%s/%s_%s.npy", dir, c->name, which ? "pr" : "roc");
-      double *cv = ps_test_read_npy(path, shape, &nd);
-      assert_non_null(cv);
+      int nd = 0;
+      double *cv = read_ref(dir, c, which ? "pr" : "roc", shape, &nd);
       assert_int_equal(nd, 2);
       ps_curve *curve = NULL;
       assert_int_equal(which ? ps_metrics_pr_curve(yb, sb, c->n, &curve) : ps_metrics_roc_curve(yb, sb, c->n, &curve),
@@ -272,12 +277,8 @@ static void check_case(const char *dir, mcase *c) {
 /* ECE and reliability (15 bins) against numpy and sklearn's calibration_curve; the temperature
  * against scipy. */
 static void check_calibration(const char *dir, mcase *c) {
-  char path[1024];
   size_t shape[4];
-  int nd;
-  snprintf(path, sizeof path, "%s/%s_cal.npy", dir, c->name);
-  double *ref = ps_test_read_npy(path, shape, &nd);
-  assert_non_null(ref);
+  double *ref = read_ref(dir, c, "cal", shape, NULL);
   assert_int_equal(shape[0], 1 + 3 * 15);
   double ece;
   int64_t cnt[15];
@@ -294,9 +295,7 @@ static void check_calibration(const char *dir, mcase *c) {
   }
   free(ref);
   /* sklearn lists the non-empty bins in order */
-  snprintf(path, sizeof path, "%s/%s_calsk.npy", dir, c->name);
-  double *sk = ps_test_read_npy(path, shape, &nd);
-  assert_non_null(sk);
+  double *sk = read_ref(dir, c, "calsk", shape, NULL);
   size_t M = shape[1];
   if ((size_t)full != M) fail_msg("%s: %d non-empty bins, sklearn calibration_curve %zu", c->name, full, M);
   for (int b = 0, j = 0; b < 15; b++)
@@ -307,9 +306,7 @@ static void check_calibration(const char *dir, mcase *c) {
     }
   free(sk);
   if (!c->z) return;
-  snprintf(path, sizeof path, "%s/%s_temp.npy", dir, c->name);
-  double *tr = ps_test_read_npy(path, shape, &nd);
-  assert_non_null(tr);
+  double *tr = read_ref(dir, c, "temp", shape, NULL);
   double t;
   assert_int_equal(ps_metrics_fit_temperature(c->y, c->z, c->n, c->k, &t), PS_OK);
   if (!(fabs(t - tr[0]) <= 1e-4 * tr[0]))

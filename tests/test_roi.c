@@ -51,6 +51,26 @@ static void check_box_shape(const double b[4], int w, int h) {
 
 /* ---- the box -------------------------------------------------------------------------------- */
 
+/* tests/ref/roi_reference.py ARGS OUT1 OUT2 (files in the test's folder): the two arrays it writes,
+ * of nd1 and nd2 dimensions. Returns the first (malloc'd); *second the other. */
+static double *roi_reference(const char *args, const char *out1, int nd1, size_t s1[4], const char *out2, int nd2,
+                             size_t s2[4], double **second) {
+  char *p1 = ps_test_join(ps_test_tmpdir(), out1), *p2 = ps_test_join(ps_test_tmpdir(), out2);
+  assert_int_equal(ps_test_system("'%s' '%s' %s '%s' '%s'", PS_PYTHON, ps_test_src("tests/ref/roi_reference.py"), args,
+                                  p1, p2),
+                   0);
+  int n1 = 0, n2 = 0;
+  double *a = ps_test_read_npy(p1, s1, &n1);
+  *second = ps_test_read_npy(p2, s2, &n2);
+  assert_non_null(a);
+  assert_non_null(*second);
+  assert_int_equal(n1, nd1);
+  assert_int_equal(n2, nd2);
+  free(p1);
+  free(p2);
+  return a;
+}
+
 static void test_box_phantom(void **state) {
   (void)state;
   /* test_lung.c's phantom: bright body ellipse on black air, two dark lung ellipses, bright spine */
@@ -497,19 +517,12 @@ static void test_lungmask_vs_reference(void **state) {
     ps_image_free(img);
   }
   fclose(f);
-  char *pp = ps_test_join(ps_test_tmpdir(), "lungmask-pix.npy"), *xp = ps_test_join(ps_test_tmpdir(), "lungmask-x.npy");
-  assert_int_equal(ps_test_system("'%s' '%s' lungmask '%s' %d '%s' '%s'", PS_PYTHON,
-                                  ps_test_src("tests/ref/roi_reference.py"), list, S, pp, xp),
-                   0);
+  char args[4096];
+  snprintf(args, sizeof args, "lungmask '%s' %d", list, S);
   size_t shp[4], shx[4];
-  int nd = 0, ndx = 0;
-  double *rp = ps_test_read_npy(pp, shp, &nd), *rx = ps_test_read_npy(xp, shx, &ndx);
-  assert_non_null(rp);
-  assert_non_null(rx);
-  assert_int_equal(nd, 3);
+  double *rx = NULL, *rp = roi_reference(args, "lungmask-pix.npy", 3, shp, "lungmask-x.npy", 4, shx, &rx);
   assert_int_equal(shp[0], N);
   assert_int_equal(shp[1], S);
-  assert_int_equal(ndx, 4);
   assert_int_equal(shx[1], 3);
   double worst = 0;
   size_t filled = 0, diff = 0;
@@ -526,8 +539,6 @@ static void test_lungmask_vs_reference(void **state) {
   assert_true(filled > (size_t)N * S * S / 20); /* the reference masks something too */
   free(rp);
   free(rx);
-  free(pp);
-  free(xp);
   free(list);
   free(u8);
   free(x);
@@ -719,19 +730,12 @@ static void test_classify_vs_torchvision(void **state) {
     ps_image_free(img);
   }
   fclose(f);
-  char *pp = ps_test_join(ps_test_tmpdir(), "roi-probs.npy"), *pxp = ps_test_join(ps_test_tmpdir(), "roi-pix.npy");
-  assert_int_equal(ps_test_system("'%s' '%s' classify '%s' '%s' '%s' '%s'", PS_PYTHON,
-                                  ps_test_src("tests/ref/roi_reference.py"), g_lungs_model, list, pp, pxp),
-                   0);
+  char args[4096];
+  snprintf(args, sizeof args, "classify '%s' '%s'", g_lungs_model, list);
   size_t shp[4], shx[4];
-  int nd = 0, ndx = 0;
-  double *ref = ps_test_read_npy(pp, shp, &nd), *refx = ps_test_read_npy(pxp, shx, &ndx);
-  assert_non_null(ref);
-  assert_non_null(refx);
-  assert_int_equal(nd, 2);
+  double *refx = NULL, *ref = roi_reference(args, "roi-probs.npy", 2, shp, "roi-pix.npy", 3, shx, &refx);
   assert_int_equal(shp[0], N_JPEG_PNG);
   assert_int_equal(shp[1], K);
-  assert_int_equal(ndx, 3);
   assert_int_equal(shx[1], S);
   double worst = 0;
   uint8_t *u8 = malloc((size_t)S * S);
@@ -752,8 +756,6 @@ static void test_classify_vs_torchvision(void **state) {
   free(u8);
   free(ref);
   free(refx);
-  free(pp);
-  free(pxp);
   free(list);
   for (int i = 0; i < N_JPEG_PNG; i++) free((void *)paths[i]);
   ps_model_free(m);

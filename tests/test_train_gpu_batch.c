@@ -95,19 +95,25 @@ static void seeds_for(uint64_t run_seed, uint64_t *seeds, int n) {
   for (int k = 0; k < n; k++) seeds[k] = ps_rng_next(&r);
 }
 
+/* The batch g_idx built on the host (*ref) and by the device path (*got); returns max |got - ref|. */
+static double both_batches(const ps_augment_opts *aug, const uint64_t *seeds, float **ref, float **got) {
+  ps_devbatch *db = NULL;
+  assert_int_equal(ps_devbatch_create(&db, g_pix, NF, S, g_dev), PS_OK);
+  *ref = malloc(sizeof(float) * 3 * S * S * 8);
+  host_batch(g_idx, 8, aug, seeds, *ref);
+  *got = device_batch(db, g_idx, 8, aug, seeds);
+  ps_devbatch_free(db);
+  return max_abs_diff(*ref, *got, (size_t)3 * S * S * 8);
+}
+
 /* No augmentation: index_select + /255 + normalise equals the host batch exactly. */
 static void test_no_augment_equals_host(void **state) {
   (void)state;
-  ps_devbatch *db = NULL;
-  assert_int_equal(ps_devbatch_create(&db, g_pix, NF, S, g_dev), PS_OK);
-  float *ref = malloc(sizeof(float) * 3 * S * S * 8);
-  host_batch(g_idx, 8, NULL, NULL, ref);
-  float *got = device_batch(db, g_idx, 8, NULL, NULL);
-  double d = max_abs_diff(ref, got, (size_t)3 * S * S * 8);
+  float *ref = NULL, *got = NULL;
+  double d = both_batches(NULL, NULL, &ref, &got);
   print_message("no augmentation: max |device - host| = %.3g\n", d);
   assert_true(d <= 1e-5);
   free(ref), free(got);
-  ps_devbatch_free(db);
 }
 
 /* With crop + brightness/contrast (the training recipes, and the default crop), the same seeds give
@@ -116,12 +122,8 @@ static void test_no_augment_equals_host(void **state) {
 static void check_aug_equals_host(const ps_augment_opts *aug, const char *what, uint64_t run_seed) {
   uint64_t seeds[8];
   seeds_for(run_seed, seeds, 8);
-  ps_devbatch *db = NULL;
-  assert_int_equal(ps_devbatch_create(&db, g_pix, NF, S, g_dev), PS_OK);
-  float *ref = malloc(sizeof(float) * 3 * S * S * 8);
-  host_batch(g_idx, 8, aug, seeds, ref);
-  float *got = device_batch(db, g_idx, 8, aug, seeds);
-  double d = max_abs_diff(ref, got, (size_t)3 * S * S * 8);
+  float *ref = NULL, *got = NULL;
+  double d = both_batches(aug, seeds, &ref, &got);
   /* the draws really differ per film: crops and factors */
   int crops = 0, bright = 0;
   for (int k = 0; k < 8; k++) {
@@ -144,7 +146,6 @@ static void check_aug_equals_host(const ps_augment_opts *aug, const char *what, 
   assert_true(d <= 1e-4); /* normalised units (x 1/0.225): 2e-5 in [0, 1] pixel units */
   assert_true(worst_mean <= 1e-5);
   free(ref), free(got);
-  ps_devbatch_free(db);
 }
 
 static void test_augment_equals_host(void **state) {

@@ -67,12 +67,9 @@ int ps_test_system(const char *fmt, ...) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-char *ps_test_capture(int *exit_status, const char *fmt, ...) {
+static char *vcapture(int *exit_status, const char *fmt, va_list ap) {
   char *cmd = NULL;
-  va_list ap;
-  va_start(ap, fmt);
   if (vasprintf(&cmd, fmt, ap) < 0) cmd = NULL;
-  va_end(ap);
   if (!cmd) return NULL;
   fflush(stdout);
   FILE *p = popen(cmd, "r");
@@ -92,6 +89,27 @@ char *ps_test_capture(int *exit_status, const char *fmt, ...) {
   int st = pclose(p);
   if (exit_status) *exit_status = (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
   return out;
+}
+
+char *ps_test_capture(int *exit_status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *out = vcapture(exit_status, fmt, ap);
+  va_end(ap);
+  return out;
+}
+
+void ps_test_expect(int want_status, const char *needle, const char *fmt, ...) {
+  int es = -1;
+  va_list ap;
+  va_start(ap, fmt);
+  char *out = vcapture(&es, fmt, ap);
+  va_end(ap);
+  if (!out) fail_msg("could not run the command");
+  print_message("%s", out);
+  if (es != want_status) fail_msg("exit status %d, expected %d", es, want_status);
+  if (needle && !strstr(out, needle)) fail_msg("output lacks \"%s\"", needle);
+  free(out);
 }
 
 int ps_test_have_python(const char *modules) {

@@ -23,6 +23,9 @@ char *ps_test_join(const char *dir, const char *name);
 int ps_test_system(const char *fmt, ...);
 /* Run a shell command and capture stdout into a malloc'd NUL-terminated string. */
 char *ps_test_capture(int *exit_status, const char *fmt, ...);
+/* Run a shell command (stdout captured and printed): its exit status must be want_status and its
+ * output must hold needle (unless NULL); fails the test otherwise. */
+void ps_test_expect(int want_status, const char *needle, const char *fmt, ...);
 /* True when the python reference environment has all the named modules ("torch,pydicom"). */
 int ps_test_have_python(const char *modules);
 /* Read a little-endian .npy of float32/float64/uint8/uint16/int32/int64 into float64s.

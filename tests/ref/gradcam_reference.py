@@ -3,9 +3,9 @@
 pytorch-grad-cam's Grad-CAM++ closed form, on torchvision.models.resnet18.
 
   gradcam_reference.py make OUT.safetensors SEED K
-      torchvision resnet18(num_classes=K) after torch.manual_seed(SEED), BatchNorm running
-      statistics and affine parameters randomised (so eval-mode BN is not the identity),
-      saved with tests/ref/safetensors_io.py and PneumoScope's metadata keys.
+      model_reference.make_model: torchvision resnet18(num_classes=K) after torch.manual_seed(SEED),
+      BatchNorm running statistics and affine parameters randomised (so eval-mode BN is not the
+      identity), saved with tests/ref/safetensors_io.py and PneumoScope's metadata keys.
   gradcam_reference.py cam MODEL.safetensors JOBS OUTDIR
       JOBS: one line per map: "<film> <layer 1..4> <gradcam|gradcampp> <class or -1> <name>".
       The film is read with Pillow (convert("L") then "RGB"), preprocessed with torchvision
@@ -20,28 +20,18 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
 from PIL import Image
 from torchvision import transforms as T
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model_reference  # noqa: E402
 import safetensors_io  # noqa: E402
 
 torch.set_num_threads(2)
 
 
 def make(out, seed, k):
-    torch.manual_seed(seed)
-    m = torchvision.models.resnet18(num_classes=k)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                c = mod.num_features
-                mod.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                mod.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.75)
-                mod.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.75)
-                mod.bias.copy_(torch.randn(c, generator=g) * 0.1)
+    m = model_reference.make_model(k, seed)
     classes = "NORMAL,PNEUMONIA" if k == 2 else ",".join(["NORMAL", "BACTERIA", "VIRUS"][:k])
     meta = {"task": "binary" if k == 2 else "multiclass", "classes": classes, "input_size": "224",
             "mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225", "threshold": "0.5",
@@ -50,11 +40,7 @@ def make(out, seed, k):
 
 
 def load(path):
-    sd, meta, _ = safetensors_io.load_model(path)
-    k = sd["fc.weight"].shape[0]
-    m = torchvision.models.resnet18(num_classes=k)
-    m.load_state_dict(sd, strict=True)
-    m.eval()
+    m, meta, _ = safetensors_io.torchvision_model(path)
     return m, meta
 
 

@@ -17,7 +17,6 @@ import sys
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 from torchvision import transforms as T
 
@@ -35,17 +34,14 @@ def err(msg):
     print("MISMATCH:", msg)
 
 
-sd, meta, temperature = safetensors_io.load_model(model_path)
-K = sd["fc.weight"].shape[0]
+net, meta, temperature = safetensors_io.torchvision_model(model_path)
+K = net.fc.out_features
 classes = meta.get("classes", "NORMAL,PNEUMONIA" if K == 2 else "NORMAL,BACTERIA,VIRUS").split(",")
 binary = meta.get("task", "binary" if K == 2 else "multiclass") == "binary"
 threshold = float(meta.get("threshold", "0.5"))
 size = int(meta.get("input_size", "224"))
 mean = [float(v) for v in meta.get("mean", "0.485,0.456,0.406").split(",")]
 std = [float(v) for v in meta.get("std", "0.229,0.224,0.225").split(",")]
-net = torchvision.models.resnet18(num_classes=K)
-net.load_state_dict({n: (t.float() if t.is_floating_point() else t) for n, t in sd.items()}, strict=True)
-net.eval()
 tf = T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize(mean, std)])
 
 rows = json.load(open(out_json))

@@ -26,7 +26,6 @@ import sys
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 from torchvision import transforms as T
 
@@ -36,14 +35,10 @@ import safetensors_io  # noqa: E402
 
 def classify(model_path, list_path, out_probs, out_pix):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    sd, meta, temperature = safetensors_io.load_model(model_path)
-    K = sd["fc.weight"].shape[0]
+    net, meta, temperature = safetensors_io.torchvision_model(model_path)
     size = int(meta.get("input_size", "224"))
     mean = [float(v) for v in meta.get("mean", "0.485,0.456,0.406").split(",")]
     std = [float(v) for v in meta.get("std", "0.229,0.224,0.225").split(",")]
-    net = torchvision.models.resnet18(num_classes=K)
-    net.load_state_dict({n: (t.float() if t.is_floating_point() else t) for n, t in sd.items()}, strict=True)
-    net.eval()
     resize = T.Resize((size, size))
     tail = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
     probs, pix = [], []
