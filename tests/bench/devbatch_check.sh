@@ -20,6 +20,10 @@ PREFIX=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 if [ -n "${PS_DEPS_PREFIX:-}" ]; then
   DEPS=$(cd "$PS_DEPS_PREFIX" && pwd)
   PREFIX="$PREFIX;$DEPS"
+  # jansson, nettle (and libpng/libturbojpeg where the machine lacks them) from dpkg -x'd Debian
+  # packages (libjansson-dev libjansson4 nettle-dev libnettle8 ...): their .pc files say /usr
+  export PKG_CONFIG_SYSROOT_DIR="$(cd "${PS_DEPS_PREFIX}/.." && pwd)"
+  export PKG_CONFIG_LIBDIR="${PS_DEPS_PREFIX}/lib/x86_64-linux-gnu/pkgconfig:${PS_DEPS_PREFIX}/share/pkgconfig"
   export LD_LIBRARY_PATH="$DEPS/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true

@@ -20,6 +20,10 @@ TORCH_PREFIX=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 PREFIX="$TORCH_PREFIX"
 if [ -n "${PS_DEPS_PREFIX:-}" ]; then
   PREFIX="$PREFIX;$PS_DEPS_PREFIX"
+  # jansson, nettle (and libpng/libturbojpeg where the machine lacks them) from dpkg -x'd Debian
+  # packages (libjansson-dev libjansson4 nettle-dev libnettle8 ...): their .pc files say /usr
+  export PKG_CONFIG_SYSROOT_DIR="$(cd "${PS_DEPS_PREFIX}/.." && pwd)"
+  export PKG_CONFIG_LIBDIR="${PS_DEPS_PREFIX}/lib/x86_64-linux-gnu/pkgconfig:${PS_DEPS_PREFIX}/share/pkgconfig"
   export LD_LIBRARY_PATH="$PS_DEPS_PREFIX/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
