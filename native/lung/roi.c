@@ -169,30 +169,10 @@ int ps_lung_crop_input_u8(const ps_image *img, const double box[4], int size, ui
   return st;
 }
 
-static const float imagenet_mean[3] = PS_IMAGENET_MEAN;
-static const float imagenet_std[3] = PS_IMAGENET_STD;
-
 static int check_std(const float std[3]) {
   if (std)
     for (int c = 0; c < 3; c++)
       if (!(std[c] > 0)) return ps_error(PS_EINVAL, "lung roi: std[%d] must be positive", c);
-  return PS_OK;
-}
-
-/* ToTensor + Normalize of 8-bit pixels, gray replicated to 3 channels: the only u8 -> float step */
-static int normalise(const uint8_t *small, int size, const float mean[3], const float std[3], float *out) {
-  if (!mean) mean = imagenet_mean;
-  if (!std) std = imagenet_std;
-  int st = check_std(std);
-  if (st) return st;
-  size_t m = (size_t)size * size;
-  for (int c = 0; c < 3; c++) {
-    float *o = out + (size_t)c * m;
-    for (size_t i = 0; i < m; i++) {
-      float v = (float)small[i] / 255.0f; /* ToTensor */
-      o[i] = (v - mean[c]) / std[c];      /* Normalize (as ps_preprocess_tensor_ex) */
-    }
-  }
   return PS_OK;
 }
 
@@ -300,7 +280,7 @@ int ps_lung_mask_input(const ps_image *img, const double box[4], const uint8_t *
   int st = float_input_begin(img, size, std, out, &small);
   if (st) return st;
   st = ps_lung_mask_input_u8(img, box, mask, size, small);
-  if (st == PS_OK) st = normalise(small, size, mean, std, out);
+  if (st == PS_OK) st = ps_preprocess_normalize_u8(small, size, size, mean, std, out);
   free(small);
   return st;
 }
@@ -350,7 +330,7 @@ int ps_lung_roi_input(const ps_image *img, int roi, int size, const float mean[3
   int st = float_input_begin(img, size, std, out, &small);
   if (st) return st;
   st = ps_lung_roi_input_u8(img, roi, size, small, box, fallback);
-  if (st == PS_OK) st = normalise(small, size, mean, std, out);
+  if (st == PS_OK) st = ps_preprocess_normalize_u8(small, size, size, mean, std, out);
   free(small);
   return st;
 }

@@ -58,6 +58,11 @@ PS_API int ps_preprocess_tensor(const ps_image *img, int size, float *out /* (3,
 PS_API int ps_preprocess_tensor_ex(const ps_image *img, int size, const float mean[3], const float std[3],
                                    float *out /* (3, size, size) */);
 
+/* 8-bit gray (H, W) to the normalised (3, H, W) tensor as ToTensor + Normalize do:
+ * out[c] = (v / 255 - mean[c]) / std[c] in float32. NULL mean/std: ImageNet; PS_EINVAL for std <= 0. */
+PS_API int ps_preprocess_normalize_u8(const uint8_t *px /* (H, W) */, int w, int h, const float mean[3],
+                                      const float std[3], float *out /* (3, H, W) */);
+
 /* Gray (H, W) in [0, 1] (e.g. an augmented buffer) to the normalised (3, H, W) tensor, without
  * quantisation: out[c] = (v - mean[c]) / std[c]. NULL mean/std: ImageNet. */
 PS_API void ps_preprocess_normalize(const float *gray /* (H, W) */, int w, int h, const float mean[3],

@@ -285,18 +285,27 @@ int ps_preprocess_tensor_ex(const ps_image *img, int size, const float mean[3], 
   }
   ps_image_to_u8(img, u8);
   int st = ps_resize_u8(u8, img->width, img->height, small, size, size);
-  if (st == PS_OK) {
-    for (int c = 0; c < 3; c++) {
-      float *o = out + (size_t)c * m;
-      for (size_t i = 0; i < m; i++) {
-        float v = (float)small[i] / 255.0f; /* ToTensor */
-        o[i] = (v - mean[c]) / std[c];      /* Normalize: sub_(mean).div_(std) in float32 */
-      }
-    }
-  }
+  if (st == PS_OK) st = ps_preprocess_normalize_u8(small, size, size, mean, std, out);
   free(u8);
   free(small);
   return st;
+}
+
+int ps_preprocess_normalize_u8(const uint8_t *px, int w, int h, const float mean[3], const float std[3], float *out) {
+  if (!px || !out || w <= 0 || h <= 0) return ps_error(PS_EINVAL, "preprocess: NULL buffer or invalid size");
+  if (!mean) mean = imagenet_mean;
+  if (!std) std = imagenet_std;
+  for (int c = 0; c < 3; c++)
+    if (!(std[c] > 0)) return ps_error(PS_EINVAL, "preprocess: std[%d] must be positive", c);
+  size_t m = (size_t)w * h;
+  for (int c = 0; c < 3; c++) {
+    float *o = out + (size_t)c * m;
+    for (size_t i = 0; i < m; i++) {
+      float v = (float)px[i] / 255.0f; /* ToTensor */
+      o[i] = (v - mean[c]) / std[c];   /* Normalize: sub_(mean).div_(std) in float32 */
+    }
+  }
+  return PS_OK;
 }
 
 int ps_preprocess_tensor(const ps_image *img, int size, float *out) {
