@@ -29,69 +29,31 @@ static const char usage_text[] =
     "  --half               store the weights in float16\n"
     "  --threads N, --limit N, --force\n";
 
+#ifdef PS_HAVE_TRAIN
 int ps_cli_calibrate(int argc, char **argv) {
-#ifndef PS_HAVE_TRAIN
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage_text, stdout), 0;
-  fprintf(stderr, "pneumoscope calibrate: built without libtorch\n");
-  return 1;
-#else
   ps_calibrate_opts o = ps_calibrate_opts_default();
-  const char *model = NULL;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = NULL;
-#define NEXT() PS_CLI_NEXT("calibrate")
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(usage_text, stdout);
-      return 0;
-    } else if (ps_cli_opt(a, "--model", &v)) {
-      NEXT();
-      model = v;
-    } else if (ps_cli_opt(a, "--manifest", &v)) {
-      NEXT();
-      o.manifest = v;
-    } else if (!strcmp(a, "-o") || ps_cli_opt(a, "--out", &v)) {
-      NEXT();
-      o.out = v;
-    } else if (ps_cli_opt(a, "--cache", &v)) {
-      NEXT();
-      o.cache = v;
-    } else if (ps_cli_opt(a, "--ood-quantile", &v)) {
-      NEXT();
-      if (ps_cli_double("calibrate", a, v, &o.ood_quantile) || !(o.ood_quantile > 0.5 && o.ood_quantile <= 1))
-        return fprintf(stderr, "pneumoscope calibrate: --ood-quantile is in (0.5, 1]\n"), 2;
-    } else if (ps_cli_opt(a, "--shrink", &v)) {
-      NEXT();
-      if (ps_cli_double("calibrate", a, v, &o.shrink) || !(o.shrink >= 0 && o.shrink <= 10))
-        return fprintf(stderr, "pneumoscope calibrate: --shrink is in [0, 10]\n"), 2;
-      if (o.shrink == 0) o.shrink = -1; /* none */
-    } else if (ps_cli_opt(a, "--ood-layers", &v)) {
-      NEXT();
-      unsigned mask = 0;
-      for (const char *p = v; *p;) {
-        if (strncmp(p, "layer", 5) || p[5] < '1' || p[5] > '4' || (p[6] && p[6] != ','))
-          return fprintf(stderr, "pneumoscope calibrate: --ood-layers is a list of layer1..layer4, got '%s'\n", v), 2;
-        mask |= 1u << (p[5] - '1');
-        p += p[6] ? 7 : 6;
-      }
-      o.ood_layers = mask;
-    } else if (ps_cli_opt(a, "--threads", &v)) {
-      NEXT();
-      if (ps_cli_int("calibrate", a, v, &o.threads)) return 2;
-    } else if (ps_cli_opt(a, "--limit", &v)) {
-      NEXT();
-      if (ps_cli_int("calibrate", a, v, &o.limit)) return 2;
-    } else if (!strcmp(a, "--no-temperature")) {
-      o.no_temperature = 1;
-    } else if (!strcmp(a, "--half")) {
-      o.save_half = 1;
-    } else if (!strcmp(a, "--force")) {
-      o.overwrite = 1;
-    } else {
-      fprintf(stderr, "pneumoscope calibrate: unknown option '%s'\n\n%s", a, usage_text);
-      return 2;
-    }
-#undef NEXT
+  const char *model = NULL, *layers = NULL;
+  const ps_cli_option options[] = {{"model", 0, PS_OPT_STRING, &model},
+                                   {"manifest", 0, PS_OPT_STRING, &o.manifest},
+                                   {"out", 'o', PS_OPT_STRING, &o.out},
+                                   {"cache", 0, PS_OPT_STRING, &o.cache},
+                                   {"ood-quantile", 0, PS_OPT_DOUBLE, &o.ood_quantile, .range = "in (0.5, 1]"},
+                                   {"shrink", 0, PS_OPT_DOUBLE, &o.shrink, .range = "in [0, 10]"},
+                                   {"ood-layers", 0, PS_OPT_STRING, &layers},
+                                   {"threads", 0, PS_OPT_INT, &o.threads},
+                                   {"limit", 0, PS_OPT_INT, &o.limit},
+                                   {"no-temperature", 0, PS_OPT_FLAG, &o.no_temperature},
+                                   {"half", 0, PS_OPT_FLAG, &o.save_half},
+                                   {"force", 0, PS_OPT_FLAG, &o.overwrite},
+                                   {0}};
+  int rc = ps_cli_parse("calibrate", usage_text, options, argc, argv, NULL, NULL);
+  if (rc >= 0) return rc;
+  if (o.shrink == 0) o.shrink = -1; /* none */
+  for (const char *p = layers; p && *p;) {
+    if (strncmp(p, "layer", 5) || p[5] < '1' || p[5] > '4' || (p[6] && p[6] != ','))
+      return fprintf(stderr, "pneumoscope calibrate: --ood-layers is a list of layer1..layer4, got '%s'\n", layers), 2;
+    o.ood_layers |= 1u << (p[5] - '1');
+    p += p[6] ? 7 : 6;
   }
   if (!model || !o.manifest || !o.out) {
     fprintf(stderr, "pneumoscope calibrate: --model, --manifest and -o are required\n\n%s", usage_text);
@@ -109,5 +71,7 @@ int ps_cli_calibrate(int argc, char **argv) {
          r.ood_threshold, r.val_flagged, r.train_flagged);
   printf("wrote %s\n", o.out);
   return 0;
-#endif
 }
+#else
+int ps_cli_calibrate(int argc, char **argv) { return ps_cli_without_torch("calibrate", usage_text, argc, argv); }
+#endif

@@ -12,27 +12,25 @@
 
 const char ps_cli_classify_help[] = "label films (files or folders) NORMAL/PNEUMONIA or NORMAL/BACTERIA/VIRUS";
 
-static void usage(FILE *f) {
-  fputs("usage: pneumoscope classify [--model M] [--json|--csv] [--device cpu|cuda|auto] [--threads N]\n"
-        "                            [--batch B] PATH...\n"
-        "  Classifies every film (PNG, JPEG, DICOM by content) in the files and folders given\n"
-        "  (folders recursively; .txt/.csv/.json and other clearly non-film files are skipped).\n"
-        "  --model M     binary or 3class (the bundled NORMAL/PNEUMONIA and NORMAL/BACTERIA/VIRUS\n"
-        "                models) or a .safetensors file (default: $PNEUMOSCOPE_MODEL, else binary)\n"
-        "  --json        JSON array: file, label, probabilities, threshold, in_distribution (true, false,\n"
-        "                or null for a model without an out-of-distribution detector), ood_score,\n"
-        "                ood_reason (when flagged), DICOM identifiers; for a model\n"
-        "                trained with --roi lungs or lungmask also \"roi\": [x0, y0, x1, y1] (fractions of the film) and\n"
-        "                \"roi_fallback\" (true when no plausible lung box was found: the whole film was used)\n"
-        "  --csv         the same as CSV (header line first)\n"
-        "  --device D    cpu, cuda or auto (default auto: CUDA when available)\n"
-        "  --threads N   CPU threads for decoding and for libtorch (default: all available)\n"
-        "  --batch B     films per forward pass (default 16 on CPU, 32 on CUDA)\n"
-        "  A film that cannot be read is reported (stderr and an error row) and skipped.\n"
-        "  Exit status: 0 all films classified, 1 any film failed or the model could not run,\n"
-        "  2 bad usage.\n",
-        f);
-}
+static const char usage_text[] =
+    "usage: pneumoscope classify [--model M] [--json|--csv] [--device cpu|cuda|auto] [--threads N]\n"
+    "                            [--batch B] PATH...\n"
+    "  Classifies every film (PNG, JPEG, DICOM by content) in the files and folders given\n"
+    "  (folders recursively; .txt/.csv/.json and other clearly non-film files are skipped).\n"
+    "  --model M     binary or 3class (the bundled NORMAL/PNEUMONIA and NORMAL/BACTERIA/VIRUS\n"
+    "                models) or a .safetensors file (default: $PNEUMOSCOPE_MODEL, else binary)\n"
+    "  --json        JSON array: file, label, probabilities, threshold, in_distribution (true, false,\n"
+    "                or null for a model without an out-of-distribution detector), ood_score,\n"
+    "                ood_reason (when flagged), DICOM identifiers; for a model\n"
+    "                trained with --roi lungs or lungmask also \"roi\": [x0, y0, x1, y1] (fractions of the film) and\n"
+    "                \"roi_fallback\" (true when no plausible lung box was found: the whole film was used)\n"
+    "  --csv         the same as CSV (header line first)\n"
+    "  --device D    cpu, cuda or auto (default auto: CUDA when available)\n"
+    "  --threads N   CPU threads for decoding and for libtorch (default: all available)\n"
+    "  --batch B     films per forward pass (default 16 on CPU, 32 on CUDA)\n"
+    "  A film that cannot be read is reported (stderr and an error row) and skipped.\n"
+    "  Exit status: 0 all films classified, 1 any film failed or the model could not run,\n"
+    "  2 bad usage.\n";
 
 #ifdef PS_HAVE_INFER
 
@@ -58,48 +56,36 @@ static int on_result(const ps_infer_result *r, void *user) {
   int lungs = mm->roi != PS_ROI_FILM; /* the box the model saw is reported (film models: unchanged output) */
   if (r->status != PS_OK) fprintf(stderr, "pneumoscope classify: %s\n", r->error);
   if (o->kind == OUT_JSON) {
-    fputs(o->count ? ",\n  {" : "\n  {", f);
-    fputs("\"file\":", f);
-    ps_cli_json_string(f, r->file);
+    json_t *j = json_pack("{s:o}", "file", ps_cli_json_string(r->file));
     if (r->status != PS_OK) {
-      fputs(",\"label\":null,\"error\":", f);
-      ps_cli_json_string(f, r->error);
-      fputs("}", f);
+      json_object_set_new(j, "label", json_null());
+      json_object_set_new(j, "error", ps_cli_json_string(r->error));
     } else {
-      fputs(",\"label\":", f);
-      ps_cli_json_string(f, r->label_name);
-      fputs(",\"probabilities\":{", f);
-      for (int k = 0; k < K; k++) {
-        if (k) fputc(',', f);
-        ps_cli_json_string(f, mm->classes[k]);
-        fprintf(f, ":%.9g", r->probs[k]);
+      json_t *probs = json_object();
+      for (int k = 0; k < K; k++) json_object_set_new(probs, mm->classes[k], ps_cli_json_number(r->probs[k], "%.9g"));
+      json_object_set_new(j, "label", ps_cli_json_string(r->label_name));
+      json_object_set_new(j, "probabilities", probs);
+      json_object_set_new(j, "threshold", binary ? ps_cli_json_number(mm->threshold, "%.9g") : json_null());
+      if (lungs) {
+        json_t *box = json_array();
+        for (int i = 0; i < 4; i++) json_array_append_new(box, ps_cli_json_number(r->roi[i], "%.6f"));
+        json_object_set_new(j, "roi", box);
+        json_object_set_new(j, "roi_fallback", json_boolean(r->roi_fallback));
       }
-      fputs("},\"threshold\":", f);
-      if (binary) fprintf(f, "%.9g", mm->threshold);
-      else fputs("null", f);
-      if (lungs)
-        fprintf(f, ",\"roi\":[%.6f,%.6f,%.6f,%.6f],\"roi_fallback\":%s", r->roi[0], r->roi[1], r->roi[2], r->roi[3],
-                r->roi_fallback ? "true" : "false");
-      fprintf(f, ",\"in_distribution\":%s,\"ood_score\":",
-              r->in_distribution < 0 ? "null" : r->in_distribution ? "true" : "false");
-      if (isfinite(r->ood_score)) fprintf(f, "%.6g", r->ood_score);
-      else fputs("null", f);
-      if (r->ood_reason[0]) {
-        fputs(",\"ood_reason\":", f);
-        ps_cli_json_string(f, r->ood_reason);
-      }
+      json_object_set_new(j, "in_distribution",
+                          r->in_distribution < 0 ? json_null() : json_boolean(r->in_distribution));
+      json_object_set_new(j, "ood_score", ps_cli_json_number(r->ood_score, "%.6g"));
+      if (r->ood_reason[0]) json_object_set_new(j, "ood_reason", ps_cli_json_string(r->ood_reason));
       const ps_film_meta *m = r->meta;
       if (has_dicom_ids(m)) {
         const char *keys[] = {"PatientID", "StudyInstanceUID", "SOPInstanceUID", "ViewPosition"};
         const char *vals[] = {m->patient_id, m->study_uid, m->sop_uid, m->view_position};
-        for (int i = 0; i < 4; i++) {
-          if (!vals[i][0]) continue;
-          fprintf(f, ",\"%s\":", keys[i]);
-          ps_cli_json_string(f, vals[i]);
-        }
+        for (int i = 0; i < 4; i++)
+          if (vals[i][0]) json_object_set_new(j, keys[i], ps_cli_json_string(vals[i]));
       }
-      fputs("}", f);
     }
+    fputs(o->count ? ",\n  " : "\n  ", f); /* one film per line: the array grows as films are done */
+    ps_cli_json_print(j, f, JSON_COMPACT, 0);
   } else if (o->kind == OUT_CSV) {
     if (o->count == 0) {
       fputs("file,label", f);
@@ -185,102 +171,32 @@ static int on_result(const ps_infer_result *r, void *user) {
 }
 
 int ps_cli_classify(int argc, char **argv) {
-  const char *model_path = NULL, *v = NULL;
-  out_kind kind = OUT_TABLE;
-  ps_device device = PS_DEVICE_AUTO;
-  int threads = 0, batch = 0, npaths = 0, only_paths = 0;
-  const char **paths = calloc((size_t)argc + 1, sizeof *paths);
+  const char *model_path = NULL;
+  int kind = OUT_TABLE, device = PS_DEVICE_AUTO, threads = 0, batch = 0;
+  const ps_cli_option options[] = {{"json", 0, PS_OPT_SET, &kind, .value = OUT_JSON},
+                                   {"csv", 0, PS_OPT_SET, &kind, .value = OUT_CSV},
+                                   {"model", 0, PS_OPT_STRING, &model_path},
+                                   {"device", 0, PS_OPT_CHOICE, &device, .choices = ps_cli_devices},
+                                   {"threads", 0, PS_OPT_INT, &threads, .range = ">= 0"},
+                                   {"batch", 0, PS_OPT_INT, &batch, .range = ">= 1"},
+                                   {0}};
+  const char **paths = calloc((size_t)argc, sizeof *paths);
+  int npaths = argc;
   if (!paths) return ps_cli_fail("classify", "arguments", PS_ENOMEM);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (only_paths || a[0] != '-' || !a[1]) {
-      paths[npaths++] = a;
-      continue;
-    }
-#define VALUE()                                                               \
-  do {                                                                        \
-    if (!v) {                                                                 \
-      if (i + 1 >= argc) {                                                    \
-        fprintf(stderr, "pneumoscope classify: %s needs a value\n", a);       \
-        free(paths);                                                          \
-        return 2;                                                             \
-      }                                                                       \
-      v = argv[++i];                                                          \
-    }                                                                         \
-  } while (0)
-    v = NULL;
-    if (!strcmp(a, "--")) {
-      only_paths = 1;
-    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      free(paths);
-      return 0;
-    } else if (!strcmp(a, "--json")) {
-      kind = OUT_JSON;
-    } else if (!strcmp(a, "--csv")) {
-      kind = OUT_CSV;
-    } else if (ps_cli_opt(a, "--model", &v)) {
-      VALUE();
-      model_path = v;
-    } else if (ps_cli_opt(a, "--device", &v)) {
-      VALUE();
-      if (!strcmp(v, "cpu")) device = PS_DEVICE_CPU;
-      else if (!strcmp(v, "cuda")) device = PS_DEVICE_CUDA;
-      else if (!strcmp(v, "auto")) device = PS_DEVICE_AUTO;
-      else {
-        fprintf(stderr, "pneumoscope classify: --device must be cpu, cuda or auto, got '%s'\n", v);
-        free(paths);
-        return 2;
-      }
-    } else if (ps_cli_opt(a, "--threads", &v)) {
-      VALUE();
-      if (ps_cli_int("classify", "--threads", v, &threads) || threads < 0) {
-        free(paths);
-        return 2;
-      }
-    } else if (ps_cli_opt(a, "--batch", &v)) {
-      VALUE();
-      if (ps_cli_int("classify", "--batch", v, &batch) || batch < 1) {
-        if (batch < 1) fprintf(stderr, "pneumoscope classify: --batch must be >= 1\n");
-        free(paths);
-        return 2;
-      }
-    } else {
-      fprintf(stderr, "pneumoscope classify: unknown option '%s'\n", a);
-      usage(stderr);
-      free(paths);
-      return 2;
-    }
-#undef VALUE
-  }
-  if (!npaths) {
-    usage(stderr);
-    free(paths);
-    return 2;
-  }
-  char defpath[4096];
-  int st;
-  if ((st = ps_model_resolve(model_path, defpath, sizeof defpath)) != PS_OK) {
-    free(paths);
-    return ps_cli_fail("classify", model_path ? model_path : "default model", st);
-  }
-  model_path = defpath;
-  if (threads > 0 && (st = ps_torch_set_threads(threads)) != PS_OK) {
-    free(paths);
-    return ps_cli_fail("classify", "threads", st);
-  }
+  int rc = ps_cli_parse("classify", usage_text, options, argc, argv, paths, &npaths);
+  if (rc < 0 && npaths == 0) fputs(usage_text, stderr), rc = 2;
+  char used[4096];
   ps_model *m = NULL;
-  if ((st = ps_model_load(model_path, device, &m)) != PS_OK) {
-    free(paths);
-    return ps_cli_fail("classify", model_path, st);
-  }
+  if (rc < 0 && ps_cli_load_model("classify", model_path, device, threads, used, sizeof used, &m)) rc = 1;
+  if (rc >= 0) return free(paths), rc;
+  model_path = used;
   out_ctx o = {kind, m, model_path, 0};
   ps_infer_opts io = {0};
   io.batch = batch;
   io.threads = threads;
   int nfailed = 0;
   if (kind == OUT_JSON) fputs("[", stdout);
-  st = ps_infer_run(m, paths, npaths, &io, on_result, &o, &nfailed);
+  int st = ps_infer_run(m, paths, npaths, &io, on_result, &o, &nfailed);
   if (kind == OUT_JSON) fputs(o.count ? "\n]\n" : "]\n", stdout);
   fflush(stdout);
   ps_model_free(m);
@@ -292,15 +208,5 @@ int ps_cli_classify(int argc, char **argv) {
 }
 
 #else
-
-int ps_cli_classify(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      usage(stdout);
-      return 0;
-    }
-  fprintf(stderr, "pneumoscope classify: built without libtorch (PS_WITH_TORCH=OFF)\n");
-  return 1;
-}
-
+int ps_cli_classify(int argc, char **argv) { return ps_cli_without_torch("classify", usage_text, argc, argv); }
 #endif

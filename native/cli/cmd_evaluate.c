@@ -20,65 +20,30 @@ static const char usage_text[] =
     "  --history H          history.json for the training curves (default: next to the model)\n"
     "  --threads N, --device cpu|cuda|auto, --batch B, --limit N\n";
 
+#ifdef PS_HAVE_TRAIN
 int ps_cli_evaluate(int argc, char **argv) {
-#ifndef PS_HAVE_TRAIN
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "pneumoscope evaluate: built without libtorch\n");
-  return 1;
-#else
   ps_eval_opts o;
   memset(&o, 0, sizeof o);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = NULL;
-#define NEXT() PS_CLI_NEXT("evaluate")
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(usage_text, stdout);
-      return 0;
-    } else if (ps_cli_opt(a, "--model", &v)) {
-      NEXT();
-      o.model = v;
-    } else if (ps_cli_opt(a, "--manifest", &v)) {
-      NEXT();
-      o.manifest = v;
-    } else if (ps_cli_opt(a, "--split", &v)) {
-      NEXT();
-      o.split = v;
-    } else if (!strcmp(a, "-o") || ps_cli_opt(a, "--out", &v) || ps_cli_opt(a, "--outdir", &v)) {
-      NEXT();
-      o.outdir = v;
-    } else if (ps_cli_opt(a, "--history", &v)) {
-      NEXT();
-      o.history = v;
-    } else if (ps_cli_opt(a, "--threshold", &v)) {
-      NEXT();
-      if (ps_cli_double("evaluate", a, v, &o.threshold) || !(o.threshold >= 0 && o.threshold <= 1)) return 2;
-      o.use_threshold = 1;
-    } else if (ps_cli_opt(a, "--threads", &v)) {
-      NEXT();
-      if (ps_cli_int("evaluate", a, v, &o.threads)) return 2;
-    } else if (ps_cli_opt(a, "--batch", &v)) {
-      NEXT();
-      if (ps_cli_int("evaluate", a, v, &o.batch)) return 2;
-    } else if (ps_cli_opt(a, "--limit", &v)) {
-      NEXT();
-      if (ps_cli_int("evaluate", a, v, &o.limit)) return 2;
-    } else if (ps_cli_opt(a, "--device", &v)) {
-      NEXT();
-      if (!strcmp(v, "cpu")) o.device = PS_TRAIN_DEVICE_CPU;
-      else if (!strcmp(v, "cuda")) o.device = PS_TRAIN_DEVICE_CUDA;
-      else if (!strcmp(v, "auto")) o.device = PS_TRAIN_DEVICE_AUTO;
-      else return fprintf(stderr, "pneumoscope evaluate: --device is cpu, cuda or auto\n"), 2;
-    } else {
-      fprintf(stderr, "pneumoscope evaluate: unknown option '%s'\n\n%s", a, usage_text);
-      return 2;
-    }
-#undef NEXT
-  }
+  o.threshold = -1; /* the model's own */
+  const ps_cli_option options[] = {{"model", 0, PS_OPT_STRING, &o.model},
+                                   {"manifest", 0, PS_OPT_STRING, &o.manifest},
+                                   {"split", 0, PS_OPT_STRING, &o.split},
+                                   {"out", 'o', PS_OPT_STRING, &o.outdir},
+                                   {"outdir", 0, PS_OPT_STRING, &o.outdir},
+                                   {"history", 0, PS_OPT_STRING, &o.history},
+                                   {"threshold", 0, PS_OPT_DOUBLE, &o.threshold, .range = "in [0, 1]"},
+                                   {"threads", 0, PS_OPT_INT, &o.threads},
+                                   {"batch", 0, PS_OPT_INT, &o.batch},
+                                   {"limit", 0, PS_OPT_INT, &o.limit},
+                                   {"device", 0, PS_OPT_CHOICE, &o.device, .choices = ps_cli_train_devices},
+                                   {0}};
+  int rc = ps_cli_parse("evaluate", usage_text, options, argc, argv, NULL, NULL);
+  if (rc >= 0) return rc;
   if (!o.model || !o.manifest || !o.outdir) {
     fprintf(stderr, "pneumoscope evaluate: --model, --manifest and -o are required\n\n%s", usage_text);
     return 2;
   }
+  o.use_threshold = o.threshold >= 0;
   char model_path[4096];
   int st = ps_model_resolve(o.model, model_path, sizeof model_path);
   if (st != PS_OK) return ps_cli_fail("evaluate", o.model, st);
@@ -90,5 +55,7 @@ int ps_cli_evaluate(int argc, char **argv) {
          r.n, r.accuracy, r.auc, r.ap, r.f1_macro, r.threshold, r.sensitivity, r.specificity, r.ece);
   printf("wrote %s/metrics.json and %s/predictions.csv\n", o.outdir, o.outdir);
   return 0;
-#endif
 }
+#else
+int ps_cli_evaluate(int argc, char **argv) { return ps_cli_without_torch("evaluate", usage_text, argc, argv); }
+#endif

@@ -92,102 +92,75 @@ static void print_focus(FILE *f, double v) {
   if (isfinite(v)) fprintf(f, "%.4f", v);
   else fputs("null", f);
 }
-#endif
+
+static void print_json(const char *in, const char *model, const ps_model_meta *meta, const ps_gradcam_result *r,
+                       const char *const outs[5]) {
+  json_t *probs = json_object(), *j;
+  for (int k = 0; k < r->num_classes; k++)
+    json_object_set_new(probs, meta->classes[k], ps_cli_json_number(r->probs[k], "%.6f"));
+  char layer[16];
+  snprintf(layer, sizeof layer, "layer%d", r->layer);
+  j = json_pack("{s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:i, s:i, s:o}", "file",
+                ps_cli_json_string(in), "model", ps_cli_json_string(model), "predicted",
+                ps_cli_json_string(meta->classes[r->predicted]), "probabilities", probs, "explained_class",
+                ps_cli_json_string(meta->classes[r->target_class]), "layer", layer, "method",
+                ps_cam_method_name(r->method), "width", r->width, "height", r->height, "raw_max",
+                ps_cli_json_number(r->raw_max, "%.6g"), "lung_focus", ps_cli_json_number(r->lung_focus, "%.4f"),
+                "lung_focus_uniform", ps_cli_json_number(r->lung_focus_uniform, "%.4f"), "lungs", r->lung.lungs,
+                "lungs_found", r->lung.lungs_found, "lung_area_fraction",
+                ps_cli_json_number(r->lung.area_fraction, "%.4f"));
+  if (meta->roi != PS_ROI_FILM) {
+    json_t *box = json_array();
+    for (int i = 0; i < 4; i++) json_array_append_new(box, ps_cli_json_number(r->roi[i], "%.6f"));
+    json_object_set_new(j, "roi", box);
+    json_object_set_new(j, "roi_fallback", json_boolean(r->roi_fallback));
+  }
+  static const char *names[5] = {"overlay", "heatmap", "npy", "mask", "mask_overlay"};
+  for (int i = 0; i < 5; i++)
+    if (outs[i]) json_object_set_new(j, names[i], ps_cli_json_string(outs[i]));
+  ps_cli_json_print(j, stdout, 0, 1);
+}
 
 int ps_cli_gradcam(int argc, char **argv) {
-  const char *model = NULL, *in = NULL, *overlay = NULL, *heatmap = NULL, *npy = NULL, *mask = NULL;
-  const char *mask_overlay = NULL, *cls = NULL;
-  int json = 0, threads = 0;
+  const char *model = NULL, *overlay = NULL, *heatmap = NULL, *npy = NULL, *mask = NULL, *mask_overlay = NULL;
+  const char *cls = NULL, *layer = NULL, *method = NULL;
+  int json = 0, threads = 0, device = PS_DEVICE_AUTO, constant_alpha = 0;
   ps_gradcam_opts o = ps_gradcam_opts_default();
   ps_overlay_opts oo;
   memset(&oo, 0, sizeof oo);
-  const char *device = "auto";
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = NULL;
-#define NEXT() PS_CLI_NEXT("gradcam")
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(usage_text, stdout);
-      return 0;
-    } else if (ps_cli_opt(a, "--model", &v)) {
-      NEXT();
-      model = v;
-    } else if (ps_cli_opt(a, "--layer", &v)) {
-      NEXT();
-      const char *d = !strncmp(v, "layer", 5) ? v + 5 : v;
-      if (strlen(d) != 1 || d[0] < '1' || d[0] > '4')
-        return fprintf(stderr, "pneumoscope gradcam: --layer is layer1..layer4, got '%s'\n", v), 2;
-      o.layer = d[0] - '0';
-    } else if (ps_cli_opt(a, "--class", &v)) {
-      NEXT();
-      cls = v;
-    } else if (ps_cli_opt(a, "--method", &v)) {
-      NEXT();
-      if (ps_cam_method_parse(v, &o.method) != PS_OK)
-        return fprintf(stderr, "pneumoscope gradcam: --method is cam, gradcam or gradcam++, got '%s'\n", v), 2;
-    } else if (!strcmp(a, "-o") || ps_cli_opt(a, "--out", &v)) {
-      NEXT();
-      overlay = v;
-    } else if (ps_cli_opt(a, "--heatmap", &v)) {
-      NEXT();
-      heatmap = v;
-    } else if (ps_cli_opt(a, "--npy", &v)) {
-      NEXT();
-      npy = v;
-    } else if (ps_cli_opt(a, "--mask-overlay", &v)) {
-      NEXT();
-      mask_overlay = v;
-    } else if (ps_cli_opt(a, "--mask", &v)) {
-      NEXT();
-      mask = v;
-    } else if (ps_cli_opt(a, "--alpha", &v)) {
-      NEXT();
-      if (ps_cli_double("gradcam", a, v, &oo.alpha)) return 2;
-      if (!(oo.alpha > 0 && oo.alpha <= 1))
-        return fprintf(stderr, "pneumoscope gradcam: --alpha must be in (0, 1], got %s\n", v), 2;
-    } else if (!strcmp(a, "--constant-alpha")) {
-      oo.mode = PS_OVERLAY_CONSTANT;
-    } else if (!strcmp(a, "--json")) {
-      json = 1;
-    } else if (ps_cli_opt(a, "--device", &v)) {
-      NEXT();
-      if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto"))
-        return fprintf(stderr, "pneumoscope gradcam: --device is cpu, cuda or auto, got '%s'\n", v), 2;
-      device = v;
-    } else if (ps_cli_opt(a, "--threads", &v)) {
-      NEXT();
-      if (ps_cli_int("gradcam", a, v, &threads) || threads < 0) return 2;
-    } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "pneumoscope gradcam: unknown option '%s'\n", a);
-      fputs(usage_text, stderr);
-      return 2;
-    } else if (!in) {
-      in = a;
-    } else {
-      fprintf(stderr, "pneumoscope gradcam: one film at a time ('%s' is extra); use `pneumoscope audit` for many\n", a);
-      return 2;
-    }
-#undef NEXT
-  }
-  if (!in) {
-    fputs(usage_text, stderr);
-    return 2;
-  }
-  if (o.method == PS_CAM_CAM && o.layer != 4) {
-    fprintf(stderr, "pneumoscope gradcam: --method cam works at layer4 only (use gradcam for layer%d)\n", o.layer);
-    return 2;
-  }
-#ifndef PS_HAVE_GRADCAM
-  (void)model, (void)overlay, (void)heatmap, (void)npy, (void)mask, (void)mask_overlay, (void)cls, (void)json;
-  (void)threads, (void)device;
-  fprintf(stderr, "pneumoscope gradcam: built without libtorch\n");
-  return 1;
-#else
+  const ps_cli_option options[] = {{"model", 0, PS_OPT_STRING, &model},
+                                   {"layer", 0, PS_OPT_STRING, &layer},
+                                   {"class", 0, PS_OPT_STRING, &cls},
+                                   {"method", 0, PS_OPT_STRING, &method},
+                                   {"out", 'o', PS_OPT_STRING, &overlay},
+                                   {"heatmap", 0, PS_OPT_STRING, &heatmap},
+                                   {"npy", 0, PS_OPT_STRING, &npy},
+                                   {"mask-overlay", 0, PS_OPT_STRING, &mask_overlay},
+                                   {"mask", 0, PS_OPT_STRING, &mask},
+                                   {"alpha", 0, PS_OPT_DOUBLE, &oo.alpha, .range = "in (0, 1]"},
+                                   {"constant-alpha", 0, PS_OPT_FLAG, &constant_alpha},
+                                   {"json", 0, PS_OPT_FLAG, &json},
+                                   {"device", 0, PS_OPT_CHOICE, &device, .choices = ps_cli_devices},
+                                   {"threads", 0, PS_OPT_INT, &threads, .range = ">= 0"},
+                                   {0}};
+  const char *films[2];
+  int nfilms = 2, rc = ps_cli_parse("gradcam", usage_text, options, argc, argv, films, &nfilms);
+  if (rc >= 0) return rc;
+  if ((rc = ps_cli_cam_opts("gradcam", layer, method, &o))) return rc;
+  if (nfilms == 0) return fputs(usage_text, stderr), 2;
+  if (nfilms > 1)
+    return fprintf(stderr,
+                   "pneumoscope gradcam: one film at a time ('%s' is extra); use `pneumoscope audit` for many\n",
+                   films[1]),
+           2;
+  const char *in = films[0];
+  if (constant_alpha) oo.mode = PS_OVERLAY_CONSTANT;
   char used[4096];
   int st;
   ps_model *m = NULL;
   ps_image *film = NULL;
   ps_gradcam_result *r = NULL;
-  int rc = 1;
+  rc = 1;
   if (ps_cli_load_model("gradcam", model, device, threads, used, sizeof used, &m)) return 1;
   model = used;
   const ps_model_meta *meta = ps_model_meta_get(m);
@@ -220,39 +193,8 @@ int ps_cli_gradcam(int argc, char **argv) {
   if ((rc = write_outputs(in, film, r, overlay, heatmap, npy, mask, mask_overlay, &oo, lungs ? r->roi : NULL)))
     goto done;
   if (json) {
-    printf("{\"file\": ");
-    ps_cli_json_string(stdout, in);
-    printf(", \"model\": ");
-    ps_cli_json_string(stdout, model);
-    printf(", \"predicted\": ");
-    ps_cli_json_string(stdout, meta->classes[r->predicted]);
-    printf(", \"probabilities\": {");
-    for (int k = 0; k < r->num_classes; k++) {
-      printf("%s", k ? ", " : "");
-      ps_cli_json_string(stdout, meta->classes[k]);
-      printf(": %.6f", r->probs[k]);
-    }
-    printf("}, \"explained_class\": ");
-    ps_cli_json_string(stdout, meta->classes[r->target_class]);
-    printf(", \"layer\": \"layer%d\", \"method\": \"%s\", \"width\": %d, \"height\": %d, \"raw_max\": %.6g, "
-           "\"lung_focus\": ",
-           r->layer, ps_cam_method_name(r->method), r->width, r->height, r->raw_max);
-    print_focus(stdout, r->lung_focus);
-    printf(", \"lung_focus_uniform\": ");
-    print_focus(stdout, r->lung_focus_uniform);
-    printf(", \"lungs\": %d, \"lungs_found\": %d, \"lung_area_fraction\": %.4f", r->lung.lungs, r->lung.lungs_found,
-           r->lung.area_fraction);
-    if (lungs)
-      printf(", \"roi\": [%.6f, %.6f, %.6f, %.6f], \"roi_fallback\": %s", r->roi[0], r->roi[1], r->roi[2], r->roi[3],
-             r->roi_fallback ? "true" : "false");
-    const char *names[5] = {"overlay", "heatmap", "npy", "mask", "mask_overlay"};
-    const char *vals[5] = {overlay, heatmap, npy, mask, mask_overlay};
-    for (int i = 0; i < 5; i++)
-      if (vals[i]) {
-        printf(", \"%s\": ", names[i]);
-        ps_cli_json_string(stdout, vals[i]);
-      }
-    printf("}\n");
+    const char *outs[5] = {overlay, heatmap, npy, mask, mask_overlay};
+    print_json(in, model, meta, r, outs);
   } else {
     printf("film: %s\nprediction: %s (p = %.4f)\nprobabilities:", in, meta->classes[r->predicted],
            r->probs[r->predicted]);
@@ -279,5 +221,7 @@ done:
   ps_image_free(film);
   ps_model_free(m);
   return rc;
-#endif
 }
+#else
+int ps_cli_gradcam(int argc, char **argv) { return ps_cli_without_torch("gradcam", usage_text, argc, argv); }
+#endif

@@ -15,23 +15,21 @@
 
 const char ps_cli_split_help[] = "split films by patient into train/val/test (manifest.csv, leakage audit, folders)";
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: pneumoscope split SRC -o OUTDIR [--fractions 0.7,0.15,0.15] [--seed N]\n"
-          "                         [--task binary|multiclass] [--materialize[=DIR]] [--labels CSV]\n"
-          "                         [--force] [--no-hash]\n"
-          "       pneumoscope split --audit-only MANIFEST|FOLDER [-o OUTDIR]\n\n"
-          "SRC: the Kaggle chest_xray/ tree (train/val/test pooled and split again), any tree with\n"
-          "NORMAL/PNEUMONIA (or BACTERIA/VIRUS) folders, or a folder of films with --labels CSV\n"
-          "(columns path|file|SOPInstanceUID, label[, subtype][, patient_id]).\n"
-          "A patient's films and byte-identical films always land in one split; the split is stratified\n"
-          "by class (--task) and the same seed gives the same manifest on any machine.\n"
-          "Writes OUTDIR/manifest.csv (path,label,subtype,patient_id,split,sha256; never overwritten\n"
-          "without --force) and OUTDIR/leakage.json. --materialize builds OUTDIR/<task>/ (or DIR) as\n"
-          "{train,val,test}/{CLASS}/ symlinks; the source is never modified. OUTDIR may not lie in SRC.\n"
-          "--audit-only checks an existing manifest (or a folder's own train/val/test split) for patients\n"
-          "and identical films in more than one split; exit status 3 when it finds leakage.\n");
-}
+static const char usage_text[] =
+    "usage: pneumoscope split SRC -o OUTDIR [--fractions 0.7,0.15,0.15] [--seed N]\n"
+    "                         [--task binary|multiclass] [--materialize[=DIR]] [--labels CSV]\n"
+    "                         [--force] [--no-hash]\n"
+    "       pneumoscope split --audit-only MANIFEST|FOLDER [-o OUTDIR]\n\n"
+    "SRC: the Kaggle chest_xray/ tree (train/val/test pooled and split again), any tree with\n"
+    "NORMAL/PNEUMONIA (or BACTERIA/VIRUS) folders, or a folder of films with --labels CSV\n"
+    "(columns path|file|SOPInstanceUID, label[, subtype][, patient_id]).\n"
+    "A patient's films and byte-identical films always land in one split; the split is stratified\n"
+    "by class (--task) and the same seed gives the same manifest on any machine.\n"
+    "Writes OUTDIR/manifest.csv (path,label,subtype,patient_id,split,sha256; never overwritten\n"
+    "without --force) and OUTDIR/leakage.json. --materialize builds OUTDIR/<task>/ (or DIR) as\n"
+    "{train,val,test}/{CLASS}/ symlinks; the source is never modified. OUTDIR may not lie in SRC.\n"
+    "--audit-only checks an existing manifest (or a folder's own train/val/test split) for patients\n"
+    "and identical films in more than one split; exit status 3 when it finds leakage.\n";
 
 static void print_summary(FILE *f, const ps_leakage_report *r) {
   fprintf(f, "films %zu, patients %zu, groups (patient + identical bytes) %zu, duplicate sha256 %zu\n", r->films,
@@ -123,86 +121,47 @@ static int audit_only(const char *what, const char *outdir) {
 }
 
 int ps_cli_split(int argc, char **argv) {
-  const char *src = NULL, *outdir = NULL, *labels = NULL, *mat_dir = NULL, *audit = NULL, *v = NULL;
-  int materialize = 0, force = 0, no_hash = 0;
-  ps_split_opts so = {{0.70, 0.15, 0.15}, 0, PS_TASK_BINARY};
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "-o") || ps_cli_opt(a, "--out", &v)) {
-      if (!strcmp(a, "-o") || !v) v = i + 1 < argc ? argv[++i] : NULL;
-      if (!v) goto missing;
-      outdir = v;
-    } else if (ps_cli_opt(a, "--fractions", &v)) {
-      if (!v) v = i + 1 < argc ? argv[++i] : NULL;
-      if (!v) goto missing;
-      char *end;
-      const char *p = v;
-      for (int k = 0; k < 3; k++) {
-        errno = 0;
-        so.fractions[k] = strtod(p, &end);
-        if (end == p || errno || (k < 2 && *end != ',') || (k == 2 && *end)) {
-          fprintf(stderr, "pneumoscope split: --fractions needs three numbers like 0.7,0.15,0.15, got '%s'\n", v);
-          return 2;
-        }
-        p = end + 1;
-      }
-    } else if (ps_cli_opt(a, "--seed", &v)) {
-      if (!v) v = i + 1 < argc ? argv[++i] : NULL;
-      if (!v) goto missing;
-      char *end;
+  static const ps_cli_choice tasks[] = {{"binary", PS_TASK_BINARY}, {"multiclass", PS_TASK_MULTICLASS}, {NULL, 0}};
+  const char *src = NULL, *outdir = NULL, *labels = NULL, *mat_dir = NULL, *audit = NULL, *fractions = NULL;
+  const char *seed = NULL;
+  int task = PS_TASK_BINARY, force = 0, no_hash = 0;
+  const ps_cli_option options[] = {{"out", 'o', PS_OPT_STRING, &outdir},
+                                   {"fractions", 0, PS_OPT_STRING, &fractions},
+                                   {"seed", 0, PS_OPT_STRING, &seed},
+                                   {"task", 0, PS_OPT_CHOICE, &task, .choices = tasks},
+                                   {"labels", 0, PS_OPT_STRING, &labels},
+                                   {"materialize", 0, PS_OPT_OPTIONAL, &mat_dir},
+                                   {"audit-only", 0, PS_OPT_STRING, &audit},
+                                   {"force", 0, PS_OPT_FLAG, &force},
+                                   {"no-hash", 0, PS_OPT_FLAG, &no_hash},
+                                   {0}};
+  int nsrc = 1, rc = ps_cli_parse("split", usage_text, options, argc, argv, &src, &nsrc);
+  if (rc >= 0) return rc;
+  ps_split_opts so = {{0.70, 0.15, 0.15}, 0, task};
+  if (fractions) {
+    const char *p = fractions;
+    char *end;
+    for (int k = 0; k < 3; k++, p = end + 1) {
       errno = 0;
-      unsigned long long x = strtoull(v, &end, 10);
-      if (!*v || *end || errno || v[0] == '-') {
-        fprintf(stderr, "pneumoscope split: --seed needs a non-negative integer, got '%s'\n", v);
-        return 2;
-      }
-      so.seed = (uint64_t)x;
-    } else if (ps_cli_opt(a, "--task", &v)) {
-      if (!v) v = i + 1 < argc ? argv[++i] : NULL;
-      if (!v) goto missing;
-      if (!strcmp(v, "binary")) so.task = PS_TASK_BINARY;
-      else if (!strcmp(v, "multiclass")) so.task = PS_TASK_MULTICLASS;
-      else {
-        fprintf(stderr, "pneumoscope split: --task is binary or multiclass, got '%s'\n", v);
-        return 2;
-      }
-    } else if (ps_cli_opt(a, "--labels", &v)) {
-      if (!v) v = i + 1 < argc ? argv[++i] : NULL;
-      if (!v) goto missing;
-      labels = v;
-    } else if (ps_cli_opt(a, "--materialize", &v)) {
-      materialize = 1;
-      if (v) mat_dir = v;
-      else if (src && i + 1 < argc && argv[i + 1][0] != '-') mat_dir = argv[++i];
-    } else if (ps_cli_opt(a, "--audit-only", &v)) {
-      if (!v) v = i + 1 < argc ? argv[++i] : NULL;
-      if (!v) goto missing;
-      audit = v;
-    } else if (!strcmp(a, "--force")) {
-      force = 1;
-    } else if (!strcmp(a, "--no-hash")) {
-      no_hash = 1;
-    } else if (a[0] == '-') {
-      fprintf(stderr, "pneumoscope split: unknown option %s\n", a);
-      usage(stderr);
-      return 2;
-    } else if (!src) {
-      src = a;
-    } else {
-      fprintf(stderr, "pneumoscope split: unexpected argument %s\n", a);
-      return 2;
+      so.fractions[k] = strtod(p, &end);
+      if (end == p || errno || *end != (k < 2 ? ',' : '\0'))
+        return fprintf(stderr, "pneumoscope split: --fractions needs three numbers like 0.7,0.15,0.15, got '%s'\n",
+                       fractions),
+               2;
     }
-    continue;
-  missing:
-    fprintf(stderr, "pneumoscope split: %s needs a value\n", a);
-    return 2;
   }
+  if (seed) {
+    char *end;
+    errno = 0;
+    so.seed = strtoull(seed, &end, 10);
+    if (!*seed || *end || errno || seed[0] == '-')
+      return fprintf(stderr, "pneumoscope split: --seed needs a non-negative integer, got '%s'\n", seed), 2;
+  }
+  int materialize = mat_dir != NULL;
+  if (mat_dir && !*mat_dir) mat_dir = NULL; /* the default folder */
   if (audit) return audit_only(audit, outdir);
   if (!src || !outdir) {
-    usage(stderr);
+    fputs(usage_text, stderr);
     return 2;
   }
   char asrc[PATH_MAX], aout[PATH_MAX], amat[PATH_MAX];

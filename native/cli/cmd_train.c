@@ -69,115 +69,49 @@ static void log_line(ps_log_level level, const char *msg, void *user) {
   if (g_bar && g_bar->tty) fprintf(stderr, "\r%-100s\r", "");
   fprintf(stderr, "pneumoscope: %s: %s\n", names[level], msg);
 }
-#endif
 
 int ps_cli_train(int argc, char **argv) {
-#ifndef PS_HAVE_TRAIN
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "pneumoscope train: built without libtorch\n");
-  return 1;
-#else
+  static const ps_cli_choice tasks[] = {
+      {"binary", PS_TASK_BINARY}, {"multiclass", PS_TASK_MULTICLASS}, {"3class", PS_TASK_MULTICLASS}, {NULL, 0}};
+  static const ps_cli_choice schedules[] = {{"constant", 0}, {"cosine", 1}, {NULL, 0}};
+  static const ps_cli_choice monitors[] = {{"auc", PS_MONITOR_AUC}, {"f1", PS_MONITOR_F1}, {"loss", PS_MONITOR_LOSS},
+                                           {"acc", PS_MONITOR_ACC}, {NULL, 0}};
+  static const ps_cli_choice rois[] = {
+      {"film", PS_ROI_FILM}, {"lungs", PS_ROI_LUNGS}, {"lungmask", PS_ROI_LUNGMASK}, {NULL, 0}};
   ps_train_opts o;
   memset(&o, 0, sizeof o);
-  const char *v = NULL;
-  int device_set = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-#define NEXT() PS_CLI_NEXT("train")
-    v = NULL;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(usage_text, stdout);
-      return 0;
-    } else if (ps_cli_opt(a, "--manifest", &v)) {
-      NEXT();
-      o.manifest = v;
-    } else if (!strcmp(a, "-o") || ps_cli_opt(a, "--out", &v) || ps_cli_opt(a, "--outdir", &v)) {
-      NEXT();
-      o.outdir = v;
-    } else if (ps_cli_opt(a, "--task", &v)) {
-      NEXT();
-      if (!strcmp(v, "binary")) o.task = 0;
-      else if (!strcmp(v, "multiclass") || !strcmp(v, "3class")) o.task = 1;
-      else return fprintf(stderr, "pneumoscope train: --task is binary or multiclass, got '%s'\n", v), 2;
-    } else if (ps_cli_opt(a, "--epochs", &v)) {
-      NEXT();
-      if (ps_cli_int("train", a, v, &o.epochs) || o.epochs < 1) return 2;
-    } else if (ps_cli_opt(a, "--lr", &v)) {
-      NEXT();
-      if (ps_cli_double("train", a, v, &o.lr) || !(o.lr > 0)) return 2;
-    } else if (ps_cli_opt(a, "--lr-schedule", &v)) {
-      NEXT();
-      if (!strcmp(v, "cosine")) o.lr_cosine = 1;
-      else if (!strcmp(v, "constant")) o.lr_cosine = 0;
-      else return fprintf(stderr, "pneumoscope train: --lr-schedule is constant or cosine, got '%s'\n", v), 2;
-    } else if (ps_cli_opt(a, "--batch", &v)) {
-      NEXT();
-      if (ps_cli_int("train", a, v, &o.batch) || o.batch < 2) return 2;
-    } else if (ps_cli_opt(a, "--patience", &v)) {
-      NEXT();
-      if (ps_cli_int("train", a, v, &o.patience)) return 2;
-    } else if (ps_cli_opt(a, "--monitor", &v)) {
-      NEXT();
-      if (!strcmp(v, "auc")) o.monitor = PS_MONITOR_AUC;
-      else if (!strcmp(v, "f1")) o.monitor = PS_MONITOR_F1;
-      else if (!strcmp(v, "loss")) o.monitor = PS_MONITOR_LOSS;
-      else if (!strcmp(v, "acc")) o.monitor = PS_MONITOR_ACC;
-      else return fprintf(stderr, "pneumoscope train: --monitor is auc, f1, loss or acc, got '%s'\n", v), 2;
-    } else if (ps_cli_opt(a, "--size", &v)) {
-      NEXT();
-      if (ps_cli_int("train", a, v, &o.size) || o.size < 32) return 2;
-    } else if (ps_cli_opt(a, "--roi", &v)) {
-      NEXT();
-      if (!strcmp(v, "film")) o.roi = PS_ROI_FILM;
-      else if (!strcmp(v, "lungs")) o.roi = PS_ROI_LUNGS;
-      else if (!strcmp(v, "lungmask")) o.roi = PS_ROI_LUNGMASK;
-      else return fprintf(stderr, "pneumoscope train: --roi is film, lungs or lungmask, got '%s'\n", v), 2;
-    } else if (ps_cli_opt(a, "--seed", &v)) {
-      NEXT();
-      int s;
-      if (ps_cli_int("train", a, v, &s)) return 2;
-      o.seed = (uint64_t)(int64_t)s;
-    } else if (ps_cli_opt(a, "--threads", &v)) {
-      NEXT();
-      if (ps_cli_int("train", a, v, &o.threads) || o.threads < 0) return 2;
-    } else if (ps_cli_opt(a, "--device", &v)) {
-      NEXT();
-      device_set = 1;
-      if (!strcmp(v, "cpu")) o.device = PS_TRAIN_DEVICE_CPU;
-      else if (!strcmp(v, "cuda")) o.device = PS_TRAIN_DEVICE_CUDA;
-      else if (!strcmp(v, "auto")) o.device = PS_TRAIN_DEVICE_AUTO;
-      else return fprintf(stderr, "pneumoscope train: --device is cpu, cuda or auto, got '%s'\n", v), 2;
-    } else if (ps_cli_opt(a, "--init", &v)) {
-      NEXT();
-      o.init = v;
-    } else if (ps_cli_opt(a, "--cache", &v)) {
-      NEXT();
-      o.cache = v;
-    } else if (ps_cli_opt(a, "--limit", &v)) {
-      NEXT();
-      if (ps_cli_int("train", a, v, &o.limit) || o.limit < 0) return 2;
-    } else if (!strcmp(a, "--resume")) {
-      o.resume = 1;
-    } else if (!strcmp(a, "--no-balance")) {
-      o.no_balance = 1;
-    } else if (!strcmp(a, "--balance")) {
-      o.balance = 1;
-    } else if (!strcmp(a, "--no-augment")) {
-      o.no_augment = 1;
-    } else if (!strcmp(a, "--half")) {
-      o.save_half = 1;
-    } else {
-      fprintf(stderr, "pneumoscope train: unknown option '%s'\n\n%s", a, usage_text);
-      return 2;
-    }
-#undef NEXT
-  }
-  (void)device_set;
+  int seed = 0;
+  const ps_cli_option options[] = {{"manifest", 0, PS_OPT_STRING, &o.manifest},
+                                   {"out", 'o', PS_OPT_STRING, &o.outdir},
+                                   {"outdir", 0, PS_OPT_STRING, &o.outdir},
+                                   {"task", 0, PS_OPT_CHOICE, &o.task, .choices = tasks},
+                                   {"epochs", 0, PS_OPT_INT, &o.epochs, .range = ">= 1"},
+                                   {"lr", 0, PS_OPT_DOUBLE, &o.lr, .range = "> 0"},
+                                   {"lr-schedule", 0, PS_OPT_CHOICE, &o.lr_cosine, .choices = schedules},
+                                   {"batch", 0, PS_OPT_INT, &o.batch, .range = ">= 2"},
+                                   {"patience", 0, PS_OPT_INT, &o.patience},
+                                   {"monitor", 0, PS_OPT_CHOICE, &o.monitor, .choices = monitors},
+                                   {"size", 0, PS_OPT_INT, &o.size, .range = ">= 32"},
+                                   {"roi", 0, PS_OPT_CHOICE, &o.roi, .choices = rois},
+                                   {"seed", 0, PS_OPT_INT, &seed},
+                                   {"threads", 0, PS_OPT_INT, &o.threads, .range = ">= 0"},
+                                   {"device", 0, PS_OPT_CHOICE, &o.device, .choices = ps_cli_train_devices},
+                                   {"init", 0, PS_OPT_STRING, &o.init},
+                                   {"cache", 0, PS_OPT_STRING, &o.cache},
+                                   {"limit", 0, PS_OPT_INT, &o.limit, .range = ">= 0"},
+                                   {"resume", 0, PS_OPT_FLAG, &o.resume},
+                                   {"no-balance", 0, PS_OPT_FLAG, &o.no_balance},
+                                   {"balance", 0, PS_OPT_FLAG, &o.balance},
+                                   {"no-augment", 0, PS_OPT_FLAG, &o.no_augment},
+                                   {"half", 0, PS_OPT_FLAG, &o.save_half},
+                                   {0}};
+  int rc = ps_cli_parse("train", usage_text, options, argc, argv, NULL, NULL);
+  if (rc >= 0) return rc;
   if (!o.manifest || !o.outdir) {
     fprintf(stderr, "pneumoscope train: --manifest and -o are required\n\n%s", usage_text);
     return 2;
   }
+  o.seed = (uint64_t)(int64_t)seed;
   /* the command line goes into the model's provenance */
   size_t len = 16;
   for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
@@ -200,5 +134,7 @@ int ps_cli_train(int argc, char **argv) {
          ps_monitor_name(o.monitor ? o.monitor : (o.task ? PS_MONITOR_F1 : PS_MONITOR_AUC)), r.best_score, r.threshold,
          o.outdir);
   return 0;
-#endif
 }
+#else
+int ps_cli_train(int argc, char **argv) { return ps_cli_without_torch("train", usage_text, argc, argv); }
+#endif
