@@ -91,12 +91,16 @@ for h in "${harnesses[@]}"; do
   echo "== fuzzing $h for ${budget}s"
   log="$out/fuzz_$h.log"
   set +e
-  ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:halt_on_error=1" \
+  # -jobs=1: libFuzzer runs the fuzzing in a child that logs to fuzz-0.log in the working folder
+  # (here $out); its final stats are appended to $log below.
+  rm -f "$out/fuzz-0.log"
+  (cd "$out" && ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:halt_on_error=1" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
     "$out/fuzz_$h" "$out/corpus/$h" "${seeds[@]}" "${dict[@]}" -max_total_time="$budget" \
       -timeout=10 -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1 \
-      -artifact_prefix="$out/findings/$h/" -jobs=1 -workers=1 >"$log" 2>&1
+      -artifact_prefix="$out/findings/$h/" -jobs=1 -workers=1 >"$log" 2>&1)
   rc=$?
+  [ -f "$out/fuzz-0.log" ] && cat "$out/fuzz-0.log" >> "$log" && rm -f "$out/fuzz-0.log"
   set -e
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   eps=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
