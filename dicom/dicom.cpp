@@ -6,6 +6,9 @@
 // DCMTK's DicomImage display pipeline. Modality LUT, VOI and MONOCHROME1 handling follow DICOM
 // PS3.3 C.11 the way pydicom's apply_modality_lut / apply_voi_lut do (tests/ref/dicom_reference.py).
 // Every extern "C" body runs inside PS_PROTECT: no exception crosses the boundary.
+// Damaged pixel data a decoder could get past (native pixel data shorter than the header declares,
+// libjpeg warnings while DCMTK decodes a JPEG frame) refuses the film, or is listed as a warning
+// by ps_dicom_read_warnings.
 #include "ps_dicom.h"
 
 #include <dcmtk/config/osconfig.h>
@@ -17,6 +20,8 @@
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/oflog/oflog.h>
+#include <dcmtk/oflog/appender.h>
+#include <dcmtk/oflog/spi/logevent.h>
 
 #ifdef PS_HAVE_OPENJPEG
 #include <openjpeg.h>
@@ -72,9 +77,48 @@ struct Fail {
 
 std::once_flag g_init_once;
 
+// Warnings of the decode running on this thread (nullptr: none running). DCMTK's IJG JPEG decoders
+// report libjpeg's warnings ("Corrupt JPEG data: bad Huffman code") only to their logger and go on
+// with guessed pixels; the appender below, on the dcmtk.dcmjpeg logger alone, hands them here.
+thread_local std::vector<std::string> *tl_jpeg_warnings = nullptr;
+
+class JpegWarningSink : public dcmtk::log4cplus::Appender {
+ public:
+  ~JpegWarningSink() override { destructorImpl(); }
+  void close() override {}
+
+ protected:
+  void append(const dcmtk::log4cplus::spi::InternalLoggingEvent &ev) override {
+    // libjpeg's messages come from the IJG decoder classes (djdijg8/12/16.cc); DCMTK's own warnings
+    // on the data set (a missing attribute it can do without) are not about damaged data.
+    if (!tl_jpeg_warnings || ev.getLogLevel() < OFLogger::WARN_LOG_LEVEL) return;
+    if (!strstr(ev.getFile().c_str(), "djdijg")) return;
+    try {
+      tl_jpeg_warnings->push_back(ev.getMessage().c_str());
+    } catch (...) {
+    }
+  }
+};
+
+// Collects the IJG decoder's warnings on this thread while alive.
+struct JpegWarningScope {
+  std::vector<std::string> got;
+  JpegWarningScope() { tl_jpeg_warnings = &got; }
+  ~JpegWarningScope() { tl_jpeg_warnings = nullptr; }
+  JpegWarningScope(const JpegWarningScope &) = delete;
+  JpegWarningScope &operator=(const JpegWarningScope &) = delete;
+};
+
 void init_dcmtk() {
   std::call_once(g_init_once, [] {
     OFLog::configure(OFLogger::OFF_LOG_LEVEL);  // the library prints nothing
+    {
+      // ... except that libjpeg's warnings reach JpegWarningSink (and nothing else: additivity off)
+      OFLogger jl = OFLog::getLogger("dcmtk.dcmjpeg");
+      jl.setAdditivity(false);
+      jl.addAppender(dcmtk::log4cplus::SharedAppenderPtr(new JpegWarningSink));
+      jl.setLogLevel(OFLogger::WARN_LOG_LEVEL);
+    }
     // Colour JPEG / JPEG-LS frames come back colour-by-pixel, YBR converted to RGB.
     DJDecoderRegistration::registerCodecs(EDC_photometricInterpretation, EUC_default, EPC_colorByPixel);
     DJLSDecoderRegistration::registerCodecs(EJLSUC_default, EJLSPC_colorByPixel);
@@ -612,7 +656,8 @@ struct SampleReader {
 
 // Frame 0 as stored values (exact in a double), colour-by-pixel (H, W, spp); colour_model: the
 // photometric interpretation of those samples.
-void read_frame0(DcmDataset *ds, const Geometry &g, std::vector<double> &vals, std::string &colour_model) {
+void read_frame0(DcmDataset *ds, const Geometry &g, std::vector<double> &vals, std::string &colour_model,
+                 std::vector<std::string> *warn) {
   DcmElement *el = nullptr;
   if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el) {
     if (ds->tagExists(DCM_FloatPixelData) || ds->tagExists(DCM_DoubleFloatPixelData))
@@ -645,12 +690,27 @@ void read_frame0(DcmDataset *ds, const Geometry &g, std::vector<double> &vals, s
   pix->getOriginalRepresentationKey(orig, orig_param);
   bool encapsulated = DcmXfer(orig).isEncapsulated() || xf.isEncapsulated();
   if (!encapsulated) {
-    if (length == DCM_UndefinedLength || (size_t)length < g.frame_bytes)
-      fail(PS_EFORMAT, "pixel data is %lu bytes, but %d x %d x %d samples x %d bits needs %zu", (unsigned long)length,
-           g.rows, g.cols, g.spp, g.bits_alloc, g.frame_bytes);
-    buf.resize(g.frame_bytes + 2);
-    OFCondition c = el->getPartialValue(buf.data(), 0, (Uint32)g.frame_bytes, nullptr);
-    if (c.bad()) fail(PS_EFORMAT, "cannot read the pixel data (%s; truncated file?)", c.text());
+    // Every frame the header declares must be there, not just frame 0 (pydicom refuses such a
+    // file too); collecting warnings, the missing samples of frame 0 read as 0.
+    if (length == DCM_UndefinedLength)
+      fail(PS_EFORMAT, "native pixel data of undefined length (no fragments for a native transfer syntax)");
+    unsigned long long declared = (unsigned long long)g.frame_bytes * (unsigned long long)g.frames;
+    size_t have = std::min((size_t)length, g.frame_bytes);
+    if ((unsigned long long)length < declared) {
+      char what[400];
+      snprintf(what, sizeof what,
+               "pixel data is %lu bytes, shorter than the %llu bytes its header declares (%d frame%s x %d rows x "
+               "%d columns x %d sample%s x %d bits)",
+               (unsigned long)length, declared, g.frames, g.frames == 1 ? "" : "s", g.rows, g.cols, g.spp,
+               g.spp == 1 ? "" : "s", g.bits_alloc);
+      if (!warn) fail(PS_EFORMAT, "%s", what);
+      warn->push_back(std::string(what) + (have < g.frame_bytes ? "; the missing samples of frame 0 read as 0" : ""));
+    }
+    buf.assign(g.frame_bytes + 2, 0);
+    if (have > 0) {
+      OFCondition c = el->getPartialValue(buf.data(), 0, (Uint32)have, nullptr);
+      if (c.bad()) fail(PS_EFORMAT, "cannot read the pixel data (%s; truncated file?)", c.text());
+    }
   } else if (xfer == EXS_RLELossless) {
     // one fragment per frame (PS3.5 G.2); a single-frame file may still split it
     decode_rle(first_frame_fragments(pix, xfer, g.frames, g.frames > 1 ? 1 : ~0UL), g, buf);
@@ -667,11 +727,18 @@ void read_frame0(DcmDataset *ds, const Geometry &g, std::vector<double> &vals, s
     buf.resize(need + (need & 1) + 2);
     Uint32 start = 0;
     OFString model;
+    JpegWarningScope jw;
     OFCondition c = pix->getUncompressedFrame(ds, 0, start, buf.data(), (Uint32)(buf.size() & ~(size_t)1), model, nullptr);
     if (c.bad()) {
       if (c == EC_CannotChangeRepresentation)
         fail(PS_EUNSUPPORTED, "transfer syntax %s (%s) not supported (%s)", xf.getXferName(), xf.getXferID(), c.text());
+      if (!jw.got.empty())
+        fail(PS_EFORMAT, "cannot decode %s pixel data (%s; libjpeg: %s)", xf.getXferName(), c.text(), jw.got[0].c_str());
       fail(PS_EFORMAT, "cannot decode %s pixel data (%s)", xf.getXferName(), c.text());
+    }
+    if (!jw.got.empty()) {
+      if (!warn) fail(PS_EFORMAT, "damaged %s pixel data (libjpeg: %s)", xf.getXferName(), jw.got[0].c_str());
+      for (const std::string &w : jw.got) warn->push_back(std::string("libjpeg: ") + w);
     }
     if (!model.empty()) colour_model = model.c_str();
     if (g.spp == 3) planar = 0;  // JPEG / JPEG-LS decoders were registered colour-by-pixel
@@ -790,7 +857,8 @@ bool percentile_hist(const std::vector<double> &v, int bits, int pixrep, double 
   return true;
 }
 
-int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
+// warn: nullptr refuses damaged pixel data; else its warnings are appended there.
+int do_read(const char *path, const ps_read_opts *opts, ps_image **out, std::vector<std::string> *warn) {
   DcmFileFormat ff;
   load_file(path, opts, ff);
   DcmDataset *ds = ff.getDataset();
@@ -809,7 +877,7 @@ int do_read(const char *path, const ps_read_opts *opts, ps_image **out) {
   Geometry g = check_geometry(ds, opts);
   std::vector<double> samples;  // stored values, then modality values in place
   std::string model;
-  read_frame0(ds, g, samples, model);
+  read_frame0(ds, g, samples, model, warn);
 
   ps_image *img = nullptr;
   int st = ps_image_create(g.cols, g.rows, &img);
@@ -935,7 +1003,39 @@ extern "C" {
 int ps_dicom_read(const char *path, const ps_read_opts *opts, ps_image **out) {
   if (!out) return ps_error(PS_EINVAL, "dicom: NULL out pointer");
   *out = nullptr;
-  PS_PROTECT(path, return do_read(path, opts, out);)
+  PS_PROTECT(path, return do_read(path, opts, out, nullptr);)
+}
+
+int ps_dicom_read_warnings(const char *path, const ps_read_opts *opts, ps_image **out, char ***warnings,
+                           int *nwarnings) {
+  if (warnings) *warnings = nullptr;
+  if (nwarnings) *nwarnings = 0;
+  if (!out) return ps_error(PS_EINVAL, "dicom: NULL out pointer");
+  *out = nullptr;
+  if (!warnings || !nwarnings) return ps_error(PS_EINVAL, "dicom: NULL warnings pointer");
+  PS_PROTECT(path, {
+    std::vector<std::string> w;
+    int st = do_read(path, opts, out, &w);
+    if (st != PS_OK || w.empty()) return st;
+    // plain malloc'd C strings: ps_image_warnings_free releases them
+    char **list = static_cast<char **>(calloc(w.size(), sizeof(char *)));
+    bool ok = list != nullptr;
+    for (size_t i = 0; ok && i < w.size(); i++) {
+      std::string t = "dicom: " + w[i];
+      ok = (list[i] = strdup(t.c_str())) != nullptr;
+    }
+    if (!ok) {
+      if (list)
+        for (size_t i = 0; i < w.size(); i++) free(list[i]);
+      free(list);
+      ps_image_free(*out);
+      *out = nullptr;
+      return ps_error(PS_ENOMEM, "dicom: %s: out of memory", path);
+    }
+    *warnings = list;
+    *nwarnings = (int)w.size();
+    return PS_OK;
+  })
 }
 
 int ps_dicom_read_meta(const char *path, const ps_read_opts *opts, ps_film_meta *meta) {

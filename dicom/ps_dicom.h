@@ -36,6 +36,12 @@
  * Failures return a status (PS_ENOTFOUND, PS_EIO, PS_EFORMAT, PS_EUNSUPPORTED, PS_ELIMIT,
  * PS_ENOMEM) and ps_last_error() names the file and the problem. Thread-safe; DCMTK's own
  * logger is silenced, nothing is printed.
+ *
+ * Damaged pixel data is refused (PS_EFORMAT) even where a decoder could go on with guessed or
+ * zero pixels: native pixel data shorter than NumberOfFrames x Rows x Columns x SamplesPerPixel
+ * x BitsAllocated (as pydicom refuses it), and a JPEG frame on which libjpeg warns ("Corrupt
+ * JPEG data: bad Huffman code"; DCMTK's decoder would only log it). ps_dicom_read_warnings lists
+ * those instead.
  */
 #ifndef PS_DICOM_H
 #define PS_DICOM_H
@@ -49,6 +55,13 @@ extern "C" {
 /* Decode the first frame of the DICOM file at path into a new (H, W) image (see above).
  * opts may be NULL (defaults). *out is NULL on failure; free with ps_image_free. */
 PS_API int ps_dicom_read(const char *path, const ps_read_opts *opts, ps_image **out);
+
+/* Like ps_dicom_read, but damaged pixel data (see above) is listed instead of refusing the film:
+ * *warnings gets nwarnings texts ("dicom: pixel data is 1000 bytes, shorter than ..."), NULL and
+ * 0 when there are none; free them with ps_image_warnings_free (ps_image_io.h). Missing samples
+ * of frame 0 read as 0. For reports only, never for a diagnosis. */
+PS_API int ps_dicom_read_warnings(const char *path, const ps_read_opts *opts, ps_image **out, char ***warnings,
+                                  int *nwarnings);
 
 /* Read only the header into *meta (no pixel is decoded; window_* are those in the file, width
  * 0 when none). Same checks and statuses as ps_dicom_read except for pixel-data problems. */

@@ -12,6 +12,8 @@
  *     max <= 24 grey levels (measured 0.75 / 11);
  *   JPEG-LS near-lossless (dcmcjpls +en, NEAR = 2): max |stored value diff| <= 2 (the codec's bound).
  * Lossless variants must decode to exactly the same floats as the uncompressed film.
+ * Damaged pixel data (native data shorter than the header declares, libjpeg warnings on a JPEG
+ * frame) is refused, and listed by ps_dicom_read_warnings; pydicom refuses the short file too.
  */
 #define _GNU_SOURCE
 #include "test_util.h"
@@ -24,6 +26,7 @@
 #include <unistd.h>
 
 #include "ps_dicom.h"
+#include "ps_image_io.h" /* ps_image_warnings_free */
 
 #define CR "CR-MONO1-10-chest.dcm"
 #define GCP "gcp_dicom_00000001_000.dcm"
@@ -733,6 +736,56 @@ static void truncate_copy(const char *src, const char *dst, long size) {
   assert_int_equal(ps_test_system("head -c %ld '%s' > '%s'", size, src, dst), 0);
 }
 
+/* The SIIM film (JPEG Baseline, one fragment) with 256 bytes of its scan replaced by noise without
+ * 0xFF, in place: every DICOM length is still right, only the JPEG data is damaged (a bad sector).
+ * DCMTK's IJG decoder warns "Corrupt JPEG data: ..." to its logger and goes on. */
+static void make_damaged_siim(const char *dst) {
+  char *src = real(SIIM);
+  long n = ps_test_file_size(src);
+  unsigned char *b = malloc((size_t)n);
+  FILE *f = fopen(src, "rb");
+  assert_non_null(f);
+  assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  long pix = -1, soi = -1, sos = -1, eoi = -1;
+  for (long i = n - 4; i >= 0 && pix < 0; i--)
+    if (!memcmp(b + i, "\xe0\x7f\x10\x00", 4)) pix = i;
+  assert_true(pix > 0);
+  for (long i = pix; i + 3 < n && soi < 0; i++)
+    if (b[i] == 0xff && b[i + 1] == 0xd8 && b[i + 2] == 0xff) soi = i;
+  for (long i = soi; i + 1 < n && sos < 0; i++)
+    if (b[i] == 0xff && b[i + 1] == 0xda) sos = i;
+  for (long i = n - 2; i > sos && eoi < 0; i--)
+    if (b[i] == 0xff && b[i + 1] == 0xd9) eoi = i;
+  assert_true(soi > 0 && sos > soi && eoi > sos + 1024);
+  uint32_t x = 777;
+  for (long i = (sos + eoi) / 2, e = i + 256; i < e; i++) {
+    x = x * 1664525u + 1013904223u;
+    b[i] = (unsigned char)((x >> 24) % 255u);
+  }
+  write_bytes(dst, b, (size_t)n);
+  free(b);
+  free(src);
+}
+
+/* ps_dicom_read_warnings on path: PS_OK with nwant warnings (-1: at least one), each containing
+ * phrase; returns the image. */
+static ps_image *read_warnings(const char *path, int nwant, const char *phrase) {
+  ps_image *img = NULL;
+  char **w = NULL;
+  int n = -1;
+  int st = ps_dicom_read_warnings(path, NULL, &img, &w, &n);
+  if (st != PS_OK) print_message("ps_dicom_read_warnings(%s) -> %s: %s\n", path, ps_strerror(st), ps_last_error());
+  assert_int_equal(st, PS_OK);
+  assert_non_null(img);
+  print_message("  %-40s -> listed %d warning(s): %s\n", base_name(path), n, n > 0 ? w[0] : "");
+  if (nwant >= 0) assert_int_equal(n, nwant);
+  else assert_true(n >= 1);
+  for (int i = 0; i < n; i++) assert_non_null(strstr(w[i], phrase));
+  ps_image_warnings_free(w, n);
+  return img;
+}
+
 static void test_malformed(void **state) {
   (void)state;
   char *nccid = real(NCCID), *siim = real(SIIM), *cr = real(CR);
@@ -790,6 +843,7 @@ static void test_malformed(void **state) {
       {"rows_zero.dcm", nccid, "-m Rows=0", PS_EFORMAT, "empty image"},
       {"absurd_dims.dcm", nccid, "-m Rows=65535 -m Columns=65535", PS_ELIMIT, "max_pixels"},
       {"absurd_frames.dcm", nccid, "-i NumberOfFrames=100000", PS_ELIMIT, "max_pixels"},
+      {"frames_lie.dcm", nccid, "-i NumberOfFrames=2", PS_EFORMAT, "shorter than the 2097152 bytes its header declares"},
       {"no_pixel_data.dcm", nccid, "-e PixelData", PS_EFORMAT, "no pixel data"},
       {"short_pixel_data.dcm", nccid, "-m Rows=1100", PS_EFORMAT, "pixel data is"},
       {"short_pixel_data_16.dcm", cr, "-m Columns=500", PS_EFORMAT, "pixel data is"},
@@ -892,6 +946,8 @@ static void test_silent(void **state) {
    * truncated / inconsistent files writes errors and warnings to stderr). */
   char *nccid = real(NCCID), *siim = real(SIIM);
   char *t1 = tmp("silent_truncated.dcm"), *t2 = tmp("silent_truncated_jpeg.dcm"), *t3 = tmp("silent_rows.dcm");
+  char *t4 = tmp("silent_damaged_jpeg.dcm");
+  make_damaged_siim(t4); /* dcmdjpeg prints libjpeg's "W: Corrupt JPEG data" for it; we must not */
   truncate_copy(nccid, t1, ps_test_file_size(nccid) / 2);
   truncate_copy(siim, t2, ps_test_file_size(siim) - 5000);
   copy_file(siim, t3);
@@ -911,14 +967,19 @@ static void test_silent(void **state) {
   assert_non_null(lf);
   dup2(fileno(lf), 1);
   dup2(fileno(lf), 2);
-  const char *files[] = {t1, t2, t3, nccid, siim};
-  int statuses[5];
-  for (int i = 0; i < 5; i++) {
+  const char *files[] = {t1, t2, t3, t4, nccid, siim};
+  int statuses[6];
+  for (int i = 0; i < 6; i++) {
     ps_image *img = NULL;
     statuses[i] = ps_dicom_read(files[i], NULL, &img);
     ps_image_free(img);
     ps_film_meta m;
     (void)ps_dicom_read_meta(files[i], NULL, &m);
+    char **w = NULL;
+    int nw = 0;
+    img = NULL;
+    if (ps_dicom_read_warnings(files[i], NULL, &img, &w, &nw) == PS_OK) ps_image_warnings_free(w, nw);
+    ps_image_free(img);
   }
   fflush(stdout);
   fflush(stderr);
@@ -927,9 +988,9 @@ static void test_silent(void **state) {
   close(out_fd);
   close(err_fd);
   fclose(lf);
-  for (int i = 0; i < 3; i++) assert_int_not_equal(statuses[i], PS_OK);
-  assert_int_equal(statuses[3], PS_OK);
+  for (int i = 0; i < 4; i++) assert_int_not_equal(statuses[i], PS_OK);
   assert_int_equal(statuses[4], PS_OK);
+  assert_int_equal(statuses[5], PS_OK);
   long printed = ps_test_file_size(log);
   print_message("  bytes printed by the library: %ld\n", printed);
   assert_int_equal(printed, 0);
@@ -938,6 +999,7 @@ static void test_silent(void **state) {
   free(t1);
   free(t2);
   free(t3);
+  free(t4);
   free(log);
 }
 
@@ -1032,11 +1094,76 @@ static void test_mutations(void **state) {
   for (int f = 0; f < 6; f++) free(srcs[f]);
 }
 
+/* ---- damaged pixel data: refused, or listed by ps_dicom_read_warnings --------------------------- */
+
+static void test_damaged_pixel_data(void **state) {
+  (void)state;
+  char *nccid = real(NCCID), *siim = real(SIIM);
+  ps_image *clean = read_ok(nccid, NULL), *clean_jpeg = read_ok(siim, NULL);
+
+  /* NumberOfFrames 2 over the pixel data of one frame: frame 0 is whole, the file is still short
+   * of what its header declares (pydicom refuses it as well) */
+  char *p = tmp("damaged_frames.dcm");
+  copy_file(nccid, p);
+  assert_int_equal(ps_test_system("dcmodify -nb -i NumberOfFrames=2 '%s' >/dev/null 2>&1", p), 0);
+  expect_fail(p, NULL, PS_EFORMAT, "pixel data is 1048576 bytes, shorter than the 2097152 bytes");
+  ps_image *img = read_warnings(p, 1, "shorter than the 2097152 bytes its header declares (2 frames x 1024 rows");
+  assert_same_pixels("listed read, frame 0 whole", clean, img);
+  assert_int_equal(img->meta.frames, 2);
+  ps_image_free(img);
+  if (HAVE_PY) {
+    int st = ps_test_system("'%s' -c 'import sys, pydicom; pydicom.dcmread(sys.argv[1]).pixel_array' '%s' >/dev/null 2>&1",
+                            PS_PYTHON, p);
+    print_message("  %-40s -> pydicom %s\n", "  ... the same file", st ? "refuses it too" : "reads it");
+    assert_int_not_equal(st, 0);
+  }
+  free(p);
+
+  /* Rows 1100 over 1024 rows of pixel data: frame 0 itself is short; listed, the missing rows
+   * read as 0 (the 8-bit film maps its stored values v to v / 255: the rows present are exact) */
+  p = tmp("damaged_rows.dcm");
+  copy_file(nccid, p);
+  assert_int_equal(ps_test_system("dcmodify -nb -m Rows=1100 '%s' >/dev/null 2>&1", p), 0);
+  expect_fail(p, NULL, PS_EFORMAT, "shorter than");
+  img = read_warnings(p, 1, "the missing samples of frame 0 read as 0");
+  assert_int_equal(img->height, 1100);
+  assert_memory_equal(img->data, clean->data, sizeof(float) * 1024 * 1024);
+  for (size_t i = (size_t)1024 * 1024; i < (size_t)1100 * 1024; i++) assert_true(img->data[i] == 0.0f);
+  ps_image_free(img);
+  free(p);
+
+  /* JPEG Baseline film with a damaged scan: DCMTK's decoder only logs libjpeg's warnings */
+  p = tmp("damaged_jpeg.dcm");
+  make_damaged_siim(p);
+  expect_fail(p, NULL, PS_EFORMAT, "libjpeg: Corrupt JPEG data");
+  img = read_warnings(p, -1, "libjpeg: Corrupt JPEG data");
+  assert_int_equal(img->width, clean_jpeg->width);
+  ps_image_free(img);
+
+  /* a clean film lists nothing and reads the same pixels */
+  img = read_warnings(siim, 0, "");
+  assert_same_pixels("clean JPEG film, listed read", clean_jpeg, img);
+  ps_image_free(img);
+  char **w = (char **)0x1;
+  int n = -1;
+  img = (ps_image *)0x1;
+  assert_int_equal(ps_dicom_read_warnings(p, NULL, &img, NULL, &n), PS_EINVAL);
+  assert_null(img);
+  assert_int_equal(ps_dicom_read_warnings(p, NULL, NULL, &w, &n), PS_EINVAL);
+  assert_null(w);
+  assert_int_equal(n, 0);
+  free(p);
+  ps_image_free(clean);
+  ps_image_free(clean_jpeg);
+  free(nccid);
+  free(siim);
+}
+
 /* ---- threads --------------------------------------------------------------------------------- */
 
 typedef struct {
   const char *path;
-  const ps_image *expect;
+  const ps_image *expect; /* NULL: a damaged film, refused every time */
   int ok;
 } job;
 
@@ -1045,7 +1172,12 @@ static void *worker(void *arg) {
   j->ok = 1;
   for (int k = 0; k < 4; k++) {
     ps_image *img = NULL;
-    if (ps_dicom_read(j->path, NULL, &img) != PS_OK) {
+    int st = ps_dicom_read(j->path, NULL, &img);
+    if (!j->expect) { /* libjpeg's warnings are collected per thread: never lost, never another's */
+      if (st != PS_EFORMAT || img || !strstr(ps_last_error(), "Corrupt JPEG data")) j->ok = 0;
+      continue;
+    }
+    if (st != PS_OK) {
       j->ok = 0;
       return NULL;
     }
@@ -1058,13 +1190,15 @@ static void *worker(void *arg) {
 
 static void test_threads(void **state) {
   (void)state;
-  char *a = real(SIIM), *b = real(CR);
+  char *a = real(SIIM), *b = real(CR), *d = tmp("threads_damaged_jpeg.dcm");
+  make_damaged_siim(d);
   ps_image *ea = read_ok(a, NULL), *eb = read_ok(b, NULL);
-  job jobs[4] = {{a, ea, 0}, {b, eb, 0}, {a, ea, 0}, {b, eb, 0}};
-  pthread_t t[4];
-  for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&t[i], NULL, worker, &jobs[i]), 0);
-  for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
-  for (int i = 0; i < 4; i++) assert_true(jobs[i].ok);
+  job jobs[6] = {{a, ea, 0}, {b, eb, 0}, {d, NULL, 0}, {a, ea, 0}, {b, eb, 0}, {d, NULL, 0}};
+  pthread_t t[6];
+  for (int i = 0; i < 6; i++) assert_int_equal(pthread_create(&t[i], NULL, worker, &jobs[i]), 0);
+  for (int i = 0; i < 6; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < 6; i++) assert_true(jobs[i].ok);
+  free(d);
   ps_image_free(ea);
   ps_image_free(eb);
   free(a);
@@ -1087,6 +1221,7 @@ int main(void) {
       cmocka_unit_test(test_raw_mode),
       cmocka_unit_test(test_voi_variants_match_pydicom),
       cmocka_unit_test(test_malformed),
+      cmocka_unit_test(test_damaged_pixel_data),
       cmocka_unit_test(test_probe),
       cmocka_unit_test(test_silent),
       cmocka_unit_test(test_mutations),

@@ -1,6 +1,8 @@
 /* native/image: films decode exactly as Pillow decodes them (real PNGs, a sample of the Kaggle
  * JPEGs incl. the RGB ones, PNG/JPEG variants written at test time), DICOM dispatch, PNG writing,
- * and a catalogue of malformed files that must fail with the right status naming the file. */
+ * a catalogue of malformed files that must fail with the right status naming the file, and
+ * damaged data the decoders could get past (corrupt JPEG scans, PNG CRC errors) refused or
+ * listed as warnings, while all 651 Kaggle films decode without one. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <math.h>
@@ -559,6 +561,270 @@ static void test_malformed_jpeg(void **state) {
   free(jpg);
 }
 
+/* ---- decoder warnings: damaged data is refused, or listed by ps_image_read_warnings ---------- */
+
+/* Pillow (a decoder we did not write) on one file: 1 when Image.open(f).load() raises. */
+static int pillow_refuses(const char *path) {
+  int st = ps_test_system("'%s' -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).load()' '%s' 2>/dev/null",
+                          PS_PYTHON, path);
+  return st != 0;
+}
+
+/* The strict read refuses path with PS_EFORMAT, naming the file and every phrase (NULL-ended). */
+static void expect_damaged(const char *path, const char *what, const char *const *phrases) {
+  expect_fail(path, NULL, PS_EFORMAT, what);
+  for (const char *const *p = phrases; *p; p++)
+    if (!strstr(ps_last_error(), *p)) fail_msg("%s: message lacks '%s': %s", what, *p, ps_last_error());
+}
+
+/* ps_image_read_warnings reads path with exactly one warning starting with prefix; returns the image. */
+static ps_image *read_one_warning(const char *path, const char *what, const char *prefix) {
+  ps_image *img = NULL;
+  char **w = NULL;
+  int n = -1;
+  int st = ps_image_read_warnings(path, NULL, &img, &w, &n);
+  if (st != PS_OK) fail_msg("%s: ps_image_read_warnings: %s", what, ps_last_error());
+  print_message("  %-40s -> listed %d warning(s): %s\n", what, n, n > 0 ? w[0] : "");
+  assert_non_null(img);
+  assert_int_equal(n, 1);
+  assert_non_null(w);
+  if (strncmp(w[0], prefix, strlen(prefix)) != 0) fail_msg("%s: warning '%s' does not start with '%s'", what, w[0], prefix);
+  ps_image_warnings_free(w, n);
+  return img;
+}
+
+/* Start and end of a JPEG's entropy-coded data: after the first SOS segment, up to the final EOI. */
+static void jpeg_scan(const uint8_t *j, size_t n, size_t *a, size_t *b) {
+  size_t i = 2;
+  *a = 0;
+  while (i + 4 <= n && j[i] == 0xff) {
+    size_t len = (size_t)j[i + 2] << 8 | j[i + 3];
+    if (j[i + 1] == 0xda) {
+      *a = i + 2 + len;
+      break;
+    }
+    i += 2 + len;
+  }
+  assert_true(*a > 0);
+  assert_true(j[n - 2] == 0xff && j[n - 1] == 0xd9);
+  *b = n - 2;
+}
+
+/* Real Kaggle films (one gray, one 3-component) with damaged entropy-coded data. libjpeg-turbo
+ * warns and fills the damage with guesses: refused, and listed by ps_image_read_warnings. Pillow
+ * ignores those warnings; where a stray marker makes the damage fatal it refuses too. */
+static void test_damaged_jpeg(void **state) {
+  (void)state;
+  const char *films[] = {"kaggle/NORMAL/IM-0117-0001.jpeg", "kaggle/PNEUMONIA/person1108_virus_1833.jpeg"};
+  for (int f = 0; f < 2; f++) {
+    size_t n = 0, a = 0, b = 0;
+    uint8_t *jpg = slurp(ps_test_data(films[f]), &n);
+    jpeg_scan(jpg, n, &a, &b);
+    size_t mid = (a + b) / 2;
+    ps_image *clean = NULL;
+    char **w = (char **)0x1;
+    int nw = -1;
+    assert_int_equal(ps_image_read_warnings(ps_test_data(films[f]), NULL, &clean, &w, &nw), PS_OK);
+    assert_int_equal(nw, 0);
+    assert_null(w);
+    uint8_t *bad = malloc(n + 16);
+    char name[64];
+    const char *phrases[4] = {"damaged data", "libjpeg-turbo", NULL, NULL};
+
+    /* 256 bytes of noise without 0xFF in the middle of the scan (same length) */
+    memcpy(bad, jpg, n);
+    uint32_t x = 12345u + (uint32_t)f;
+    for (size_t i = mid; i < mid + 256; i++) {
+      x = x * 1664525u + 1013904223u;
+      bad[i] = (uint8_t)((x >> 24) % 255u);
+    }
+    snprintf(name, sizeof name, "scan_noise_%d.jpeg", f);
+    char *p = spit(name, bad, n);
+    phrases[2] = "Corrupt JPEG data";
+    expect_damaged(p, "256 noise bytes in the scan", phrases);
+    ps_image *img = read_one_warning(p, "  ... collecting warnings", "jpeg: Corrupt JPEG data");
+    assert_int_equal(img->width, clean->width);
+    assert_int_equal(img->height, clean->height);
+    ps_image_free(img);
+    free(p);
+
+    /* 10 extraneous bytes before the EOI marker */
+    memcpy(bad, jpg, n - 2);
+    memset(bad + n - 2, 0, 10);
+    bad[n + 8] = 0xff, bad[n + 9] = 0xd9;
+    snprintf(name, sizeof name, "extraneous_%d.jpeg", f);
+    p = spit(name, bad, n + 10);
+    phrases[2] = "extraneous bytes before marker 0xd9";
+    expect_damaged(p, "10 bytes before EOI", phrases);
+    img = read_one_warning(p, "  ... collecting warnings", "jpeg: Corrupt JPEG data");
+    /* every row was decoded before the stray bytes: the pixels are the clean film's */
+    for (size_t i = 0; i < (size_t)clean->width * clean->height; i++)
+      if (img->data[i] != clean->data[i]) fail_msg("extraneous bytes changed pixel %zu", i);
+    ps_image_free(img);
+    free(p);
+
+    /* 3 stray bytes between two header segments (before the SOS): a warning while reading the
+     * header; the scan itself is intact, so the listed read gives the clean pixels */
+    size_t sos = a;
+    while (!(jpg[sos] == 0xff && jpg[sos + 1] == 0xda)) sos--;
+    memcpy(bad, jpg, sos);
+    memset(bad + sos, 0x00, 3);
+    memcpy(bad + sos + 3, jpg + sos, n - sos);
+    snprintf(name, sizeof name, "header_stray_%d.jpeg", f);
+    p = spit(name, bad, n + 3);
+    phrases[2] = "3 extraneous bytes before marker 0xda";
+    expect_damaged(p, "3 stray bytes before SOS", phrases);
+    img = read_one_warning(p, "  ... collecting warnings", "jpeg: Corrupt JPEG data: 3 extraneous bytes");
+    assert_memory_equal(img->data, clean->data, sizeof(float) * (size_t)clean->width * clean->height);
+    ps_image_free(img);
+    free(p);
+
+    /* the scan cut in the middle, EOI appended: premature end of data segment */
+    memcpy(bad, jpg, mid);
+    bad[mid] = 0xff, bad[mid + 1] = 0xd9;
+    snprintf(name, sizeof name, "scan_cut_%d.jpeg", f);
+    p = spit(name, bad, mid + 2);
+    phrases[2] = "premature end of data segment";
+    expect_damaged(p, "scan cut, EOI appended", phrases);
+    ps_image_free(read_one_warning(p, "  ... collecting warnings", "jpeg: Corrupt JPEG data"));
+    free(p);
+
+    /* a stray SOF7 marker in the scan: fatal after the warning; Pillow refuses it too */
+    memcpy(bad, jpg, n);
+    bad[mid] = 0xff, bad[mid + 1] = 0xc7;
+    snprintf(name, sizeof name, "scan_marker_%d.jpeg", f);
+    p = spit(name, bad, n);
+    phrases[2] = NULL;
+    expect_damaged(p, "stray SOF7 marker in the scan", phrases);
+    img = (ps_image *)0x1;
+    w = (char **)0x1;
+    assert_int_equal(ps_image_read_warnings(p, NULL, &img, &w, &nw), PS_EFORMAT);
+    print_message("  %-40s -> %s\n", "  ... collecting warnings", ps_last_error());
+    assert_null(img);
+    assert_null(w);
+    assert_int_equal(nw, 0);
+    assert_non_null(strstr(ps_last_error(), "after the warning"));
+    if (have_pillow()) {
+      int refused = pillow_refuses(p);
+      print_message("  %-40s -> Pillow %s\n", "  ... the same file", refused ? "refuses it too" : "reads it");
+      assert_true(refused);
+    }
+    free(p);
+    free(bad);
+    free(jpg);
+    ps_image_free(clean);
+  }
+}
+
+/* One PNG chunk: offset of its length field in png (n bytes), or 0 when absent. */
+static size_t png_find_chunk(const uint8_t *png, size_t n, const char *type) {
+  for (size_t i = 8; i + 12 <= n;) {
+    size_t len = (size_t)png[i] << 24 | (size_t)png[i + 1] << 16 | (size_t)png[i + 2] << 8 | png[i + 3];
+    if (!memcmp(png + i + 4, type, 4)) return i;
+    i += 12 + len;
+  }
+  return 0;
+}
+
+static size_t png_chunk_len(const uint8_t *png, size_t at) {
+  return (size_t)png[at] << 24 | (size_t)png[at + 1] << 16 | (size_t)png[at + 2] << 8 | png[at + 3];
+}
+
+/* The NIH film with a CRC off by one bit in a chunk (its data intact): refused, whichever chunk
+ * (libpng itself only warns for ancillary chunks and drops them). Listed by
+ * ps_image_read_warnings, which then gives the clean pixels. A duplicate ancillary chunk is a
+ * complaint about metadata only: still read. */
+static void test_damaged_png(void **state) {
+  (void)state;
+  size_t n = 0;
+  const char *film = ps_test_data("png/nih_00000001_000.png");
+  uint8_t *png = slurp(film, &n);
+  ps_image *clean = NULL;
+  assert_int_equal(ps_image_read(film, NULL, &clean), PS_OK);
+  uint8_t *bad = malloc(n + 64);
+  const char *chunks[] = {"gAMA", "tEXt", "IDAT"};
+  for (int c = 0; c < 3; c++) {
+    size_t at = png_find_chunk(png, n, chunks[c]);
+    assert_true(at > 0);
+    memcpy(bad, png, n);
+    bad[at + 8 + png_chunk_len(png, at) + 3] ^= 1;
+    char name[64], what[64], crc[32];
+    snprintf(name, sizeof name, "crc_%s.png", chunks[c]);
+    snprintf(what, sizeof what, "%s CRC off by one bit", chunks[c]);
+    snprintf(crc, sizeof crc, "%s: CRC error", chunks[c]);
+    char *p = spit(name, bad, n);
+    const char *phrases[] = {"damaged data", "libpng", crc, NULL};
+    expect_damaged(p, what, phrases);
+    char prefix[40];
+    snprintf(prefix, sizeof prefix, "png: %s", crc);
+    ps_image *img = read_one_warning(p, "  ... collecting warnings", prefix);
+    for (size_t i = 0; i < (size_t)clean->width * clean->height; i++)
+      if (img->data[i] != clean->data[i]) fail_msg("%s: pixel %zu differs from the clean film", what, i);
+    ps_image_free(img);
+    if (c == 0 && have_pillow()) { /* Pillow checks the CRCs of the chunks before the image data */
+      int refused = pillow_refuses(p);
+      print_message("  %-40s -> Pillow %s\n", "  ... the same file", refused ? "refuses it too" : "reads it");
+      assert_true(refused);
+    }
+    free(p);
+  }
+  /* a duplicate gAMA (libpng: "gAMA: duplicate"): metadata only, read with no warning */
+  size_t at = png_find_chunk(png, n, "gAMA");
+  size_t clen = 12 + png_chunk_len(png, at);
+  memcpy(bad, png, at + clen);
+  memcpy(bad + at + clen, png + at, n - at);
+  char *p = spit("dup_gama.png", bad, n + clen);
+  ps_image *img = NULL;
+  char **w = NULL;
+  int nw = -1;
+  assert_int_equal(ps_image_read(p, NULL, &img), PS_OK);
+  ps_image_free(img);
+  assert_int_equal(ps_image_read_warnings(p, NULL, &img, &w, &nw), PS_OK);
+  assert_int_equal(nw, 0);
+  ps_image_free(img);
+  free(p);
+  /* argument checks */
+  img = (ps_image *)0x1;
+  assert_int_equal(ps_image_read_warnings(film, NULL, &img, NULL, &nw), PS_EINVAL);
+  assert_null(img);
+  assert_int_equal(ps_image_read_warnings(film, NULL, &img, &w, NULL), PS_EINVAL);
+  assert_int_equal(ps_image_read_warnings(film, NULL, NULL, &w, &nw), PS_EINVAL);
+  assert_null(w);
+  ps_image_warnings_free(NULL, 0);
+  free(bad);
+  free(png);
+  ps_image_free(clean);
+}
+
+/* Every Kaggle film (all 651 in the manifest) decodes with no decoder warning: refusing damaged
+ * data must not refuse real films. */
+static void test_kaggle_all_clean(void **state) {
+  (void)state;
+  FILE *f = fopen(ps_test_data("kaggle/manifest.csv"), "r");
+  assert_non_null(f);
+  char line[1024];
+  assert_non_null(fgets(line, sizeof line, f)); /* header */
+  int n = 0;
+  while (fgets(line, sizeof line, f)) {
+    char *comma = strchr(line, ',');
+    assert_non_null(comma);
+    *comma = 0;
+    char rel[sizeof line + 8];
+    snprintf(rel, sizeof rel, "kaggle/%s", line);
+    ps_image *img = NULL;
+    char **w = NULL;
+    int nw = 0;
+    int st = ps_image_read_warnings(ps_test_data(rel), NULL, &img, &w, &nw);
+    if (st != PS_OK) fail_msg("%s: %s", rel, ps_last_error());
+    if (nw) fail_msg("%s: decoder warning: %s", rel, w[0]);
+    ps_image_free(img);
+    n++;
+  }
+  fclose(f);
+  print_message("  %d Kaggle films, none with a decoder warning\n", n);
+  assert_int_equal(n, 651);
+}
+
 static void test_not_films(void **state) {
   (void)state;
   const char *dir = ps_test_tmpdir();
@@ -608,6 +874,9 @@ int main(void) {
       cmocka_unit_test(test_write_png_round_trip),
       cmocka_unit_test(test_malformed_png),
       cmocka_unit_test(test_malformed_jpeg),
+      cmocka_unit_test(test_damaged_jpeg),
+      cmocka_unit_test(test_damaged_png),
+      cmocka_unit_test(test_kaggle_all_clean),
       cmocka_unit_test(test_not_films),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

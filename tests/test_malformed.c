@@ -2,7 +2,10 @@
  * (tests/malformed/make_catalogue.py, made from the real films) and every fuzzing regression
  * file (tests/malformed/regress/) gets a status from the allowed set and a message naming the
  * file, never a crash or a hang; directories, symlinks, FIFOs and non-UTF-8 names given as films;
- * `pneumoscope info` over a folder of all of them goes on and reports each one. */
+ * `pneumoscope info` over a folder of all of them goes on and reports each one. Damaged data a
+ * decoder could get past (corrupt JPEG scans, PNG CRC errors, short DICOM pixel data) is refused
+ * exactly where ps_image_read_warnings lists a warning, with the decoder's text, and where the
+ * catalogue names a reference (Pillow, pydicom) that program refuses the file too. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -28,6 +31,7 @@ typedef struct {
   char name[256];
   char allowed[128];
   char what[512];
+  char ref[64]; /* reference verdict ("pillow-refuses", "pydicom-refuses") or "" */
 } cat_row;
 static cat_row rows[256];
 static int nrows;
@@ -83,9 +87,12 @@ static int setup_catalogue(void **state) {
     *a++ = 0;
     char *w = strchr(a, '\t');
     if (w) *w++ = 0;
+    char *r = w ? strchr(w, '\t') : NULL;
+    if (r) *r++ = 0;
     snprintf(rows[nrows].name, sizeof rows[nrows].name, "%s", line);
     snprintf(rows[nrows].allowed, sizeof rows[nrows].allowed, "%s", a);
     snprintf(rows[nrows].what, sizeof rows[nrows].what, "%s", w ? w : "");
+    snprintf(rows[nrows].ref, sizeof rows[nrows].ref, "%s", r ? r : "");
     nrows++;
   }
   fclose(f);
@@ -136,6 +143,135 @@ static void test_catalogue(void **state) {
   }
   print_message("catalogue: %d files, %d read, %d refused with a status naming the file\n", nrows, ok, refused);
   assert_true(refused > 40);
+}
+
+/* The text a strict read must quote for one listed warning: after the "jpeg: " / "png: " /
+ * "dicom: " prefix (and DICOM's "libjpeg: "), up to a "; " remark the strict read leaves out. */
+static void warning_core(const char *w, char *out, size_t cap) {
+  const char *c = strchr(w, ':');
+  c = c ? c + 2 : w;
+  if (!strncmp(c, "libjpeg: ", 9)) c += 9;
+  snprintf(out, cap, "%s", c);
+  char *semi = strstr(out, "; ");
+  if (semi) *semi = 0;
+}
+
+/* ps_image_read refuses a film exactly when ps_image_read_warnings fails or lists a warning; a
+ * refusal for a listed warning is PS_EFORMAT, names the file and quotes the decoder's text. */
+static int check_warnings_agree(const char *path) {
+  ps_image *strict = NULL, *lenient = NULL;
+  int st = ps_image_read(path, NULL, &strict);
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", ps_last_error());
+  char **w = NULL;
+  int n = 0;
+  int lst = ps_image_read_warnings(path, NULL, &lenient, &w, &n);
+  int listed = lst == PS_OK && n > 0;
+  if (lst != PS_OK) {
+    assert_null(lenient);
+    assert_null(w);
+    assert_int_equal(n, 0);
+    if (st != lst) {
+      print_error("%s: ps_image_read -> %s, ps_image_read_warnings -> %s (%s)\n", base_name(path), status_name(st),
+                  status_name(lst), ps_last_error());
+      fail();
+    }
+  } else if (!listed) {
+    if (st != PS_OK) {
+      print_error("%s: refused (%s) but ps_image_read_warnings lists nothing\n", base_name(path), msg);
+      fail();
+    }
+    assert_int_equal(strict->width, lenient->width);
+    assert_int_equal(strict->height, lenient->height);
+    assert_memory_equal(strict->data, lenient->data, sizeof(float) * (size_t)strict->width * strict->height);
+  } else {
+    char core[1024];
+    warning_core(w[0], core, sizeof core);
+    if (st != PS_EFORMAT || !strstr(msg, base_name(path)) || !strstr(msg, core)) {
+      print_error("%s: listed '%s' but ps_image_read -> %s '%s' (want EFORMAT quoting '%s')\n", base_name(path), w[0],
+                  status_name(st), msg, core);
+      fail();
+    }
+    assert_non_null(lenient);
+    for (size_t i = 0; i < (size_t)lenient->width * lenient->height; i++)
+      if (!(lenient->data[i] >= 0.0f && lenient->data[i] <= 1.0f)) {
+        print_error("%s: pixel %zu = %g outside [0,1] in the listed read\n", base_name(path), i, lenient->data[i]);
+        fail();
+      }
+  }
+  ps_image_warnings_free(w, n);
+  ps_image_free(strict);
+  ps_image_free(lenient);
+  return listed;
+}
+
+static void test_warnings_agree(void **state) {
+  (void)state;
+  int listed = 0;
+  for (int i = 0; i < nrows; i++) {
+    char *p = ps_test_join(cat_dir, rows[i].name);
+    listed += check_warnings_agree(p);
+    free(p);
+  }
+  const char *film_dirs[] = {"tests/malformed/regress/image", "tests/malformed/regress/dicom"};
+  for (size_t d = 0; d < 2; d++) {
+    char dirbuf[4096];
+    snprintf(dirbuf, sizeof dirbuf, "%s", ps_test_src(film_dirs[d]));
+    DIR *dh = opendir(dirbuf);
+    if (!dh) continue;
+    struct dirent *e;
+    while ((e = readdir(dh))) {
+      if (e->d_name[0] == '.') continue;
+      char *p = ps_test_join(dirbuf, e->d_name);
+      listed += check_warnings_agree(p);
+      free(p);
+    }
+    closedir(dh);
+  }
+  print_message("warnings: %d catalogue/regression files refused for damaged data a decoder got past, each listed "
+                "by ps_image_read_warnings with the same text\n",
+                listed);
+  /* the corrupt JPEG scans, PNG CRC / benign errors, short DICOM pixel data, damaged JPEG DICOM */
+  assert_true(listed >= 12);
+}
+
+/* Programs we did not write on the same files: where the catalogue names one, it refuses the file
+ * too (Pillow on a stray marker in a JPEG scan and on a CRC error before the image data, pydicom
+ * on short pixel data). Pillow reads the other corrupt scans libjpeg-turbo warns about, and
+ * pydicom a damaged JPEG frame: those rows name no reference. */
+static void test_references_refuse(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(ps_test_have_python("PIL,pydicom,numpy"), "Debian python3 with Pillow + pydicom not available");
+  int status = -1;
+  char *out = ps_test_capture(&status, "'%s' '%s' --references '%s' 2>/dev/null", PS_PYTHON,
+                              ps_test_src("tests/malformed/make_catalogue.py"), cat_dir);
+  assert_non_null(out);
+  assert_int_equal(status, 0);
+  int want = 0, seen = 0;
+  for (int i = 0; i < nrows; i++) {
+    if (!rows[i].ref[0]) continue;
+    want++;
+    char key[300];
+    snprintf(key, sizeof key, "%s\t%s\trefused: ", rows[i].name, rows[i].ref);
+    char *hit = strstr(out, key);
+    if (!hit || (hit != out && hit[-1] != '\n')) {
+      print_error("%s: %s, but it did not: %s\n", rows[i].name, rows[i].ref, out);
+      fail();
+    }
+    char *eol = strchr(hit, '\n');
+    print_message("  %-28s %-16s %.*s\n", rows[i].name, rows[i].ref, (int)(eol ? eol - hit - strlen(key) : 80),
+                  hit + strlen(key));
+    /* and we refuse it */
+    char *p = ps_test_join(cat_dir, rows[i].name);
+    ps_image *img = NULL;
+    assert_int_not_equal(ps_image_read(p, NULL, &img), PS_OK);
+    free(p);
+    seen++;
+  }
+  print_message("references: %d catalogue files refused by the reference and by us\n", seen);
+  assert_true(want >= 5);
+  assert_int_equal(seen, want);
+  free(out);
 }
 
 /* A valid film under tight limits: refused with ELIMIT before decoding. */
@@ -344,13 +480,55 @@ static void test_batch_info(void **state) {
   free(errf);
 }
 
+/* `pneumoscope classify` over a folder of real films and damaged ones (a corrupt JPEG scan, a PNG
+ * CRC error, short DICOM pixel data, a damaged JPEG DICOM frame): every damaged film gets an error
+ * row quoting the decoder, the real films are still classified, the exit status is 1. */
+static void test_batch_classify(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(strstr(ps_build_features(), "torch") != NULL, "built without libtorch: no classify");
+  char *dir = ps_test_join(ps_test_tmpdir(), "classify_folder");
+  assert_int_equal(mkdir(dir, 0700), 0);
+  const char *good[] = {"kaggle/NORMAL/IM-0117-0001.jpeg", "kaggle/PNEUMONIA/person1108_virus_1833.jpeg"};
+  for (int i = 0; i < 2; i++) assert_int_equal(ps_test_system("cp '%s' '%s'", ps_test_data(good[i]), dir), 0);
+  const char *bad[] = {"jpeg_scan_noise.jpeg", "png_ancillary_crc.png", "dcm_short_frames.dcm", "dcm_jpeg_scan_noise.dcm"};
+  const char *quote[] = {"libjpeg-turbo: Corrupt JPEG data", "libpng: gAMA: CRC error", "shorter than", "libjpeg: Corrupt JPEG data"};
+  for (int i = 0; i < 4; i++) assert_int_equal(ps_test_system("cp '%s/%s' '%s'", cat_dir, bad[i], dir), 0);
+  int status = -1;
+  char *out = ps_test_capture(&status, "'%s' classify --device cpu --csv '%s' 2>/dev/null", PS_CLI, dir);
+  assert_non_null(out);
+  print_message("%s", out);
+  assert_int_equal(status, 1);
+  int rows_seen = 0;
+  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+    if (!strncmp(line, "file,", 5)) continue;
+    rows_seen++;
+    for (int i = 0; i < 2; i++)
+      if (strstr(line, strrchr(good[i], '/') + 1))
+        assert_true(strstr(line, ",NORMAL,") != NULL || strstr(line, ",PNEUMONIA,") != NULL);
+    for (int i = 0; i < 4; i++)
+      if (strstr(line, bad[i])) {
+        const char *err = strrchr(line, ',');
+        if (!strstr(line, quote[i]) || strstr(line, ",NORMAL,") || strstr(line, ",PNEUMONIA,")) {
+          print_error("%s: want an error row quoting '%s', got: %s (%s)\n", bad[i], quote[i], line, err ? err : "");
+          fail();
+        }
+      }
+  }
+  assert_int_equal(rows_seen, 6);
+  free(out);
+  free(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_catalogue),
+      cmocka_unit_test(test_warnings_agree),
+      cmocka_unit_test(test_references_refuse),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_regressions),
       cmocka_unit_test(test_filesystem_specials),
       cmocka_unit_test(test_batch_info),
+      cmocka_unit_test(test_batch_classify),
   };
   return cmocka_run_group_tests(tests, setup_catalogue, NULL);
 }

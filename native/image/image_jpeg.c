@@ -1,5 +1,7 @@
 /* JPEG films through TurboJPEG: accurate integer IDCT + fancy upsampling (Pillow's libjpeg
- * defaults), gray kept as is, RGB/CMYK reduced to luminance exactly as Pillow's convert("L"). */
+ * defaults), gray kept as is, RGB/CMYK reduced to luminance exactly as Pillow's convert("L").
+ * libjpeg-turbo's warnings ("Corrupt JPEG data: ...": damaged entropy-coded data it fills in
+ * with guesses) refuse the film, or are listed when the caller collects them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +9,8 @@
 
 #include "image_internal.h"
 #include "ps_image_io.h"
+
+#define JMSG_LENGTH_MAX_PS 200 /* libjpeg's JMSG_LENGTH_MAX (jpeglib.h, not included here) */
 
 typedef struct {
   int complete; /* an EOI marker ends the entropy-coded data */
@@ -63,7 +67,8 @@ static inline uint8_t muldiv255(unsigned a, unsigned b) {
 }
 static inline uint8_t clip8(int v) { return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v; }
 
-int ps__jpeg_decode(const uint8_t *buf, size_t size, const char *name, const ps_read_opts *opts, ps_image **out) {
+int ps__jpeg_decode(const uint8_t *buf, size_t size, const char *name, const ps_read_opts *opts, ps__warnings *warn,
+                    ps_image **out) {
   int st = PS_OK;
   ps_image *img = NULL;
   uint8_t *pix = NULL;
@@ -73,15 +78,24 @@ int ps__jpeg_decode(const uint8_t *buf, size_t size, const char *name, const ps_
   jpeg_scan scan;
   jpeg_walk(buf, size, &scan);
   int w = 0, h = 0, subsamp = 0, cs = 0;
+  char header_warning[JMSG_LENGTH_MAX_PS] = ""; /* the header was read, with this warning */
   if (tjDecompressHeader3(tj, buf, (unsigned long)size, &w, &h, &subsamp, &cs) != 0) {
     const char *e = tjGetErrorStr2(tj);
-    if (scan.precision == 12 || scan.precision == 16)
-      st = ps_error(PS_EUNSUPPORTED, "jpeg: %d-bit JPEG not supported in %s", scan.precision, name);
-    else if (scan.sof == 0xc3 || scan.sof == 0xc7 || scan.sof == 0xcb || scan.sof == 0xcf)
-      st = ps_error(PS_EUNSUPPORTED, "jpeg: lossless JPEG not supported in %s", name);
-    else
-      st = ps_error(PS_EFORMAT, "jpeg: %s in %s", e && *e ? e : "malformed header", name);
-    goto done;
+    if (tjGetErrorCode(tj) == TJERR_WARNING && w > 0 && h > 0) { /* e.g. stray bytes between segments */
+      if (!warn) {
+        st = ps_error(PS_EFORMAT, "jpeg: damaged data in %s (libjpeg-turbo: %s)", name, e);
+        goto done;
+      }
+      snprintf(header_warning, sizeof header_warning, "%s", e);
+    } else {
+      if (scan.precision == 12 || scan.precision == 16)
+        st = ps_error(PS_EUNSUPPORTED, "jpeg: %d-bit JPEG not supported in %s", scan.precision, name);
+      else if (scan.sof == 0xc3 || scan.sof == 0xc7 || scan.sof == 0xcb || scan.sof == 0xcf)
+        st = ps_error(PS_EUNSUPPORTED, "jpeg: lossless JPEG not supported in %s", name);
+      else
+        st = ps_error(PS_EFORMAT, "jpeg: %s in %s", e && *e ? e : "malformed header", name);
+      goto done;
+    }
   }
   if (w <= 0 || h <= 0) {
     st = ps_error(PS_EFORMAT, "jpeg: no frame header (%s) in %s", scan.complete ? "invalid size" : "truncated", name);
@@ -115,14 +129,40 @@ int ps__jpeg_decode(const uint8_t *buf, size_t size, const char *name, const ps_
     st = ps_error(PS_ENOMEM, "jpeg: out of memory for %dx%d film %s", w, h, name);
     goto done;
   }
-  if (tjDecompress2(tj, buf, (unsigned long)size, pix, w, 0, h, pf, TJFLAG_ACCURATEDCT) != 0) {
-    if (tjGetErrorCode(tj) == TJERR_WARNING) {
-      /* libjpeg warnings (e.g. extraneous bytes) are not fatal for Pillow either. */
-      ps_log(PS_LOG_DEBUG, "jpeg: %s: %s", name, tjGetErrorStr2(tj));
-    } else {
-      st = ps_error(PS_EFORMAT, "jpeg: %s in %s", tjGetErrorStr2(tj), name);
+  /* Stop at the first warning: a film whose scan libjpeg had to patch up is refused (Pillow
+   * ignores these warnings and gives the patched pixels; it refuses only when a stray marker in
+   * the damaged scan turns into a fatal error). */
+  char first[JMSG_LENGTH_MAX_PS] = "";
+  if (tjDecompress2(tj, buf, (unsigned long)size, pix, w, 0, h, pf, TJFLAG_ACCURATEDCT | TJFLAG_STOPONWARNING) != 0) {
+    snprintf(first, sizeof first, "%s", tjGetErrorStr2(tj));
+    if (tjGetErrorCode(tj) != TJERR_WARNING) {
+      st = ps_error(PS_EFORMAT, "jpeg: %s in %s", first, name);
       goto done;
     }
+    if (!warn) {
+      st = ps_error(PS_EFORMAT, "jpeg: damaged data in %s (libjpeg-turbo: %s)", name, first);
+      goto done;
+    }
+    /* Collecting: decode again to the end. libjpeg-turbo keeps the text of the first warning
+     * only and reports a fatal error after a warning as a warning too: a text other than the
+     * first warning's is that fatal error. */
+    if (tjDecompress2(tj, buf, (unsigned long)size, pix, w, 0, h, pf, TJFLAG_ACCURATEDCT) != 0) {
+      const char *e = tjGetErrorStr2(tj);
+      if (tjGetErrorCode(tj) != TJERR_WARNING || strcmp(e, first) != 0) {
+        st = ps_error(PS_EFORMAT, "jpeg: %s in %s (after the warning: %s)", e, name, first);
+        goto done;
+      }
+    }
+    if ((st = ps__warn_add(warn, "jpeg: %s", first)) != PS_OK) {
+      ps_error(st, "jpeg: out of memory reading %s", name);
+      goto done;
+    }
+  }
+  /* (the decode reads the header again and normally stops at the same warning) */
+  if (header_warning[0] && strcmp(header_warning, first) != 0 &&
+      (st = ps__warn_add(warn, "jpeg: %s", header_warning)) != PS_OK) {
+    ps_error(st, "jpeg: out of memory reading %s", name);
+    goto done;
   }
   size_t npx = (size_t)w * h;
   float *d = img->data;

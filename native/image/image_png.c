@@ -1,5 +1,9 @@
 /* PNG films through libpng: decode any PNG to float gray the way Pillow's convert("L") sees it,
- * and write 8-bit gray / RGB PNGs atomically without ever replacing a file we did not write. */
+ * and write 8-bit gray / RGB PNGs atomically without ever replacing a file we did not write.
+ * Damaged data refuses the film (or is listed when the caller collects warnings): a CRC error in
+ * any chunk, and libpng's warnings and benign errors on the image data (critical chunks, e.g.
+ * "IDAT: Too much image data"). Complaints about ancillary metadata the decoder does not use (an
+ * ICC profile libpng dislikes, a duplicate gAMA) go to the debug log only. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +25,9 @@ typedef struct {
   const char *name;
   int status;      /* status to return when libpng longjmps */
   char msg[256];   /* libpng's or our message */
+  ps__warnings *warn; /* NULL: damaged data refuses the film */
+  char damaged[256];  /* the first damaged-data warning ("" when none) */
+  int nomem;          /* a warning could not be listed */
 } png_src;
 
 static void png_err_fn(png_structp png, png_const_charp msg) {
@@ -32,9 +39,20 @@ static void png_err_fn(png_structp png, png_const_charp msg) {
   png_longjmp(png, 1);
 }
 
+/* libpng's warnings, and its benign errors (warnings by default when reading). Those raised
+ * while reading a critical chunk (IHDR, PLTE, IDAT, IEND) are about the pixels; CRC errors
+ * (warnings only while collecting, see png_set_crc_action below) mean the file was damaged. */
 static void png_warn_fn(png_structp png, png_const_charp msg) {
   png_src *s = png_get_error_ptr(png);
-  ps_log(PS_LOG_DEBUG, "png: %s: %s", s->name, msg ? msg : "warning");
+  if (!msg) msg = "warning";
+  png_uint_32 chunk = png_get_io_chunk_type(png);
+  int ancillary = (chunk >> 29) & 1; /* bit 5 of the chunk type's first letter */
+  if (ancillary && !strstr(msg, "CRC error")) {
+    ps_log(PS_LOG_DEBUG, "png: %s: %s", s->name, msg);
+    return;
+  }
+  if (!s->damaged[0]) snprintf(s->damaged, sizeof s->damaged, "%s", msg);
+  if (s->warn && ps__warn_add(s->warn, "png: %s", msg) != PS_OK) s->nomem = 1;
 }
 
 static void png_read_fn(png_structp png, png_bytep out, size_t n) {
@@ -72,8 +90,9 @@ static void row_to_float(const uint8_t *row, int w, int channels, int depth16, f
   }
 }
 
-int ps__png_decode(const uint8_t *buf, size_t size, const char *name, const ps_read_opts *opts, ps_image **out) {
-  png_src src = {buf, size, 0, name, PS_OK, ""};
+int ps__png_decode(const uint8_t *buf, size_t size, const char *name, const ps_read_opts *opts, ps__warnings *warn,
+                   ps_image **out) {
+  png_src src = {buf, size, 0, name, PS_OK, "", warn, "", 0};
   png_structp png = NULL;
   png_infop info = NULL;
   ps_image *volatile img = NULL;
@@ -90,10 +109,15 @@ int ps__png_decode(const uint8_t *buf, size_t size, const char *name, const ps_r
   }
   if (setjmp(png_jmpbuf(png))) {
     st = src.status != PS_OK ? src.status : PS_EFORMAT;
-    ps_error(st, "png: %s in %s", src.msg[0] ? src.msg : "malformed PNG", name);
+    if (strstr(src.msg, "CRC error")) ps_error(st, "png: damaged data in %s (libpng: %s)", name, src.msg);
+    else ps_error(st, "png: %s in %s", src.msg[0] ? src.msg : "malformed PNG", name);
     goto fail;
   }
   png_set_read_fn(png, &src, png_read_fn);
+  /* A CRC error is an error in every chunk (libpng only warns for ancillary ones and drops
+   * them); collecting, it is a listed warning and the data is used as it is. */
+  if (warn) png_set_crc_action(png, PNG_CRC_WARN_USE, PNG_CRC_WARN_DISCARD);
+  else png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
   /* Our own max_pixels decides; libpng's 1,000,000-per-side default would refuse valid films. */
   png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
   png_read_info(png, info);
@@ -160,6 +184,14 @@ int ps__png_decode(const uint8_t *buf, size_t size, const char *name, const ps_r
     }
   }
   png_read_end(png, NULL);
+  if (src.nomem) {
+    st = ps_error(PS_ENOMEM, "png: out of memory reading %s", name);
+    goto fail;
+  }
+  if (!warn && src.damaged[0]) {
+    st = ps_error(PS_EFORMAT, "png: damaged data in %s (libpng: %s)", name, src.damaged);
+    goto fail;
+  }
 
   img->meta.format = PS_FORMAT_PNG;
   img->meta.rows = h;

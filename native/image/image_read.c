@@ -1,6 +1,8 @@
 /* ps_image_read: open a film, check limits, sniff the content and hand it to the right decoder. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +22,47 @@
 #ifndef PS_IMAGE_HAVE_DICOM_HEADER
 /* From the API contract (dicom/ps_dicom.h, written by the DICOM module). */
 int ps_dicom_read(const char *path, const ps_read_opts *opts, ps_image **out);
+int ps_dicom_read_warnings(const char *path, const ps_read_opts *opts, ps_image **out, char ***warnings,
+                           int *nwarnings);
 int ps_dicom_probe(const char *path);
 #endif
 /* Weak references: the library still links while the DICOM reader is not there. */
 #pragma weak ps_dicom_read
+#pragma weak ps_dicom_read_warnings
 #pragma weak ps_dicom_probe
 #endif
+
+/* ---- decoder warnings -------------------------------------------------------------------- */
+
+int ps__warn_add(ps__warnings *w, const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (w->n == w->cap) {
+    int cap = w->cap ? 2 * w->cap : 4;
+    char **t = realloc(w->text, sizeof *t * (size_t)cap);
+    if (!t) return PS_ENOMEM;
+    w->text = t;
+    w->cap = cap;
+  }
+  char *d = strdup(buf);
+  if (!d) return PS_ENOMEM;
+  w->text[w->n++] = d;
+  return PS_OK;
+}
+
+void ps__warn_clear(ps__warnings *w) {
+  ps_image_warnings_free(w->text, w->n);
+  memset(w, 0, sizeof *w);
+}
+
+void ps_image_warnings_free(char **warnings, int nwarnings) {
+  if (!warnings) return;
+  for (int i = 0; i < nwarnings; i++) free(warnings[i]);
+  free(warnings);
+}
 
 static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
@@ -124,32 +161,38 @@ int ps_image_read_memory(const void *data, size_t size, const char *name, const 
     return ps_error(PS_ELIMIT, "image: %s is %zu bytes, over the limit of %lld bytes", name, size,
                     (long long)max_bytes);
   switch (sniff_bytes(data, size)) {
-    case PS_FORMAT_PNG: return ps__png_decode(data, size, name, opts, out);
-    case PS_FORMAT_JPEG: return ps__jpeg_decode(data, size, name, opts, out);
+    case PS_FORMAT_PNG: return ps__png_decode(data, size, name, opts, NULL, out);
+    case PS_FORMAT_JPEG: return ps__jpeg_decode(data, size, name, opts, NULL, out);
     case PS_FORMAT_DICOM:
       return ps_error(PS_EUNSUPPORTED, "image: %s looks like DICOM; DICOM films are read from a path", name);
     default: return ps_error(PS_EFORMAT, "image: %s is not a PNG, JPEG or DICOM film", name);
   }
 }
 
-static int read_dicom(const char *path, const ps_read_opts *opts, ps_image **out, int looks_dicom) {
+static int read_dicom(const char *path, const ps_read_opts *opts, ps__warnings *warn, ps_image **out,
+                      int looks_dicom) {
 #ifdef PS_HAVE_DICOM
-  if (ps_dicom_read) {
+  if (ps_dicom_read && (!warn || ps_dicom_read_warnings)) {
     if (!looks_dicom && ps_dicom_probe && ps_dicom_probe(path) != 1)
       return ps_error(PS_EFORMAT, "image: %s is not a PNG, JPEG or DICOM film", path);
-    return ps_dicom_read(path, opts, out);
+    if (!warn) return ps_dicom_read(path, opts, out);
+    int st = ps_dicom_read_warnings(path, opts, out, &warn->text, &warn->n);
+    warn->cap = warn->n;
+    return st;
   }
   if (!looks_dicom) return ps_error(PS_EFORMAT, "image: %s is not a PNG, JPEG or DICOM film", path);
   return ps_error(PS_EUNSUPPORTED, "image: %s is DICOM but the DICOM reader is not in this build", path);
 #else
   (void)opts;
+  (void)warn;
   (void)out;
   if (!looks_dicom) return ps_error(PS_EFORMAT, "image: %s is not a PNG, JPEG or DICOM film", path);
   return ps_error(PS_EUNSUPPORTED, "image: %s is DICOM: built without DICOM", path);
 #endif
 }
 
-int ps_image_read(const char *path, const ps_read_opts *opts, ps_image **out) {
+/* ps_image_read (warn NULL) and ps_image_read_warnings (warn: an empty list to fill). */
+static int read_film(const char *path, const ps_read_opts *opts, ps__warnings *warn, ps_image **out) {
   if (!out) return ps_error(PS_EINVAL, "image: NULL out pointer");
   *out = NULL;
   if (!path || !*path) return ps_error(PS_EINVAL, "image: no file name given");
@@ -167,7 +210,7 @@ int ps_image_read(const char *path, const ps_read_opts *opts, ps_image **out) {
   ps_format f = sniff_bytes(head, (size_t)n);
   if (f != PS_FORMAT_PNG && f != PS_FORMAT_JPEG) {
     close(fd);
-    return read_dicom(path, opts, out, f == PS_FORMAT_DICOM);
+    return read_dicom(path, opts, warn, out, f == PS_FORMAT_DICOM);
   }
   uint8_t *buf = malloc(size);
   if (!buf) {
@@ -183,9 +226,33 @@ int ps_image_read(const char *path, const ps_read_opts *opts, ps_image **out) {
     return ps_error(PS_EIO, "image: cannot read %s: %s", path, strerror(e));
   }
   size = (size_t)n + (size_t)rest; /* the file may have shrunk meanwhile */
-  st = f == PS_FORMAT_PNG ? ps__png_decode(buf, size, path, opts, out) : ps__jpeg_decode(buf, size, path, opts, out);
+  st = f == PS_FORMAT_PNG ? ps__png_decode(buf, size, path, opts, warn, out)
+                          : ps__jpeg_decode(buf, size, path, opts, warn, out);
   free(buf);
   return st;
+}
+
+int ps_image_read(const char *path, const ps_read_opts *opts, ps_image **out) {
+  return read_film(path, opts, NULL, out);
+}
+
+int ps_image_read_warnings(const char *path, const ps_read_opts *opts, ps_image **out, char ***warnings,
+                           int *nwarnings) {
+  if (warnings) *warnings = NULL;
+  if (nwarnings) *nwarnings = 0;
+  if (!warnings || !nwarnings) {
+    if (out) *out = NULL;
+    return ps_error(PS_EINVAL, "image: NULL warnings pointer");
+  }
+  ps__warnings w = {NULL, 0, 0};
+  int st = read_film(path, opts, &w, out);
+  if (st != PS_OK) {
+    ps__warn_clear(&w);
+    return st;
+  }
+  *warnings = w.text;
+  *nwarnings = w.n;
+  return PS_OK;
 }
 
 int ps_image_same_file(const char *path, const char *other) {

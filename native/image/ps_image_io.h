@@ -24,6 +24,20 @@
  *
  * Limits (ps_read_opts): max_bytes is checked on the file size before anything is read,
  * max_pixels on the header before any pixel buffer is allocated (decompression bombs).
+ *
+ * Damaged data refuses the film (PS_EFORMAT, the decoder's own text in ps_last_error()) even
+ * where the decoder could fill the gap with guessed pixels, so no film is diagnosed from them:
+ *  - JPEG: any libjpeg-turbo warning ("Corrupt JPEG data: 41 extraneous bytes before marker
+ *    0xc7", "premature end of data segment", "bad Huffman code", ...). Pillow ignores these and
+ *    refuses only the damage that turns fatal ("broken data stream");
+ *  - PNG: a CRC error in any chunk, and libpng's warnings and benign errors on the image data
+ *    ("IDAT: Too much image data"). Complaints about ancillary metadata the decoder does not use
+ *    (an ICC profile libpng dislikes, a duplicate gAMA) only go to the debug log;
+ *  - DICOM (ps_dicom.h): pixel data shorter than its header declares, libjpeg warnings on a
+ *    JPEG-compressed frame.
+ * ps_image_read_warnings reads the same film but lists those warnings instead of refusing it
+ * (for reports such as `pneumoscope info`): ps_image_read fails on a film exactly when
+ * ps_image_read_warnings fails or lists at least one warning.
  */
 #ifndef PS_IMAGE_IO_H
 #define PS_IMAGE_IO_H
@@ -40,7 +54,19 @@ extern "C" {
  * truncated, unknown format), PS_ELIMIT (max_bytes/max_pixels), PS_EUNSUPPORTED. */
 PS_API int ps_image_read(const char *path, const ps_read_opts *opts, ps_image **out);
 
-/* Same, from memory (PNG or JPEG only; DICOM needs a path). name is used in messages. */
+/* Like ps_image_read, but damaged data the decoder could get past (see above) is listed instead
+ * of refusing the film: *warnings gets nwarnings decoder texts ("jpeg: Corrupt JPEG data: bad
+ * Huffman code", "png: tEXt: CRC error", "dicom: pixel data is 1000 bytes, shorter than ..."),
+ * NULL and 0 for a clean film; free them with ps_image_warnings_free. *out then holds what the
+ * decoder made of the damaged data (libjpeg's guesses, missing DICOM samples as 0): for showing,
+ * never for a diagnosis. Fails like ps_image_read on everything else (*warnings NULL then). */
+PS_API int ps_image_read_warnings(const char *path, const ps_read_opts *opts, ps_image **out, char ***warnings,
+                                  int *nwarnings);
+/* Free a list from ps_image_read_warnings or ps_dicom_read_warnings; NULL is fine. */
+PS_API void ps_image_warnings_free(char **warnings, int nwarnings);
+
+/* Same as ps_image_read, from memory (PNG or JPEG only; DICOM needs a path). name is used in
+ * messages. */
 PS_API int ps_image_read_memory(const void *data, size_t size, const char *name,
                                 const ps_read_opts *opts, ps_image **out);
 

@@ -4,14 +4,23 @@
 every file is a real film truncated, re-encoded smaller, or with one header field changed.
 
   make_catalogue.py OUT_DIR          catalogue for tests/test_malformed.c: OUT_DIR/<case files>
-                                     plus OUT_DIR/catalogue.tsv (name, allowed statuses, what)
-  make_catalogue.py --seeds OUT_DIR  small valid inputs for tests/fuzz (OUT_DIR/{image,dicom,
-                                     safetensors,csv}/)
+                                     plus OUT_DIR/catalogue.tsv (name, allowed statuses, what,
+                                     reference verdict)
+  make_catalogue.py --references OUT_DIR
+                                     what Pillow / pydicom make of each catalogue file that has a
+                                     reference verdict: one line "name<TAB>verdict<TAB>read|refused:
+                                     why" (run on a catalogue made before)
+  make_catalogue.py --seeds OUT_DIR  small inputs for tests/fuzz (OUT_DIR/{image,dicom,
+                                     safetensors,csv}/): valid ones, plus damaged ones that reach the
+                                     decoders' warning paths (corrupt JPEG scan, PNG CRC, short
+                                     DICOM pixel data)
 
 Allowed statuses are ps_common.h names without PS_ (OK, EFORMAT, ELIMIT, EUNSUPPORTED, EIO,
 ENOTFOUND); a case lists every status that is a correct answer (e.g. a truncated JPEG may be
-refused, never crash). Files from broken modalities: only Debian's python3 (pydicom 2.3,
-Pillow 9.4, numpy) is used.
+refused, never crash). The reference verdict, where there is one, says what a program we did not
+write does with the file: "pillow-refuses" (Image.open(f).load() raises), "pydicom-refuses"
+(dcmread(f).pixel_array raises); tests/test_malformed.c checks it. Files from broken modalities:
+only Debian's python3 (pydicom 2.3, Pillow 9.4, numpy) is used.
 """
 import io
 import json
@@ -22,7 +31,7 @@ import zlib
 
 import numpy as np
 import pydicom
-from PIL import Image
+from PIL import Image, ImageCms
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
@@ -97,6 +106,79 @@ def jpeg_set_dims(j, width, height):
     return bytes(b)
 
 
+def jpeg_scan_range(j):
+    """(start, end) of the entropy-coded data of the first scan: after the SOS segment, up to the EOI."""
+    i = 2
+    while i + 4 <= len(j):
+        if j[i] != 0xFF:
+            raise ValueError("no marker at %d" % i)
+        m = j[i + 1]
+        if m == 0xFF:
+            i += 1
+            continue
+        (ln,) = struct.unpack(">H", j[i + 2:i + 4])
+        if m == 0xDA:
+            assert j[-2:] == b"\xff\xd9"
+            return i + 2 + ln, len(j) - 2
+        i += 2 + ln
+    raise ValueError("no SOS")
+
+
+def jpeg_scan_noise(j, n=None, seed=0):
+    """n bytes (None: a third of the scan) from the middle of the scan on replaced by noise without
+    0xFF (no marker appears), the length unchanged: the damaged entropy-coded data of a bad disk
+    sector or transfer. libjpeg warns and patches."""
+    a, b = jpeg_scan_range(j)
+    mid = (a + b) // 2
+    n = min((b - a) // 3 if n is None else n, b - mid)
+    noise = np.random.RandomState(seed).randint(0, 255, n).astype(np.uint8).tobytes()
+    return j[:mid] + noise + j[mid + n:]
+
+
+def png_chunks(png):
+    """[(type, data, crc bytes)] of a PNG."""
+    out, i = [], 8
+    while i + 8 <= len(png):
+        (n,) = struct.unpack(">I", png[i:i + 4])
+        out.append((png[i + 4:i + 8], png[i + 8:i + 8 + n], png[i + 8 + n:i + 12 + n]))
+        i += 12 + n
+    return out
+
+
+def png_join(chunks):
+    return b"\x89PNG\r\n\x1a\n" + b"".join(struct.pack(">I", len(d)) + t + d + c for t, d, c in chunks)
+
+
+def png_break_crc(png, typ):
+    """The first typ chunk's CRC off by one bit, its data intact."""
+    ch = png_chunks(png)
+    k = next(i for i, c in enumerate(ch) if c[0] == typ)
+    t, d, c = ch[k]
+    ch[k] = (t, d, c[:3] + bytes([c[3] ^ 1]))
+    return png_join(ch)
+
+
+def png_extra_data(png):
+    """The image data recompressed with 5000 bytes more than the rows need ("Too much image data",
+    a libpng benign error): one IDAT, valid CRCs."""
+    ch = png_chunks(png)
+    raw = zlib.decompress(b"".join(d for t, d, c in ch if t == b"IDAT"))
+    z = zlib.compress(raw + b"\x00" * 5000)
+    rest = [c for c in ch if c[0] != b"IDAT"]
+    k = next(i for i, c in enumerate(rest) if c[0] in (b"tEXt", b"IEND"))
+    rest.insert(k, (b"IDAT", z, struct.pack(">I", zlib.crc32(b"IDAT" + z) & 0xFFFFFFFF)))
+    return png_join(rest)
+
+
+def dcm_jpeg_scan_noise(raw, n=None, seed=0):
+    """A JPEG Baseline DICOM file with n bytes of its (single) fragment's scan replaced by noise
+    without 0xFF, in place: every DICOM length stays right, only the JPEG data is damaged."""
+    soi = raw.find(b"\xff\xd8\xff", pixel_data_offset(raw))
+    eoi = raw.rfind(b"\xff\xd9")
+    frag = raw[soi:eoi + 2]
+    return raw[:soi] + jpeg_scan_noise(frag, n, seed) + raw[eoi + 2:]
+
+
 def dcm_bytes(ds, **kw):
     bio = io.BytesIO()
     ds.save_as(bio, **kw)
@@ -139,10 +221,10 @@ def catalogue(out):
     os.makedirs(out, exist_ok=True)
     rows = []
 
-    def put(name, data, allowed, what):
+    def put(name, data, allowed, what, ref=""):
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
-        rows.append((name, allowed, what))
+        rows.append((name, allowed, what, ref))
 
     png = read(PNG)
     jpg = read(kaggle("NORMAL"))
@@ -169,13 +251,26 @@ def catalogue(out):
     put("png_bomb.png", png_bomb(12000, 12000), "ELIMIT",
         "decompression bomb: 140 KB inflating to 144 megapixels (over the 100 MP limit)")
     put("png_named.jpeg", png, "OK", "a real PNG named .jpeg (content decides)")
+    # damaged data libpng could get past: a CRC error in any chunk, a benign error on the pixels
+    put("png_ancillary_crc.png", png_break_crc(png, b"gAMA"), "EFORMAT",
+        "gAMA CRC off by one bit (libpng warns and drops the chunk; the file was damaged)", "pillow-refuses")
+    put("png_text_crc.png", png_break_crc(png, b"tEXt"), "EFORMAT",
+        "tEXt after the image data with a broken CRC (Pillow does not check it)")
+    put("png_idat_crc.png", png_break_crc(png, b"IDAT"), "EFORMAT",
+        "first IDAT CRC off by one bit, its data intact (Pillow does not check it)")
+    put("png_extra_data.png", png_extra_data(png), "EFORMAT",
+        "image data followed by 5000 bytes more (libpng benign error 'Too much image data')")
+    bio = io.BytesIO()
+    Image.open(PNG).save(bio, "PNG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    put("png_gray_rgb_icc.png", bio.getvalue(), "OK",
+        "gray film carrying an RGB ICC profile (libpng complains about the metadata; pixels are fine: control)")
 
     # JPEG
     put("jpeg_zero.jpeg", b"", "EFORMAT", "0-byte file")
     put("jpeg_soi_only.jpeg", jpg[:3], "EFORMAT", "SOI marker only")
     put("jpeg_trunc_header.jpeg", jpg[:200], "EFORMAT", "cut inside the header segments")
-    put("jpeg_trunc_half.jpeg", jpg[:len(jpg) // 2], "OK,EFORMAT",
-        "cut in the middle of the scan (libjpeg pads: refused or decoded, never a crash)")
+    put("jpeg_trunc_half.jpeg", jpg[:len(jpg) // 2], "EFORMAT",
+        "cut in the middle of the scan (libjpeg would pad it with gray)")
     put("jpeg_bad_magic.jpeg", b"\xff\xd9" + jpg[2:], "EFORMAT", "EOI where SOI should be")
     put("jpeg_huge_dims.jpeg", jpeg_set_dims(jpg, 65000, 65000), "ELIMIT,EFORMAT",
         "SOF claims 65000x65000 (4.2 gigapixels)")
@@ -185,6 +280,20 @@ def catalogue(out):
     o = jpeg_sof_offset(jpg)
     b[o + 9] = 0  # number of components 0
     put("jpeg_ncomp0.jpeg", bytes(b), "EFORMAT", "SOF with 0 components")
+    # damaged entropy-coded data: libjpeg-turbo warns ("Corrupt JPEG data: ...") and patches the
+    # scan with guesses; Pillow ignores those warnings and refuses only a stray marker
+    put("jpeg_scan_noise.jpeg", jpeg_scan_noise(jpg, 256), "EFORMAT",
+        "256 bytes of noise (no 0xFF) in the middle of the scan (Pillow reads it)")
+    a, e = jpeg_scan_range(jpg)
+    mid = (a + e) // 2
+    put("jpeg_scan_zeros.jpeg", jpg[:mid] + b"\x00" * 64 + jpg[mid + 64:], "EFORMAT",
+        "64 zero bytes in the middle of the scan (Pillow reads it)")
+    put("jpeg_scan_cut_eoi.jpeg", jpg[:mid] + b"\xff\xd9", "EFORMAT",
+        "scan cut in the middle, EOI appended: premature end of data segment (Pillow reads it)")
+    put("jpeg_extraneous.jpeg", jpg[:-2] + b"\x00" * 10 + b"\xff\xd9", "EFORMAT",
+        "10 extraneous bytes before the EOI marker (Pillow reads it)")
+    put("jpeg_scan_marker.jpeg", jpg[:mid] + b"\xff\xc7" + jpg[mid + 2:], "EFORMAT",
+        "a stray SOF7 marker in the middle of the scan", "pillow-refuses")
 
     # DICOM (real files; ACR-NEMA included)
     dcm = read(DCM_IMPLICIT)
@@ -217,14 +326,18 @@ def catalogue(out):
     smallbytes = dcm_bytes(small)
     put("dcm_small_ok.dcm", smallbytes, "OK", "the NIH film downscaled to 64x64 (control)")
 
-    def ed(name, fn, allowed, what):
+    def ed(name, fn, allowed, what, ref=""):
         ds = pydicom.dcmread(io.BytesIO(smallbytes))
         fn(ds)
-        put(name, dcm_bytes(ds), allowed, what)
+        put(name, dcm_bytes(ds), allowed, what, ref)
 
     ed("dcm_no_pixel_data.dcm", lambda d: d.__delitem__("PixelData"), "EFORMAT", "no (7FE0,0010) element")
     ed("dcm_short_pixels.dcm", lambda d: setattr(d, "PixelData", d.PixelData[:1000]), "EFORMAT",
-       "pixel data 1000 bytes for 64x64 (consistent element length)")
+       "pixel data 1000 bytes for 64x64 (consistent element length)", "pydicom-refuses")
+    ed("dcm_short_2bytes.dcm", lambda d: setattr(d, "PixelData", d.PixelData[:-2]), "EFORMAT",
+       "pixel data 2 bytes short of 64x64 (consistent element length)", "pydicom-refuses")
+    ed("dcm_short_frames.dcm", lambda d: setattr(d, "NumberOfFrames", 3), "EFORMAT",
+       "NumberOfFrames 3 over the pixel data of one frame (frame 0 is whole)", "pydicom-refuses")
     ed("dcm_empty_pixels.dcm", lambda d: setattr(d, "PixelData", b""), "EFORMAT", "pixel data of length 0")
     ed("dcm_rows0.dcm", lambda d: setattr(d, "Rows", 0), "EFORMAT", "Rows 0")
     ed("dcm_cols0.dcm", lambda d: setattr(d, "Columns", 0), "EFORMAT", "Columns 0")
@@ -273,8 +386,11 @@ def catalogue(out):
     ds = pydicom.dcmread(DCM_JPEG)
     frag = next(pydicom.encaps.generate_pixel_data_frame(ds.PixelData))
     ds.PixelData = encapsulate([frag[:len(frag) // 8]])
-    put("dcm_jpeg_frag_cut.dcm", dcm_bytes(ds), "EFORMAT,OK",
-        "JPEG Baseline film whose fragment is cut to an eighth (libjpeg pads or fails)")
+    put("dcm_jpeg_frag_cut.dcm", dcm_bytes(ds), "EFORMAT",
+        "JPEG Baseline film whose fragment is cut to an eighth (libjpeg would pad it)")
+    put("dcm_jpeg_scan_noise.dcm", dcm_jpeg_scan_noise(read(DCM_JPEG), 256), "EFORMAT",
+        "JPEG Baseline film with 256 bytes of noise in its scan (DCMTK's decoder only logs libjpeg's "
+        "warnings; pydicom reads it)")
     ds = pydicom.dcmread(DCM_JPEG)
     ds.PixelData = encapsulate([b"\x00" * 4096])
     put("dcm_jpeg_frag_garbage.dcm", dcm_bytes(ds), "EFORMAT", "JPEG Baseline film whose fragment is zeros")
@@ -293,10 +409,32 @@ def catalogue(out):
         "a PDF report named .jpeg")
 
     with open(os.path.join(out, "catalogue.tsv"), "w") as f:
-        f.write("# name\tallowed statuses\twhat (made by tests/malformed/make_catalogue.py)\n")
+        f.write("# name\tallowed statuses\twhat\treference verdict (made by tests/malformed/make_catalogue.py)\n")
         for r in rows:
             f.write("\t".join(r) + "\n")
     print("%d catalogue files in %s" % (len(rows), out))
+
+
+def references(out):
+    """What Pillow / pydicom do with each catalogue file that has a reference verdict."""
+    import warnings
+    warnings.simplefilter("ignore")
+    with open(os.path.join(out, "catalogue.tsv")) as f:
+        rows = [line.rstrip("\n").split("\t") for line in f if not line.startswith("#")]
+    for r in rows:
+        if len(r) < 4 or not r[3]:
+            continue
+        path = os.path.join(out, r[0])
+        try:
+            if r[3].startswith("pillow"):
+                with Image.open(path) as im:
+                    im.load()
+            else:
+                pydicom.dcmread(path).pixel_array
+            got = "read"
+        except Exception as e:  # noqa: BLE001 - any refusal counts, its text is reported
+            got = "refused: %s: %s" % (type(e).__name__, " ".join(str(e).split()))
+        print("%s\t%s\t%s" % (r[0], r[3], got))
 
 
 # ---- fuzz seeds -------------------------------------------------------------------------------
@@ -323,6 +461,21 @@ def seeds(out):
     save_pil(Image.open(kaggle("PNEUMONIA")).convert("RGB").resize((40, 48)), "rgb.jpeg", quality=75)
     save_pil(j.convert("RGB"), "rgb420.jpeg", quality=60, subsampling=2)
     save_pil(j.convert("CMYK"), "cmyk.jpeg", quality=70)
+    # damaged ones: the decoders' warning paths (corrupt scan, CRC, benign error)
+    bio = io.BytesIO()
+    j.save(bio, "JPEG", quality=80)
+    with open(os.path.join(d["image"], "scan_noise.jpeg"), "wb") as f:
+        f.write(jpeg_scan_noise(bio.getvalue()))
+    bio = io.BytesIO()
+    g.save(bio, "PNG")
+    small_png = bio.getvalue()
+    ihdr_end = 8 + 12 + 13
+    gama = png_chunk(b"gAMA", struct.pack(">I", 45455))
+    with_gama = small_png[:ihdr_end] + gama + small_png[ihdr_end:]
+    with open(os.path.join(d["image"], "ancillary_crc.png"), "wb") as f:
+        f.write(png_break_crc(with_gama, b"gAMA"))
+    with open(os.path.join(d["image"], "extra_data.png"), "wb") as f:
+        f.write(png_extra_data(small_png))
 
     # dicom: every real film's header with 32x32 pixels, plus a small JPEG Baseline one
     for i, src in enumerate(sorted(os.listdir(os.path.join(FILMS, "dicom")))):
@@ -339,6 +492,16 @@ def seeds(out):
     ds.Rows, ds.Columns = 32, 32
     ds.PixelData = encapsulate([bio.getvalue()])
     ds.save_as(os.path.join(d["dicom"], "small_jpeg_baseline.dcm"))
+    with open(os.path.join(d["dicom"], "small_jpeg_baseline.dcm"), "rb") as f:
+        jraw = f.read()
+    with open(os.path.join(d["dicom"], "small_jpeg_scan_noise.dcm"), "wb") as f:
+        f.write(dcm_jpeg_scan_noise(jraw))
+    ds = small_native(DCM_IMPLICIT, 32)
+    ds.NumberOfFrames = 2  # pixel data of one frame
+    ds.save_as(os.path.join(d["dicom"], "small_short_frames.dcm"))
+    ds = small_native(DCM_IMPLICIT, 32)
+    ds.PixelData = ds.PixelData[:500]
+    ds.save_as(os.path.join(d["dicom"], "small_short_pixels.dcm"))
     ds = small_native(DCM_IMPLICIT, 32)
     ds.WindowCenter, ds.WindowWidth, ds.RescaleSlope, ds.RescaleIntercept = 120, 200, 1, -10
     ds.PhotometricInterpretation = "MONOCHROME1"
@@ -392,6 +555,8 @@ def seeds(out):
 def main(argv):
     if len(argv) == 3 and argv[1] == "--seeds":
         seeds(argv[2])
+    elif len(argv) == 3 and argv[1] == "--references":
+        references(argv[2])
     elif len(argv) == 2:
         catalogue(argv[1])
     else:
