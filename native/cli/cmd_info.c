@@ -12,10 +12,13 @@ static const char usage_text[] =
     "  Reads each film (PNG, JPEG or DICOM, recognised by content) and prints one JSON object\n"
     "  per line: file, format, width, height, rows, columns, components, bits_stored,\n"
     "  photometric, DICOM header fields (\"\" when absent) and the window applied.\n"
+    "  \"warnings\" lists what the decoder reported about damaged data (a corrupt JPEG scan, a PNG\n"
+    "  CRC error, DICOM pixel data shorter than its header says); such a film is still described\n"
+    "  here, with a line on stderr, but classify, gradcam, evaluate and train refuse it.\n"
     "  A film that cannot be read gets one line on stderr; the others are still reported.\n"
-    "  Exit status: 0 when every film was read, 1 when any failed, 2 on bad usage.\n";
+    "  Exit status: 0 when every film was read cleanly, 1 when any failed or is damaged, 2 on bad usage.\n";
 
-static void print_film(const char *path, const ps_image *img) {
+static void print_film(const char *path, const ps_image *img, char **warnings, int nwarnings) {
   const ps_film_meta *m = &img->meta;
   json_t *j = json_pack("{s:o, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "file", ps_cli_json_string(path), "format",
                         ps_cli_json_string(ps_format_name(m->format)), "width", img->width, "height", img->height,
@@ -37,6 +40,9 @@ static void print_film(const char *path, const ps_image *img) {
   json_object_set_new(j, "window_width", ps_cli_json_number(m->window_width, "%.17g"));
   json_object_set_new(j, "rescale_slope", ps_cli_json_number(m->rescale_slope, "%.17g"));
   json_object_set_new(j, "rescale_intercept", ps_cli_json_number(m->rescale_intercept, "%.17g"));
+  json_t *w = json_array();
+  for (int i = 0; i < nwarnings; i++) json_array_append_new(w, ps_cli_json_string(warnings[i]));
+  json_object_set_new(j, "warnings", w);
   ps_cli_json_print(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(17), 1);
   fflush(stdout);
 }
@@ -50,13 +56,21 @@ int ps_cli_info(int argc, char **argv) {
   if (rc >= 0) return free(files), rc;
   for (int i = 0; i < nfiles; i++) {
     ps_image *img = NULL;
-    int st = ps_image_read(files[i], NULL, &img);
+    char **warn = NULL;
+    int nwarn = 0;
+    int st = ps_image_read_warnings(files[i], NULL, &img, &warn, &nwarn);
     if (st != PS_OK) {
       ps_cli_fail_film("info", files[i], st);
       failed++;
       continue;
     }
-    print_film(files[i], img);
+    print_film(files[i], img, warn, nwarn);
+    if (nwarn) {
+      fprintf(stderr, "pneumoscope info: %s: damaged (%d decoder warning%s, first: %s); classify, gradcam, evaluate and train refuse it\n",
+              files[i], nwarn, nwarn > 1 ? "s" : "", warn[0]);
+      failed++;
+    }
+    ps_image_warnings_free(warn, nwarn);
     ps_image_free(img);
   }
   free(files);
