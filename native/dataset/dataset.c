@@ -15,12 +15,10 @@
 
 #include "dataset_internal.h"
 
-/* DICOM PatientID / SOPInstanceUID come from the image module when it is built in. */
-#if defined(__has_include)
-#if __has_include("ps_image_io.h")
-#include "ps_image_io.h"
-#define PS_DS_HAVE_IMAGE_IO 1
-#endif
+/* DICOM PatientID / SOPInstanceUID come from the header (dicom module, when built in): no pixel
+ * is decoded, so a film with damaged pixel data still gets its patient (reading it is refused later). */
+#ifdef PS_HAVE_DICOM
+#include "ps_dicom.h"
 #endif
 
 /* ---- names ---------------------------------------------------------------------------------- */
@@ -305,18 +303,17 @@ static int is_dicom_file(const char *path) {
  * absent); PS_EUNSUPPORTED when the library was built without the image/DICOM readers. */
 static int dicom_ids(const char *path, char *patient, size_t pcap, char *sop, size_t scap) {
   patient[0] = sop[0] = '\0';
-#ifdef PS_DS_HAVE_IMAGE_IO
-  ps_image *img = NULL;
+#ifdef PS_HAVE_DICOM
+  ps_film_meta m;
   ps_read_opts ro = ps_read_opts_default();
-  int st = ps_image_read(path, &ro, &img);
+  int st = ps_dicom_read_meta(path, &ro, &m);
   if (st != PS_OK) return st;
-  snprintf(patient, pcap, "%s", img->meta.patient_id);
-  snprintf(sop, scap, "%s", img->meta.sop_uid);
-  ps_image_free(img);
+  snprintf(patient, pcap, "%s", m.patient_id);
+  snprintf(sop, scap, "%s", m.sop_uid);
   return PS_OK;
 #else
   (void)path, (void)pcap, (void)scap;
-  return ps_error(PS_EUNSUPPORTED, "dataset: built without the image readers (no DICOM PatientID for %s)", path);
+  return ps_error(PS_EUNSUPPORTED, "dataset: built without DICOM (no DICOM PatientID for %s)", path);
 #endif
 }
 
