@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ps_common.h"
+#include "ps_image_io.h"
 
 /* A path whose content is data[0..size). Returns the fd (close it after use) or -1. */
 static inline int ps_fuzz_memfile(const uint8_t *data, size_t size, char path[64]) {
@@ -40,4 +41,24 @@ static inline void ps_fuzz_check_error(int st, const char *what) {
     }
   }
 }
+/* The contract between the two readers: ps_image_read accepts a film exactly when
+ * ps_image_read_warnings reads it with no warning; a listed read gives a usable image. */
+static inline void ps_fuzz_check_warnings(const char *path, const ps_read_opts *opts, int strict_status) {
+  ps_image *img = NULL;
+  char **w = NULL;
+  int nw = 0;
+  int st = ps_image_read_warnings(path, opts, &img, &w, &nw);
+  ps_fuzz_check_error(st, "ps_image_read_warnings");
+  if (st == PS_OK && (!img || img->width <= 0 || img->height <= 0 || !img->data)) abort();
+  if (st != PS_OK && (img || w || nw)) abort();
+  for (int i = 0; i < nw; i++)
+    if (!w[i] || !w[i][0]) abort();
+  if ((strict_status == PS_OK) != (st == PS_OK && nw == 0)) {
+    fprintf(stderr, "ps_image_read status %d but ps_image_read_warnings %d with %d warnings\n", strict_status, st, nw);
+    abort();
+  }
+  ps_image_warnings_free(w, nw);
+  ps_image_free(img);
+}
+
 #endif

@@ -1,5 +1,5 @@
 /* libFuzzer harness: the DICOM reader (ps_dicom_read, ps_dicom_read_meta, ps_dicom_probe) and the
- * ps_image_read dispatch in front of it, over a memfd path. */
+ * ps_image_read dispatch in front of it, over a memfd path; ps_image_read_warnings agrees with it. */
 #include "fuzz_common.h"
 #include "ps_dicom.h"
 #include "ps_image_io.h"
@@ -34,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   st = ps_image_read(path, &opts, &img);
   ps_fuzz_check_error(st, "ps_image_read");
   ps_image_free(img);
+  ps_fuzz_check_warnings(path, &opts, st);
   close(fd);
   return 0;
 }

@@ -1,5 +1,5 @@
 /* libFuzzer harness: PNG and JPEG decoding (ps_image_read_memory), the same decoders
- * ps_image_read uses after sniffing a file. */
+ * ps_image_read uses after sniffing a file, and ps_image_read_warnings against ps_image_read. */
 #include "fuzz_common.h"
 #include "ps_image_io.h"
 
@@ -19,5 +19,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort(); /* *out must be NULL on failure */
   }
   ps_image_free(img);
+  /* the same bytes as a file: ps_image_read and the warning-listing read agree */
+  char path[64];
+  int fd = ps_fuzz_memfile(data, size, path);
+  if (fd < 0) return 0;
+  img = NULL;
+  st = ps_image_read(path, &opts, &img);
+  ps_fuzz_check_error(st, "ps_image_read");
+  ps_image_free(img);
+  ps_fuzz_check_warnings(path, &opts, st);
+  close(fd);
   return 0;
 }
