@@ -133,16 +133,6 @@ static void test_info_continues_past_bad_films(void **state) {
   free(err);
 }
 
-static int count_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-  closedir(d);
-  return n;
-}
-
 /* convert: JPEG -> PNG equals Pillow's convert("L"); --size N within one grey level of Pillow's
  * resize; DICOM -> PNG holds round(v * 255) of the library's film. */
 static void test_convert_output(void **state) {
@@ -189,7 +179,7 @@ static void test_convert_output(void **state) {
     free(o3);
     free(d);
   }
-  assert_int_equal(count_entries(dir), have_dicom() ? 3 : 2); /* no temporary files left */
+  assert_int_equal(ps_test_count_entries(dir), have_dicom() ? 3 : 2); /* no temporary files left */
   free(in);
   free(o1);
   free(o2);
@@ -249,7 +239,7 @@ static void test_convert_refuses_and_fails_cleanly(void **state) {
   assert_int_equal(ps_test_system("'%s' convert '%s' '%s' extra 2>/dev/null", PS_CLI, film, bad_out), 2);
   assert_int_equal(ps_test_system("'%s' convert --help > /dev/null", PS_CLI), 0);
   /* film.png, hardlink.png, someone_elses.png, out.png, ..err.txt, bad.jpeg: nothing else */
-  assert_int_equal(count_entries(dir), 6);
+  assert_int_equal(ps_test_count_entries(dir), 6);
   free(o);
   free(film);
   free(link);

@@ -273,16 +273,6 @@ static void test_dicom_dispatch(void **state) {
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
-static int count_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-  closedir(d);
-  return n;
-}
-
 static void test_write_png_round_trip(void **state) {
   (void)state;
   char *dir = ps_test_join(ps_test_tmpdir(), "write");
@@ -325,7 +315,7 @@ static void test_write_png_round_trip(void **state) {
   assert_int_equal(ps_image_read(p, NULL, &back), PS_OK);
   assert_true(back->data[0] == 1.0f);
   ps_image_free(back);
-  assert_int_equal(count_entries(dir), 1);
+  assert_int_equal(ps_test_count_entries(dir), 1);
   /* someone else's file (a real film, a text file) is never overwritten */
   char *film = ps_test_join(dir, "film.png");
   assert_int_equal(ps_test_system("cp '%s' '%s'", ps_test_data("png/nih_00000001_000.png"), film), 0);
@@ -341,7 +331,7 @@ static void test_write_png_round_trip(void **state) {
   char *nodir = ps_test_join(dir, "no/such/folder/x.png");
   assert_int_equal(ps_image_write_png(img, nodir), PS_EIO);
   assert_non_null(strstr(ps_last_error(), nodir));
-  assert_int_equal(count_entries(dir), 2);
+  assert_int_equal(ps_test_count_entries(dir), 2);
   /* RGB */
   uint8_t rgb[4 * 3 * 3];
   for (int i = 0; i < 36; i++) rgb[i] = (uint8_t)(i * 7);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -230,3 +231,14 @@ const char *const ps_test_sample_films[PS_TEST_N_SAMPLE] = {
     "sample_data/films/dicom/siim_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
     "sample_data/films/dicom/torchxrayvision_Fake_MONOHR1.dcm",
 };
+
+int ps_test_count_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+  closedir(d);
+  return n;
+}

@@ -41,10 +41,16 @@ static inline void ps_fuzz_check_error(int st, const char *what) {
     }
   }
 }
-/* The contract between the two readers: ps_image_read accepts a film exactly when
- * ps_image_read_warnings reads it with no warning; a listed read gives a usable image. */
-static inline void ps_fuzz_check_warnings(const char *path, const ps_read_opts *opts, int strict_status) {
+/* ps_image_read on path, and the contract between it and the listing reader: ps_image_read accepts
+ * a film exactly when ps_image_read_warnings reads it with no warning; a listed read gives a usable
+ * image. */
+static inline void ps_fuzz_check_readers(const char *path, const ps_read_opts *opts) {
   ps_image *img = NULL;
+  int strict_status = ps_image_read(path, opts, &img);
+  ps_fuzz_check_error(strict_status, "ps_image_read");
+  if (strict_status != PS_OK && img) abort();
+  ps_image_free(img);
+  img = NULL;
   char **w = NULL;
   int nw = 0;
   int st = ps_image_read_warnings(path, opts, &img, &w, &nw);

@@ -30,11 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   ps_image_free(img);
 
-  img = NULL;
-  st = ps_image_read(path, &opts, &img);
-  ps_fuzz_check_error(st, "ps_image_read");
-  ps_image_free(img);
-  ps_fuzz_check_warnings(path, &opts, st);
+  ps_fuzz_check_readers(path, &opts);
   close(fd);
   return 0;
 }

@@ -23,11 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char path[64];
   int fd = ps_fuzz_memfile(data, size, path);
   if (fd < 0) return 0;
-  img = NULL;
-  st = ps_image_read(path, &opts, &img);
-  ps_fuzz_check_error(st, "ps_image_read");
-  ps_image_free(img);
-  ps_fuzz_check_warnings(path, &opts, st);
+  ps_fuzz_check_readers(path, &opts);
   close(fd);
   return 0;
 }
