@@ -142,6 +142,61 @@ static void test_multiclass_json(void **s) {
   run_and_check(model3, 0);
 }
 
+/* classify --shard K/N: the shards in order are the one run, byte for byte (CSV: one header;
+ * JSON: the arrays joined, checked by Python's json), whatever the environment names the shard
+ * by (explicit, RANK/WORLD_SIZE, a SLURM job array counted from 1); bad shards are usage errors. */
+static void test_shards(void **s) {
+  (void)s;
+  const char *tmp = ps_test_tmpdir();
+  int es = -1;
+  char *one = ps_test_capture(&es, "'%s' classify --model '%s' --csv --batch 2 '%s' 2>/dev/null", PS_CLI, model2, folder);
+  assert_int_equal(es, 1); /* the folder holds a truncated JPEG: an error row */
+  assert_int_equal(ps_test_system("rm -f '%s'/shard*", tmp), 0);
+  for (int k = 1; k <= 3; k++) {
+    int rc = ps_test_system("'%s' classify --model '%s' --csv --batch 2 --shard %d/3 '%s' > '%s/shard%d.csv' 2>/dev/null",
+                            PS_CLI, model2, k, folder, tmp, k);
+    assert_true(rc == 0 || rc == 1);
+    rc = ps_test_system("'%s' classify --model '%s' --json --batch 2 --shard %d/3 '%s' > '%s/shard%d.json' 2>/dev/null",
+                        PS_CLI, model2, k, folder, tmp, k);
+    assert_true(rc == 0 || rc == 1);
+  }
+  char *joined = ps_test_capture(&es, "cd '%s' && head -1 shard1.csv && tail -q -n +2 shard1.csv shard2.csv shard3.csv", tmp);
+  assert_int_equal(es, 0);
+  assert_string_equal(joined, one);
+  int rows = 0;
+  for (char *c = one; *c; c++) rows += *c == '\n';
+  print_message("3 shards = one run: %d CSV rows, byte for byte\n", rows - 1);
+  free(joined);
+  /* every shard non-empty here, and the same films as the one run's JSON, once each */
+  assert_int_equal(ps_test_system("'%s' classify --model '%s' --json --batch 2 '%s' > '%s/one.json' 2>/dev/null", PS_CLI,
+                                  model2, folder, tmp),
+                   1);
+  assert_int_equal(ps_test_system("cd '%s' && '%s' -c 'import json; s = [json.load(open(\"shard%%d.json\" %% k)) for k in (1, 2, "
+                                  "3)]; assert all(s), s; assert sum(s, []) == json.load(open(\"one.json\"))'",
+                                  tmp, PS_PYTHON),
+                   0);
+  /* the shard from the environment */
+  char *auto1 = ps_test_capture(&es, "RANK=1 WORLD_SIZE=3 '%s' classify --model '%s' --csv --batch 2 --shard auto '%s' 2>/dev/null",
+                                PS_CLI, model2, folder);
+  char *want = ps_test_capture(&es, "cat '%s/shard2.csv'", tmp);
+  assert_string_equal(auto1, want);
+  free(auto1);
+  free(want);
+  auto1 = ps_test_capture(&es, "env -u RANK -u WORLD_SIZE SLURM_ARRAY_TASK_ID=3 SLURM_ARRAY_TASK_COUNT=3 SLURM_ARRAY_TASK_MIN=1 "
+                          "'%s' classify --model '%s' --csv --batch 2 --shard auto '%s' 2>/dev/null",
+                          PS_CLI, model2, folder);
+  want = ps_test_capture(&es, "cat '%s/shard3.csv'", tmp);
+  assert_string_equal(auto1, want);
+  free(auto1);
+  free(want);
+  ps_test_expect(1, "RANK/WORLD_SIZE", "env -u RANK -u WORLD_SIZE -u SLURM_ARRAY_TASK_ID -u SLURM_ARRAY_TASK_COUNT "
+                 "'%s' classify --model '%s' --shard auto '%s' 2>&1", PS_CLI, model2, folder);
+  const char *bad[] = {"0/3", "4/3", "1/0", "x", "1/3x"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    ps_test_expect(2, "--shard", "'%s' classify --model '%s' --shard '%s' '%s' 2>&1", PS_CLI, model2, bad[i], folder);
+  free(one);
+}
+
 static void test_table_and_errors(void **s) {
   (void)s;
   int es = -1;
@@ -242,6 +297,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_api),
       cmocka_unit_test(test_table_and_errors),
+      cmocka_unit_test(test_shards),
       cmocka_unit_test(test_binary_json_csv),
       cmocka_unit_test(test_multiclass_json),
   };

@@ -700,7 +700,7 @@ static void test_classify_vs_torchvision(void **state) {
   for (int i = 0; i < N_JPEG_PNG; i++) paths[i] = strdup(ps_test_src(g_sample[i]));
   run_out out;
   memset(&out, 0, sizeof out);
-  ps_infer_opts io = {4, 2, {0}};
+  ps_infer_opts io = {.batch = 4, .threads = 2};
   int nfailed = -1;
   assert_int_equal(ps_infer_run(m, paths, N_JPEG_PNG, &io, collect, &out, &nfailed), PS_OK);
   assert_int_equal(out.n, N_JPEG_PNG);

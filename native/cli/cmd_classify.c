@@ -14,7 +14,7 @@ const char ps_cli_classify_help[] = "label films (files or folders) NORMAL/PNEUM
 
 static const char usage_text[] =
     "usage: pneumoscope classify [--model M] [--json|--csv] [--device cpu|cuda|auto] [--threads N]\n"
-    "                            [--batch B] PATH...\n"
+    "                            [--batch B] [--shard K/N|auto] PATH...\n"
     "  Classifies every film (PNG, JPEG, DICOM by content) in the files and folders given\n"
     "  (folders recursively; .txt/.csv/.json and other clearly non-film files are skipped).\n"
     "  --model M     binary or 3class (the bundled NORMAL/PNEUMONIA and NORMAL/BACTERIA/VIRUS\n"
@@ -28,6 +28,10 @@ static const char usage_text[] =
     "  --device D    cpu, cuda or auto (default auto: CUDA when available)\n"
     "  --threads N   CPU threads for decoding and for libtorch (default: all available)\n"
     "  --batch B     films per forward pass (default 16 on CPU, 32 on CUDA)\n"
+    "  --shard K/N   only the K-th of N contiguous blocks of the film list (K = 1..N), for N jobs or\n"
+    "                nodes; `auto` takes K and N from SLURM_ARRAY_TASK_ID/_COUNT (a job array) or\n"
+    "                RANK/WORLD_SIZE. Shards 1..N in order hold every film once, with the same\n"
+    "                probabilities as one run: concatenate their CSVs (one header) or JSON arrays\n"
     "  A film that cannot be read is reported (stderr and an error row) and skipped.\n"
     "  Exit status: 0 all films classified, 1 any film failed or the model could not run,\n"
     "  2 bad usage.\n";
@@ -172,19 +176,34 @@ static int on_result(const ps_infer_result *r, void *user) {
 
 int ps_cli_classify(int argc, char **argv) {
   const char *model_path = NULL;
-  int kind = OUT_TABLE, device = PS_DEVICE_AUTO, threads = 0, batch = 0;
+  const char *shard = NULL;
+  int kind = OUT_TABLE, device = PS_DEVICE_AUTO, threads = 0, batch = 0, shard_k = 0, shard_n = 0;
   const ps_cli_option options[] = {{"json", 0, PS_OPT_SET, &kind, .value = OUT_JSON},
                                    {"csv", 0, PS_OPT_SET, &kind, .value = OUT_CSV},
                                    {"model", 0, PS_OPT_STRING, &model_path},
                                    {"device", 0, PS_OPT_CHOICE, &device, .choices = ps_cli_devices},
                                    {"threads", 0, PS_OPT_INT, &threads, .range = ">= 0"},
                                    {"batch", 0, PS_OPT_INT, &batch, .range = ">= 1"},
+                                   {"shard", 0, PS_OPT_STRING, &shard},
                                    {0}};
   const char **paths = calloc((size_t)argc, sizeof *paths);
   int npaths = argc;
   if (!paths) return ps_cli_fail("classify", "arguments", PS_ENOMEM);
   int rc = ps_cli_parse("classify", usage_text, options, argc, argv, paths, &npaths);
   if (rc < 0 && npaths == 0) fputs(usage_text, stderr), rc = 2;
+  if (rc < 0 && shard) {
+    char tail = 0;
+    if (!strcmp(shard, "auto")) {
+      int st = ps_infer_shard_from_env(&shard_k, &shard_n);
+      if (st) rc = ps_cli_fail("classify", "--shard auto", st);
+    } else if (sscanf(shard, "%d/%d%c", &shard_k, &shard_n, &tail) != 2 || shard_n < 1 || shard_k < 1 ||
+               shard_k > shard_n) {
+      fprintf(stderr, "pneumoscope classify: --shard is K/N with 1 <= K <= N, or auto; got '%s'\n", shard);
+      rc = 2;
+    } else {
+      shard_k--; /* 0-based from here on */
+    }
+  }
   char used[4096];
   ps_model *m = NULL;
   if (rc < 0 && ps_cli_load_model("classify", model_path, device, threads, used, sizeof used, &m)) rc = 1;
@@ -194,6 +213,8 @@ int ps_cli_classify(int argc, char **argv) {
   ps_infer_opts io = {0};
   io.batch = batch;
   io.threads = threads;
+  io.shard_count = shard_n;
+  io.shard_index = shard_k;
   int nfailed = 0;
   if (kind == OUT_JSON) fputs("[", stdout);
   int st = ps_infer_run(m, paths, npaths, &io, on_result, &o, &nfailed);
@@ -202,8 +223,12 @@ int ps_cli_classify(int argc, char **argv) {
   ps_model_free(m);
   free(paths);
   if (st != PS_OK) return ps_cli_fail("classify", "run", st);
-  if (o.count == 0) fprintf(stderr, "pneumoscope classify: no films found\n");
   if (nfailed) fprintf(stderr, "pneumoscope classify: %d of %d films failed\n", nfailed, o.count);
+  if (o.count == 0 && shard_n) { /* more shards than films: this one is empty, not an error */
+    fprintf(stderr, "pneumoscope classify: shard %d/%d holds no film\n", shard_k + 1, shard_n);
+    return 0;
+  }
+  if (o.count == 0) fprintf(stderr, "pneumoscope classify: no films found\n");
   return (nfailed || o.count == 0) ? 1 : 0;
 }
 

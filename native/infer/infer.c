@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -192,6 +193,51 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+int ps_infer_shard_range(int total, int k, int n, int *lo, int *hi) {
+  if (n < 1 || k < 0 || k >= n || total < 0 || !lo || !hi)
+    return ps_error(PS_EINVAL, "infer: shard %d of %d does not exist (shards are 1..%d)", k + 1, n, n);
+  *lo = (int)((int64_t)total * k / n);
+  *hi = (int)((int64_t)total * (k + 1) / n);
+  return PS_OK;
+}
+
+/* A non-negative integer from the environment variable name: 1 and *v, 0 when unset, -1 when not
+ * a number. */
+static int env_int(const char *name, long *v) {
+  const char *s = getenv(name);
+  if (!s || !*s) return 0;
+  char *end = NULL;
+  errno = 0;
+  *v = strtol(s, &end, 10);
+  return (*end || errno || *v < 0 || *v > INT_MAX) ? -1 : 1;
+}
+
+int ps_infer_shard_from_env(int *k, int *n) {
+  if (!k || !n) return ps_error(PS_EINVAL, "infer: NULL shard output");
+  long id = 0, count = 0, min = 0;
+  int a = env_int("SLURM_ARRAY_TASK_ID", &id), b = env_int("SLURM_ARRAY_TASK_COUNT", &count);
+  if (a || b) {
+    if (a != 1 || b != 1 || env_int("SLURM_ARRAY_TASK_MIN", &min) < 0 || id < min || id - min >= count)
+      return ps_error(PS_EINVAL, "infer: SLURM_ARRAY_TASK_ID=%s, SLURM_ARRAY_TASK_COUNT=%s, SLURM_ARRAY_TASK_MIN=%s "
+                      "do not name one shard of a contiguous array (use --array=0-N or 1-N)",
+                      getenv("SLURM_ARRAY_TASK_ID") ? getenv("SLURM_ARRAY_TASK_ID") : "(unset)",
+                      getenv("SLURM_ARRAY_TASK_COUNT") ? getenv("SLURM_ARRAY_TASK_COUNT") : "(unset)",
+                      getenv("SLURM_ARRAY_TASK_MIN") ? getenv("SLURM_ARRAY_TASK_MIN") : "(unset)");
+    *k = (int)(id - min), *n = (int)count;
+    return PS_OK;
+  }
+  a = env_int("RANK", &id), b = env_int("WORLD_SIZE", &count);
+  if (a || b) {
+    if (a != 1 || b != 1 || count < 1 || id >= count)
+      return ps_error(PS_EINVAL, "infer: RANK=%s, WORLD_SIZE=%s do not name one shard",
+                      getenv("RANK") ? getenv("RANK") : "(unset)", getenv("WORLD_SIZE") ? getenv("WORLD_SIZE") : "(unset)");
+    *k = (int)id, *n = (int)count;
+    return PS_OK;
+  }
+  return ps_error(PS_ENOTFOUND, "infer: no shard in the environment: neither SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT nor "
+                  "RANK/WORLD_SIZE is set");
+}
+
 int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_opts *opts, ps_infer_fn fn, void *user,
                  int *nfailed) {
   ctx c;
@@ -211,7 +257,21 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
   if (B > 1024) B = 1024;
   if (T < 1) T = 1;
   if (T > 64) T = 64;
+  if (o.shard_count < 0 || (o.shard_count > 0 && (o.shard_index < 0 || o.shard_index >= o.shard_count)))
+    return ps_error(PS_EINVAL, "infer: shard %d of %d does not exist", o.shard_index + 1, o.shard_count);
   if ((st = ps_infer_collect(paths, n, &files, &nf))) return st;
+  int first = 0; /* index of files[0] in the whole list */
+  if (o.shard_count > 0) { /* whole batches of B films per shard (see the flush below) */
+    int lo = 0, hi = 0;
+    ps_infer_shard_range((nf + B - 1) / B, o.shard_index, o.shard_count, &lo, &hi);
+    lo = lo * B > nf ? nf : lo * B;
+    hi = hi * B > nf ? nf : hi * B;
+    for (int i = 0; i < nf; i++)
+      if (i < lo || i >= hi) free(files[i]);
+    memmove(files, files + lo, sizeof *files * (size_t)(hi - lo));
+    first = lo;
+    nf = hi - lo;
+  }
   const ps_model_meta *mm = ps_model_meta_get(m);
   int K = ps_model_num_classes(m);
   memset(&c, 0, sizeof c);
@@ -259,17 +319,19 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
     } else {
       bidx[i] = -1;
     }
-    /* Flush also when the pending results fill the decode window: failed films do not count
-     * towards nb, and workers never decode past consumed + window (a run of bad films would
-     * otherwise leave this loop waiting for a slot no worker may take: deadlock). */
-    if (nb < B && i < nf - 1 && i + 1 - start < c.window) continue;
+    /* Flush every B films of the list (the readable ones among them form the batch), so a film's
+     * batch depends only on its position: a shard starting at a multiple of B gets the same batches,
+     * hence the same probabilities to the bit, as one run. B < window: workers, who never decode
+     * past consumed + window, always reach the films this loop waits for (no deadlock on a run of
+     * bad films). */
+    if (i + 1 - start < B && i < nf - 1) continue;
     /* Flush: forward the batch, deliver pending results in order. */
     if (nb > 0 && (st = ps_model_predict_ood(m, batch, nb, c.size, c.size, NULL, probs, scores))) break;
     for (int j = start; j <= i && st == PS_OK; j++) {
       slot *r = &c.slots[j];
       ps_infer_result res;
       memset(&res, 0, sizeof res);
-      res.index = j;
+      res.index = first + j;
       res.file = files[j];
       res.num_classes = K;
       res.status = r->status;

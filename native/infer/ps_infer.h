@@ -34,6 +34,11 @@ typedef struct ps_infer_opts {
                          memory, about 8 MB of activations per film) */
   int threads;        /* decoding worker threads (0: ps_default_threads()) */
   ps_read_opts read;  /* limits for untrusted films (zero: defaults) */
+  int shard_count;    /* > 0: classify only shard shard_index (0-based) of shard_count contiguous */
+  int shard_index;    /* blocks of whole batches of the expanded list (ps_infer_shard_range over
+                         ceil(films / batch) batches); results keep their index in the whole list,
+                         so the shards in order are the one-run output, probabilities equal to the
+                         bit when every shard uses the same batch size as the one run */
 } ps_infer_opts;
 
 typedef struct ps_infer_result {
@@ -69,6 +74,15 @@ typedef int (*ps_infer_fn)(const ps_infer_result *r, void *user);
  * does not exist is kept in the list (it will be reported as a failed film). */
 PS_API int ps_infer_collect(const char *const *paths, int n, char ***files, int *nfiles);
 PS_API void ps_infer_list_free(char **files, int nfiles);
+/* Shard k (0-based) of n over a list of total films: the contiguous block [*lo, *hi) with
+ * lo = floor(total * k / n), so blocks differ in size by at most one and shards 0..n-1 in order
+ * hold every film exactly once. PS_EINVAL when k is not in [0, n). */
+PS_API int ps_infer_shard_range(int total, int k, int n, int *lo, int *hi);
+/* Shard from the environment of a job array or a distributed launch: SLURM_ARRAY_TASK_ID /
+ * SLURM_ARRAY_TASK_COUNT (ids counted from SLURM_ARRAY_TASK_MIN, default 0), else RANK /
+ * WORLD_SIZE (torchrun, srun with those set). *k is 0-based. PS_ENOTFOUND when neither is set,
+ * PS_EINVAL (naming the variables) when they are inconsistent. */
+PS_API int ps_infer_shard_from_env(int *k, int *n);
 /* 1 when the file name is skipped as clearly not a film (.txt, .csv, .json, hidden ...). */
 PS_API int ps_infer_skip_name(const char *path);
 
