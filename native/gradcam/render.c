@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ps_gradcam.h"
+#include "ps_internal.h"
 
 /* viridis: matplotlib's 256-entry table (_cm_listed.py, _viridis_data), by Stefan van der Walt
  * and Nathaniel Smith, released CC0 (public domain). Values copied digit for digit. */
@@ -394,6 +395,29 @@ static int is_npy_file(const char *path) {
   return ok;
 }
 
+typedef struct {
+  const float *data;
+  int width, height;
+} npy_out;
+
+/* .npy version 1.0: magic, header dict padded to 64 bytes, little-endian float32 (H, W) */
+static int npy_fill(FILE *f, void *user) {
+  const npy_out *o = user;
+  const uint32_t probe = 1;
+  if (*(const unsigned char *)&probe != 1) return ps_error(PS_EUNSUPPORTED, "gradcam: .npy writing needs a little-endian host");
+  char dict[128];
+  int dn = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", o->height, o->width);
+  int total = 10 + dn + 1, pad = (64 - total % 64) % 64;
+  unsigned hl = (unsigned)(dn + pad + 1);
+  unsigned char head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff), (unsigned char)(hl >> 8)};
+  int ok = fwrite(head, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)dn, f) == (size_t)dn;
+  for (int i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
+  ok = ok && fputc('\n', f) != EOF;
+  size_t n = (size_t)o->width * o->height;
+  ok = ok && fwrite(o->data, sizeof(float), n, f) == n;
+  return ok ? PS_OK : ps_error(PS_EIO, "gradcam: write error: %s", strerror(errno));
+}
+
 int ps_gradcam_write_npy(const char *path, const float *data, int width, int height) {
   if (!path || !*path || !data || width <= 0 || height <= 0)
     return ps_error(PS_EINVAL, "gradcam: invalid .npy arguments");
@@ -403,45 +427,8 @@ int ps_gradcam_write_npy(const char *path, const float *data, int width, int hei
     if (!is_npy_file(path))
       return ps_error(PS_EIO, "gradcam: refusing to overwrite %s: it is not a .npy file", path);
   }
-  char dict[128];
-  int dn = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", height, width);
-  int total = 10 + dn + 1, pad = (64 - total % 64) % 64;
-  unsigned hl = (unsigned)(dn + pad + 1);
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 32);
-  if (!tmp) return ps_error(PS_ENOMEM, "gradcam: out of memory");
-  snprintf(tmp, plen + 32, "%s.tmp-XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    int e = errno;
-    free(tmp);
-    return ps_error(PS_EIO, "gradcam: cannot create a temporary file next to %s: %s", path, strerror(e));
-  }
-  FILE *f = fdopen(fd, "wb");
-  int ok = f != NULL;
-  if (ok) {
-    unsigned char head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff), (unsigned char)(hl >> 8)};
-    ok = fwrite(head, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)dn, f) == (size_t)dn;
-    for (int i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
-    ok = ok && fputc('\n', f) != EOF;
-    size_t n = (size_t)width * height;
-    /* little-endian float32 (the hosts we build for are little-endian; checked here) */
-    const uint32_t probe = 1;
-    if (*(const unsigned char *)&probe != 1) ok = 0;
-    ok = ok && fwrite(data, sizeof(float), n, f) == n;
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-  } else {
-    close(fd);
-  }
-  if (!ok || rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    free(tmp);
-    return ps_error(PS_EIO, "gradcam: cannot write %s: %s", path, strerror(e));
-  }
-  free(tmp);
-  return PS_OK;
+  npy_out o = {data, width, height};
+  return ps__write_atomic(path, 1, npy_fill, &o);
 }
 
 /* ---- small shared helpers -------------------------------------------------------------------- */

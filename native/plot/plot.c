@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ps_internal.h"
 #include "ps_plot.h"
 
 int ps_plot_available(void) { return 1; }
@@ -188,44 +189,17 @@ static cairo_status_t sink_write(void *closure, const unsigned char *data, unsig
   return CAIRO_STATUS_SUCCESS;
 }
 
+static int png_fill(FILE *f, void *user) {
+  png_sink k = {f, 0};
+  cairo_status_t cs = cairo_surface_write_to_png_stream((cairo_surface_t *)user, sink_write, &k);
+  if (cs != CAIRO_STATUS_SUCCESS || k.err)
+    return ps_error(PS_EIO, "plot: writing the PNG failed: %s", k.err ? strerror(k.err) : cairo_status_to_string(cs));
+  return PS_OK;
+}
+
+/* Atomically (ps__write_atomic): the old file or the whole new one, never a half-written plot. */
 static int write_png(cairo_surface_t *surf, const char *path, int overwrite) {
-  if (!overwrite && access(path, F_OK) == 0) return ps_error(PS_EINVAL, "plot: %s already exists (not overwritten)", path);
-  size_t n = strlen(path);
-  char *tmp = malloc(n + 16);
-  if (!tmp) return ps_error(PS_ENOMEM, "plot: out of memory");
-  snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    int e = errno;
-    free(tmp);
-    return ps_error(PS_EIO, "plot: cannot create a temporary file next to %s: %s", path, strerror(e));
-  }
-  fchmod(fd, 0644);
-  png_sink k = {fdopen(fd, "wb"), 0};
-  int st = PS_OK;
-  if (!k.f) {
-    close(fd);
-    st = ps_error(PS_EIO, "plot: cannot write %s", path);
-  } else {
-    cairo_status_t cs = cairo_surface_write_to_png_stream(surf, sink_write, &k);
-    if (fflush(k.f) != 0 && !k.err) k.err = errno;
-    if (fclose(k.f) != 0 && !k.err) k.err = errno;
-    if (cs != CAIRO_STATUS_SUCCESS || k.err)
-      st = ps_error(PS_EIO, "plot: writing %s failed: %s", path, k.err ? strerror(k.err) : cairo_status_to_string(cs));
-  }
-  if (st == PS_OK) {
-    if (overwrite) {
-      if (rename(tmp, path) != 0) st = ps_error(PS_EIO, "plot: cannot rename onto %s: %s", path, strerror(errno));
-    } else {
-      if (link(tmp, path) != 0)
-        st = ps_error(errno == EEXIST ? PS_EINVAL : PS_EIO, "plot: %s: %s", path,
-                      errno == EEXIST ? "already exists (not overwritten)" : strerror(errno));
-      unlink(tmp);
-    }
-  }
-  if (st != PS_OK) unlink(tmp);
-  free(tmp);
-  return st;
+  return ps__write_atomic(path, overwrite, png_fill, surf);
 }
 
 static int begin(const ps_plot_opts *o, int dw, int dh, const char *path, cairo_surface_t **surf, cairo_t **cr, double *s,
