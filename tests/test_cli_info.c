@@ -251,9 +251,33 @@ static void test_convert_refuses_and_fails_cleanly(void **state) {
   free(dir);
 }
 
+/* `pneumoscope version` names the vector ISA the engine may use (cpuid + xgetbv) and the BLAS
+ * kernel set chosen at run time: the ISA list equals the kernel's /proc/cpuinfo flags. */
+static void test_version_isa(void **state) {
+  (void)state;
+  int es = -1;
+  char *out = ps_test_capture(&es, "'%s' version", PS_CLI);
+  assert_int_equal(es, 0);
+  print_message("%s", out);
+  char *line = strstr(out, "cpu classification:");
+  if (!line) fail_msg("no 'cpu classification:' line in `pneumoscope version`");
+  char *cpu = strstr(line, "; CPU: "), *eol = strchr(line, '\n');
+  assert_non_null(cpu);
+  if (eol) *eol = 0;
+  if (strstr(line, "OpenBLAS")) assert_null(strstr(line, "kernels for ?"));
+  assert_int_equal(ps_test_system("'%s' -c 'import sys; f = set(open(\"/proc/cpuinfo\").read().split(\"flags\")[1]"
+                                  ".split(\"\\n\")[0].split()) & {\"avx2\", \"fma\", \"avx512f\", \"avx512_bf16\", "
+                                  "\"amx_tile\", \"amx_bf16\"}; ours = set(sys.argv[1].split()) - {\"no\", \"AVX2\"}; "
+                                  "sys.exit(0 if f == ours else print(\"cpuinfo\", sorted(f), \"ours\", sorted(ours)) or 1)' '%s'",
+                                  PS_PYTHON, cpu + 7),
+                   0);
+  free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_info_sample_films),
+      cmocka_unit_test(test_version_isa),
       cmocka_unit_test(test_info_continues_past_bad_films),
       cmocka_unit_test(test_convert_output),
       cmocka_unit_test(test_convert_refuses_and_fails_cleanly),

@@ -1,6 +1,9 @@
 /* engine.c — ResNet18 eval-mode forward in C over cblas_sgemm (see engine.h). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -48,10 +51,39 @@ struct ps_engine {
  * single film (splitting GEMM rows ourselves was slower). OpenBLAS's thread count is global, so
  * engine forwards take turns (g_run) and restore it when done (libtorch shares the library). */
 static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
-static char g_blas_name[160] = "BLAS";
+static char g_blas_name[320] = "BLAS";
 static void (*g_blas_set)(int);
 static int (*g_blas_get)(void);
 static pthread_mutex_t g_run = PTHREAD_MUTEX_INITIALIZER;
+
+/* The vector instruction sets this CPU has and the OS enabled (cpuid + xgetbv), as a short list. */
+static const char *cpu_isa(void) {
+  static char out[96];
+  unsigned a = 0, b = 0, c = 0, d = 0, b7 = 0, c7 = 0, d7 = 0, a71 = 0;
+  out[0] = 0;
+#if defined(__x86_64__) || defined(__i386__)
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return "unknown";
+  int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1;
+  unsigned long long xcr0 = 0;
+  if (osxsave) {
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    xcr0 = ((unsigned long long)hi << 32) | lo;
+  }
+  int avx_os = (xcr0 & 6) == 6, avx512_os = avx_os && (xcr0 & 0xe0) == 0xe0, amx_os = (xcr0 & 0x60000) == 0x60000;
+  if (__get_cpuid_max(0, NULL) >= 7) {
+    __cpuid_count(7, 0, a, b7, c7, d7);
+    __cpuid_count(7, 1, a71, b, c, d);
+  }
+  snprintf(out, sizeof out, "%s%s%s%s%s%s", avx_os && ((b7 >> 5) & 1) ? "avx2 " : "", avx_os && fma ? "fma " : "",
+           avx512_os && ((b7 >> 16) & 1) ? "avx512f " : "", avx512_os && ((a71 >> 5) & 1) ? "avx512_bf16 " : "",
+           amx_os && ((d7 >> 24) & 1) ? "amx_tile " : "", amx_os && ((d7 >> 22) & 1) ? "amx_bf16 " : "");
+  size_t n = strlen(out);
+  if (n) out[n - 1] = 0;
+  (void)c7;
+#endif
+  return out[0] ? out : "no AVX2";
+}
 
 static void blas_init(void) {
   /* OpenBLAS behind libblas.so.3 (Debian's alternatives) exports these; reference BLAS does not. */
@@ -59,7 +91,12 @@ static void blas_init(void) {
   g_blas_get = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
   char *(*config)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_config");
   if (!g_blas_get) g_blas_set = NULL;
-  if (config) snprintf(g_blas_name, sizeof g_blas_name, "%s", config()); /* "OpenBLAS 0.3.21 ..." */
+  char *(*core)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
+  /* the build's configuration ("OpenBLAS 0.3.21 ... DYNAMIC_ARCH ... Haswell": its compile target)
+   * and, with DYNAMIC_ARCH, the kernel set chosen at run time for this CPU (issue 15: an unknown
+   * Intel model gets "Prescott", the SSE3 fallback) */
+  if (config)
+    snprintf(g_blas_name, sizeof g_blas_name, "%s; kernels for %s; CPU: %s", config(), core ? core() : "?", cpu_isa());
 }
 
 const char *ps_engine_blas(void) {
