@@ -310,6 +310,47 @@ static void test_cancel(void **state) {
   free(cache), free(out1), free(out2), free(best1), free(last1), free(best2), free(default_cache);
 }
 
+/* train --finetune: a trained model of the same classes keeps its fc (with a learning rate of 1e-9
+ * the fine-tuned fc equals the bundled one to 1e-6, read back by torch), --init draws a new fc, and
+ * a model of other classes is refused naming both class lists. */
+static void test_finetune_keeps_fc(void **state) {
+  (void)state;
+  char bundled[4096];
+  assert_int_equal(ps_model_resolve("binary", bundled, sizeof bundled), PS_OK);
+  const char *modes[] = {"finetune", "init"};
+  for (int k = 0; k < 2; k++) {
+    char name[32];
+    snprintf(name, sizeof name, "ft-%s", modes[k]);
+    char *out = ps_test_join(ps_test_tmpdir(), name);
+    ps_train_opts o = small_opts(out);
+    o.epochs = 1;
+    o.limit = 16;
+    o.lr = 1e-9;
+    o.init = bundled;
+    o.init_keep_fc = k == 0;
+    assert_int_equal(ps_train_run(&o, NULL, NULL, NULL), PS_OK);
+    char *best = ps_test_join(out, "best.safetensors");
+    int rc = ps_test_system("'%s' -c 'import sys; sys.path.insert(0, sys.argv[1]); import safetensors_io as s; "
+                            "a = s.load(sys.argv[2])[0][\"fc.weight\"].float(); b = s.load(sys.argv[3])[0][\"fc.weight\"].float(); "
+                            "d = (a - b).abs().max().item(); print(\"max |fc - bundled fc| = %%.3g\" %% d); "
+                            "sys.exit(0 if (d <= 1e-6) == (sys.argv[4] == \"1\") else 1)' '%s' '%s' '%s' %d",
+                            PS_PYTHON, ps_test_src("tests/ref"), best, bundled, k == 0);
+    assert_int_equal(rc, 0);
+    free(best);
+    free(out);
+  }
+  char *out = ps_test_join(ps_test_tmpdir(), "ft-wrong");
+  ps_train_opts o = small_opts(out);
+  char tri[4096];
+  assert_int_equal(ps_model_resolve("3class", tri, sizeof tri), PS_OK);
+  o.init = tri;
+  o.init_keep_fc = 1;
+  assert_int_equal(ps_train_run(&o, NULL, NULL, NULL), PS_EINVAL);
+  assert_non_null(strstr(ps_last_error(), "NORMAL,BACTERIA,VIRUS"));
+  assert_non_null(strstr(ps_last_error(), "NORMAL,PNEUMONIA"));
+  free(out);
+}
+
 static void test_bad_input(void **state) {
   (void)state;
   ps_train_opts o;
@@ -338,6 +379,7 @@ static void test_bad_input(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_finetune_keeps_fc),
       cmocka_unit_test(test_loss_falls_and_outputs),
       cmocka_unit_test(test_checkpoints_round_trip),
       cmocka_unit_test(test_resume_and_cache_reuse),

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #ifdef PS_HAVE_TRAIN
+#include "ps_model.h"
 #include "ps_train.h"
 #endif
 
@@ -32,6 +33,8 @@ static const char usage_text[] =
     "  --threads N           CPU threads (all available)\n"
     "  --device cpu|cuda|auto   (auto: CUDA with bf16 autocast when available, else CPU fp32)\n"
     "  --init W.safetensors  start from these ResNet18 weights (e.g. ImageNet), fc re-initialised\n"
+    "  --finetune M          fine-tune a trained model of the same classes, its fc kept: binary or\n"
+    "                        3class (the bundled models) or a .safetensors file; lower --lr (1e-4)\n"
     "  --resume              continue OUTDIR/last.ckpt (loses at most the epoch that was running)\n"
     "  --no-balance          plain shuffling (binary default: class-balanced sampling)\n"
     "  --balance             class-balanced sampling for multiclass too\n"
@@ -81,6 +84,7 @@ int ps_cli_train(int argc, char **argv) {
   ps_train_opts o;
   memset(&o, 0, sizeof o);
   int seed = 0;
+  const char *finetune = NULL;
   const ps_cli_option options[] = {{"manifest", 0, PS_OPT_STRING, &o.manifest},
                                    {"out", 'o', PS_OPT_STRING, &o.outdir},
                                    {"outdir", 0, PS_OPT_STRING, &o.outdir},
@@ -97,6 +101,7 @@ int ps_cli_train(int argc, char **argv) {
                                    {"threads", 0, PS_OPT_INT, &o.threads, .range = ">= 0"},
                                    {"device", 0, PS_OPT_CHOICE, &o.device, .choices = ps_cli_train_devices},
                                    {"init", 0, PS_OPT_STRING, &o.init},
+                                   {"finetune", 0, PS_OPT_STRING, &finetune},
                                    {"cache", 0, PS_OPT_STRING, &o.cache},
                                    {"limit", 0, PS_OPT_INT, &o.limit, .range = ">= 0"},
                                    {"resume", 0, PS_OPT_FLAG, &o.resume},
@@ -107,6 +112,17 @@ int ps_cli_train(int argc, char **argv) {
                                    {0}};
   int rc = ps_cli_parse("train", usage_text, options, argc, argv, NULL, NULL);
   if (rc >= 0) return rc;
+  char tuned[4096];
+  if (finetune) {
+    if (o.init) {
+      fprintf(stderr, "pneumoscope train: --init and --finetune exclude each other\n");
+      return 2;
+    }
+    int st = ps_model_resolve(finetune, tuned, sizeof tuned);
+    if (st) return ps_cli_fail("train", "--finetune", st);
+    o.init = tuned;
+    o.init_keep_fc = 1;
+  }
   if (!o.manifest || !o.outdir) {
     fprintf(stderr, "pneumoscope train: --manifest and -o are required\n\n%s", usage_text);
     return 2;

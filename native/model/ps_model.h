@@ -94,6 +94,10 @@ PS_API int ps_model_load(const char *path, ps_device device, ps_model **out);
 /* Initialise all tensors except fc.* from a torchvision-named ResNet18 file (e.g. ImageNet
  * weights, any K; fc ignored). Shapes are checked. */
 PS_API int ps_model_init_from(ps_model *m, const char *path);
+/* Fine-tuning: every tensor, fc included, from a trained model file whose classes are these
+ * classes (K names, in logit order; the file's "classes" metadata, or with none its fc.weight rows,
+ * must agree). PS_EINVAL naming both class lists when they differ. */
+PS_API int ps_model_init_from_finetune(ps_model *m, const char *path, const char *const *classes, int K);
 PS_API void ps_model_free(ps_model *m);
 
 /* Options for ps_model_save; zero-initialised is valid (F32 storage). */

@@ -635,6 +635,24 @@ int ps_model_init_from(ps_model *m, const char *path) {
   return st;
 }
 
+int ps_model_init_from_finetune(ps_model *m, const char *path, const char *const *classes, int K) {
+  ps_st_file *f = NULL;
+  if (!m || !path || !classes || K != m->K) return ps_error(PS_EINVAL, "model: bad fine-tuning arguments");
+  int st = to_torch(m);
+  if (st || (st = ps_st_open(path, &f))) return st;
+  char want[PS_MODEL_MAX_CLASSES * PS_MODEL_CLASS_NAME_MAX] = "";
+  for (int k = 0; k < K; k++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", k ? "," : "", classes[k]);
+  const ps_st_tensor *fw = ps_st_find(f, "fc.weight");
+  const char *have = ps_st_meta(f, "classes");
+  if (!fw || fw->ndim != 2 || fw->shape[0] != K || (have && strcmp(have, want)))
+    st = ps_error(PS_EINVAL, "model: %s: cannot fine-tune: its classes are %s, this task's are %s (use --init to keep only "
+                  "the backbone)", path, have ? have : (fw && fw->ndim == 2 ? "unnamed" : "missing"), want);
+  else
+    st = fill_from_file(m, f, 0);
+  ps_st_free(f);
+  return st;
+}
+
 int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts *opts) {
   int st = PS_OK;
   ps_st_out_tensor ts[N_TENSORS + 2];

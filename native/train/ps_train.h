@@ -82,6 +82,7 @@ typedef struct ps_train_opts {
   int threads;            /* CPU threads for libtorch and the cache (0: ps_default_threads()) */
   ps_train_device device; /* auto: CUDA when available */
   const char *init;       /* optional safetensors to start from (e.g. ImageNet ResNet18) */
+  int init_keep_fc;       /* with init: fine-tune a trained model of the same classes, its fc kept */
   int resume;             /* 1: continue from OUTDIR/last.ckpt */
   int no_balance;         /* 1: plain shuffling even for binary */
   int no_augment;         /* 1: no augmentation */

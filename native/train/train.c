@@ -403,7 +403,7 @@ static int set_meta(run *r, double threshold, const char *note) {
     if (r->history[i].epoch == r->best_epoch) be = &r->history[i];
   char recipe[512];
   snprintf(recipe, sizeof recipe, "ResNet18 %s, Adam lr %g%s, batch %d, size %d, roi %s, %s sampling, %s",
-           r->opts->init ? "from --init weights" : "from scratch", r->lr, r->opts->lr_cosine ? " (cosine decay to 0)" : "",
+           r->opts->init ? (r->opts->init_keep_fc ? "fine-tuned from --init (fc kept)" : "from --init weights") : "from scratch", r->lr, r->opts->lr_cosine ? " (cosine decay to 0)" : "",
            r->batch, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled",
            r->augment ? "augmented" : "no augmentation");
   char software[64];
@@ -607,7 +607,13 @@ static int setup_model(run *r) {
   if (!st) st = ps_torch_manual_seed(r->seed);
   if (!st) st = ps_model_create(r->K, r->dev, r->seed, &r->model);
   if (st) return st;
-  if (r->opts->init && !r->opts->resume && (st = ps_model_init_from(r->model, r->opts->init))) return st;
+  if (r->opts->init && !r->opts->resume) {
+    const char *names[PS_MODEL_MAX_CLASSES];
+    for (int c = 0; c < r->K; c++) names[c] = ps_train_class_name(r->task, c);
+    st = r->opts->init_keep_fc ? ps_model_init_from_finetune(r->model, r->opts->init, names, r->K)
+                               : ps_model_init_from(r->model, r->opts->init);
+    if (st) return st;
+  }
   /* CUDA: the settings of the device-resident bench (bench_gpu.c) and of PyTorch's reference; before
    * Adam takes its references to the parameters (channels_last replaces the conv weight tensors). */
   if (r->dev == PS_DEVICE_CUDA && ((st = ps_model_set_channels_last(r->model, 1)) || (st = ps_torch_set_cudnn_benchmark(1))))
