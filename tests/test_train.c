@@ -12,6 +12,7 @@
 #include "ps_model.h"
 #include "ps_preprocess.h"
 #include "ps_image_io.h"
+#include "ps_torch.h"
 #include "ps_train.h"
 #include "test_util.h"
 
@@ -351,6 +352,82 @@ static void test_finetune_keeps_fc(void **state) {
   free(out);
 }
 
+/* max |t - dir/npy| (float tensor on the CPU vs a .npy of the same size) */
+static double tensor_vs_npy(const ps_tensor *t, const char *dir, const char *npy) {
+  char *p = ps_test_join(dir, npy);
+  size_t sh[4];
+  int nd = 0;
+  double *ref = ps_test_read_npy(p, sh, &nd);
+  assert_non_null(ref);
+  size_t n = (size_t)ps_tensor_numel(t);
+  float *got = malloc(sizeof(float) * n);
+  assert_int_equal(ps_tensor_to_data(t, PS_DTYPE_F32, got, n), PS_OK);
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(got[i] - ref[i]));
+  free(got), free(ref), free(p);
+  return worst;
+}
+
+/* ps_train_step over two micro-batches (3 and 2 films, gradients accumulated, BatchNorm per
+ * micro-batch) = torch's Adam step with the same accumulation (tests/ref/model_reference.py accum):
+ * the reference for --accumulate and for data-parallel ranks. One micro-batch of all 5 differs. */
+static void test_accumulated_step_matches_torch(void **state) {
+  (void)state;
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/accum", ps_test_tmpdir());
+  assert_int_equal(ps_test_system("'%s' '%s' accum '%s' 5", PS_PYTHON, ps_test_src("tests/ref/model_reference.py"), dir), 0);
+  char *mp = ps_test_join(dir, "model.safetensors"), *xp = ps_test_join(dir, "input.npy");
+  size_t sh[4];
+  int nd = 0;
+  double *xd = ps_test_read_npy(xp, sh, &nd);
+  assert_non_null(xd);
+  const size_t per = 3 * 64 * 64;
+  float *x = malloc(sizeof(float) * 5 * per);
+  for (size_t i = 0; i < 5 * per; i++) x[i] = (float)xd[i];
+  int64_t lab[5] = {0, 1, 1, 0, 1};
+  for (int split = 0; split < 2; split++) { /* 0: micro-batches 3 + 2 (the reference); 1: one of 5 */
+    ps_model *m = NULL;
+    assert_int_equal(ps_model_load(mp, PS_DEVICE_CPU, &m), PS_OK);
+    assert_int_equal(ps_model_set_train(m, 1), PS_OK);
+    ps_tensor *params[64];
+    int np = ps_model_num_params(m);
+    for (int i = 0; i < np; i++) params[i] = ps_model_param(m, i, NULL);
+    ps_adam *adam = NULL;
+    ps_adam_opts ao = {0};
+    ao.lr = 1e-2;
+    assert_int_equal(ps_adam_create(&adam, params, np, &ao), PS_OK);
+    int n[2] = {split ? 5 : 3, 2}, nmicro = split ? 1 : 2;
+    ps_tensor *xt[2] = {0}, *yt[2] = {0};
+    for (int j = 0, off = 0; j < nmicro; off += n[j], j++) {
+      int64_t xs[4] = {n[j], 3, 64, 64}, ys[1] = {n[j]};
+      assert_int_equal(ps_tensor_from_f32(&xt[j], x + (size_t)off * per, xs, 4, PS_DEVICE_CPU), PS_OK);
+      assert_int_equal(ps_tensor_from_data(&yt[j], lab + off, PS_DTYPE_I64, ys, 1, PS_DEVICE_CPU), PS_OK);
+    }
+    double loss = NAN;
+    assert_int_equal(ps_train_step(m, adam, xt, yt, n, nmicro, &loss), PS_OK);
+    double dfc = tensor_vs_npy(ps_model_fc_weight(m), dir, "fc.npy");
+    double dconv = tensor_vs_npy(ps_model_find(m, "conv1.weight"), dir, "conv1.npy");
+    double dbn = tensor_vs_npy(ps_model_find(m, "layer4.1.bn2.weight"), dir, "l4bn2.npy");
+    char *lp = ps_test_join(dir, "loss.npy");
+    double *lref = ps_test_read_npy(lp, sh, &nd);
+    print_message("%s: loss %.7f (torch, 3 + 2: %.7f), max |param - torch| fc %.2g conv1 %.2g layer4.1.bn2 %.2g\n",
+                  split ? "one micro-batch of 5" : "micro-batches 3 + 2", loss, lref[0], dfc, dconv, dbn);
+    if (!split) {
+      assert_true(fabs(loss - lref[0]) < 1e-5);
+      assert_true(dfc < 1e-5 && dconv < 1e-5 && dbn < 1e-5);
+    } else {
+      assert_true(dfc > 1e-4 || dconv > 1e-4 || dbn > 1e-4); /* BatchNorm over 5 films is another step */
+    }
+    free(lp), free(lref);
+    for (int j = 0; j < nmicro; j++) ps_tensor_free(xt[j]), ps_tensor_free(yt[j]);
+    ps_adam_free(adam);
+    ps_model_free(m);
+  }
+  int n1[1] = {0};
+  assert_int_equal(ps_train_step(NULL, NULL, NULL, NULL, n1, 1, NULL), PS_EINVAL);
+  free(x), free(xd), free(mp), free(xp);
+}
+
 static void test_bad_input(void **state) {
   (void)state;
   ps_train_opts o;
@@ -379,6 +456,7 @@ static void test_bad_input(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_accumulated_step_matches_torch),
       cmocka_unit_test(test_finetune_keeps_fc),
       cmocka_unit_test(test_loss_falls_and_outputs),
       cmocka_unit_test(test_checkpoints_round_trip),

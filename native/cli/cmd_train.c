@@ -32,6 +32,8 @@ static const char usage_text[] =
     "  --seed N              seed for init, sampling and augmentation (0)\n"
     "  --threads N           CPU threads (all available)\n"
     "  --device cpu|cuda|auto   (auto: CUDA with bf16 autocast when available, else CPU fp32)\n"
+    "  --accumulate K        one optimizer step per K micro-batches of --batch films (gradients\n"
+    "                        summed): an effective batch of K x batch in one micro-batch's memory (1)\n"
     "  --init W.safetensors  start from these ResNet18 weights (e.g. ImageNet), fc re-initialised\n"
     "  --finetune M          fine-tune a trained model of the same classes, its fc kept: binary or\n"
     "                        3class (the bundled models) or a .safetensors file; lower --lr (1e-4)\n"
@@ -101,6 +103,7 @@ int ps_cli_train(int argc, char **argv) {
                                    {"threads", 0, PS_OPT_INT, &o.threads, .range = ">= 0"},
                                    {"device", 0, PS_OPT_CHOICE, &o.device, .choices = ps_cli_train_devices},
                                    {"init", 0, PS_OPT_STRING, &o.init},
+                                   {"accumulate", 0, PS_OPT_INT, &o.accumulate, .range = "in [1, 64]"},
                                    {"finetune", 0, PS_OPT_STRING, &finetune},
                                    {"cache", 0, PS_OPT_STRING, &o.cache},
                                    {"limit", 0, PS_OPT_INT, &o.limit, .range = ">= 0"},

@@ -65,6 +65,8 @@ extern "C" {
 typedef enum { PS_MONITOR_DEFAULT = 0, PS_MONITOR_AUC, PS_MONITOR_F1, PS_MONITOR_LOSS, PS_MONITOR_ACC } ps_monitor;
 typedef enum { PS_TRAIN_DEVICE_AUTO = 0, PS_TRAIN_DEVICE_CPU, PS_TRAIN_DEVICE_CUDA } ps_train_device;
 
+#define PS_TRAIN_MAX_ACCUMULATE 64 /* micro-batches per optimizer step at most */
+
 /* Valid zero-initialised: every 0 / NULL field takes the task's default. */
 typedef struct ps_train_opts {
   const char *manifest;   /* required: split manifest (path,label,subtype,patient_id,split,sha256) */
@@ -90,6 +92,10 @@ typedef struct ps_train_opts {
   const char *cache;      /* cache file path (0: OUTDIR/cache-S.pscache) */
   int limit;              /* > 0: use this many evenly spaced films per split (tests, smoke runs) */
   int save_half;          /* 1: store best.safetensors as F16 (half the size; for shipping) */
+  int accumulate;         /* > 1: one optimizer step per this many micro-batches of `batch` films
+                             (gradients summed, each micro-batch's loss weighted by its share of the
+                             step's films; BatchNorm per micro-batch): an effective batch of
+                             accumulate x batch in the memory of one micro-batch */
   const char *command;    /* command line recorded in the model's provenance (optional) */
   int roi;                /* ps_roi: PS_ROI_FILM (0, default) trains on whole films; PS_ROI_LUNGS on
                              the padded lung box of each film (ps_lung_roi), recorded in the model's
@@ -141,6 +147,17 @@ PS_API int ps_train_cache_load_roi(const char *cache_path, int size, int roi, in
                                    void *user, uint8_t **pixels, int *built);
 /* The header's method id for a roi (1 film, 2 lungs, 3 lungmask). */
 PS_API uint32_t ps_train_cache_method(int roi);
+
+/* One optimizer step over nmicro micro-batches (what --accumulate does, and the step data-parallel
+ * ranks each take their micro-batch of): zero the gradients; for each micro-batch j, forward in
+ * train mode, cross entropy of logits vs y[j] (int64 class indices), backward of loss_j * n[j] / N
+ * (N = sum of n) so the gradient is that of the mean loss over all N films; then one Adam step.
+ * *loss_mean (nullable) gets the mean loss over the N films. x[j]: (n[j], 3, S, S). */
+typedef struct ps_model ps_model;
+typedef struct ps_tensor ps_tensor;
+typedef struct ps_adam ps_adam;
+PS_API int ps_train_step(ps_model *m, ps_adam *adam, ps_tensor *const *x, ps_tensor *const *y, const int *n, int nmicro,
+                         double *loss_mean);
 
 /* The model weights of a last.ckpt (for checks and export), in eval mode, metadata defaults plus
  * task and input size. device: ps_train_device. */

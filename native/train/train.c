@@ -64,7 +64,7 @@ static int file_exists(const char *p) {
 /* ---- the run's state ---- */
 typedef struct {
   /* resolved options */
-  int task, K, epochs, batch, patience, size, threads, augment, balance, roi;
+  int task, K, epochs, batch, accumulate, patience, size, threads, augment, balance, roi;
   double lr;
   ps_monitor monitor;
   ps_device dev;
@@ -402,9 +402,11 @@ static int set_meta(run *r, double threshold, const char *note) {
   for (int i = 0; i < r->n_history; i++)
     if (r->history[i].epoch == r->best_epoch) be = &r->history[i];
   char recipe[512];
-  snprintf(recipe, sizeof recipe, "ResNet18 %s, Adam lr %g%s, batch %d, size %d, roi %s, %s sampling, %s",
+  char acc[48] = "";
+  if (r->accumulate > 1) snprintf(acc, sizeof acc, " (%d micro-batches per step)", r->accumulate);
+  snprintf(recipe, sizeof recipe, "ResNet18 %s, Adam lr %g%s, batch %d%s, size %d, roi %s, %s sampling, %s",
            r->opts->init ? (r->opts->init_keep_fc ? "fine-tuned from --init (fc kept)" : "from --init weights") : "from scratch", r->lr, r->opts->lr_cosine ? " (cosine decay to 0)" : "",
-           r->batch, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled",
+           r->batch, acc, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled",
            r->augment ? "augmented" : "no augmentation");
   char software[64];
   snprintf(software, sizeof software, "PneumoScope %s", ps_version());
@@ -542,6 +544,9 @@ static int resolve(run *r, const ps_train_opts *o) {
   r->K = r->task == PS_TASK_BINARY ? 2 : 3;
   r->epochs = o->epochs > 0 ? o->epochs : (r->task == PS_TASK_BINARY ? 30 : 50);
   r->batch = o->batch > 0 ? o->batch : 32;
+  r->accumulate = o->accumulate > 0 ? o->accumulate : 1;
+  if (r->accumulate > PS_TRAIN_MAX_ACCUMULATE)
+    return ps_error(PS_EINVAL, "train: accumulate %d out of range 1..%d", r->accumulate, PS_TRAIN_MAX_ACCUMULATE);
   r->patience = o->patience != 0 ? o->patience : (r->task == PS_TASK_BINARY ? 5 : 10);
   r->size = o->size > 0 ? o->size : 224;
   r->lr = o->lr > 0 ? o->lr : 1e-3;
@@ -636,6 +641,30 @@ static int setup_model(run *r) {
 }
 
 /* One pass over the training films. *cancelled set when progress asked to stop. */
+int ps_train_step(ps_model *m, ps_adam *adam, ps_tensor *const *x, ps_tensor *const *y, const int *n, int nmicro,
+                  double *loss_mean) {
+  if (!m || !adam || !x || !y || !n || nmicro < 1) return ps_error(PS_EINVAL, "train: bad step arguments");
+  int N = 0;
+  for (int j = 0; j < nmicro; j++) N += n[j];
+  if (N < 1) return ps_error(PS_EINVAL, "train: a step without films");
+  int st = ps_adam_zero_grad(adam);
+  double sum = 0;
+  for (int j = 0; j < nmicro && st == PS_OK; j++) {
+    ps_tensor *logits = NULL, *loss = NULL, *scaled = NULL;
+    double lv = NAN;
+    /* one micro-batch: its share n_j / N of the mean (none when it is the whole step: unchanged) */
+    if (!(st = ps_model_forward(m, x[j], &logits)) && !(st = ps_op_cross_entropy(&loss, logits, y[j], NULL, 0.0)) &&
+        !(st = ps_tensor_item(loss, &lv)) &&
+        (nmicro == 1 || !(st = ps_op_affine(&scaled, loss, (double)n[j] / N, 0.0))))
+      st = ps_tensor_backward(scaled ? scaled : loss, NULL, 0);
+    sum += lv * n[j];
+    ps_tensor_free(scaled), ps_tensor_free(loss), ps_tensor_free(logits);
+  }
+  if (st == PS_OK) st = ps_adam_step(adam);
+  if (loss_mean) *loss_mean = sum / N;
+  return st;
+}
+
 static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epoch *e, int *cancelled) {
   const int S = r->size, B = r->batch, n = r->n_train;
   const size_t px = (size_t)S * S;
@@ -651,7 +680,7 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
   int64_t *y = malloc(sizeof(int64_t) * B);
   int *batch_idx = malloc(sizeof(int) * B);
   uint64_t *seeds = malloc(sizeof(uint64_t) * B);
-  ps_tensor *xt = NULL, *yt = NULL, *logits = NULL, *loss = NULL;
+  ps_tensor *xt = NULL, *yt = NULL;
   int st = PS_OK;
   double tot = 0;
   int seen = 0;
@@ -660,40 +689,47 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
     goto done;
   }
   epoch_order(r, order);
-  const int nbatches = (n + B - 1) / B;
+  const int nbatches = (n + B - 1) / B, A = r->accumulate;
+  ps_tensor *xs[PS_TRAIN_MAX_ACCUMULATE] = {0}, *ys[PS_TRAIN_MAX_ACCUMULATE] = {0};
+  int ns[PS_TRAIN_MAX_ACCUMULATE], nm = 0;
   double t0 = now_s();
   if (r->dev == PS_DEVICE_CUDA) ps_torch_set_autocast(1);
   for (int b = 0; b < nbatches; b++) {
     int nb = (b + 1) * B <= n ? B : n - b * B;
-    if (nb < 2) break; /* batch norm needs 2 films: drop a last batch of one */
-    for (int k = 0; k < nb; k++) batch_idx[k] = order[b * B + k], y[k] = r->films.cls[order[b * B + k]];
-    int64_t xs[4] = {nb, 3, S, S}, ys[1] = {nb};
-    if (r->devbatch) { /* same seeds, same order as fill_batch: the host path's draws, built on the device */
-      for (int k = 0; k < nb; k++) seeds[k] = r->augment ? ps_rng_next(&r->rng) : 0;
-      if ((st = ps_devbatch_fill(r->devbatch, batch_idx, nb, r->augment ? &aug : NULL, seeds, &xt))) goto done;
-    } else {
-      if ((st = fill_batch(r, batch_idx, nb, r->augment ? &aug : NULL, x, src, dst))) goto done;
-      if ((st = ps_tensor_from_f32(&xt, x, xs, 4, r->dev))) goto done;
+    if (nb >= 2) { /* batch norm needs 2 films: a last micro-batch of one is dropped */
+      for (int k = 0; k < nb; k++) batch_idx[k] = order[b * B + k], y[k] = r->films.cls[order[b * B + k]];
+      int64_t xsh[4] = {nb, 3, S, S}, ysh[1] = {nb};
+      if (r->devbatch) { /* same seeds, same order as fill_batch: the host path's draws, built on the device */
+        for (int k = 0; k < nb; k++) seeds[k] = r->augment ? ps_rng_next(&r->rng) : 0;
+        if ((st = ps_devbatch_fill(r->devbatch, batch_idx, nb, r->augment ? &aug : NULL, seeds, &xt))) goto done;
+      } else {
+        if ((st = fill_batch(r, batch_idx, nb, r->augment ? &aug : NULL, x, src, dst))) goto done;
+        if ((st = ps_tensor_from_f32(&xt, x, xsh, 4, r->dev))) goto done;
+      }
+      if ((st = ps_tensor_from_data(&yt, y, PS_DTYPE_I64, ysh, 1, r->dev))) goto done;
+      if (nm == 0 && r->opts->lr_cosine) { /* cosine decay over the run's max epochs, by step */
+        const double t = (r->epoch + (double)b / nbatches) / r->epochs;
+        if ((st = ps_adam_set_lr(r->adam, r->lr * 0.5 * (1.0 + cos(M_PI * t))))) goto done;
+      }
+      xs[nm] = xt, ys[nm] = yt, ns[nm++] = nb;
+      xt = yt = NULL;
     }
-    if ((st = ps_tensor_from_data(&yt, y, PS_DTYPE_I64, ys, 1, r->dev))) goto done;
-    if (r->opts->lr_cosine) { /* cosine decay over the run's max epochs, by step */
-      const double t = (r->epoch + (double)b / nbatches) / r->epochs;
-      if ((st = ps_adam_set_lr(r->adam, r->lr * 0.5 * (1.0 + cos(M_PI * t))))) goto done;
-    }
-    /* forward, loss, backward, step */
-    if ((st = ps_model_forward(r->model, xt, &logits)) || (st = ps_op_cross_entropy(&loss, logits, yt, NULL, 0.0)) ||
-        (st = ps_adam_zero_grad(r->adam)) || (st = ps_tensor_backward(loss, NULL, 0)) || (st = ps_adam_step(r->adam)))
-      goto done;
-    double lv;
-    if ((st = ps_tensor_item(loss, &lv))) goto done;
+    /* a step every A micro-batches, and with what is left at the end of the epoch */
+    int last = b == nbatches - 1 || (b + 2 == nbatches && n - (b + 1) * B < 2);
+    if (nm == 0 || (nm < A && !last)) continue;
+    double lv = NAN;
+    if ((st = ps_train_step(r->model, r->adam, xs, ys, ns, nm, &lv))) goto done;
     if (!isfinite(lv)) {
       st = ps_error(PS_ESTATE, "train: loss became %g in epoch %d batch %d (learning rate %g too high?)", lv, r->epoch + 1,
                     b + 1, r->lr);
       goto done;
     }
-    tot += lv * nb, seen += nb;
-    ps_tensor_free(loss), ps_tensor_free(logits), ps_tensor_free(xt), ps_tensor_free(yt);
-    loss = logits = xt = yt = NULL;
+    for (int j = 0; j < nm; j++) {
+      tot += lv * ns[j], seen += ns[j];
+      ps_tensor_free(xs[j]), ps_tensor_free(ys[j]);
+      xs[j] = ys[j] = NULL;
+    }
+    nm = 0;
     if (progress) {
       char what[96];
       snprintf(what, sizeof what, "epoch %d/%d batch %d/%d loss %.4f", r->epoch + 1, r->epochs, b + 1, nbatches, tot / seen);
@@ -709,7 +745,8 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
   e->images_per_s = e->seconds > 0 ? seen / e->seconds : 0;
 done:
   if (r->dev == PS_DEVICE_CUDA) ps_torch_set_autocast(0);
-  ps_tensor_free(loss), ps_tensor_free(logits), ps_tensor_free(xt), ps_tensor_free(yt);
+  for (int j = 0; j < PS_TRAIN_MAX_ACCUMULATE; j++) ps_tensor_free(xs[j]), ps_tensor_free(ys[j]);
+  ps_tensor_free(xt), ps_tensor_free(yt);
   free(order), free(x), free(src), free(dst), free(y), free(batch_idx), free(seeds);
   return st;
 }
@@ -772,8 +809,8 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
   }
   if (!opts->resume && file_exists(r.last_path))
     ps_log(PS_LOG_WARN, "train: %s exists: starting a new run over it (use --resume to continue it)", r.last_path);
-  ps_log(PS_LOG_INFO, "train: %s task, size %d, roi %s, batch %d, lr %g, max %d epochs, patience %d on val %s, %s, %s, %s, %d threads",
-         ps_train_task_name(r.task), r.size, ps_roi_name(r.roi), r.batch, r.lr, r.epochs, r.patience, ps_monitor_name(r.monitor),
+  ps_log(PS_LOG_INFO, "train: %s task, size %d, roi %s, batch %d x %d per step, lr %g, max %d epochs, patience %d on val %s, %s, %s, %s, %d threads",
+         ps_train_task_name(r.task), r.size, ps_roi_name(r.roi), r.batch, r.accumulate, r.lr, r.epochs, r.patience, ps_monitor_name(r.monitor),
          r.balance ? "class-balanced sampling" : "shuffled", r.augment ? "augmented" : "no augmentation",
          r.dev == PS_DEVICE_CUDA ? "CUDA bf16 autocast" : "CPU fp32", r.threads);
   if ((st = setup_data(&r, progress, user, &res)) != PS_OK) {

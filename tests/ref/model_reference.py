@@ -12,6 +12,9 @@
   roundtrip MODEL INPUT.npy OUT.npy
       loads a safetensors written by PneumoScope into torchvision resnet18 (strict state_dict),
       writes eval logits (N,K); prints the metadata as JSON on stdout.
+  accum OUTDIR SEED
+      model.safetensors (K=2), input.npy (5,3,64,64); one Adam(lr=1e-2) step over micro-batches of 3
+      and 2 films, gradients accumulated with weights 3/5 and 2/5: fc.npy, conv1.npy, l4bn2.npy, loss.npy.
   grad OUTDIR SEED
       model.safetensors (K=3, randomised BN), input.npy (2,3,64,64), targets [0,2], class weights
       [1,2,0.5]; in train mode: loss.npy, grad_<name>.npy for a few parameters, running stats
@@ -132,6 +135,33 @@ def cmd_grad(outdir, seed):
     np.save(os.path.join(outdir, "cam_grad4.npy"), ga.numpy())
 
 
+def cmd_accum(outdir, seed):
+    """One Adam step over two micro-batches (3 and 2 films) with gradients accumulated, each
+    micro-batch's loss weighted by its share of the 5 films, BatchNorm per micro-batch: what
+    ps_train_step does (and what 2 data-parallel ranks do)."""
+    os.makedirs(outdir, exist_ok=True)
+    seed = int(seed)
+    m = make_model(2, seed)
+    safetensors_io.save(os.path.join(outdir, "model.safetensors"), m.state_dict())
+    g = torch.Generator().manual_seed(seed + 11)
+    x = torch.randn(5, 3, 64, 64, generator=g)
+    y = torch.tensor([0, 1, 1, 0, 1])
+    np.save(os.path.join(outdir, "input.npy"), x.numpy())
+    m.train()
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    opt.zero_grad()
+    total = 0.0
+    for lo, hi in ((0, 3), (3, 5)):
+        loss = torch.nn.functional.cross_entropy(m(x[lo:hi]), y[lo:hi])
+        total += loss.item() * (hi - lo)
+        (loss * ((hi - lo) / 5.0)).backward()
+    opt.step()
+    np.save(os.path.join(outdir, "loss.npy"), np.array([total / 5.0], dtype=np.float64))
+    np.save(os.path.join(outdir, "fc.npy"), m.fc.weight.detach().numpy())
+    np.save(os.path.join(outdir, "conv1.npy"), m.conv1.weight.detach().numpy())
+    np.save(os.path.join(outdir, "l4bn2.npy"), m.layer4[1].bn2.weight.detach().numpy())
+
+
 def cmd_classify(model, out, files):
     m, meta = load_ours(model)
     size = int(meta.get("input_size", 224))
@@ -165,5 +195,6 @@ if __name__ == "__main__":
     {"parity": lambda: cmd_parity(args[0], args[1], args[2], args[3:]),
      "roundtrip": lambda: cmd_roundtrip(*args),
      "grad": lambda: cmd_grad(*args),
+     "accum": lambda: cmd_accum(*args),
      "halves": lambda: cmd_halves(*args),
      "classify": lambda: cmd_classify(args[0], args[1], args[2:])}[cmd]()
