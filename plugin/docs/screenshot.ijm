@@ -18,7 +18,7 @@ function openFilm(path) {
 
 // ---- the Grad-CAM overlay ----------------------------------------------------------------------
 openFilm(film);
-run("Grad-CAM Overlay", m + " class=auto layer=layer4 opacity=45 lut=viridis use_file");
+run("Grad-CAM Overlay...", m + " class=auto layer=layer4 opacity=45 lut=viridis use_file");
 wait(1500);
 run("Capture Image");      // the image window as shown: film + overlay
 wait(500);
@@ -28,10 +28,10 @@ close("*");
 // ---- the results table: a pediatric film and an adult film ---------------------------------------
 if (isOpen("PneumoScope Results")) { selectWindow("PneumoScope Results"); run("Close"); }
 openFilm(film);
-run("Classify Chest Film", m + " threshold=-1 use_file");
+run("Classify Chest Film...", m + " threshold=-1 use_file");
 close();
 openFilm(adult);
-run("Classify Chest Film", m + " threshold=-1 use_file");
+run("Classify Chest Film...", m + " threshold=-1 use_file");
 close();
 x = 0; y = 160; w = 1270; h = 130;
 Table.setLocationAndSize(x, y, w, h, "PneumoScope Results");

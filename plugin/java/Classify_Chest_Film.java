@@ -12,7 +12,7 @@ import pneumoscope.ModelChoice;
  * there is one, else its pixels through the display range) -> a row in "PneumoScope Results".
  * The row has in_distribution (true / false / empty when unknown), ood_score and ood_reason; the Log
  * names the model file and says when a film is flagged out of distribution.
- * Macro: run("Classify Chest Film", "model=binary threshold=-1 use_file");
+ * Macro: run("Classify Chest Film...", "model=binary threshold=-1 use_file");
  * (model=3class, model=file model_file=[/runs/a/best.safetensors], or, as before, model=[path] or
  * model=[] for the default model; threshold -1 = the model's own.)
  */

@@ -12,7 +12,7 @@ import pneumoscope.ModelChoice;
  * heatmap with a LUT; the lung focus (share of attention inside the lung fields) goes to
  * "PneumoScope Results".
  * The row also has the film's in_distribution, ood_score and ood_reason (as Classify Chest Film).
- * Macro: run("Grad-CAM Overlay", "model=binary class=auto layer=layer4 opacity=40 lut=Fire heatmap use_file");
+ * Macro: run("Grad-CAM Overlay...", "model=binary class=auto layer=layer4 opacity=40 lut=Fire heatmap use_file");
  */
 public class GradCam_Overlay implements PlugIn {
   @Override

@@ -8,6 +8,6 @@ ids = newArray(nImages);
 for (i = 0; i < nImages; i++) { selectImage(i + 1); ids[i] = getImageID(); }
 for (i = 0; i < ids.length; i++) {
   selectImage(ids[i]);
-  run("Classify Chest Film", "model=binary threshold=-1 use_file");
-  run("Grad-CAM Overlay", "model=binary class=auto layer=layer4 opacity=40 lut=viridis use_file");
+  run("Classify Chest Film...", "model=binary threshold=-1 use_file");
+  run("Grad-CAM Overlay...", "model=binary class=auto layer=layer4 opacity=40 lut=viridis use_file");
 }

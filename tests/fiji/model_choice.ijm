@@ -5,6 +5,6 @@
 args = split(getArgument(), " ");
 film = args[0]; out = args[1];
 open(film);
-run("Classify Chest Film", "model=3class threshold=-1 use_file");
+run("Classify Chest Film...", "model=3class threshold=-1 use_file");
 Table.save(out + "/3class.csv", "PneumoScope Results");
 print("model_choice: 3class classified");

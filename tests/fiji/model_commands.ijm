@@ -19,11 +19,11 @@ for (i = 0; i < films.length; i++) {
     run("Open DICOM (PneumoScope)...", "path=[" + f + "]");   // compressed DICOM ImageJ refuses
   else
     open(f);                                                  // ImageJ's own reader: file behind it
-  run("Classify Chest Film", opts);
+  run("Classify Chest Film...", opts);
   if (i == 0) {
     // the same film without a file behind it: its pixels through the display range
     run("Duplicate...", "title=pixels-copy");
-    run("Classify Chest Film", "model=[" + model + "] threshold=-1");
+    run("Classify Chest Film...", "model=[" + model + "] threshold=-1");
     close();
   }
   close();
@@ -32,7 +32,7 @@ for (i = 0; i < films.length; i++) {
 f = films[0];
 if (endsWith(toLowerCase(f), ".dcm")) run("Open DICOM (PneumoScope)...", "path=[" + f + "]"); else open(f);
 id = getImageID();
-run("Grad-CAM Overlay", "model=file model_file=[" + model + "] class=auto layer=layer4 opacity=40 lut=viridis heatmap use_file");
+run("Grad-CAM Overlay...", "model=file model_file=[" + model + "] class=auto layer=layer4 opacity=40 lut=viridis heatmap use_file");
 selectImage(id);
 n = Overlay.size;
 Overlay.activateSelection(0);
@@ -43,7 +43,7 @@ selectImage("Grad-CAM of " + getTitle());
 saveAs("Tiff", out + "/heatmap.tif");
 // explicit class + another layer (Grad-CAM proper, through autograd)
 selectImage(id);
-run("Grad-CAM Overlay", "model=[" + model + "] class=PNEUMONIA layer=layer3 opacity=60 lut=Fire use_file");
+run("Grad-CAM Overlay...", "model=[" + model + "] class=PNEUMONIA layer=layer3 opacity=60 lut=Fire use_file");
 close("*");
 Table.save(out + "/results.csv", "PneumoScope Results");
 run("Batch Classify Folder...", "folder=[" + sample + "] recursive csv=[" + out + "/batch.csv] model=[" + model + "] threshold=-1");
@@ -52,24 +52,24 @@ run("Batch Classify Folder...", "folder=[" + mixed + "] recursive csv=[" + out +
 // model=[]: the default model (no Prefs in the test's home: ps_model_default_path, the bundled one)
 f = films[0];
 if (endsWith(toLowerCase(f), ".dcm")) run("Open DICOM (PneumoScope)...", "path=[" + f + "]"); else open(f);
-run("Classify Chest Film", "model=[] threshold=-1 use_file");
+run("Classify Chest Film...", "model=[] threshold=-1 use_file");
 close();
 Table.save(out + "/default.csv", "PneumoScope Results");
 // model=binary: the bundled NORMAL/PNEUMONIA model by name (Fiji.app/models/pneumoscope)
 f = films[0];
 if (endsWith(toLowerCase(f), ".dcm")) run("Open DICOM (PneumoScope)...", "path=[" + f + "]"); else open(f);
-run("Classify Chest Film", "model=binary threshold=-1 use_file");
+run("Classify Chest Film...", "model=binary threshold=-1 use_file");
 Table.save(out + "/binary.csv", "PneumoScope Results");
 close();
 // model=binary on an adult film: out of distribution for the pediatric bundled model, label kept
 open(adult);
-run("Classify Chest Film", "model=binary threshold=-1 use_file");
+run("Classify Chest Film...", "model=binary threshold=-1 use_file");
 Table.save(out + "/binary-adult.csv", "PneumoScope Results");
 close();
 // a model without an OOD detector (the 96 px legacy fixture): in_distribution unknown
 f = films[0];
 if (endsWith(toLowerCase(f), ".dcm")) run("Open DICOM (PneumoScope)...", "path=[" + f + "]"); else open(f);
-run("Classify Chest Film", "model=file model_file=[" + legacy + "] threshold=-1 use_file");
+run("Classify Chest Film...", "model=file model_file=[" + legacy + "] threshold=-1 use_file");
 Table.save(out + "/legacy.csv", "PneumoScope Results");
 run("About PneumoScope / Model Info", "model=binary");
 run("About PneumoScope / Model Info", "model=file model_file=[" + legacy + "]");
@@ -77,5 +77,5 @@ run("About PneumoScope / Model Info", "model=file model_file=[" + model + "]");
 File.saveString(getInfo("log"), out + "/log.txt");
 print("model_commands: done");
 // a model file that does not exist: a clear message in the Log, the macro stops here
-run("Classify Chest Film", "model=file model_file=[" + out + "/no-such-model.safetensors] threshold=-1 use_file");
+run("Classify Chest Film...", "model=file model_file=[" + out + "/no-such-model.safetensors] threshold=-1 use_file");
 print("model_commands: a missing model did not stop the macro");

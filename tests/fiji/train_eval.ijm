@@ -12,6 +12,6 @@ for (i = 1; i <= nImages; i++) { selectImage(i); titles = titles + getTitle() + 
 File.saveString(titles, out + "/eval_images.txt");
 close("*");
 open(film);
-run("Classify Chest Film", "model=[] threshold=-1 use_file");
+run("Classify Chest Film...", "model=[] threshold=-1 use_file");
 Table.save(out + "/default_classify.csv", "PneumoScope Results");
 print("train_eval: done");

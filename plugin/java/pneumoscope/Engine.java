@@ -57,6 +57,7 @@ public final class Engine {
    * run, e.g. ImageJ -batch under Xvfb).
    */
   public static void fail(String command, Throwable e) {
+    if (command.endsWith("...")) command = command.substring(0, command.length() - 3); // the menu's dialog mark
     String msg = e instanceof PneumoScopeException ? e.getMessage() : String.valueOf(e);
     if (e instanceof OutOfMemoryError) msg = "out of Java memory (" + e.getMessage() + "); Edit > Options > Memory";
     if (isMacro()) {

@@ -2,15 +2,15 @@ package pneumoscope;
 
 /**
  * GenericDialog labels of every PneumoScope command. A label's first word, lower-cased, is the
- * macro key the recorder writes (run("Classify Chest Film", "model=[...] threshold=0.5")), so
+ * macro key the recorder writes (run("Classify Chest Film...", "model=[...] threshold=0.5")), so
  * these strings are an interface: never rename them. Last-used values live in statics here.
  */
 public final class Keys {
   private Keys() {}
 
   // ---- menu command names (plugins.config) ---------------------------------------------------
-  public static final String CMD_CLASSIFY = "Classify Chest Film";
-  public static final String CMD_GRADCAM = "Grad-CAM Overlay";
+  public static final String CMD_CLASSIFY = "Classify Chest Film...";
+  public static final String CMD_GRADCAM = "Grad-CAM Overlay...";
   public static final String CMD_BATCH = "Batch Classify Folder...";
   public static final String CMD_TRAIN = "Train Model...";
   public static final String CMD_EVALUATE = "Evaluate Model...";

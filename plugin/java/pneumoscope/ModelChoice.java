@@ -14,9 +14,9 @@ import java.io.File;
  * Model...'s set_default, $PNEUMOSCOPE_MODEL, else binary) or a path, which then wins over model_file:
  *
  * <pre>
- * run("Classify Chest Film", "model=binary threshold=-1 use_file");
- * run("Classify Chest Film", "model=file model_file=[/runs/a/best.safetensors] threshold=-1 use_file");
- * run("Classify Chest Film", "model=[/runs/a/best.safetensors] threshold=-1 use_file");  // as before
+ * run("Classify Chest Film...", "model=binary threshold=-1 use_file");
+ * run("Classify Chest Film...", "model=file model_file=[/runs/a/best.safetensors] threshold=-1 use_file");
+ * run("Classify Chest Film...", "model=[/runs/a/best.safetensors] threshold=-1 use_file");  // as before
  * </pre>
  *
  * {@link #read} gives the value {@link Engine#model} and {@link Engine#resolveModelPath} take.
