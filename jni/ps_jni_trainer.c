@@ -7,13 +7,14 @@
 #include "ps_jni.h"
 
 #if __has_include("ps_train.h") && defined(PS_HAVE_INFER)
+#include "ps_model.h"
 #include "ps_train.h"
 #define PS_JNI_HAVE_TRAIN 1
 #endif
 
 JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_Trainer_nativeTrain(
     JNIEnv *env, jclass cls, jbyteArray jmanifest, jbyteArray joutdir, jint task, jint epochs, jdouble lr, jint batch,
-    jint patience, jint size, jlong seed, jint threads, jint device, jbyteArray jinit, jboolean resume, jint balance,
+    jint patience, jint size, jlong seed, jint threads, jint device, jbyteArray jinit, jboolean finetune, jboolean resume, jint balance,
     jboolean augment, jint limit, jboolean save_half, jbyteArray jcommand, jobject listener) {
   (void)cls;
 #ifdef PS_JNI_HAVE_TRAIN
@@ -36,7 +37,16 @@ JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_Trainer_nativeTrain(
   o.seed = (uint64_t)seed;
   if (threads > 0) o.threads = threads;
   o.device = (ps_train_device)device;
-  o.init = init[0] ? init : NULL;
+  char tuned[4096];
+  if (init[0]) { /* binary / 3class name the bundled models, as on the command line */
+    int st = ps_model_resolve(init, tuned, sizeof tuned);
+    if (st) {
+      ps_jni_throw(env, st);
+      goto done;
+    }
+    o.init = tuned;
+    o.init_keep_fc = finetune ? 1 : 0;
+  }
   o.resume = resume ? 1 : 0;
   if (balance == 1) o.balance = 1;
   if (balance == 2) o.no_balance = 1;

@@ -15,7 +15,9 @@ import pneumoscope.Trainer;
  * the finished best.safetensors becomes the default model of every PneumoScope command.
  * Macro: run("Train Model...", "manifest=[/data/split/manifest.csv] outdir=[/runs/a] task=binary epochs=2
  *        lr=0 batch=0 patience=0 size=128 seed=1 threads=0 device=auto init=[] limit=0 augment balance=default set_default");
- * (0 = the task's default for every number.)
+ * (0 = the task's default for every number.) init: weights to start from (a .safetensors file, or
+ * binary / 3class for the bundled models); with finetune their classifier is kept too (a trained
+ * model of the task's classes, fine-tuned on one's own films; a lower lr such as 0.0001 suits it).
  */
 public class Train_Model implements PlugIn {
   @Override
@@ -33,13 +35,15 @@ public class Train_Model implements PlugIn {
     gd.addNumericField(Keys.THREADS, Keys.lastThreads, 0);
     gd.addChoice(Keys.DEVICE, Keys.DEVICES, Keys.lastDevice);
     gd.addStringField(Keys.INIT, Keys.lastInit, 40);
+    gd.addCheckbox(Keys.FINETUNE, Keys.lastFinetune);
     gd.addNumericField(Keys.LIMIT, Keys.lastLimit, 0);
     gd.addCheckbox(Keys.AUGMENT, Keys.lastAugment);
     gd.addChoice(Keys.BALANCE, Keys.BALANCES, Keys.lastBalance);
     gd.addCheckbox(Keys.RESUME, Keys.lastResume);
     gd.addCheckbox(Keys.SET_DEFAULT, Keys.lastSetDefault);
     gd.addMessage("0 = the task's default (binary: 30 epochs, patience 5 on val AUC; multiclass: 50 / 10 on\n"
-        + "macro F1; lr 1e-3, batch 32, size 224). limit: films per split (smoke runs). Esc cancels.");
+        + "macro F1; lr 1e-3, batch 32, size 224). limit: films per split (smoke runs). Esc cancels.\n"
+        + "init: a .safetensors, or binary / 3class; finetune keeps its classifier (same classes).");
     gd.showDialog();
     if (gd.wasCanceled()) return;
     Trainer.Options o = new Trainer.Options();
@@ -55,6 +59,7 @@ public class Train_Model implements PlugIn {
     o.threads = Keys.lastThreads = (int) gd.getNextNumber();
     o.device = Keys.lastDevice = gd.getNextChoice();
     o.init = Keys.lastInit = gd.getNextString().trim();
+    o.finetune = Keys.lastFinetune = gd.getNextBoolean();
     o.limit = Keys.lastLimit = (int) gd.getNextNumber();
     o.augment = Keys.lastAugment = gd.getNextBoolean();
     o.balance = Keys.lastBalance = gd.getNextChoice();

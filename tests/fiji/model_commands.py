@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import sys
 import shutil
 
 import struct
@@ -414,6 +415,18 @@ def train_eval(chk, fiji, tmp, data):
     check(p.returncode == 0 and "train_eval: done" in ij_out, "ImageJ ran train_eval.ijm")
     best = os.path.join(rundir, "best.safetensors")
     check(os.path.isfile(best), "Train Model... wrote best.safetensors")
+    # init=binary finetune: the bundled model fine-tuned, its classifier kept (lr 1e-9: unchanged)
+    ft = os.path.join(rundir + "-ft", "best.safetensors")
+    if os.path.isfile(ft):
+        sys.path.insert(0, os.path.join(chk.HERE, "..", "ref"))
+        import safetensors_io
+        sd, meta = safetensors_io.load(ft)
+        bsd, _ = safetensors_io.load(os.path.join(chk.HERE, "..", "..", "sample_data", "models", "pneumoscope-binary.safetensors"))
+        d = (sd["fc.weight"].float() - bsd["fc.weight"].float()).abs().max().item()
+        check("fine-tuned from --init (fc kept)" in meta.get("provenance", "") and d <= 1e-6,
+              "Train Model... init=binary finetune: the bundled classifier kept (max |dfc| %.2g)" % d)
+    else:
+        check(False, "Train Model... init=binary finetune wrote %s" % ft)
     check("train:" in ij_out and "epoch" in ij_out, "per-epoch training lines reached IJ.log")
     tr = os.path.join(out, "training.csv")
     trows = list(csv.DictReader(open(tr))) if os.path.exists(tr) else []

@@ -1,6 +1,7 @@
 // ImageJ side of fiji_imagej (training part). Argument: "MANIFEST RUNDIR EVALDIR FILM OUT".
 // Train Model... (tiny smoke run, made the default model), Evaluate Model... with model=[] (so the
-// new default is what gets evaluated), then Classify Chest Film with model=[]; tables to OUT.
+// new default is what gets evaluated), then Classify Chest Film with model=[]; tables to OUT; then
+// Train Model... fine-tuning the bundled binary model (init=binary finetune) into RUNDIR-ft.
 args = split(getArgument(), " ");
 manifest = args[0]; rundir = args[1]; evaldir = args[2]; film = args[3]; out = args[4];
 run("Train Model...", "manifest=[" + manifest + "] outdir=[" + rundir + "] task=binary epochs=1 lr=0 batch=8 patience=0 size=64 seed=1 threads=2 device=cpu init=[] limit=0 augment balance=default set_default");
@@ -14,4 +15,6 @@ close("*");
 open(film);
 run("Classify Chest Film...", "model=[] threshold=-1 use_file");
 Table.save(out + "/default_classify.csv", "PneumoScope Results");
+// fine-tuning the bundled binary model by its short name, its classifier kept (lr ~0: it stays)
+run("Train Model...", "manifest=[" + manifest + "] outdir=[" + rundir + "-ft] task=binary epochs=1 lr=0.000000001 batch=8 patience=0 size=64 seed=1 threads=2 device=cpu init=binary finetune limit=0 balance=default");
 print("train_eval: done");

@@ -48,7 +48,8 @@ public final class Keys {
   public static final String SEED = "seed";
   public static final String THREADS = "threads";
   public static final String DEVICE = "device";          // auto | cpu | cuda
-  public static final String INIT = "init";              // initial weights ("" = none)
+  public static final String INIT = "init";              // initial weights ("" = none; binary, 3class: the bundled)
+  public static final String FINETUNE = "finetune";      // keep init's classifier (same classes): fine-tuning
   public static final String LIMIT = "limit";
   public static final String AUGMENT = "augment";
   public static final String BALANCE = "balance";        // default | on | off
@@ -92,6 +93,7 @@ public final class Keys {
   public static int lastThreads = 0;
   public static String lastDevice = "auto";
   public static String lastInit = "";
+  public static boolean lastFinetune = false;
   public static int lastLimit = 0;
   public static boolean lastAugment = true;
   public static String lastBalance = "default";

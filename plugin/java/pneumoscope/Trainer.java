@@ -22,7 +22,8 @@ public final class Trainer {
     public double lr;
     public long seed;
     public String device = "auto";     // auto | cpu | cuda
-    public String init = "";           // weights to start from
+    public String init = "";           // weights to start from: a path, or binary / 3class (bundled)
+    public boolean finetune;           // keep init's fc (a trained model of the same classes)
     public boolean resume, augment = true, saveHalf;
     public String balance = "default"; // default | on | off
     public String command = "";        // recorded in the model's provenance
@@ -45,7 +46,7 @@ public final class Trainer {
     int bal = o.balance.equals("on") ? 1 : o.balance.equals("off") ? 2 : 0;
     int dev = o.device.equals("cpu") ? 1 : o.device.equals("cuda") ? 2 : 0; // ps_train_device
     double[] r = nativeTrain(PsNative.cstr(o.manifest), PsNative.cstr(o.outdir), task, o.epochs, o.lr, o.batch,
-        o.patience, o.size, o.seed, o.threads, dev, PsNative.cstr(o.init), o.resume, bal, o.augment, o.limit,
+        o.patience, o.size, o.seed, o.threads, dev, PsNative.cstr(o.init), o.finetune, o.resume, bal, o.augment, o.limit,
         o.saveHalf, PsNative.cstr(o.command), p);
     Result res = new Result();
     res.epochsRun = (int) r[0];
@@ -91,7 +92,7 @@ public final class Trainer {
   }
 
   private static native double[] nativeTrain(byte[] manifest, byte[] outdir, int task, int epochs, double lr,
-      int batch, int patience, int size, long seed, int threads, int device, byte[] init, boolean resume,
+      int batch, int patience, int size, long seed, int threads, int device, byte[] init, boolean finetune, boolean resume,
       int balance, boolean augment, int limit, boolean saveHalf, byte[] command, ProgressListener p)
       throws PneumoScopeException;
   private static native double[] nativeEvaluate(byte[] model, byte[] manifest, byte[] split, byte[] outdir,
