@@ -95,14 +95,19 @@ def cmd_roundtrip(model, inp, out):
     print(json.dumps(meta))
 
 
-def cmd_grad(outdir, seed):
+def model_and_input(outdir, k, seed, n, input_seed):
+    """make_model(k, seed) saved as OUTDIR/model.safetensors and n random 64 px inputs as input.npy."""
     os.makedirs(outdir, exist_ok=True)
-    seed = int(seed)
-    m = make_model(3, seed)
+    m = make_model(k, seed)
     safetensors_io.save(os.path.join(outdir, "model.safetensors"), m.state_dict())
-    g = torch.Generator().manual_seed(seed + 7)
-    x = torch.randn(2, 3, 64, 64, generator=g)
+    x = torch.randn(n, 3, 64, 64, generator=torch.Generator().manual_seed(input_seed))
     np.save(os.path.join(outdir, "input.npy"), x.numpy())
+    return m, x
+
+
+def cmd_grad(outdir, seed):
+    seed = int(seed)
+    m, x = model_and_input(outdir, 3, seed, 2, seed + 7)
     tg = torch.tensor([0, 2])
     w = torch.tensor([1.0, 2.0, 0.5])
     m.train()
@@ -139,14 +144,8 @@ def cmd_accum(outdir, seed):
     """One Adam step over two micro-batches (3 and 2 films) with gradients accumulated, each
     micro-batch's loss weighted by its share of the 5 films, BatchNorm per micro-batch: what
     ps_train_step does (and what 2 data-parallel ranks do)."""
-    os.makedirs(outdir, exist_ok=True)
-    seed = int(seed)
-    m = make_model(2, seed)
-    safetensors_io.save(os.path.join(outdir, "model.safetensors"), m.state_dict())
-    g = torch.Generator().manual_seed(seed + 11)
-    x = torch.randn(5, 3, 64, 64, generator=g)
+    m, x = model_and_input(outdir, 2, int(seed), 5, int(seed) + 11)
     y = torch.tensor([0, 1, 1, 0, 1])
-    np.save(os.path.join(outdir, "input.npy"), x.numpy())
     m.train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     opt.zero_grad()
