@@ -213,6 +213,10 @@ PS_API int ps_model_ood_score(const ps_model *m, const float *feats, int n, floa
 PS_API int ps_model_predict_ood(ps_model *m, const float *x, int n, int h, int w, float *logits, float *probs,
                                 float *score);
 
+/* Probabilities from logits (n, K) at temperature T (1: plain softmax), exactly as classification
+ * computes them (max-shifted, float32 exp): calibration measures the probabilities users see. */
+PS_API void ps_model_softmax(const float *logits, int n, int K, double T, float *probs);
+
 /* ---- default model --------------------------------------------------------------------------- */
 
 /* The bundled default binary model file: $PNEUMOSCOPE_MODEL when set, else
@@ -220,6 +224,7 @@ PS_API int ps_model_predict_ood(ps_model *m, const float *x, int n, int h, int w
  * <install prefix>/share/pneumoscope/models/pneumoscope-binary.safetensors (first that exists).
  * PS_ENOTFOUND with the places tried when none exists. */
 PS_API int ps_model_default_path(char *buf, size_t cap);
+
 /* A model named by the user: NULL or "" -> ps_model_default_path; "binary" / "3class" -> the bundled
  * pneumoscope-binary / pneumoscope-3class.safetensors (looked up like the default: beside the
  * source tree, the install prefix, or the executable); anything else is a path, returned as given.

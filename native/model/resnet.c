@@ -912,7 +912,7 @@ int ps_model_forward_features(ps_model *m, const ps_tensor *x, ps_tensor **logit
 }
 
 /* softmax of each row of logits / T (n, K), as torch computes softmax (max-shifted, float32 exp). */
-static void softmax_rows(const float *logits, int n, int K, double T, float *probs) {
+void ps_model_softmax(const float *logits, int n, int K, double T, float *probs) {
   for (int i = 0; i < n; i++) {
     const float *l = logits + (size_t)i * K;
     float *p = probs + (size_t)i * K;
@@ -990,7 +990,7 @@ int ps_model_predict_ood(ps_model *m, const float *x, int n, int h, int w, float
     goto done;
   }
   if ((st = run_forward(m, x, n, h, w, buf, feats, m->ood_layers))) goto done;
-  if (probs) softmax_rows(buf, n, m->K, temperature_of(&m->meta), probs);
+  if (probs) ps_model_softmax(buf, n, m->K, temperature_of(&m->meta), probs);
   if (score) {
     if (want_feats) st = ps_model_ood_score(m, feats, n, score);
     else

@@ -39,26 +39,13 @@ static int cached_features(ps_model *m, const uint8_t *pix, int S, const int *id
   if (!x || !src) st = ps_error(PS_ENOMEM, "calibrate: out of memory");
   for (int b0 = 0; !st && b0 < n; b0 += CAL_BATCH) {
     int nb = n - b0 < CAL_BATCH ? n - b0 : CAL_BATCH;
-    for (int k = 0; k < nb; k++) {
-      const uint8_t *p = pix + (size_t)idx[b0 + k] * px;
-      for (size_t i = 0; i < px; i++) src[i] = p[i] * (1.0f / 255.0f);
-      ps_preprocess_normalize(src, S, S, mm->mean, mm->std, x + (size_t)k * 3 * px);
-    }
+    for (int k = 0; k < nb; k++)
+      ps_train_cached_input(pix + (size_t)idx[b0 + k] * px, S, mm->mean, mm->std, NULL, 0, src, NULL, x + (size_t)k * 3 * px);
     st = ps_model_features_layers(m, x, nb, S, S, layers, feats + (size_t)b0 * D, logits + (size_t)b0 * K);
   }
   free(x);
   free(src);
   return st;
-}
-
-static void softmax_t(const float *logits, int n, int K, double T, float *probs) {
-  for (int i = 0; i < n; i++) {
-    const float *l = logits + (size_t)i * K;
-    double mx = l[0], s = 0;
-    for (int k = 1; k < K; k++) mx = l[k] > mx ? l[k] : mx;
-    for (int k = 0; k < K; k++) s += exp((l[k] - mx) / T);
-    for (int k = 0; k < K; k++) probs[(size_t)i * K + k] = (float)(exp((l[k] - mx) / T) / s);
-  }
 }
 
 /* In-place Cholesky of the symmetric positive definite a (n,n) (lower triangle), then its inverse
@@ -179,14 +166,14 @@ int ps_calibrate_model(ps_model *m, const uint8_t *pix, int size, const int *tra
     goto done;
   /* temperature: fitted on validation, kept only when it lowers the validation ECE */
   double T_old = meta.temperature > 0 ? meta.temperature : 1.0, T = 1.0;
-  softmax_t(lv, n_val, K, 1.0, pv);
+  ps_model_softmax(lv, n_val, K, 1.0, pv);
   if ((st = ps_metrics_ece(val_y, pv, (size_t)n_val, K, CAL_BINS, &res->ece_before))) goto done;
   res->ece_after = res->ece_before;
   res->temperature_fitted = 1.0;
   if (!o.no_temperature) {
     double Tf, ece;
     if ((st = ps_metrics_fit_temperature(val_y, lv, (size_t)n_val, K, &Tf))) goto done;
-    softmax_t(lv, n_val, K, Tf, pv);
+    ps_model_softmax(lv, n_val, K, Tf, pv);
     if ((st = ps_metrics_ece(val_y, pv, (size_t)n_val, K, CAL_BINS, &ece))) goto done;
     res->temperature_fitted = Tf;
     if (ece < res->ece_before) T = Tf, res->ece_after = ece;

@@ -116,15 +116,9 @@ static int fill_batch(run *r, const int *idx, int nb, const ps_augment_opts *aug
   const size_t px = (size_t)S * S;
   static const float mean[3] = PS_IMAGENET_MEAN, stdv[3] = PS_IMAGENET_STD;
   for (int k = 0; k < nb; k++) {
-    const uint8_t *p = r->pix + (size_t)idx[k] * px;
-    for (size_t i = 0; i < px; i++) src[i] = p[i] * (1.0f / 255.0f);
-    const float *g = src;
-    if (aug) {
-      int st = ps_augment(src, S, S, aug, ps_rng_next(&r->rng), dst, S, S);
-      if (st != PS_OK) return st;
-      g = dst;
-    }
-    ps_preprocess_normalize(g, S, S, mean, stdv, x + (size_t)k * 3 * px);
+    int st = ps_train_cached_input(r->pix + (size_t)idx[k] * px, S, mean, stdv, aug, aug ? ps_rng_next(&r->rng) : 0, src,
+                                   dst, x + (size_t)k * 3 * px);
+    if (st != PS_OK) return st;
   }
   return PS_OK;
 }
@@ -690,33 +684,31 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
   }
   epoch_order(r, order);
   const int nbatches = (n + B - 1) / B, A = r->accumulate;
+  /* batch norm needs 2 films: a last micro-batch of one is dropped */
+  const int usable = nbatches > 0 && n - (nbatches - 1) * B < 2 ? nbatches - 1 : nbatches;
   ps_tensor *xs[PS_TRAIN_MAX_ACCUMULATE] = {0}, *ys[PS_TRAIN_MAX_ACCUMULATE] = {0};
   int ns[PS_TRAIN_MAX_ACCUMULATE], nm = 0;
   double t0 = now_s();
   if (r->dev == PS_DEVICE_CUDA) ps_torch_set_autocast(1);
-  for (int b = 0; b < nbatches; b++) {
+  for (int b = 0; b < usable; b++) {
     int nb = (b + 1) * B <= n ? B : n - b * B;
-    if (nb >= 2) { /* batch norm needs 2 films: a last micro-batch of one is dropped */
-      for (int k = 0; k < nb; k++) batch_idx[k] = order[b * B + k], y[k] = r->films.cls[order[b * B + k]];
-      int64_t xsh[4] = {nb, 3, S, S}, ysh[1] = {nb};
-      if (r->devbatch) { /* same seeds, same order as fill_batch: the host path's draws, built on the device */
-        for (int k = 0; k < nb; k++) seeds[k] = r->augment ? ps_rng_next(&r->rng) : 0;
-        if ((st = ps_devbatch_fill(r->devbatch, batch_idx, nb, r->augment ? &aug : NULL, seeds, &xt))) goto done;
-      } else {
-        if ((st = fill_batch(r, batch_idx, nb, r->augment ? &aug : NULL, x, src, dst))) goto done;
-        if ((st = ps_tensor_from_f32(&xt, x, xsh, 4, r->dev))) goto done;
-      }
-      if ((st = ps_tensor_from_data(&yt, y, PS_DTYPE_I64, ysh, 1, r->dev))) goto done;
-      if (nm == 0 && r->opts->lr_cosine) { /* cosine decay over the run's max epochs, by step */
-        const double t = (r->epoch + (double)b / nbatches) / r->epochs;
-        if ((st = ps_adam_set_lr(r->adam, r->lr * 0.5 * (1.0 + cos(M_PI * t))))) goto done;
-      }
-      xs[nm] = xt, ys[nm] = yt, ns[nm++] = nb;
-      xt = yt = NULL;
+    for (int k = 0; k < nb; k++) batch_idx[k] = order[b * B + k], y[k] = r->films.cls[order[b * B + k]];
+    int64_t xsh[4] = {nb, 3, S, S}, ysh[1] = {nb};
+    if (r->devbatch) { /* same seeds, same order as fill_batch: the host path's draws, built on the device */
+      for (int k = 0; k < nb; k++) seeds[k] = r->augment ? ps_rng_next(&r->rng) : 0;
+      if ((st = ps_devbatch_fill(r->devbatch, batch_idx, nb, r->augment ? &aug : NULL, seeds, &xt))) goto done;
+    } else {
+      if ((st = fill_batch(r, batch_idx, nb, r->augment ? &aug : NULL, x, src, dst))) goto done;
+      if ((st = ps_tensor_from_f32(&xt, x, xsh, 4, r->dev))) goto done;
     }
-    /* a step every A micro-batches, and with what is left at the end of the epoch */
-    int last = b == nbatches - 1 || (b + 2 == nbatches && n - (b + 1) * B < 2);
-    if (nm == 0 || (nm < A && !last)) continue;
+    if ((st = ps_tensor_from_data(&yt, y, PS_DTYPE_I64, ysh, 1, r->dev))) goto done;
+    if (nm == 0 && r->opts->lr_cosine) { /* cosine decay over the run's max epochs, by step */
+      const double t = (r->epoch + (double)b / nbatches) / r->epochs;
+      if ((st = ps_adam_set_lr(r->adam, r->lr * 0.5 * (1.0 + cos(M_PI * t))))) goto done;
+    }
+    xs[nm] = xt, ys[nm] = yt, ns[nm++] = nb;
+    xt = yt = NULL;
+    if (nm < A && b < usable - 1) continue; /* a step every A micro-batches, and one with what is left */
     double lv = NAN;
     if ((st = ps_train_step(r->model, r->adam, xs, ys, ns, nm, &lv))) goto done;
     if (!isfinite(lv)) {

@@ -181,3 +181,17 @@ int ps_train_sweep_tmp(const char *dir, const char *const *bases, int nbases) {
 }
 
 int ps_train_sha256_file(const char *path, char hex[65]) { return ps_sha256_file(path, hex); }
+
+int ps_train_cached_input(const uint8_t *pix, int S, const float mean[3], const float std[3],
+                          const ps_augment_opts *aug, uint64_t seed, float *src, float *dst, float *out) {
+  const size_t px = (size_t)S * S;
+  for (size_t i = 0; i < px; i++) src[i] = pix[i] * (1.0f / 255.0f);
+  const float *g = src;
+  if (aug) {
+    int st = ps_augment(src, S, S, aug, seed, dst, S, S);
+    if (st != PS_OK) return st;
+    g = dst;
+  }
+  ps_preprocess_normalize(g, S, S, mean, std, out);
+  return PS_OK;
+}

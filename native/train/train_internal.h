@@ -39,6 +39,11 @@ int ps_train_film_to_u8(const char *path, int size, int roi, uint8_t *out);
 int ps_train_write_atomic(const char *path, int (*fn)(FILE *f, void *user), void *user);
 /* mkdir -p for one level (existing folder is fine). */
 int ps_train_mkdir(const char *path);
+/* One cached film (S*S bytes of pix) as the normalised (3, S, S) model input, augmented with seed
+ * when aug is not NULL (scratch: src and, with aug, dst of S*S floats): what training, validation
+ * and calibration feed the model. */
+int ps_train_cached_input(const uint8_t *pix, int S, const float mean[3], const float std[3],
+                          const ps_augment_opts *aug, uint64_t seed, float *src, float *dst, float *out);
 /* Remove dir/<base>.tmp<pid> files (ps_train_write_atomic's temporaries) whose process no longer
  * runs: what a killed run leaves behind. Only the given base names; returns how many went. */
 int ps_train_sweep_tmp(const char *dir, const char *const *bases, int nbases);
