@@ -44,6 +44,12 @@ static const char usage_text[] =
     "  --cache FILE          preprocessed-film cache (default OUTDIR/cache-S.pscache; cache-S-lungs, cache-S-lungmask for those rois)\n"
     "  --limit N             at most N films per split (smoke tests)\n"
     "  --half                store best.safetensors in float16 (half the size)\n"
+    "  --dist-timeout S      data-parallel runs: seconds a rank waits for its peers at the start and\n"
+    "                        in each collective before it gives up (300)\n"
+    "Data-parallel: launched by torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT ...) or srun\n"
+    "(SLURM_PROCID, SLURM_STEP_NUM_TASKS, first host of the node list), train runs as one rank of a\n"
+    "libtorch c10d group (Gloo on CPU): the same optimizer steps as one process with --accumulate\n"
+    "ranks x K; rank 0 validates and writes every file. See README, 'More than one machine'.\n"
     "The decision threshold is chosen on the validation split (Youden's J on P(PNEUMONIA)) and stored\n"
     "in best.safetensors; progress shows as a bar on a terminal, as plain lines otherwise.\n";
 
@@ -87,6 +93,7 @@ int ps_cli_train(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   int seed = 0;
   const char *finetune = NULL;
+  double dist_timeout = 0;
   const ps_cli_option options[] = {{"manifest", 0, PS_OPT_STRING, &o.manifest},
                                    {"out", 'o', PS_OPT_STRING, &o.outdir},
                                    {"outdir", 0, PS_OPT_STRING, &o.outdir},
@@ -112,6 +119,7 @@ int ps_cli_train(int argc, char **argv) {
                                    {"balance", 0, PS_OPT_FLAG, &o.balance},
                                    {"no-augment", 0, PS_OPT_FLAG, &o.no_augment},
                                    {"half", 0, PS_OPT_FLAG, &o.save_half},
+                                   {"dist-timeout", 0, PS_OPT_DOUBLE, &dist_timeout, .range = "> 0"},
                                    {0}};
   int rc = ps_cli_parse("train", usage_text, options, argc, argv, NULL, NULL);
   if (rc >= 0) return rc;
@@ -131,6 +139,13 @@ int ps_cli_train(int argc, char **argv) {
     return 2;
   }
   o.seed = (uint64_t)(int64_t)seed;
+  char master[256];
+  int dst = ps_train_dist_from_env(&o.dist, master, sizeof master);
+  if (dst) {
+    ps_cli_fail("train", "data-parallel environment", dst);
+    return 2; /* a launch mistake, like a bad option */
+  }
+  o.dist.timeout_s = dist_timeout;
   /* the command line goes into the model's provenance */
   size_t len = 16;
   for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
@@ -149,6 +164,7 @@ int ps_cli_train(int argc, char **argv) {
   g_bar = NULL;
   free(cmd);
   if (st != PS_OK) return ps_cli_fail("train", "training failed", st);
+  if (o.dist.world_size > 1 && o.dist.rank != 0) return 0; /* rank 0 prints the result */
   printf("best epoch %d of %d, val %s %.4f, threshold %.4f, model %s/best.safetensors\n", r.best_epoch, r.epochs_run,
          ps_monitor_name(o.monitor ? o.monitor : (o.task ? PS_MONITOR_F1 : PS_MONITOR_AUC)), r.best_score, r.threshold,
          o.outdir);

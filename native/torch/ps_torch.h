@@ -275,6 +275,60 @@ PS_API int ps_op_clamp(ps_tensor **out, const ps_tensor *x, double lo, double hi
 /* x.expand(shape) (a view: size-1 dims repeated without copying; -1 keeps a dim). */
 PS_API int ps_op_expand(ps_tensor **out, const ps_tensor *x, const int64_t *shape, int ndim);
 
+/* ---- data-parallel training (libtorch's c10d) ------------------------------------------------ */
+
+/* One process of a data-parallel group, as torch.distributed's env:// rendezvous builds it: a
+ * c10d TCPStore at master_addr:master_port (served by rank 0, or by torchrun's agent when
+ * agent_store is set: every rank is then a client, keys under /worker/attempt_<restart_count>),
+ * then a ProcessGroupGloo over it (network interface: $GLOO_SOCKET_IFNAME when set, else the
+ * host name's). Every call below is a collective: all ranks make it in the same order.
+ *
+ *   ps_dist_opts o = {"10.0.0.1", 29500, rank, world, 300, 0, 0, PS_DEVICE_CPU};
+ *   ps_dist *d;  ps_dist_create(&d, &o);                 // waits for every rank (timeout_s)
+ *   ps_dist_broadcast_(d, tensors, n, 0);                // rank 0's weights everywhere
+ *   ps_dist_reducer_create(d, params, n);                // DDP's gradient reducer
+ *   ... forward; ps_dist_expect_backward(d); backward   // .grad now the mean over ranks
+ *
+ * A rank that dies, or one that never arrives, makes the others' calls fail (PS_EIO, naming this
+ * rank and c10d's reason) within timeout_s, usually at once (the peer's socket closes). */
+typedef struct ps_dist ps_dist;
+typedef struct ps_dist_opts {
+  const char *master_addr;
+  int master_port;
+  int rank, world_size;
+  double timeout_s;   /* rendezvous and every collective (0: 300) */
+  int agent_store;    /* 1: torchrun's agent serves the store (TORCHELASTIC_USE_AGENT_STORE) */
+  int restart_count;  /* TORCHELASTIC_RESTART_COUNT (with agent_store) */
+  ps_device device;   /* PS_DEVICE_CPU (Gloo); CUDA ranks (NCCL) are not built: PS_EUNSUPPORTED */
+} ps_dist_opts;
+
+/* 1 when this build has c10d with Gloo (0 also when the backend cannot be loaded). */
+PS_API int ps_dist_available(void);
+PS_API int ps_dist_create(ps_dist **out, const ps_dist_opts *opts);
+PS_API void ps_dist_free(ps_dist *d);
+PS_API int ps_dist_rank(const ps_dist *d);       /* 0 for NULL */
+PS_API int ps_dist_world_size(const ps_dist *d); /* 1 for NULL */
+/* Overwrite the n tensors with root's (coalesced into buckets, as DDP syncs module state). */
+PS_API int ps_dist_broadcast_(ps_dist *d, ps_tensor *const *ts, int n, int root);
+/* Small control values: root's n doubles to everyone; the element-wise sum over ranks. */
+PS_API int ps_dist_broadcast_f64(ps_dist *d, double *v, int n, int root);
+PS_API int ps_dist_allreduce_sum_f64(ps_dist *d, double *v, int n);
+PS_API int ps_dist_barrier(ps_dist *d);
+/* After a failure (not a collective: the links to a dead rank are gone): post `reason` in the
+ * rendezvous store and wait up to timeout_s (0: 10) for every other rank's post. PS_OK when all
+ * posted nothing and all answered; else PS_EIO naming the ranks that did not answer ("rank 1 did
+ * not answer within 10 s (killed or stuck)"), or the first peer's own reason ("rank 1 stopped:
+ * ..."), or "rank 0 is gone" when the store it hosted is unreachable. Not a collective. */
+PS_API int ps_dist_check_peers(ps_dist *d, double timeout_s, const char *reason);
+/* The group's gradient reducer over the model's n parameters (c10d::Reducer, the engine of
+ * torch.nn.parallel.DistributedDataParallel: 1 MB then 25 MB buckets, each all-reduced as soon as
+ * backward has filled it, gradients divided by the world size). Checks first that every rank has
+ * the same parameter shapes. */
+PS_API int ps_dist_reducer_create(ps_dist *d, ps_tensor *const *params, int n);
+/* Call between a forward and its backward when that backward is to synchronise the gradients
+ * (the last micro-batch of a step; earlier ones accumulate locally, as DDP's no_sync). */
+PS_API int ps_dist_expect_backward(ps_dist *d);
+
 #ifdef __cplusplus
 }
 #endif

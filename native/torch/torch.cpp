@@ -19,18 +19,17 @@
 #include "ps_torch.h"
 #include "torch_backend.h"
 
-struct ps_tensor {
-  at::Tensor t;
-};
+#include "torch_internal.hpp"
+
+using namespace ps_torch_impl;
 
 struct ps_adam {
   std::unique_ptr<torch::optim::Adam> opt;
   std::vector<at::Tensor> params;
 };
 
-namespace {
-
-std::once_flag g_init_once;
+namespace ps_torch_impl {
+static std::once_flag g_init_once;
 
 void ensure_init() {
   std::call_once(g_init_once, [] {
@@ -39,50 +38,9 @@ void ensure_init() {
     at::set_num_threads(n);
   });
 }
+}  // namespace ps_torch_impl
 
-// Shorten libtorch's messages: the first line is the useful part.
-std::string first_lines(const char *what) {
-  std::string s(what ? what : "unknown error");
-  size_t p = s.find("\nException raised from");
-  if (p != std::string::npos) s.resize(p);
-  if (s.size() > 900) s.resize(900);
-  return s;
-}
-
-struct ps_status_error {
-  int status;
-  std::string msg;
-};
-
-[[noreturn]] void fail(int status, const std::string &msg) { throw ps_status_error{status, msg}; }
-
-#define PS_PROTECT(body)                                                      \
-  try {                                                                       \
-    ensure_init();                                                            \
-    body                                                                      \
-  } catch (const ps_status_error &e) {                                        \
-    return ps_error(e.status, "torch: %s", e.msg.c_str());                    \
-  } catch (const c10::Error &e) {                                             \
-    return ps_error(PS_ETORCH, "torch: %s", first_lines(e.what_without_backtrace()).c_str()); \
-  } catch (const std::bad_alloc &) {                                          \
-    return ps_error(PS_ENOMEM, "torch: out of memory");                       \
-  } catch (const std::exception &e) {                                         \
-    return ps_error(PS_ETORCH, "torch: %s", first_lines(e.what()).c_str());   \
-  } catch (...) {                                                             \
-    return ps_error(PS_ETORCH, "torch: unknown exception");                   \
-  }
-
-// For the few functions that return a value instead of a status: same catch-all, a fallback value.
-#define PS_PROTECT_VAL(fallback, body)                                        \
-  try {                                                                       \
-    body                                                                      \
-  } catch (const std::exception &e) {                                         \
-    ps_error(PS_ETORCH, "torch: %s", first_lines(e.what()).c_str());          \
-    return fallback;                                                          \
-  } catch (...) {                                                             \
-    ps_error(PS_ETORCH, "torch: unknown exception");                          \
-    return fallback;                                                          \
-  }
+namespace {
 
 at::ScalarType to_scalar(ps_dtype d) {
   switch (d) {
@@ -120,11 +78,6 @@ at::Device resolve(ps_device d) {
   }
 }
 
-const at::Tensor &T(const ps_tensor *t, const char *what = "tensor") {
-  if (!t) fail(PS_EINVAL, std::string(what) + " is NULL");
-  if (!t->t.defined()) fail(PS_EINVAL, std::string(what) + " is undefined");
-  return t->t;
-}
 
 c10::optional<at::Tensor> OPT(const ps_tensor *t) {
   if (!t || !t->t.defined()) return c10::nullopt;

@@ -67,6 +67,30 @@ typedef enum { PS_TRAIN_DEVICE_AUTO = 0, PS_TRAIN_DEVICE_CPU, PS_TRAIN_DEVICE_CU
 
 #define PS_TRAIN_MAX_ACCUMULATE 64 /* micro-batches per optimizer step at most */
 
+/* Data-parallel training: where this process stands in its group (ps_train_dist_from_env reads
+ * it from torchrun's or SLURM's environment). world_size <= 1: one process. */
+typedef struct ps_train_dist {
+  int world_size;          /* ranks in the group */
+  int rank;                /* 0 .. world_size-1; rank 0 validates and writes every file */
+  int local_rank;          /* rank on this node */
+  int local_world_size;    /* ranks on this node (0: unknown): splits the node's cores between them */
+  const char *master_addr; /* the TCPStore's host (rank 0's, or torchrun's agent's) */
+  int master_port;
+  int agent_store;         /* TORCHELASTIC_USE_AGENT_STORE: the launcher serves the store */
+  int restart_count;       /* TORCHELASTIC_RESTART_COUNT */
+  double timeout_s;        /* rendezvous and every collective; a dead or missing rank ends the
+                              others within it (0: 300) */
+} ps_train_dist;
+
+/* Read the launcher's environment: torchrun's RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+ * MASTER_ADDR, MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT; else under
+ * srun SLURM_PROCID, SLURM_STEP_NUM_TASKS (SLURM_NTASKS), SLURM_LOCALID, with MASTER_ADDR from
+ * the environment or the first host of SLURM_STEP_NODELIST / SLURM_JOB_NODELIST and MASTER_PORT
+ * from the environment or 29500. None of them: world_size 1, PS_OK. Values that contradict
+ * each other (RANK without WORLD_SIZE, rank >= world ...): PS_EINVAL saying which. master_addr
+ * points into addr (cap bytes), which the caller keeps. */
+PS_API int ps_train_dist_from_env(ps_train_dist *out, char *addr, size_t cap);
+
 /* Valid zero-initialised: every 0 / NULL field takes the task's default. */
 typedef struct ps_train_opts {
   const char *manifest;   /* required: split manifest (path,label,subtype,patient_id,split,sha256) */
@@ -101,6 +125,15 @@ typedef struct ps_train_opts {
                              the padded lung box of each film (ps_lung_roi), recorded in the model's
                              metadata so classify, evaluate and Grad-CAM crop the same way;
                              PS_ROI_LUNGMASK: that box, gray outside the dilated lung mask */
+  ps_train_dist dist;     /* world_size > 1: data-parallel (libtorch c10d: Gloo on CPU). Every
+                             optimizer step takes world_size x accumulate micro-batches of `batch`
+                             films from the one global order a single process would use (same seed,
+                             same order): rank r takes micro-batches r*accumulate .. of the step,
+                             gradients are averaged over ranks by c10d's DDP reducer (bucketed,
+                             overlapped with backward), weighted so the step equals one process with
+                             --accumulate world_size x accumulate; BatchNorm statistics per rank,
+                             buffers from rank 0 before each step. Rank 0 validates, early-stops and
+                             writes every file; the others follow its decisions. */
 } ps_train_opts;
 
 PS_API ps_train_opts ps_train_opts_default(void);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +84,11 @@ typedef struct {
   int n_params;
   ps_rng rng;
   ps_devbatch *devbatch;   /* non-NULL: training batches built on the device (train_gpu.h) */
+  /* data-parallel (opts.dist.world_size > 1) */
+  ps_dist *dist;           /* NULL: one process */
+  int rank, world;
+  ps_tensor **buffers;     /* BatchNorm running statistics: rank 0's before every step */
+  int n_buffers;
   /* progress */
   int epoch;               /* last completed epoch */
   int best_epoch, bad_epochs;
@@ -110,14 +117,15 @@ static double monitored(ps_monitor m, const ps_train_epoch *e) {
 
 /* ---- batches ---- */
 
-/* x (nb, 3, S, S) from cache pixels of films idx[0..nb), augmented when aug != NULL. */
-static int fill_batch(run *r, const int *idx, int nb, const ps_augment_opts *aug, float *x, float *src, float *dst) {
+/* x (nb, 3, S, S) from cache pixels of films idx[0..nb), augmented with seeds[k] when aug != NULL. */
+static int fill_batch(run *r, const int *idx, int nb, const ps_augment_opts *aug, const uint64_t *seeds, float *x,
+                      float *src, float *dst) {
   const int S = r->size;
   const size_t px = (size_t)S * S;
   static const float mean[3] = PS_IMAGENET_MEAN, stdv[3] = PS_IMAGENET_STD;
   for (int k = 0; k < nb; k++) {
-    int st = ps_train_cached_input(r->pix + (size_t)idx[k] * px, S, mean, stdv, aug, aug ? ps_rng_next(&r->rng) : 0, src,
-                                   dst, x + (size_t)k * 3 * px);
+    int st = ps_train_cached_input(r->pix + (size_t)idx[k] * px, S, mean, stdv, aug, aug ? seeds[k] : 0, src, dst,
+                                   x + (size_t)k * 3 * px);
     if (st != PS_OK) return st;
   }
   return PS_OK;
@@ -172,7 +180,7 @@ static int predict_films(run *r, const int *idx, int n, const int *y, float *pro
   }
   for (int b0 = 0; b0 < n; b0 += B) {
     int nb = n - b0 < B ? n - b0 : B;
-    if ((st = fill_batch(r, idx + b0, nb, NULL, x, src, NULL)) != PS_OK) goto fail;
+    if ((st = fill_batch(r, idx + b0, nb, NULL, NULL, x, src, NULL)) != PS_OK) goto fail;
     if ((st = ps_model_predict(r->model, x, nb, S, S, logits, probs + (size_t)b0 * r->K)) != PS_OK) goto fail;
     for (int k = 0; k < nb; k++) {
       const float *l = logits + (size_t)k * r->K;
@@ -233,8 +241,8 @@ static int write_ckpt(FILE *f, void *user) {
   if ((st = ps_adam_save(r->adam, &adam, &adam_len)) != PS_OK) return st;
   uint32_t ver = CKPT_VERSION;
   /* ints[0]: task in the low byte, roi in the next (0 = film: checkpoints from before the roi
-   * option read the same) */
-  int32_t ints[8] = {r->task | (r->roi << 8), r->K, r->size, r->epoch, r->best_epoch, r->bad_epochs, r->n_history,
+   * option read the same), the data-parallel world size above (0 before it: one process) */
+  int32_t ints[8] = {r->task | (r->roi << 8) | ((r->world > 1 ? r->world & 0x7fff : 0) << 16), r->K, r->size, r->epoch, r->best_epoch, r->bad_epochs, r->n_history,
                      ps_model_num_tensors(r->model)};
   uint64_t alen = adam_len;
   if ((st = write_all(f, CKPT_MAGIC, 8)) || (st = write_all(f, &ver, 4)) || (st = write_all(f, ints, sizeof ints)) ||
@@ -284,6 +292,13 @@ static int read_ckpt(run *r, const char *path) {
     goto done;
   }
   if ((st = read_all(f, ints, sizeof ints, path))) goto done;
+  const int ck_world = (ints[0] >> 16) > 0 ? ints[0] >> 16 : 1;
+  ints[0] &= 0xffff;
+  if (ck_world != r->world) {
+    st = ps_error(PS_EINVAL, "train: --resume: %s was written by a run of %d rank%s; resume it with %d (this run has %d)",
+                  path, ck_world, ck_world == 1 ? "" : "s", ck_world, r->world);
+    goto done;
+  }
   if ((ints[0] & 0xff) != r->task || ints[1] != r->K || ints[2] != r->size || (ints[0] >> 8) != r->roi) {
     st = ps_error(PS_EINVAL, "train: --resume: %s was a %s run at size %d, roi %s; this run is %s at size %d, roi %s",
                   path, ps_train_task_name(ints[0] & 0xff), ints[2], ps_roi_name(ints[0] >> 8) ? ps_roi_name(ints[0] >> 8) : "?",
@@ -350,7 +365,8 @@ int ps_train_checkpoint_load(const char *path, int device, ps_model **out) {
     return ps_error(PS_EFORMAT, "train: %s is not a PneumoScope checkpoint (version %u)", path, CKPT_VERSION);
   run r;
   memset(&r, 0, sizeof r);
-  r.task = ints[0] & 0xff, r.roi = ints[0] >> 8, r.K = ints[1], r.size = ints[2];
+  r.task = ints[0] & 0xff, r.roi = (ints[0] >> 8) & 0xff, r.K = ints[1], r.size = ints[2];
+  r.world = (ints[0] >> 16) > 0 ? ints[0] >> 16 : 1; /* any world size: only the weights are read */
   if (!ps_roi_name(r.roi))
     return ps_error(PS_EFORMAT, "train: %s: unknown roi %d in the checkpoint", path, r.roi);
   r.history = calloc(MAX_HISTORY, sizeof(ps_train_epoch));
@@ -514,6 +530,8 @@ static void run_free(run *r) {
   ps_adam_free(r->adam);
   ps_model_free(r->model);
   free(r->params);
+  free(r->buffers);
+  ps_dist_free(r->dist); /* its reducer holds references to the parameters: freed with it */
   ps_train_films_free(&r->films);
   free(r->pix);
   free(r->train_idx);
@@ -545,7 +563,14 @@ static int resolve(run *r, const ps_train_opts *o) {
   r->size = o->size > 0 ? o->size : 224;
   r->lr = o->lr > 0 ? o->lr : 1e-3;
   r->monitor = o->monitor != PS_MONITOR_DEFAULT ? o->monitor : (r->task == PS_TASK_BINARY ? PS_MONITOR_AUC : PS_MONITOR_F1);
+  r->world = o->dist.world_size > 1 ? o->dist.world_size : 1;
+  r->rank = r->world > 1 ? o->dist.rank : 0;
+  if (r->rank < 0 || r->rank >= r->world)
+    return ps_error(PS_EINVAL, "train: rank %d outside a world of %d ranks", o->dist.rank, r->world);
+  /* ranks of one node share its cores unless --threads says otherwise */
   r->threads = o->threads > 0 ? o->threads : ps_default_threads();
+  if (o->threads <= 0 && r->world > 1 && o->dist.local_world_size > 1)
+    r->threads = r->threads / o->dist.local_world_size > 0 ? r->threads / o->dist.local_world_size : 1;
   r->augment = !o->no_augment;
   r->balance = o->balance ? 1 : (o->no_balance ? 0 : r->task == PS_TASK_BINARY);
   r->seed = o->seed;
@@ -560,6 +585,35 @@ static int resolve(run *r, const ps_train_opts *o) {
                    : o->device == PS_TRAIN_DEVICE_CUDA ? PS_DEVICE_CUDA
                                                        : PS_DEVICE_AUTO;
   return ps_torch_resolve_device(want, &r->dev);
+}
+
+/* The cache is built by one process at a time: the ranks of a data-parallel run (one per node
+ * on node-local disks, one in all on a shared file system) and concurrent runs sharing --cache.
+ * The first to take CACHE.lock builds; the others wait on it and then read what it wrote. The
+ * holder also sweeps the temporaries a killed builder left. Returns the lock's descriptor (close
+ * to release), or -1 when the folder allows no lock file (then no waiting: each builds its own,
+ * written atomically as always). */
+static int cache_lock(const char *cache_path) {
+  char *lp = malloc(strlen(cache_path) + 6);
+  if (!lp) return -1;
+  sprintf(lp, "%s.lock", cache_path);
+  int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  free(lp);
+  if (fd < 0) return -1;
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ps_log(PS_LOG_INFO, "train: waiting for %s: another process is building it", cache_path);
+    while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  char *dir = strdup(cache_path), *slash = dir ? strrchr(dir, '/') : NULL;
+  if (dir) {
+    const char *base = slash ? slash + 1 : dir;
+    if (slash) *slash = 0;
+    const char *cb[] = {base};
+    ps_train_sweep_tmp(!slash ? "." : *dir ? dir : "/", cb, 1);
+  }
+  free(dir);
+  return fd;
 }
 
 static int setup_data(run *r, ps_progress_fn progress, void *user, ps_train_result *res) {
@@ -589,9 +643,10 @@ static int setup_data(run *r, ps_progress_fn progress, void *user, ps_train_resu
   }
   /* films.cls must be addressable by cache index: remap in place (cache order is a prefix order) */
   for (int k = 0; k < nc; k++) f->cls[k] = f->cls[map[k]];
-  int built = 0;
+  int built = 0, lock = cache_lock(r->cache_path);
   st = ps_train_cache_load_roi(r->cache_path, r->size, r->roi, nc, paths, shas, r->threads, progress, user, &r->pix,
                                &built);
+  if (lock >= 0) close(lock); /* releases the lock */
   res->cache_built = built;
   res->n_train = r->n_train, res->n_val = r->n_val, res->n_test = f->count[2];
 done:
@@ -599,6 +654,28 @@ done:
   free(shas);
   free(map);
   return st;
+}
+
+/* Data-parallel: every rank starts from rank 0's weights and statistics (as DDP's constructor
+ * syncs module state), then c10d's reducer takes the parameters. */
+static int setup_dist_model(run *r) {
+  const int nt = ps_model_num_tensors(r->model);
+  ps_tensor **all = malloc(sizeof(ps_tensor *) * nt);
+  r->buffers = malloc(sizeof(ps_tensor *) * nt);
+  if (!all || !r->buffers) {
+    free(all);
+    return ps_error(PS_ENOMEM, "train: out of memory");
+  }
+  for (int i = 0; i < nt; i++) {
+    ps_tensor *t = ps_model_tensor(r->model, i, NULL);
+    int is_param = 0;
+    for (int k = 0; k < r->n_params && !is_param; k++) is_param = r->params[k] == t;
+    all[i] = t;
+    if (!is_param) r->buffers[r->n_buffers++] = t;
+  }
+  int st = ps_dist_broadcast_(r->dist, all, nt, 0);
+  free(all);
+  return st ? st : ps_dist_reducer_create(r->dist, r->params, r->n_params);
 }
 
 static int setup_model(run *r) {
@@ -631,36 +708,68 @@ static int setup_model(run *r) {
     if ((st = read_ckpt(r, r->last_path))) return st;
     ps_log(PS_LOG_INFO, "train: resumed from %s after epoch %d (best epoch %d)", r->last_path, r->epoch, r->best_epoch);
   }
+  if (r->dist && (st = setup_dist_model(r))) return st;
   return ps_model_set_train(r->model, 1);
 }
 
-/* One pass over the training films. *cancelled set when progress asked to stop. */
+/* One micro-batch as tensors on the run's device: films order[0..nb), augmented with seeds
+ * (host path: fill_batch; device path: the same draws built there). */
+static int make_batch(run *r, const int *order, int nb, const ps_augment_opts *aug, const uint64_t *seeds, float *x,
+                      float *src, float *dst, int64_t *y, int *batch_idx, ps_tensor **xt, ps_tensor **yt) {
+  const int S = r->size;
+  int64_t xsh[4] = {nb, 3, S, S}, ysh[1] = {nb};
+  int st;
+  for (int k = 0; k < nb; k++) batch_idx[k] = order[k], y[k] = r->films.cls[order[k]];
+  if (r->devbatch) {
+    st = ps_devbatch_fill(r->devbatch, batch_idx, nb, r->augment ? aug : NULL, seeds, xt);
+  } else if (!(st = fill_batch(r, batch_idx, nb, r->augment ? aug : NULL, seeds, x, src, dst))) {
+    st = ps_tensor_from_f32(xt, x, xsh, 4, r->dev);
+  }
+  return st ? st : ps_tensor_from_data(yt, y, PS_DTYPE_I64, ysh, 1, r->dev);
+}
+
+/* One optimizer step: micro-batch j's mean loss weighted by w[j] (skipped when 1), gradients
+ * accumulated; with dist, the last backward all-reduces them (DDP's reducer: the mean over ranks).
+ * lv[j] gets micro-batch j's mean loss. */
+static int step_core(ps_model *m, ps_adam *adam, ps_dist *dist, ps_tensor *const *x, ps_tensor *const *y, const double *w,
+                     int nmicro, double *lv) {
+  int st = ps_adam_zero_grad(adam);
+  for (int j = 0; j < nmicro && st == PS_OK; j++) {
+    ps_tensor *logits = NULL, *loss = NULL, *scaled = NULL;
+    lv[j] = NAN;
+    if (!(st = ps_model_forward(m, x[j], &logits)) && !(st = ps_op_cross_entropy(&loss, logits, y[j], NULL, 0.0)) &&
+        !(st = ps_tensor_item(loss, &lv[j])) && (w[j] == 1.0 || !(st = ps_op_affine(&scaled, loss, w[j], 0.0))) &&
+        (!dist || j < nmicro - 1 || !(st = ps_dist_expect_backward(dist))))
+      st = ps_tensor_backward(scaled ? scaled : loss, NULL, 0);
+    ps_tensor_free(scaled), ps_tensor_free(loss), ps_tensor_free(logits);
+  }
+  return st == PS_OK ? ps_adam_step(adam) : st;
+}
+
 int ps_train_step(ps_model *m, ps_adam *adam, ps_tensor *const *x, ps_tensor *const *y, const int *n, int nmicro,
                   double *loss_mean) {
-  if (!m || !adam || !x || !y || !n || nmicro < 1) return ps_error(PS_EINVAL, "train: bad step arguments");
+  if (!m || !adam || !x || !y || !n || nmicro < 1 || nmicro > PS_TRAIN_MAX_ACCUMULATE)
+    return ps_error(PS_EINVAL, "train: bad step arguments");
   int N = 0;
   for (int j = 0; j < nmicro; j++) N += n[j];
   if (N < 1) return ps_error(PS_EINVAL, "train: a step without films");
-  int st = ps_adam_zero_grad(adam);
-  double sum = 0;
-  for (int j = 0; j < nmicro && st == PS_OK; j++) {
-    ps_tensor *logits = NULL, *loss = NULL, *scaled = NULL;
-    double lv = NAN;
-    /* one micro-batch: its share n_j / N of the mean (none when it is the whole step: unchanged) */
-    if (!(st = ps_model_forward(m, x[j], &logits)) && !(st = ps_op_cross_entropy(&loss, logits, y[j], NULL, 0.0)) &&
-        !(st = ps_tensor_item(loss, &lv)) &&
-        (nmicro == 1 || !(st = ps_op_affine(&scaled, loss, (double)n[j] / N, 0.0))))
-      st = ps_tensor_backward(scaled ? scaled : loss, NULL, 0);
-    sum += lv * n[j];
-    ps_tensor_free(scaled), ps_tensor_free(loss), ps_tensor_free(logits);
-  }
-  if (st == PS_OK) st = ps_adam_step(adam);
+  double w[PS_TRAIN_MAX_ACCUMULATE], lv[PS_TRAIN_MAX_ACCUMULATE], sum = 0;
+  /* micro-batch j's share n_j / N of the mean (none when it is the whole step: unchanged) */
+  for (int j = 0; j < nmicro; j++) w[j] = nmicro == 1 ? 1.0 : (double)n[j] / N;
+  int st = step_core(m, adam, NULL, x, y, w, nmicro, lv);
+  for (int j = 0; j < nmicro; j++) sum += lv[j] * n[j];
   if (loss_mean) *loss_mean = sum / N;
   return st;
 }
 
+/* One pass over the training films. *cancelled set when progress asked to stop.
+ * Every rank walks the same global order: optimizer step s covers the global micro-batches
+ * s*G .. s*G+G-1 (G = world x accumulate); rank r builds and runs micro-batches s*G + r*A .. + A-1
+ * (A = accumulate), drawing the augmentation seeds of all of them so its RNG stays the one a single
+ * process has. A rank left without a micro-batch in the epoch's short last step runs the step's
+ * first one with weight 0 (its gradient adds nothing, but it joins the all-reduce). */
 static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epoch *e, int *cancelled) {
-  const int S = r->size, B = r->batch, n = r->n_train;
+  const int S = r->size, B = r->batch, n = r->n_train, A = r->accumulate, W = r->world;
   const size_t px = (size_t)S * S;
   ps_augment_opts aug = ps_augment_opts_default();
   if (r->task == PS_TASK_BINARY) {
@@ -673,59 +782,65 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
   float *x = malloc(sizeof(float) * 3 * px * B), *src = malloc(sizeof(float) * px), *dst = malloc(sizeof(float) * px);
   int64_t *y = malloc(sizeof(int64_t) * B);
   int *batch_idx = malloc(sizeof(int) * B);
-  uint64_t *seeds = malloc(sizeof(uint64_t) * B);
-  ps_tensor *xt = NULL, *yt = NULL;
+  uint64_t *seeds = malloc(sizeof(uint64_t) * B), *seeds0 = malloc(sizeof(uint64_t) * B);
+  ps_tensor *xs[PS_TRAIN_MAX_ACCUMULATE] = {0}, *ys[PS_TRAIN_MAX_ACCUMULATE] = {0};
   int st = PS_OK;
-  double tot = 0;
-  int seen = 0;
-  if (!order || !x || !src || !dst || !y || !batch_idx || !seeds) {
+  double tot = 0, seen = 0;
+  if (!order || !x || !src || !dst || !y || !batch_idx || !seeds || !seeds0) {
     st = ps_error(PS_ENOMEM, "train: out of memory");
     goto done;
   }
   epoch_order(r, order);
-  const int nbatches = (n + B - 1) / B, A = r->accumulate;
+  const int nbatches = (n + B - 1) / B, G = W * A;
   /* batch norm needs 2 films: a last micro-batch of one is dropped */
   const int usable = nbatches > 0 && n - (nbatches - 1) * B < 2 ? nbatches - 1 : nbatches;
-  ps_tensor *xs[PS_TRAIN_MAX_ACCUMULATE] = {0}, *ys[PS_TRAIN_MAX_ACCUMULATE] = {0};
-  int ns[PS_TRAIN_MAX_ACCUMULATE], nm = 0;
+  const int nsteps = (usable + G - 1) / G;
   double t0 = now_s();
   if (r->dev == PS_DEVICE_CUDA) ps_torch_set_autocast(1);
-  for (int b = 0; b < usable; b++) {
-    int nb = (b + 1) * B <= n ? B : n - b * B;
-    for (int k = 0; k < nb; k++) batch_idx[k] = order[b * B + k], y[k] = r->films.cls[order[b * B + k]];
-    int64_t xsh[4] = {nb, 3, S, S}, ysh[1] = {nb};
-    if (r->devbatch) { /* same seeds, same order as fill_batch: the host path's draws, built on the device */
-      for (int k = 0; k < nb; k++) seeds[k] = r->augment ? ps_rng_next(&r->rng) : 0;
-      if ((st = ps_devbatch_fill(r->devbatch, batch_idx, nb, r->augment ? &aug : NULL, seeds, &xt))) goto done;
-    } else {
-      if ((st = fill_batch(r, batch_idx, nb, r->augment ? &aug : NULL, x, src, dst))) goto done;
-      if ((st = ps_tensor_from_f32(&xt, x, xsh, 4, r->dev))) goto done;
-    }
-    if ((st = ps_tensor_from_data(&yt, y, PS_DTYPE_I64, ysh, 1, r->dev))) goto done;
-    if (nm == 0 && r->opts->lr_cosine) { /* cosine decay over the run's max epochs, by step */
-      const double t = (r->epoch + (double)b / nbatches) / r->epochs;
+  for (int s = 0; s < nsteps; s++) {
+    const int g0 = s * G, g1 = g0 + G < usable ? g0 + G : usable; /* the step's global micro-batches */
+    const int mine0 = g0 + r->rank * A, mine1 = mine0 + A < g1 ? mine0 + A : g1;
+    int N = 0, nm = 0, ns[PS_TRAIN_MAX_ACCUMULATE];
+    if (r->opts->lr_cosine) { /* cosine decay over the run's max epochs, by step */
+      const double t = (r->epoch + (double)g0 / nbatches) / r->epochs;
       if ((st = ps_adam_set_lr(r->adam, r->lr * 0.5 * (1.0 + cos(M_PI * t))))) goto done;
     }
-    xs[nm] = xt, ys[nm] = yt, ns[nm++] = nb;
-    xt = yt = NULL;
-    if (nm < A && b < usable - 1) continue; /* a step every A micro-batches, and one with what is left */
-    double lv = NAN;
-    if ((st = ps_train_step(r->model, r->adam, xs, ys, ns, nm, &lv))) goto done;
-    if (!isfinite(lv)) {
-      st = ps_error(PS_ESTATE, "train: loss became %g in epoch %d batch %d (learning rate %g too high?)", lv, r->epoch + 1,
-                    b + 1, r->lr);
-      goto done;
+    for (int g = g0; g < g1; g++) {
+      const int nb = (g + 1) * B <= n ? B : n - g * B;
+      N += nb;
+      for (int k = 0; k < nb; k++) seeds[k] = r->augment ? ps_rng_next(&r->rng) : 0;
+      if (g == g0) memcpy(seeds0, seeds, sizeof(uint64_t) * nb);
+      if (g < mine0 || g >= mine1) continue;
+      if ((st = make_batch(r, order + (size_t)g * B, nb, &aug, seeds, x, src, dst, y, batch_idx, &xs[nm], &ys[nm]))) goto done;
+      ns[nm++] = nb;
     }
+    double w[PS_TRAIN_MAX_ACCUMULATE], lv[PS_TRAIN_MAX_ACCUMULATE];
+    if (nm == 0) { /* nothing of mine in this short step: join it with weight 0 */
+      const int nb = B <= n - g0 * B ? B : n - g0 * B;
+      if ((st = make_batch(r, order + (size_t)g0 * B, nb, &aug, seeds0, x, src, dst, y, batch_idx, &xs[0], &ys[0]))) goto done;
+      w[0] = 0.0, ns[0] = 0, nm = 1;
+    } else {
+      /* weights n_j x W / N: the reducer's mean over ranks then gives sum_j n_j / N g_j, the
+       * gradient of the step's mean loss (one process: n_j / N, or 1 for a lone micro-batch) */
+      for (int j = 0; j < nm; j++) w[j] = nm == 1 && W == 1 ? 1.0 : (double)ns[j] * W / N;
+    }
+    if (r->dist && r->n_buffers && (st = ps_dist_broadcast_(r->dist, r->buffers, r->n_buffers, 0))) goto done;
+    if ((st = step_core(r->model, r->adam, r->dist, xs, ys, w, nm, lv))) goto done;
     for (int j = 0; j < nm; j++) {
-      tot += lv * ns[j], seen += ns[j];
+      if (ns[j] && !isfinite(lv[j])) {
+        st = ps_error(PS_ESTATE, "train: loss became %g in epoch %d batch %d (learning rate %g too high?)", lv[j],
+                      r->epoch + 1, g0 + r->rank * A + j + 1, r->lr);
+        goto done;
+      }
+      tot += lv[j] * ns[j], seen += ns[j];
       ps_tensor_free(xs[j]), ps_tensor_free(ys[j]);
       xs[j] = ys[j] = NULL;
     }
-    nm = 0;
     if (progress) {
       char what[96];
-      snprintf(what, sizeof what, "epoch %d/%d batch %d/%d loss %.4f", r->epoch + 1, r->epochs, b + 1, nbatches, tot / seen);
-      double frac = (r->epoch + (double)(b + 1) / nbatches) / r->epochs;
+      snprintf(what, sizeof what, "epoch %d/%d batch %d/%d loss %.4f", r->epoch + 1, r->epochs, g1, nbatches,
+               seen ? tot / seen : NAN);
+      double frac = (r->epoch + (double)g1 / nbatches) / r->epochs;
       if (progress(frac, what, user)) {
         *cancelled = 1;
         goto done;
@@ -733,13 +848,17 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
     }
   }
   e->seconds = now_s() - t0;
+  if (r->dist) { /* the epoch's loss over every rank's films */
+    double v[2] = {tot, seen};
+    if ((st = ps_dist_allreduce_sum_f64(r->dist, v, 2))) goto done;
+    tot = v[0], seen = v[1];
+  }
   e->train_loss = seen ? tot / seen : NAN;
   e->images_per_s = e->seconds > 0 ? seen / e->seconds : 0;
 done:
   if (r->dev == PS_DEVICE_CUDA) ps_torch_set_autocast(0);
   for (int j = 0; j < PS_TRAIN_MAX_ACCUMULATE; j++) ps_tensor_free(xs[j]), ps_tensor_free(ys[j]);
-  ps_tensor_free(xt), ps_tensor_free(yt);
-  free(order), free(x), free(src), free(dst), free(y), free(batch_idx), free(seeds);
+  free(order), free(x), free(src), free(dst), free(y), free(batch_idx), free(seeds), free(seeds0);
   return st;
 }
 
@@ -756,6 +875,38 @@ static int validate(run *r, ps_train_epoch *e) {
   }
   free(probs);
   return st;
+}
+
+/* The end of an epoch on rank 0 (the only rank in one process): validate, track the best epoch,
+ * write best.safetensors when it improved, last.ckpt and the history; *stopped on early stop. */
+static int epoch_end(run *r, ps_train_epoch *ep, int *stopped) {
+  ps_train_epoch e = *ep;
+  int st;
+  if ((st = validate(r, &e))) return st;
+  double score = monitored(r->monitor, &e);
+  if (better(r->monitor, score, r->best_score) || !file_exists(r->best_path)) {
+    e.improved = 1;
+    r->best_score = score, r->best_epoch = e.epoch, r->bad_epochs = 0;
+  } else {
+    r->bad_epochs++;
+  }
+  r->history[r->n_history++] = e;
+  r->epoch = e.epoch;
+  if (e.improved && (st = save_best(r, 0.5, "threshold not yet chosen (training in progress)"))) return st;
+  if ((st = ps_train_write_atomic(r->last_path, write_ckpt, r)) || (st = ps_train_write_atomic(r->hist_json, write_history_json, r)) ||
+      (st = ps_train_write_atomic(r->hist_csv, write_history_csv, r)))
+    return st;
+  ps_log(PS_LOG_INFO,
+         "epoch %d/%d train_loss %.4f val_loss %.4f precision %.3f recall %.3f f1 %.3f acc %.3f auc %.4f | %.1f s, %.1f images/s%s",
+         e.epoch, r->epochs, e.train_loss, e.val_loss, e.precision, e.recall, e.f1, e.accuracy, e.auc, e.seconds,
+         e.images_per_s, e.improved ? " | best" : "");
+  if (r->patience > 0 && r->bad_epochs >= r->patience) {
+    ps_log(PS_LOG_INFO, "train: early stop: val %s did not improve for %d epochs (best %.4f at epoch %d)",
+           ps_monitor_name(r->monitor), r->patience, r->best_score, r->best_epoch);
+    *stopped = 1;
+  }
+  *ep = e;
+  return PS_OK;
 }
 
 int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user, ps_train_result *result) {
@@ -783,17 +934,18 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
     st = ps_error(PS_ENOMEM, "train: out of memory");
     goto fail;
   }
-  { /* temporaries of a killed earlier run (their writer is gone): the run folder's own files and
-     * the cache's, wherever it lives */
-    const char *own[] = {"best.safetensors", "last.ckpt", "history.json", "history.csv", cname};
-    ps_train_sweep_tmp(opts->outdir, own, 5);
-    char *slash = strrchr(r.cache_path, '/');
-    if (slash) {
-      *slash = 0;
-      const char *cb[] = {slash + 1};
-      ps_train_sweep_tmp(*r.cache_path ? r.cache_path : "/", cb, 1);
-      *slash = '/';
-    }
+  if (r.world > 1) { /* the rendezvous first: a missing peer ends the run before any work */
+    const ps_train_dist *dd = &opts->dist;
+    ps_dist_opts d = {dd->master_addr, dd->master_port, r.rank, r.world, dd->timeout_s, dd->agent_store,
+                      dd->restart_count, r.dev};
+    ps_log(PS_LOG_INFO, "train: rank %d of %d: joining the group at %s:%d (Gloo, timeout %g s)", r.rank, r.world,
+           dd->master_addr ? dd->master_addr : "?", dd->master_port, dd->timeout_s > 0 ? dd->timeout_s : 300);
+    if ((st = ps_dist_create(&r.dist, &d))) goto fail;
+  }
+  if (r.rank == 0) { /* temporaries of a killed earlier run (their writer is gone): the run
+                       * folder's own files (the cache's: under its lock, setup_data) */
+    const char *own[] = {"best.safetensors", "last.ckpt", "history.json", "history.csv"};
+    ps_train_sweep_tmp(opts->outdir, own, 4);
   }
   if (r.epochs > MAX_HISTORY) {
     st = ps_error(PS_EINVAL, "train: at most %d epochs", MAX_HISTORY);
@@ -827,29 +979,25 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
     e.epoch = r.epoch + 1;
     if ((st = train_epoch(&r, progress, user, &e, &cancelled))) goto fail;
     if (cancelled) break;
-    if ((st = validate(&r, &e))) goto fail;
-    double score = monitored(r.monitor, &e);
-    if (better(r.monitor, score, r.best_score) || !file_exists(r.best_path)) {
-      e.improved = 1;
-      r.best_score = score, r.best_epoch = e.epoch, r.bad_epochs = 0;
-    } else {
-      r.bad_epochs++;
+    int st0 = r.rank == 0 ? epoch_end(&r, &e, &stopped) : PS_OK;
+    if (r.dist) { /* rank 0's decisions, for every rank */
+      double dec[5] = {st0 == PS_OK, stopped, r.best_score, r.best_epoch, r.bad_epochs};
+      if ((st = ps_dist_broadcast_f64(r.dist, dec, 5, 0))) goto fail;
+      if (r.rank != 0) {
+        if (!dec[0]) {
+          st = ps_error(PS_EIO, "train: rank 0 stopped at the end of epoch %d (its log says why)", e.epoch);
+          goto fail;
+        }
+        stopped = dec[1] != 0, r.best_score = dec[2], r.best_epoch = (int)dec[3], r.bad_epochs = (int)dec[4];
+        r.history[r.n_history++] = e;
+        r.epoch = e.epoch;
+      }
     }
-    r.history[r.n_history++] = e;
-    r.epoch = e.epoch;
-    if (e.improved && (st = save_best(&r, 0.5, "threshold not yet chosen (training in progress)"))) goto fail;
-    if ((st = ps_train_write_atomic(r.last_path, write_ckpt, &r)) || (st = ps_train_write_atomic(r.hist_json, write_history_json, &r)) ||
-        (st = ps_train_write_atomic(r.hist_csv, write_history_csv, &r)))
-      goto fail;
-    ps_log(PS_LOG_INFO,
-           "epoch %d/%d train_loss %.4f val_loss %.4f precision %.3f recall %.3f f1 %.3f acc %.3f auc %.4f | %.1f s, %.1f images/s%s",
-           e.epoch, r.epochs, e.train_loss, e.val_loss, e.precision, e.recall, e.f1, e.accuracy, e.auc, e.seconds,
-           e.images_per_s, e.improved ? " | best" : "");
-    if (r.patience > 0 && r.bad_epochs >= r.patience) {
-      ps_log(PS_LOG_INFO, "train: early stop: val %s did not improve for %d epochs (best %.4f at epoch %d)",
-             ps_monitor_name(r.monitor), r.patience, r.best_score, r.best_epoch);
-      stopped = 1;
-    }
+    if ((st = st0)) goto fail;
+  }
+  if (r.rank != 0) { /* rank 0 chooses the threshold and writes the model */
+    if (!cancelled) ps_log(PS_LOG_INFO, "train: rank %d of %d done after epoch %d", r.rank, r.world, r.epoch);
+    goto fail;
   }
   if (cancelled) {
     if (!file_exists(r.best_path)) {
@@ -865,6 +1013,18 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
   ps_log(PS_LOG_INFO, "train: done: best epoch %d (val %s %.4f), model %s", r.best_epoch, ps_monitor_name(r.monitor),
          r.best_score, r.best_path);
 fail:
+  if (r.dist && st != PS_OK && st != PS_ECANCELLED) { /* which peer is gone, when one is */
+    char why[1024];
+    snprintf(why, sizeof why, "%s", ps_last_error());
+    double t = opts->dist.timeout_s > 0 && opts->dist.timeout_s < 10 ? opts->dist.timeout_s : 10;
+    if (ps_dist_check_peers(r.dist, t, why) != PS_OK) {
+      char peers[512];
+      snprintf(peers, sizeof peers, "%s", ps_last_error());
+      st = ps_error(st, "%s; peer check: %s", why, peers);
+    } else {
+      ps_error(st, "%s", why);
+    }
+  }
   res.epochs_run = r.n_history;
   res.best_epoch = r.best_epoch;
   res.best_score = r.best_score;
