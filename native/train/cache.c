@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ps_image.h"
@@ -21,43 +24,49 @@ static const char CACHE_MAGIC[8] = {'P', 'S', 'C', 'A', 'C', 'H', 'E', 0};
 /* ---- cache file ---- */
 typedef struct {
   uint32_t size, method, n;
-  char *keys;     /* (n, 64) */
-  uint8_t *pix;   /* (n, S, S) */
+  const char *keys;     /* (n, 64), inside the mapping */
+  const uint8_t *pix;   /* (n, S, S), inside the mapping */
+  void *map;            /* the whole file, mapped read-only and shared */
+  size_t maplen;
 } cache_file;
 
 static void cache_file_free(cache_file *c) {
-  free(c->keys);
-  free(c->pix);
+  if (c->map) munmap(c->map, c->maplen);
   memset(c, 0, sizeof *c);
 }
 
-/* Returns PS_OK and fills c when the file exists with this version/size/method; PS_ENOTFOUND when
- * absent; PS_EFORMAT when it is not a usable cache (then it is simply rebuilt). */
+/* Returns PS_OK and maps the file into c when it exists with this version/size/method and
+ * exactly the size its header says; PS_ENOTFOUND when absent; PS_EFORMAT when it is not a usable
+ * cache (then it is simply rebuilt). The mapping is shared: every process that maps the same file
+ * (the ranks of a node) reads the same page-cache pages. */
 static int cache_file_read(const char *path, uint32_t size, uint32_t method, cache_file *c) {
   memset(c, 0, sizeof *c);
-  FILE *f = fopen(path, "rb");
-  if (!f) return PS_ENOTFOUND;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return PS_ENOTFOUND;
+  struct stat sb;
   int st = PS_EFORMAT;
-  char magic[8];
-  uint32_t hdr[4];
-  if (fread(magic, 1, 8, f) != 8 || memcmp(magic, CACHE_MAGIC, 8) != 0) goto done;
-  if (fread(hdr, 4, 4, f) != 4) goto done;
-  if (hdr[0] != PS_TRAIN_CACHE_VERSION || hdr[1] != size || hdr[2] != method) goto done;
-  if (hdr[3] > 10000000u) goto done;
-  c->size = hdr[1], c->method = hdr[2], c->n = hdr[3];
-  size_t px = (size_t)size * size;
-  c->keys = malloc((size_t)c->n * 64 + 1);
-  c->pix = malloc((size_t)c->n * px + 1);
-  if (!c->keys || !c->pix) {
-    st = PS_ENOMEM;
+  if (fstat(fd, &sb) != 0 || sb.st_size < 24) goto done;
+  c->maplen = (size_t)sb.st_size;
+  c->map = mmap(NULL, c->maplen, PROT_READ, MAP_SHARED, fd, 0);
+  if (c->map == MAP_FAILED) {
+    c->map = NULL;
+    st = errno == ENOMEM ? PS_ENOMEM : PS_EFORMAT;
     goto done;
   }
-  if (fread(c->keys, 64, c->n, f) != c->n) goto done;
-  if (fread(c->pix, px, c->n, f) != c->n) goto done;
-  if (fgetc(f) != EOF) goto done; /* trailing bytes: not ours */
+  const uint8_t *b = c->map;
+  uint32_t hdr[4];
+  memcpy(hdr, b + 8, sizeof hdr);
+  if (memcmp(b, CACHE_MAGIC, 8) != 0 || hdr[0] != PS_TRAIN_CACHE_VERSION || hdr[1] != size || hdr[2] != method ||
+      hdr[3] > 10000000u)
+    goto done;
+  const size_t px = (size_t)size * size;
+  if (c->maplen != 24 + (size_t)hdr[3] * (64 + px)) goto done; /* short, or trailing bytes: not ours */
+  c->size = hdr[1], c->method = hdr[2], c->n = hdr[3];
+  c->keys = (const char *)b + 24;
+  c->pix = b + 24 + (size_t)c->n * 64;
   st = PS_OK;
 done:
-  fclose(f);
+  close(fd);
   if (st != PS_OK) cache_file_free(c);
   return st;
 }
@@ -155,14 +164,19 @@ uint32_t ps_train_cache_method(int roi) {
                                   : PS_TRAIN_CACHE_RESIZE_PIL_BILINEAR;
 }
 
-int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, const char *const *paths,
-                            const char *const *sha256, int threads, ps_progress_fn progress, void *user,
-                            uint8_t **pixels, int *built) {
-  if (!cache_path || !paths || !pixels || n < 0 || size < 8 || size > 4096)
+/* Exactly these n films (keys), in this order: the file can be used in place. */
+static int cache_matches(const cache_file *c, int n, const char *keys) {
+  return c->map && c->n == (uint32_t)n && memcmp(c->keys, keys, (size_t)n * 64) == 0;
+}
+
+int ps_train_cache_open(const char *cache_path, int size, int roi, int n, const char *const *paths,
+                        const char *const *sha256, int threads, ps_progress_fn progress, void *user,
+                        ps_train_cache_view *view, int *built) {
+  if (!cache_path || !paths || !view || n < 0 || size < 8 || size > 4096)
     return ps_error(PS_EINVAL, "train: cache: bad arguments");
+  memset(view, 0, sizeof *view);
   if (!ps_roi_name(roi)) return ps_error(PS_EINVAL, "train: cache: unknown roi %d", roi);
   const uint32_t method = ps_train_cache_method(roi);
-  *pixels = NULL;
   if (built) *built = 0;
   size_t px = (size_t)size * size;
   int st = PS_OK;
@@ -191,6 +205,13 @@ int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, co
     goto fail;
   }
   int ntodo = 0;
+  if (r == PS_OK && cache_matches(&cf, n, keys)) { /* the usual case: used in place, nothing copied */
+    ps_log(PS_LOG_INFO, "train: cache reused: %s (%d films at %dx%d, roi %s, no decoding, memory-mapped)", cache_path, n,
+           size, size, ps_roi_name(roi));
+    view->pixels = cf.pix, view->map_ = cf.map, view->maplen_ = cf.maplen, view->mapped = 1;
+    cf.map = NULL;
+    goto fail;
+  }
   if (r == PS_OK && cf.n > 0) {
     index = malloc(sizeof *index * cf.n);
     if (!index) {
@@ -251,14 +272,47 @@ int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, co
     if ((st = cache_file_write(cache_path, (uint32_t)size, method, n, keys, pix)) != PS_OK) goto fail;
     if (built) *built = 1;
   }
-  *pixels = pix;
-  pix = NULL;
+  /* the file now holds exactly these films: map it (shared with the other ranks) and drop the copy */
+  cache_file_free(&cf);
+  if (cache_file_read(cache_path, (uint32_t)size, method, &cf) == PS_OK && cache_matches(&cf, n, keys)) {
+    view->pixels = cf.pix, view->map_ = cf.map, view->maplen_ = cf.maplen, view->mapped = 1;
+    cf.map = NULL;
+  } else {
+    view->pixels = pix, view->mapped = 0;
+    pix = NULL;
+  }
 fail:
   cache_file_free(&cf);
   free(index);
   free(keys);
   free(pix);
   free(todo);
+  return st;
+}
+
+void ps_train_cache_release(ps_train_cache_view *v) {
+  if (!v) return;
+  if (v->mapped) munmap(v->map_, v->maplen_);
+  else free((void *)v->pixels);
+  memset(v, 0, sizeof *v);
+}
+
+int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, const char *const *paths,
+                            const char *const *sha256, int threads, ps_progress_fn progress, void *user,
+                            uint8_t **pixels, int *built) {
+  if (!pixels) return ps_error(PS_EINVAL, "train: cache: bad arguments");
+  *pixels = NULL;
+  ps_train_cache_view v;
+  int st = ps_train_cache_open(cache_path, size, roi, n, paths, sha256, threads, progress, user, &v, built);
+  if (st) return st;
+  if (!v.mapped) {
+    *pixels = (uint8_t *)v.pixels;
+    return PS_OK;
+  }
+  const size_t bytes = (size_t)n * size * size;
+  if (!(*pixels = malloc(bytes + 1))) st = ps_error(PS_ENOMEM, "train: out of memory for a %d-film cache", n);
+  else memcpy(*pixels, v.pixels, bytes);
+  ps_train_cache_release(&v);
   return st;
 }
 

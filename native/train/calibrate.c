@@ -232,7 +232,8 @@ int ps_calibrate_run(const ps_calibrate_opts *opts, ps_progress_fn progress, voi
   ps_model *m = NULL;
   ps_train_films films;
   memset(&films, 0, sizeof films);
-  uint8_t *pix = NULL;
+  ps_train_cache_view cv;
+  memset(&cv, 0, sizeof cv);
   int *tidx = NULL, *ty = NULL, *vidx = NULL, *vy = NULL, nt = 0, nv = 0, nc = 0, built = 0;
   const char **paths = NULL, **shas = NULL;
   char *cache = NULL;
@@ -272,17 +273,17 @@ int ps_calibrate_run(const ps_calibrate_opts *opts, ps_progress_fn progress, voi
     st = ps_error(PS_ENOMEM, "calibrate: out of memory");
     goto done;
   }
-  if ((st = ps_train_cache_load_roi(cache, mm->input_size, mm->roi, nc, paths, shas, opts->threads, progress, user, &pix,
+  if ((st = ps_train_cache_open(cache, mm->input_size, mm->roi, nc, paths, shas, opts->threads, progress, user, &cv,
                                     &built)))
     goto done;
   if (opts->threads > 0) ps_torch_set_threads(opts->threads);
-  if ((st = ps_calibrate_model(m, pix, mm->input_size, tidx, ty, nt, vidx, vy, nv, opts, result))) goto done;
+  if ((st = ps_calibrate_model(m, cv.pixels, mm->input_size, tidx, ty, nt, vidx, vy, nv, opts, result))) goto done;
   ps_model_save_opts so = {opts->save_half ? PS_DTYPE_F16 : PS_DTYPE_F32};
   st = ps_model_save(m, opts->out, &so);
 done:
   ps_model_free(m);
   ps_train_films_free(&films);
-  free(pix);
+  ps_train_cache_release(&cv);
   free(tidx), free(ty), free(vidx), free(vy);
   free(paths), free(shas);
   free(cache);

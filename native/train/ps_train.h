@@ -178,6 +178,20 @@ PS_API int ps_train_cache_load(const char *cache_path, int size, int n, const ch
 PS_API int ps_train_cache_load_roi(const char *cache_path, int size, int roi, int n, const char *const *paths,
                                    const char *const *sha256, int threads, ps_progress_fn progress,
                                    void *user, uint8_t **pixels, int *built);
+/* The same, without a private copy when it can be avoided: when the cache file holds exactly these
+ * films in this order (always so once this list has built it), the pixels are the file itself,
+ * memory-mapped read-only and shared, so the ranks of a node keep one copy in the page cache
+ * instead of one each; otherwise a private malloc'd block. Release with ps_train_cache_release. */
+typedef struct ps_train_cache_view {
+  const uint8_t *pixels; /* (n, S, S) */
+  int mapped;            /* 1: inside the mapped file */
+  void *map_;            /* private */
+  size_t maplen_;
+} ps_train_cache_view;
+PS_API int ps_train_cache_open(const char *cache_path, int size, int roi, int n, const char *const *paths,
+                               const char *const *sha256, int threads, ps_progress_fn progress, void *user,
+                               ps_train_cache_view *view, int *built);
+PS_API void ps_train_cache_release(ps_train_cache_view *view);
 /* The header's method id for a roi (1 film, 2 lungs, 3 lungmask). */
 PS_API uint32_t ps_train_cache_method(int roi);
 

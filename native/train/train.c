@@ -73,7 +73,8 @@ typedef struct {
   uint64_t seed;
   /* data */
   ps_train_films films;
-  uint8_t *pix;            /* (n_films, S, S) cache pixels, films.paths order for train+val */
+  ps_train_cache_view cache; /* the film cache (memory-mapped when it can be) */
+  const uint8_t *pix;      /* (n_films, S, S) cache pixels, films.paths order for train+val */
   int *train_idx, n_train; /* indices into films */
   int *val_idx, n_val;
   int *val_y;              /* (n_val) */
@@ -533,7 +534,7 @@ static void run_free(run *r) {
   free(r->buffers);
   ps_dist_free(r->dist); /* its reducer holds references to the parameters: freed with it */
   ps_train_films_free(&r->films);
-  free(r->pix);
+  ps_train_cache_release(&r->cache);
   free(r->train_idx);
   free(r->val_idx);
   free(r->val_y);
@@ -589,28 +590,24 @@ static int resolve(run *r, const ps_train_opts *o) {
 
 /* The cache is built by one process at a time: the ranks of a data-parallel run (one per node
  * on node-local disks, one in all on a shared file system) and concurrent runs sharing --cache.
- * The first to take CACHE.lock builds; the others wait on it and then read what it wrote. The
- * holder also sweeps the temporaries a killed builder left. Returns the lock's descriptor (close
- * to release), or -1 when the folder allows no lock file (then no waiting: each builds its own,
- * written atomically as always). */
+ * The lock is flock() on the cache's folder (no lock file left behind): the first to take it
+ * builds, the others wait and then map what it wrote. The holder also sweeps the temporaries a
+ * killed builder left. Returns the descriptor (close to release), or -1 when the folder cannot be
+ * opened (then no waiting: each builds its own copy, written atomically as always). */
 static int cache_lock(const char *cache_path) {
-  char *lp = malloc(strlen(cache_path) + 6);
-  if (!lp) return -1;
-  sprintf(lp, "%s.lock", cache_path);
-  int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  free(lp);
-  if (fd < 0) return -1;
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  char *dir = strdup(cache_path), *slash = dir ? strrchr(dir, '/') : NULL;
+  if (!dir) return -1;
+  const char *base = slash ? slash + 1 : dir, *folder = !slash ? "." : slash == dir ? "/" : dir;
+  if (slash) *slash = 0;
+  int fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
     ps_log(PS_LOG_INFO, "train: waiting for %s: another process is building it", cache_path);
     while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
     }
   }
-  char *dir = strdup(cache_path), *slash = dir ? strrchr(dir, '/') : NULL;
-  if (dir) {
-    const char *base = slash ? slash + 1 : dir;
-    if (slash) *slash = 0;
+  if (fd >= 0) {
     const char *cb[] = {base};
-    ps_train_sweep_tmp(!slash ? "." : *dir ? dir : "/", cb, 1);
+    ps_train_sweep_tmp(folder, cb, 1);
   }
   free(dir);
   return fd;
@@ -644,8 +641,9 @@ static int setup_data(run *r, ps_progress_fn progress, void *user, ps_train_resu
   /* films.cls must be addressable by cache index: remap in place (cache order is a prefix order) */
   for (int k = 0; k < nc; k++) f->cls[k] = f->cls[map[k]];
   int built = 0, lock = cache_lock(r->cache_path);
-  st = ps_train_cache_load_roi(r->cache_path, r->size, r->roi, nc, paths, shas, r->threads, progress, user, &r->pix,
-                               &built);
+  st = ps_train_cache_open(r->cache_path, r->size, r->roi, nc, paths, shas, r->threads, progress, user, &r->cache,
+                           &built);
+  r->pix = r->cache.pixels;
   if (lock >= 0) close(lock); /* releases the lock */
   res->cache_built = built;
   res->n_train = r->n_train, res->n_val = r->n_val, res->n_test = f->count[2];
