@@ -568,10 +568,83 @@ static void test_cli_audit(void **state) {
   free(man);
 }
 
+/* Layer4 CAM and Grad-CAM of a model loaded for the CPU run on the C engine (no libtorch): equal
+ * to the same model handed to libtorch, on real films, both classes. */
+static void test_engine_layer4_equals_libtorch(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(model, "python3 with torch, torchvision, numpy, PIL not available");
+  ps_model *host = NULL, *torch = NULL;
+  assert_int_equal(ps_model_load(model_path, PS_DEVICE_CPU, &host), PS_OK);
+  assert_int_equal(ps_model_load(model_path, PS_DEVICE_CPU, &torch), PS_OK);
+  assert_int_equal(ps_model_use_torch(torch), PS_OK);
+  for (int i = 0; i < NFILMS; i++) {
+    ps_image *img = read_film(films[i]);
+    for (int k = 0; k < 4; k++) {
+      ps_gradcam_opts o = ps_gradcam_opts_default();
+      o.layer = 4, o.no_lung = 1, o.use_class = 1, o.class_index = k & 1;
+      o.method = k < 2 ? PS_CAM_CAM : PS_CAM_GRADCAM;
+      ps_gradcam_result *a = NULL, *b = NULL;
+      assert_int_equal(ps_gradcam_compute(host, img, &o, &a), PS_OK);
+      assert_int_equal(ps_gradcam_compute(torch, img, &o, &b), PS_OK);
+      assert_int_equal(ps_model_uses_torch(host), 0); /* the engine did it: libtorch never took the model */
+      size_t n = (size_t)img->width * img->height;
+      double *bd = malloc(n * sizeof(double)), corr, md;
+      for (size_t j = 0; j < n; j++) bd[j] = b->cam[j];
+      compare(a->cam, bd, n, &corr, &md);
+      print_message("%s %s class %d: engine vs libtorch corr %.8f max|diff| %.2e raw_max %.6g vs %.6g\n",
+                    strrchr(films[i], '/') + 1, ps_cam_method_name(a->method), k & 1, corr, md, a->raw_max, b->raw_max);
+      assert_int_equal(a->map_w, b->map_w);
+      assert_int_equal(a->map_h, b->map_h);
+      assert_true(corr >= 0.99999);
+      assert_true(md <= 1e-4);
+      assert_true(fabs(a->raw_max / b->raw_max - 1) < 1e-4);
+      assert_true(fabs(a->logits[0] - b->logits[0]) < 1e-4 && fabs(a->logits[1] - b->logits[1]) < 1e-4);
+      free(bd);
+      ps_gradcam_result_free(a);
+      ps_gradcam_result_free(b);
+    }
+    ps_image_free(img);
+  }
+  ps_model_free(host);
+  ps_model_free(torch);
+}
+
+/* Without the libtorch backend (PNEUMOSCOPE_TORCH_BACKEND names nothing, as in a Fiji without
+ * libtorch): layer4 CAM still works and equals the normal run; layer3 and Grad-CAM++ say in one
+ * line that they need the backend. */
+static void test_cli_without_backend(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(model, "python3 with torch, torchvision, numpy, PIL not available");
+  const char *d = ps_test_tmpdir();
+  const char *film = ps_test_src(films[1]);
+  ps_test_expect(0, "\"method\": \"cam\"",
+                 "PNEUMOSCOPE_TORCH_BACKEND=/nonexistent/libpneumoscope_torch.so '%s' gradcam --model '%s' --json "
+                 "'%s' --npy '%s/nb.npy' 2>&1",
+                 PS_CLI, model_path, film, d);
+  ps_test_expect(0, "\"method\": \"gradcam\"",
+                 "PNEUMOSCOPE_TORCH_BACKEND=/nonexistent/libpneumoscope_torch.so '%s' gradcam --model '%s' --json "
+                 "--method gradcam '%s' 2>&1",
+                 PS_CLI, model_path, film);
+  assert_int_equal(ps_test_system("'%s' gradcam --model '%s' '%s' --npy '%s/wb.npy' >/dev/null 2>&1", PS_CLI, model_path,
+                                  film, d),
+                   0);
+  assert_int_equal(ps_test_system("cmp -s '%s/nb.npy' '%s/wb.npy'", d, d), 0);
+  ps_test_expect(1, "layer before layer4 needs the libtorch backend",
+                 "PNEUMOSCOPE_TORCH_BACKEND=/nonexistent/libpneumoscope_torch.so '%s' gradcam --model '%s' --layer layer3 "
+                 "'%s' 2>&1",
+                 PS_CLI, model_path, film);
+  ps_test_expect(1, "Grad-CAM++ needs the libtorch backend",
+                 "PNEUMOSCOPE_TORCH_BACKEND=/nonexistent/libpneumoscope_torch.so '%s' gradcam --model '%s' --method "
+                 "gradcampp '%s' 2>&1",
+                 PS_CLI, model_path, film);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matches_torch_autograd),
       cmocka_unit_test(test_cam_equals_gradcam_at_layer4),
+      cmocka_unit_test(test_engine_layer4_equals_libtorch),
+      cmocka_unit_test(test_cli_without_backend),
       cmocka_unit_test(test_lung_focus_synthetic),
       cmocka_unit_test(test_npy_numpy_and_refusals),
       cmocka_unit_test(test_colormap_is_matplotlib_viridis),

@@ -34,6 +34,17 @@ static void upsample_bilinear(const float *src, int sw, int sh, float *dst, int 
   }
 }
 
+/* r->logits -> r->probs (softmax in double: torch's up to rounding), the label, the class to map. */
+static int take_logits(ps_model *m, const ps_gradcam_opts *o, int K, ps_gradcam_result *r) {
+  double mx = r->logits[0], s = 0;
+  for (int k = 1; k < K; k++) mx = fmax(mx, r->logits[k]);
+  for (int k = 0; k < K; k++) s += exp(r->logits[k] - mx);
+  for (int k = 0; k < K; k++) r->probs[k] = (float)(exp(r->logits[k] - mx) / s);
+  int st = ps_model_label(m, r->probs, &r->predicted);
+  r->target_class = o->use_class ? o->class_index : r->predicted;
+  return st;
+}
+
 int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *opts, ps_gradcam_result **out) {
   if (!out) return ps_error(PS_EINVAL, "gradcam: NULL out pointer");
   *out = NULL;
@@ -95,87 +106,107 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
    * of a lungmask model (ps_lung_roi_input's pixels) */
   if ((st = ps_lung_mask_input(img, meta->roi != PS_ROI_FILM ? r->roi : NULL, input_mask, S, meta->mean, meta->std, x)))
     goto fail;
-  int64_t shape[4] = {1, 3, S, S};
-  if ((st = ps_tensor_from_f32(&xt, x, shape, 4, ps_model_device(m)))) goto fail;
-  if (was_train) {
-    if ((st = ps_model_set_train(m, 0))) goto fail;
-    train_set = 1;
-  }
-  int need_grad = method != PS_CAM_CAM;
-  if ((st = ps_torch_set_grad_enabled(need_grad, &prev_grad))) goto fail;
-  grad_set = 1;
-  if ((st = ps_model_forward_features(m, xt, &logits, acts))) goto fail;
-  if ((st = ps_tensor_to_f32(logits, r->logits, (size_t)K))) goto fail;
-  {
-    /* softmax in double on the copied logits (same as torch up to rounding) */
-    double mx = r->logits[0], s = 0;
-    for (int k = 1; k < K; k++) mx = fmax(mx, r->logits[k]);
-    for (int k = 0; k < K; k++) s += exp(r->logits[k] - mx);
-    for (int k = 0; k < K; k++) r->probs[k] = (float)(exp(r->logits[k] - mx) / s);
-  }
-  if ((st = ps_model_label(m, r->probs, &r->predicted))) goto fail;
-  int c = o.use_class ? o.class_index : r->predicted;
-  r->target_class = c;
-
-  ps_tensor *A = acts[layer - 1];
-  int64_t as[PS_TENSOR_MAX_DIMS];
-  if (!A || ps_tensor_shape(A, as) != 4 || as[0] != 1) {
-    st = ps_error(PS_ESTATE, "gradcam: model returned no layer%d activation", layer);
-    goto fail;
-  }
-  int C = (int)as[1], h = (int)as[2], w = (int)as[3], hw = h * w;
-  act = malloc((size_t)C * hw * sizeof(float));
-  wk = calloc((size_t)C, sizeof(double));
-  if (!act || !wk) {
-    st = ps_error(PS_ENOMEM, "gradcam: out of memory");
-    goto fail;
-  }
-  if ((st = ps_tensor_to_f32(A, act, (size_t)C * hw))) goto fail;
-
-  if (method == PS_CAM_CAM) {
-    ps_tensor *W = ps_model_fc_weight(m);
-    if (!W || ps_tensor_size(W, 1) != C) {
-      st = ps_error(PS_ESTATE, "gradcam: fc weight does not match layer4 (%d channels)", C);
-      goto fail;
-    }
+  /* CAM and Grad-CAM at layer4 of a model the C engine runs (any CPU model loaded from a file):
+   * layer4's maps and the fc weights are all they need, since d(score_c)/dA_k = fc_w[c,k] / (h w)
+   * everywhere; no libtorch. Other layers and Grad-CAM++ take the gradients from libtorch. */
+  const int engine = layer == 4 && method != PS_CAM_GRADCAMPP && !ps_model_uses_torch(m);
+  int C = 0, h = 0, w = 0, hw = 0, c = 0;
+  if (engine) {
+    C = PS_MODEL_FEATURES;
+    if ((st = ps_model_layer4_size(S, S, &h, &w))) goto fail;
+    hw = h * w;
+    act = malloc((size_t)C * hw * sizeof(float));
     fcw = malloc((size_t)K * C * sizeof(float));
-    if (!fcw) {
+    wk = calloc((size_t)C, sizeof(double));
+    if (!act || !fcw || !wk) {
       st = ps_error(PS_ENOMEM, "gradcam: out of memory");
       goto fail;
     }
-    if ((st = ps_tensor_to_f32(W, fcw, (size_t)K * C))) goto fail;
-    for (int k = 0; k < C; k++) wk[k] = fcw[(size_t)c * C + k];
+    if ((st = ps_model_layer4(m, x, S, S, r->logits, act, fcw))) goto fail;
+    if ((st = take_logits(m, &o, K, r))) goto fail;
+    c = r->target_class;
+    for (int k = 0; k < C; k++) wk[k] = fcw[(size_t)c * C + k] / (method == PS_CAM_GRADCAM ? hw : 1);
   } else {
-    if ((st = ps_op_select(&score, logits, 1, c))) goto fail;
-    if ((st = ps_op_sum(&score_sum, score, NULL, 0, 0))) goto fail;
-    ps_tensor *inputs[1] = {A};
-    if ((st = ps_torch_grad(&g, score_sum, NULL, inputs, 1, 0))) goto fail;
-    if (!g) {
-      st = ps_error(PS_ESTATE, "gradcam: the class score does not depend on layer%d", layer);
+    if (!ps_torch_loaded() && (st = ps_torch_set_grad_enabled(1, NULL)) != PS_OK) {
+      char why[1200];
+      snprintf(why, sizeof why, "%s", ps_last_error());
+      st = ps_error(st, "gradcam: %s needs the libtorch backend (layer4 CAM and Grad-CAM do not): %s",
+                    method == PS_CAM_GRADCAMPP ? "Grad-CAM++" : layer != 4 ? "a layer before layer4" : "this model", why);
       goto fail;
     }
-    grad = malloc((size_t)C * hw * sizeof(float));
-    if (!grad) {
+    int64_t shape[4] = {1, 3, S, S};
+    if ((st = ps_tensor_from_f32(&xt, x, shape, 4, ps_model_device(m)))) goto fail;
+    if (was_train) {
+      if ((st = ps_model_set_train(m, 0))) goto fail;
+      train_set = 1;
+    }
+    int need_grad = method != PS_CAM_CAM;
+    if ((st = ps_torch_set_grad_enabled(need_grad, &prev_grad))) goto fail;
+    grad_set = 1;
+    if ((st = ps_model_forward_features(m, xt, &logits, acts))) goto fail;
+    if ((st = ps_tensor_to_f32(logits, r->logits, (size_t)K))) goto fail;
+    if ((st = take_logits(m, &o, K, r))) goto fail;
+    c = r->target_class;
+    ps_tensor *A = acts[layer - 1];
+    int64_t as[PS_TENSOR_MAX_DIMS];
+    if (!A || ps_tensor_shape(A, as) != 4 || as[0] != 1) {
+      st = ps_error(PS_ESTATE, "gradcam: model returned no layer%d activation", layer);
+      goto fail;
+    }
+    C = (int)as[1], h = (int)as[2], w = (int)as[3], hw = h * w;
+    act = malloc((size_t)C * hw * sizeof(float));
+    wk = calloc((size_t)C, sizeof(double));
+    if (!act || !wk) {
       st = ps_error(PS_ENOMEM, "gradcam: out of memory");
       goto fail;
     }
-    if ((st = ps_tensor_to_f32(g, grad, (size_t)C * hw))) goto fail;
-    for (int k = 0; k < C; k++) {
-      const float *gk = grad + (size_t)k * hw, *ak = act + (size_t)k * hw;
-      if (method == PS_CAM_GRADCAM) {
-        double s = 0;
-        for (int i = 0; i < hw; i++) s += gk[i];
-        wk[k] = s / hw;
-      } else { /* Grad-CAM++ (pytorch-grad-cam's closed form) */
-        double asum = 0, s = 0;
-        for (int i = 0; i < hw; i++) asum += ak[i];
-        for (int i = 0; i < hw; i++) {
-          double g1 = gk[i], g2 = g1 * g1, g3 = g2 * g1;
-          if (g1 == 0) continue;
-          double a = g2 / (2 * g2 + asum * g3 + 1e-7);
-          s += a * (g1 > 0 ? g1 : 0);
+    if ((st = ps_tensor_to_f32(A, act, (size_t)C * hw))) goto fail;
+
+    if (method == PS_CAM_CAM) {
+      ps_tensor *W = ps_model_fc_weight(m);
+      if (!W || ps_tensor_size(W, 1) != C) {
+        st = ps_error(PS_ESTATE, "gradcam: fc weight does not match layer4 (%d channels)", C);
+        goto fail;
+      }
+      fcw = malloc((size_t)K * C * sizeof(float));
+      if (!fcw) {
+        st = ps_error(PS_ENOMEM, "gradcam: out of memory");
+        goto fail;
+      }
+      if ((st = ps_tensor_to_f32(W, fcw, (size_t)K * C))) goto fail;
+      for (int k = 0; k < C; k++) wk[k] = fcw[(size_t)c * C + k];
+    } else {
+      if ((st = ps_op_select(&score, logits, 1, c))) goto fail;
+      if ((st = ps_op_sum(&score_sum, score, NULL, 0, 0))) goto fail;
+      ps_tensor *inputs[1] = {A};
+      if ((st = ps_torch_grad(&g, score_sum, NULL, inputs, 1, 0))) goto fail;
+      if (!g) {
+        st = ps_error(PS_ESTATE, "gradcam: the class score does not depend on layer%d", layer);
+        goto fail;
+      }
+      grad = malloc((size_t)C * hw * sizeof(float));
+      if (!grad) {
+        st = ps_error(PS_ENOMEM, "gradcam: out of memory");
+        goto fail;
+      }
+      if ((st = ps_tensor_to_f32(g, grad, (size_t)C * hw))) goto fail;
+      for (int k = 0; k < C; k++) {
+        const float *gk = grad + (size_t)k * hw, *ak = act + (size_t)k * hw;
+        if (method == PS_CAM_GRADCAM) {
+          double s = 0;
+          for (int i = 0; i < hw; i++) s += gk[i];
+          wk[k] = s / hw;
+        } else { /* Grad-CAM++ (pytorch-grad-cam's closed form) */
+          double asum = 0, s = 0;
+          for (int i = 0; i < hw; i++) asum += ak[i];
+          for (int i = 0; i < hw; i++) {
+            double g1 = gk[i], g2 = g1 * g1, g3 = g2 * g1;
+            if (g1 == 0) continue;
+            double a = g2 / (2 * g2 + asum * g3 + 1e-7);
+            s += a * (g1 > 0 ? g1 : 0);
+          }
+          wk[k] = s;
         }
-        wk[k] = s;
       }
     }
   }

@@ -361,7 +361,7 @@ static const int layer_ch[4] = {64, 128, 256, 512};
 static int feat_off(unsigned layers, int l) { return ps_model_layers_dim(layers & ((1u << l) - 1)); }
 
 static void forward_group(const ps_engine *e, const float *x, int nimg, int H, int W, float *ws, const plan_t *pl,
-                          float *logits, float *feats, unsigned layers) {
+                          float *logits, float *feats, unsigned layers, float *act4) {
   const int D = ps_model_layers_dim(layers);
   float *g[4], *gcol;
   g[0] = ws + 4 * pl->act + pl->col;
@@ -403,6 +403,10 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
         pool_means(a, layer_ch[i / 2], nimg, f, (size_t)h * w, feats + (size_t)f * D + feat_off(layers, i / 2));
   }
   const size_t hw = (size_t)h * w;
+  if (act4) /* layer4's output per film, (512, h, w): what CAM weighs */
+    for (int f = 0; f < nimg; f++)
+      for (int c = 0; c < 512; c++)
+        memcpy(act4 + ((size_t)f * 512 + c) * hw, a + ((size_t)c * nimg + f) * hw, sizeof(float) * hw);
   for (int f = 0; f < nimg; f++) {
     float feat[512];
     for (int c = 0; c < 512; c++) {
@@ -422,12 +426,13 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
 
 /* Films [first, last) in groups of GROUP, in one thread's workspace. */
 static void forward_range(const ps_engine *e, const float *x, int first, int last, int H, int W, float *ws,
-                          const plan_t *pl, float *logits, float *feats, unsigned layers) {
+                          const plan_t *pl, float *logits, float *feats, unsigned layers, float *act4) {
   const int D = ps_model_layers_dim(layers);
+  const size_t a4 = (size_t)512 * ps_engine_layer4_size(H) * ps_engine_layer4_size(W);
   for (int i = first; i < last; i += GROUP) {
     int n = last - i < GROUP ? last - i : GROUP;
     forward_group(e, x + (size_t)i * 3 * H * W, n, H, W, ws, pl, logits + (size_t)i * e->K,
-                  feats ? feats + (size_t)i * D : NULL, layers);
+                  feats ? feats + (size_t)i * D : NULL, layers, act4 ? act4 + (size_t)i * a4 : NULL);
   }
 }
 
@@ -436,7 +441,7 @@ typedef struct fwd_job {
   const ps_engine *e;
   const float *x;
   int h, w, nt, nsolo;
-  float *logits, *feats;
+  float *logits, *feats, *act4;
   unsigned layers;
   float *ws;
   plan_t pl;
@@ -452,16 +457,23 @@ static void *fwd_solo(void *arg) {
   const fwd_job *j = wk->job;
   const int per = j->nsolo / j->nt;
   forward_range(j->e, j->x, wk->tid * per, (wk->tid + 1) * per, j->h, j->w, j->ws + (size_t)wk->tid * j->pl.total,
-                &j->pl, j->logits, j->feats, j->layers);
+                &j->pl, j->logits, j->feats, j->layers, j->act4);
   return NULL;
 }
 
+int ps_engine_layer4_size(int in) { /* conv1 /2, max pool /2, layer2..4 /2 each (3x3 pad 1 or 1x1) */
+  int s = out_size(in, 7, 2, 3);
+  s = out_size(s, 3, 2, 1);
+  for (int i = 0; i < 3; i++) s = out_size(s, 3, 2, 1);
+  return s;
+}
+
 int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats,
-                      unsigned layers) {
+                      unsigned layers, float *act4) {
   if (!e || !x || !logits || n < 1 || h < 32 || w < 32)
     return ps_error(PS_EINVAL, "engine: forward needs (N,3,H,W) with N >= 1 and H, W >= 32");
   fwd_job j = {.e = e, .x = x, .h = h, .w = w, .logits = logits, .feats = layers & 15u ? feats : NULL,
-               .layers = layers & 15u};
+               .layers = layers & 15u, .act4 = act4};
   plan(e, h, w, &j.pl);
   j.nt = threads > 0 ? threads : ps_default_threads();
   if (j.nt > 64) j.nt = 64;
@@ -495,7 +507,7 @@ int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int thr
   }
   if (j.nsolo < n) {
     blas_threads(j.nt);
-    forward_range(e, x, j.nsolo, n, h, w, j.ws, &j.pl, logits, j.feats, j.layers);
+    forward_range(e, x, j.nsolo, n, h, w, j.ws, &j.pl, logits, j.feats, j.layers, act4);
   }
   if (saved > 0) blas_threads(saved);
   pthread_mutex_unlock(&g_run);

@@ -38,7 +38,9 @@ int ps_engine_create(ps_engine_lookup lookup, void *ctx, int num_classes, ps_eng
  * the channel means of the outputs of the layers in `layers` (bit l = layer l+1), concatenated in
  * layer order: (N, ps_model_layers_dim(layers)); layers = 8 gives the fc input (N,512). */
 int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats,
-                      unsigned layers);
+                      unsigned layers, float *act4);
+/* act4 (nullable): layer4's output per film, (N, 512, ps_engine_layer4_size(h), ..._size(w)). */
+int ps_engine_layer4_size(int in);
 
 void ps_engine_free(ps_engine *e);
 /* Name of the BLAS library the engine's GEMMs run in ("OpenBLAS 0.3.21 ..." or "BLAS"). */

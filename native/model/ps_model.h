@@ -188,6 +188,12 @@ PS_API int ps_model_features_layers(ps_model *m, const float *x, int n, int h, i
                                     float *logits);
 PS_API int ps_model_layers_dim(unsigned layers); /* 64, 128, 256, 512 per chosen layer, summed */
 
+/* What CAM needs for one film x (1,3,h,w): logits (K), layer4's output act (512, ah, aw) with
+ * (ah, aw) from ps_model_layer4_size, and fc's weights fc_w (K, 512). On the C engine for a
+ * host-only CPU model (no libtorch), else through libtorch; eval mode, no autograd. */
+PS_API int ps_model_layer4_size(int h, int w, int *ah, int *aw);
+PS_API int ps_model_layer4(ps_model *m, const float *x, int h, int w, float *logits, float *act, float *fc_w);
+
 #define PS_MODEL_FEATURES 512
 #define PS_MODEL_OOD_MAX_DIM 960 /* all four layers */
 /* Out-of-distribution (OOD) detector stored in the model file with the weights: a class-conditional

@@ -969,7 +969,7 @@ done:
 static int run_forward(ps_model *m, const float *x, int n, int h, int w, float *logits, float *feats,
                        unsigned layers) {
 #ifdef PS_HAVE_ENGINE
-  if (m->engine) return ps_engine_forward(m->engine, x, n, h, w, ps_torch_get_threads(), logits, feats, layers);
+  if (m->engine) return ps_engine_forward(m->engine, x, n, h, w, ps_torch_get_threads(), logits, feats, layers, NULL);
 #endif
   return torch_forward(m, x, n, h, w, logits, feats, layers);
 }
@@ -977,6 +977,45 @@ static int run_forward(ps_model *m, const float *x, int n, int h, int w, float *
 static int check_input(const ps_model *m, const float *x, int n, int h, int w) {
   if (!m || !x || n < 1 || h < 32 || w < 32) return ps_error(PS_EINVAL, "model: predict needs (N,3,H,W), H,W >= 32");
   return PS_OK;
+}
+
+int ps_model_layer4_size(int h, int w, int *ah, int *aw) {
+  if (!ah || !aw || h < 32 || w < 32) return ps_error(PS_EINVAL, "model: layer4 size of a %dx%d input", w, h);
+  int s[2] = {h, w};
+  for (int i = 0; i < 2; i++) { /* conv1 7/2 pad 3, max pool 3/2 pad 1, layer2..4 3/2 pad 1 */
+    s[i] = (s[i] + 6 - 7) / 2 + 1;
+    for (int k = 0; k < 4; k++) s[i] = (s[i] + 2 - 3) / 2 + 1;
+  }
+  *ah = s[0], *aw = s[1];
+  return PS_OK;
+}
+
+int ps_model_layer4(ps_model *m, const float *x, int h, int w, float *logits, float *act, float *fc_w) {
+  int st = check_input(m, x, 1, h, w);
+  if (st) return st;
+  if (!logits || !act || !fc_w) return ps_error(PS_EINVAL, "model: layer4: NULL output");
+  int ah, aw;
+  if ((st = ps_model_layer4_size(h, w, &ah, &aw))) return st;
+  const size_t n4 = (size_t)PS_MODEL_FEATURES * ah * aw;
+#ifdef PS_HAVE_ENGINE
+  if (m->engine) {
+    memcpy(fc_w, m->e[m->fc_w].host, sizeof(float) * (size_t)m->K * PS_MODEL_FEATURES);
+    return ps_engine_forward(m->engine, x, 1, h, w, ps_torch_get_threads(), logits, NULL, 0, act);
+  }
+#endif
+  int prev = 1, was_train = ps_model_is_train(m);
+  ps_tensor *xt = NULL, *lt = NULL, *acts[4] = {NULL, NULL, NULL, NULL};
+  const int64_t shape[4] = {1, 3, h, w};
+  if ((st = ps_torch_set_grad_enabled(0, &prev))) return st;
+  if (was_train && (st = ps_model_set_train(m, 0))) return st;
+  if (!(st = ps_tensor_from_f32(&xt, x, shape, 4, m->dev)) && !(st = ps_model_forward_features(m, xt, &lt, acts)) &&
+      !(st = ps_tensor_to_f32(lt, logits, (size_t)m->K)) && !(st = ps_tensor_to_f32(acts[3], act, n4)))
+    st = ps_tensor_to_f32(T_(m->fc_w), fc_w, (size_t)m->K * PS_MODEL_FEATURES);
+  for (int i = 0; i < 4; i++) ps_tensor_free(acts[i]);
+  ps_tensor_free(xt), ps_tensor_free(lt);
+  if (was_train) ps_model_set_train(m, 1);
+  ps_torch_set_grad_enabled(prev, NULL);
+  return st;
 }
 
 int ps_model_predict_ood(ps_model *m, const float *x, int n, int h, int w, float *logits, float *probs, float *score) {
