@@ -3,7 +3,7 @@
 # Both need Java (PS_WITH_JAVA); the ImageJ test also needs xvfb-run (Debian's ImageJ batch
 # mode needs a display). Missing parts are reported as SKIP, never a silent pass.
 if(NOT PS_WITH_JAVA)
-  foreach(_t fiji_bindings fiji_imagej_open fiji_imagej_model fiji_imagej_train)
+  foreach(_t fiji_bindings fiji_imagej_open fiji_imagej_model fiji_imagej_train fiji_imagej_zip)
     add_test(NAME ${_t} COMMAND ${CMAKE_COMMAND} -E echo "SKIP ${_t}: built without java")
     set_tests_properties(${_t} PROPERTIES SKIP_REGULAR_EXPRESSION "SKIP ${_t}")
   endforeach()
@@ -41,11 +41,13 @@ add_test(NAME fiji_bindings COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/fiji/run_bi
   WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
 # open: Open DICOM vs pneumoscope info/convert; model: Classify, Grad-CAM, Batch, About vs
 # pneumoscope classify/gradcam; train: Train Model.../Evaluate Model... vs pneumoscope evaluate.
-foreach(_part open model train)
+# zip: the release archive (fiji-zip) unzipped is self-contained and runs without libtorch.
+foreach(_part open model train zip)
   add_test(NAME fiji_imagej_${_part} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/fiji/run_imagej.sh ${_part}
     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
 endforeach()
-set_tests_properties(fiji_bindings fiji_imagej_open fiji_imagej_model fiji_imagej_train PROPERTIES
+set_tests_properties(fiji_bindings fiji_imagej_open fiji_imagej_model fiji_imagej_train fiji_imagej_zip PROPERTIES
   ENVIRONMENT "${_ps_fiji_env}" SKIP_RETURN_CODE 77 TIMEOUT 600 LABELS fiji)
 # one Xvfb + ImageJ at a time keeps the 2-core CI machine from timing out
-set_tests_properties(fiji_imagej_open fiji_imagej_model fiji_imagej_train PROPERTIES RESOURCE_LOCK xvfb_imagej)
+set_tests_properties(fiji_imagej_open fiji_imagej_model fiji_imagej_train fiji_imagej_zip PROPERTIES
+  RESOURCE_LOCK xvfb_imagej)

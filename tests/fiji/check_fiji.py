@@ -132,15 +132,20 @@ def main():
     data = E["PS_SHARED_DATA"]
     sample = os.path.join(E["PS_SOURCE_DIR"], "sample_data")
     part = sys.argv[1] if len(sys.argv) > 1 else "all"
-    if part not in ("all", "open", "model", "train"):
-        print("usage: check_fiji.py [all|open|model|train]")
+    if part not in ("all", "open", "model", "train", "zip"):
+        print("usage: check_fiji.py [all|open|model|train|zip]")
         return 2
     if part in ("model", "train") and E.get("PS_HAVE_TORCH") != "ON":
         print("SKIP fiji_imagej_%s: built without libtorch (fiji_bindings checks the refusal)" % part)
         return 77
     tmp = tempfile.mkdtemp(prefix="ps-fiji-")
     try:
-        fiji = install_fiji(tmp)
+        if part == "zip":  # the release archive, not the install
+            sys.path.insert(0, HERE)
+            import zip_check
+            zip_check.run_zip(sys.modules[__name__], tmp, data)
+            part = "none"
+        fiji = install_fiji(tmp) if part != "none" else None
         if part in ("all", "open"):
             test_open(fiji, tmp, data, sample)
         sys.path.insert(0, HERE)

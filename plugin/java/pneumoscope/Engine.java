@@ -320,22 +320,45 @@ public final class Engine {
     IJ.log(b.toString());
   }
 
-  /** One classification as a row: title, label, probabilities, OOD verdict, DICOM ids, model, source. */
-  public static void addRow(ResultsTable rt, String title, Film film, Model model, Model.Prediction p,
-      String source) {
+  /**
+   * The row of a film in rt: the one an earlier command started for the same film (same file, or
+   * the same title when the pixels have no file) and the same model, else a new row. So Classify
+   * and Grad-CAM of one film fill in one row, as Fiji's measurements do.
+   */
+  static int rowFor(ResultsTable rt, String title, Film film, Model model) {
+    String file = film.path() == null ? "" : film.path(), name = new File(model.path()).getName();
+    if (rt.getColumnIndex("File") != ResultsTable.COLUMN_NOT_FOUND
+        && rt.getColumnIndex("Model") != ResultsTable.COLUMN_NOT_FOUND) {
+      for (int i = rt.size() - 1; i >= 0; i--) {
+        if (!name.equals(rt.getStringValue("Model", i))) continue;
+        if (file.isEmpty() ? rt.getStringValue("File", i).isEmpty() && title.equals(rt.getStringValue("Title", i))
+                           : file.equals(rt.getStringValue("File", i)))
+          return i;
+      }
+    }
     rt.incrementCounter();
-    rt.addValue("Title", title);
-    rt.addValue("Label", p.labelName());
+    return rt.size() - 1;
+  }
+
+  /** One classification in the film's row: title, label, probabilities, OOD verdict, DICOM ids, model, source. */
+  public static int addRow(ResultsTable rt, String title, Film film, Model model, String label, float[] probs,
+      int inDistribution, float oodScore, String oodReason, String source) {
+    int row = rowFor(rt, title, film, model);
+    rt.setValue("Title", row, title);
+    rt.setValue("Label", row, label);
     String[] classes = model.classes();
-    float[] probs = p.probs();
-    for (int i = 0; i < classes.length; i++) rt.addValue("P_" + classes[i], probs[i]);
-    addOod(rt, p.inDistribution(), p.oodScore(), p.oodReason());
-    rt.addValue("PatientID", film.patientId());
-    rt.addValue("SOPInstanceUID", film.sopInstanceUid());
-    rt.addValue("ViewPosition", film.viewPosition());
-    rt.addValue("Model", new File(model.path()).getName());
-    rt.addValue("Source", source);
-    rt.addValue("File", film.path() == null ? "" : film.path());
+    for (int i = 0; i < classes.length; i++) rt.setValue("P_" + classes[i], row, probs[i]);
+    rt.setValue(COL_IN_DISTRIBUTION, row, inDistributionText(inDistribution));
+    if (Float.isNaN(oodScore)) rt.setValue(COL_OOD_SCORE, row, "");
+    else rt.setValue(COL_OOD_SCORE, row, oodScore);
+    rt.setValue(COL_OOD_REASON, row, oodReason == null ? "" : oodReason);
+    rt.setValue("PatientID", row, film.patientId());
+    rt.setValue("SOPInstanceUID", row, film.sopInstanceUid());
+    rt.setValue("ViewPosition", row, film.viewPosition());
+    rt.setValue("Model", row, new File(model.path()).getName());
+    rt.setValue("Source", row, source);
+    rt.setValue("File", row, film.path() == null ? "" : film.path());
+    return row;
   }
 
   /** Classify the current image of imp; one row in "PneumoScope Results". */
@@ -345,7 +368,8 @@ public final class Engine {
     try (Film film = filmFor(imp, useFile)) {
       Model.Prediction p = model.classify(film, threshold);
       ResultsTable rt = table(Keys.RESULTS_TABLE);
-      addRow(rt, imp.getTitle(), film, model, p, film.path() != null ? "file" : "pixels");
+      addRow(rt, imp.getTitle(), film, model, p.labelName(), p.probs(), p.inDistribution(), p.oodScore(), p.oodReason(),
+          film.path() != null ? "file" : "pixels");
       rt.show(Keys.RESULTS_TABLE);
       logPrediction(imp.getTitle(), model, p.labelName(), p.probs(), p.inDistribution(), p.oodScore(), p.oodReason());
       return p;
@@ -442,23 +466,13 @@ public final class Engine {
       s.oodReason = p.oodReason();
       out.summary = s;
       ResultsTable rt = table(Keys.RESULTS_TABLE);
-      rt.incrementCounter();
-      rt.addValue("Title", imp.getTitle());
-      rt.addValue("Label", s.predicted);
-      String[] classes = model.classes();
-      for (int i = 0; i < classes.length; i++) rt.addValue("P_" + classes[i], s.probs[i]);
-      addOod(rt, s.inDistribution, s.oodScore, s.oodReason);
-      rt.addValue("PatientID", film.patientId());
-      rt.addValue("SOPInstanceUID", film.sopInstanceUid());
-      rt.addValue("ViewPosition", film.viewPosition());
-      rt.addValue("Model", new File(model.path()).getName());
-      rt.addValue("Source", film.path() != null ? "file" : "pixels");
-      rt.addValue("File", film.path() == null ? "" : film.path());
-      rt.addValue("CAM_Class", s.target);
-      rt.addValue("CAM_Layer", "layer" + s.layer);
-      rt.addValue("CAM_Method", s.method);
-      rt.addValue("LungFocus", s.lungFocus);
-      rt.addValue("Lungs", s.lungs);
+      int row = addRow(rt, imp.getTitle(), film, model, s.predicted, s.probs, s.inDistribution, s.oodScore,
+          s.oodReason, film.path() != null ? "file" : "pixels");
+      rt.setValue("CAM_Class", row, s.target);
+      rt.setValue("CAM_Layer", row, "layer" + s.layer);
+      rt.setValue("CAM_Method", row, s.method);
+      rt.setValue("LungFocus", row, s.lungFocus);
+      rt.setValue("Lungs", row, s.lungs);
       rt.show(Keys.RESULTS_TABLE);
       logPrediction(imp.getTitle() + " (Grad-CAM)", model, s.predicted, s.probs, s.inDistribution, s.oodScore,
           s.oodReason);
