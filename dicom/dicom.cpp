@@ -30,6 +30,7 @@
 #include <zlib.h>
 #endif
 
+#include <dlfcn.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -122,6 +123,19 @@ void init_dcmtk() {
     // Colour JPEG / JPEG-LS frames come back colour-by-pixel, YBR converted to RGB.
     DJDecoderRegistration::registerCodecs(EDC_photometricInterpretation, EUC_default, EPC_colorByPixel);
     DJLSDecoderRegistration::registerCodecs(EJLSUC_default, EJLSPC_colorByPixel);
+    // DCMTK reads its data dictionary from DCMDICTPATH or the path it was built with (Debian:
+    // /usr/share/libdcmtk17). Where neither exists (the self-contained Fiji install on another
+    // Linux), the copies shipped beside this library, in dcmtk/, are loaded instead.
+    if (!dcmDataDict.isDictionaryLoaded()) {
+      Dl_info info;
+      if (dladdr(reinterpret_cast<void *>(&ps_dicom_read), &info) && info.dli_fname) {
+        std::string dir(info.dli_fname);
+        dir.resize(dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/') + 1);
+        DcmDataDictionary &d = dcmDataDict.wrlock();
+        for (const char *f : {"dcmtk/dicom.dic", "dcmtk/private.dic"}) d.loadDictionary((dir + f).c_str(), OFFalse);
+        dcmDataDict.wrunlock();
+      }
+    }
   });
 }
 

@@ -54,6 +54,14 @@ bundle_libs() {
   for f in $done; do
     patchelf --set-rpath '$ORIGIN' "$f"
   done
+  # DCMTK's data dictionary, which it reads from a file at run time (its built-in path is
+  # Debian's); libpneumoscope loads dcmtk/*.dic beside itself when that path does not exist
+  local dict
+  dict=$(sed -n 's/^#define DCM_DICT_DEFAULT_PATH "\(.*\)"/\1/p' /usr/include/dcmtk/config/osconfig.h 2>/dev/null || true)
+  if [ -n "$dict" ]; then
+    mkdir -p "$dir/dcmtk"
+    for f in ${dict//:/ }; do cp "$f" "$dir/dcmtk/"; done
+  fi
   local floor
   floor=$(for f in $done; do objdump -T "$f"; done | grep -o 'GLIBC_[0-9][0-9.]*' | sort -u -V | tail -1)
   echo "fiji_bundle: $(echo $done | wc -w) libraries in $dir ($(du -sm "$dir" | cut -f1) MB), RUNPATH \$ORIGIN; needs glibc >= ${floor#GLIBC_}"

@@ -31,7 +31,9 @@ def run_zip(chk, tmp, data):
     for rel in ["plugins/PneumoScope_.jar", "lib/linux64/libpneumoscope_jni.so", "lib/linux64/libpneumoscope.so",
                 "models/pneumoscope/pneumoscope-binary.safetensors", "macros/PneumoScope"]:
         check(os.path.exists(os.path.join(fiji, rel)), "archive holds Fiji.app/" + rel)
-    names = sorted(f for f in os.listdir(lib) if not os.path.islink(os.path.join(lib, f)))
+    names = sorted(f for f in os.listdir(lib) if ".so" in f and os.path.isfile(os.path.join(lib, f))
+                   and not os.path.islink(os.path.join(lib, f)))
+    check(os.path.isfile(os.path.join(lib, "dcmtk", "dicom.dic")), "DCMTK's data dictionary ships in lib/linux64/dcmtk")
     check(not any(n.startswith(("libtorch", "libc10", "libpneumoscope_torch")) for n in names),
           "no libtorch in the archive")
     env = {k: v for k, v in E.items() if k != "LD_LIBRARY_PATH"}
