@@ -14,6 +14,7 @@ import pneumoscope.GradCam;
 import pneumoscope.Model;
 import pneumoscope.PneumoScopeException;
 import pneumoscope.PsNative;
+import pneumoscope.Trainer;
 
 /**
  * Drives the JNI bindings with real and malformed films (zero bytes, truncated, random bytes, a
@@ -214,10 +215,107 @@ public class BindingsTest {
     check(same, "24 concurrent reads (good and bad films) give the sequential results");
 
     modelChecks(data, model, jpeg, cr);
-
+    if (model != null) escapeChecks(data); // training needs libtorch, as the model checks do
   }
 
   /** Model binding: a real classification, corrupt model files, threads sharing one model. */
+  /**
+   * Esc during Train Model: the plugin's listener returns IJ.escapePressed(); a second thread
+   * presses Esc (IJ.setKeyDown, what ImageJ's key handler calls) once training has started. The
+   * run stops within a few batches with PS_ECANCELLED and leaves a loadable best.safetensors.
+   */
+  static void escapeChecks(File data) throws Exception {
+    File dir = new File(tmp, "esc");
+    dir.mkdirs();
+    File manifest = new File(dir, "manifest.csv");
+    StringBuilder m = new StringBuilder("path,label,subtype,patient_id,split,sha256\n");
+    String[] splits = {"train", "train", "train", "val", "test"};
+    for (String cls : new String[] {"NORMAL", "PNEUMONIA"}) {
+      File[] fs = new File(data, "kaggle/" + cls).listFiles();
+      java.util.Arrays.sort(fs);
+      for (int i = 0; i < splits.length; i++)
+        m.append(fs[i].getPath()).append(',').append(cls).append(',')
+            .append(cls.equals("NORMAL") ? "NORMAL" : fs[i].getName().contains("virus") ? "VIRUS" : "BACTERIA").append(",p-").append(cls)
+            .append(i).append(',').append(splits[i]).append(",\n");
+    }
+    Files.write(manifest.toPath(), m.toString().getBytes("UTF-8"));
+    Trainer.Options o = new Trainer.Options();
+    o.manifest = manifest.getPath();
+    o.outdir = new File(dir, "run").getPath();
+    o.epochs = 300;
+    o.batch = 2;
+    o.size = 32;
+    o.threads = 2;
+    o.patience = -1;
+    o.device = "cpu";
+    final java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+    ij.IJ.resetEscape();
+    final java.util.concurrent.atomic.AtomicBoolean over = new java.util.concurrent.atomic.AtomicBoolean();
+    Thread presser = new Thread(() -> {
+      while (calls.get() < 20) {
+        if (over.get()) return;
+        try { Thread.sleep(20); } catch (InterruptedException e) { return; }
+      }
+      ij.IJ.setKeyDown(java.awt.event.KeyEvent.VK_ESCAPE);
+    });
+    presser.start();
+    final long[] pressedAt = {0};
+    long t0 = System.nanoTime();
+    PneumoScopeException cancel = null;
+    try {
+      Trainer.train(o, (fraction, what) -> {
+        calls.incrementAndGet();
+        boolean esc = ij.IJ.escapePressed();
+        if (esc && pressedAt[0] == 0) pressedAt[0] = System.nanoTime();
+        return esc;
+      });
+    } catch (PneumoScopeException e) {
+      cancel = e;
+    }
+    over.set(true);
+    presser.join();
+    double after = pressedAt[0] == 0 ? -1 : (System.nanoTime() - pressedAt[0]) / 1e9;
+    check(cancel != null && "PS_ECANCELLED".equals(cancel.statusName()),
+        "Esc cancels Train Model: " + (cancel == null ? "it ran to the end" : cancel.statusName() + " " + cancel.getMessage()));
+    check(after >= 0 && after < 10, "training stopped " + after + " s after Esc (" + calls.get() + " progress calls, "
+        + (System.nanoTime() - t0) / 1e9 + " s in all)");
+    File best = new File(o.outdir, "best.safetensors");
+    check(best.isFile(), "a cancelled run leaves best.safetensors");
+    if (best.isFile()) {
+      Model mm = Model.load(best.getPath(), "cpu");
+      check(mm.numClasses() == 2, "the cancelled run's best.safetensors loads");
+      mm.close();
+    }
+    ij.IJ.resetEscape();
+
+    // Esc during Batch Classify Folder (its listener returns IJ.escapePressed() per film): the
+    // 651 Kaggle films, Esc pressed after the first few results
+    final java.util.concurrent.atomic.AtomicInteger results = new java.util.concurrent.atomic.AtomicInteger();
+    Thread presser2 = new Thread(() -> {
+      while (results.get() < 5) {
+        try { Thread.sleep(5); } catch (InterruptedException e) { return; }
+      }
+      ij.IJ.setKeyDown(java.awt.event.KeyEvent.VK_ESCAPE);
+    });
+    presser2.start();
+    PneumoScopeException stop = null;
+    try (Model bm = Model.load(best.getPath(), "cpu")) {
+      bm.infer(new String[] {new File(data, "kaggle").getPath()}, 0, 0,
+          (index, file, status, error, label, probs, meta, inDistribution, oodScore, oodReason) -> {
+            results.incrementAndGet();
+            return ij.IJ.escapePressed();
+          });
+    } catch (PneumoScopeException e) {
+      stop = e;
+    }
+    results.set(Math.max(results.get(), 5)); // the presser ends even when the run failed early
+    presser2.join();
+    check(stop != null && "PS_ECANCELLED".equals(stop.statusName()) && results.get() < 651,
+        "Esc cancels a batch: " + results.get() + " of 651 films classified, "
+        + (stop == null ? "no cancellation" : stop.statusName()));
+    ij.IJ.resetEscape();
+  }
+
   static void modelChecks(File data, String model, File jpeg, File cr) throws Exception {
     if (model == null) {
       // built without libtorch: the binding must say so, not crash or pretend
