@@ -46,7 +46,7 @@ JNIEXPORT jlong JNICALL Java_pneumoscope_GradCam_nativeCompute(JNIEnv *env, jcla
 
 JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_GradCam_nativeNumbers(JNIEnv *env, jclass cls, jlong h) {
   (void)cls;
-  jdouble v[11] = {0};
+  jdouble v[15] = {0};
 #ifdef PS_JNI_HAVE_GRADCAM
   const ps_gradcam_result *r = RESULT(h);
   v[0] = r->width;
@@ -60,10 +60,11 @@ JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_GradCam_nativeNumbers(JNIEnv *en
   v[8] = r->lung.lungs;
   v[9] = r->raw_max;
   v[10] = r->lung.mirrored;
+  for (int i = 0; i < 4; i++) v[11 + i] = r->roi[i]; /* the box the model saw (fractions) */
 #else
   (void)h;
 #endif
-  return ps_jni_doubles(env, v, 11);
+  return ps_jni_doubles(env, v, 15);
 }
 
 JNIEXPORT jfloatArray JNICALL Java_pneumoscope_GradCam_nativeProbs(JNIEnv *env, jclass cls, jlong h) {

@@ -26,6 +26,7 @@ public class GradCam_Overlay implements PlugIn {
     gd.addSlider(Keys.OPACITY, 0, 100, Keys.lastOpacity);
     gd.addChoice(Keys.LUT, Keys.LUTS, Keys.lastLut);
     gd.addCheckbox(Keys.HEATMAP, Keys.lastHeatmap);
+    gd.addCheckbox(Keys.LUNG_OUTLINE, Keys.lastLungOutline);
     gd.addCheckbox(Keys.USE_FILE, Keys.lastUseFile);
     gd.addMessage(ModelChoice.help() + "\nclass: auto (the predicted class), a class name (PNEUMONIA) or its index\n"
         + "opacity: of the overlay, percent (Image > Overlay > ... or rerun to change)");
@@ -37,12 +38,13 @@ public class GradCam_Overlay implements PlugIn {
     Keys.lastOpacity = gd.getNextNumber();
     Keys.lastLut = gd.getNextChoice();
     Keys.lastHeatmap = gd.getNextBoolean();
+    Keys.lastLungOutline = gd.getNextBoolean();
     Keys.lastUseFile = gd.getNextBoolean();
     int layer = Integer.parseInt(Keys.lastLayer.substring("layer".length()));
     try {
       IJ.showStatus("PneumoScope: Grad-CAM of " + imp.getTitle());
       Engine.CamDisplay d = Engine.gradCam(imp, model, Keys.lastClass, layer, Keys.lastOpacity,
-          Keys.lastLut, Keys.lastHeatmap, Keys.lastUseFile);
+          Keys.lastLut, Keys.lastHeatmap, Keys.lastLungOutline, Keys.lastUseFile);
       if (d.heatmap != null) d.heatmap.show();
       imp.updateAndDraw();
       IJ.showStatus(imp.getTitle() + ": " + d.summary.predicted + ", lung focus "

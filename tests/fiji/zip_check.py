@@ -58,10 +58,13 @@ def run_zip(chk, tmp, data):
     dcm = os.path.join(data, "dicom", "CR-MONO1-10-chest.dcm")
     out = os.path.join(tmp, "zip-out")
     os.makedirs(out)
+    lungs = os.path.join(tmp, "lungs-model.safetensors")  # a lung-ROI model: the overlay draws its box
+    p = chk.run([E["PS_PYTHON"], os.path.join(chk.HERE, "make_test_model.py"), lungs, "2", "7", "lungs"])
+    check(p.returncode == 0, "make_test_model.py ... lungs " + p.stderr[-300:])
     saved = E.get("PNEUMOSCOPE_TORCH_BACKEND")
     E["PNEUMOSCOPE_TORCH_BACKEND"] = os.path.join(tmp, "no-such-backend.so")
     try:
-        p = chk.imagej(fiji, "zip_commands.ijm", " ".join([film, dcm, out]))
+        p = chk.imagej(fiji, "zip_commands.ijm", " ".join([film, dcm, out, lungs]))
     finally:
         if saved is None:
             del E["PNEUMOSCOPE_TORCH_BACKEND"]
@@ -70,6 +73,22 @@ def run_zip(chk, tmp, data):
     check("zip_commands: done" in p.stdout, "the macro ran to its end")
     ov = open(os.path.join(out, "overlay.txt")).read() if os.path.exists(os.path.join(out, "overlay.txt")) else ""
     check(re.search(r"overlays=[1-9]", ov) is not None, "Grad-CAM Overlay drew an overlay (" + ov.strip() + ")")
+    lt = os.path.join(out, "lungs.txt")
+    kv = dict(l.split("=", 1) for l in open(lt).read().splitlines() if "=" in l) if os.path.exists(lt) else {}
+    names = kv.get("names", "").split(";")
+    check("Lung box" in names and "Lung outline" in names and any(n.startswith("Grad-CAM") for n in names),
+          "a lung-ROI model's overlay: Grad-CAM, its lung box and the lung outline (%s)" % names)
+    # the box equals the CLI's roi for the same model and film (pneumoscope gradcam --json)
+    p = chk.run([E["PS_CLI"], "gradcam", "--model", lungs, "--json", film])
+    if p.returncode == 0 and kv.get("box"):
+        import json
+        r = json.loads(p.stdout)["roi"]
+        w, h = int(kv["width"]), int(kv["height"])
+        want = [round(r[0] * w), round(r[1] * h), round(r[2] * w) - round(r[0] * w), round(r[3] * h) - round(r[1] * h)]
+        got = [int(float(v)) for v in kv["box"].split(",")]
+        check(all(abs(a - b) <= 1 for a, b in zip(got, want)), "lung box %s = CLI roi %s" % (got, want))
+    else:
+        check(False, "pneumoscope gradcam --json on the lungs model, and a lung box drawn: " + p.stderr[-200:])
     res = os.path.join(out, "results.csv")
     check(os.path.exists(res), "results table saved")
     if not os.path.exists(res):
@@ -78,7 +97,11 @@ def run_zip(chk, tmp, data):
     check(len(rows) >= 2, "results rows: %d" % len(rows))
     p = chk.run([E["PS_CLI"], "classify", "--csv", "--model", "binary", film, dcm])
     cli = {os.path.basename(r["file"]): r for r in csv.DictReader(p.stdout.splitlines())}
-    check(sorted(os.path.basename(r["File"]) for r in rows) == sorted(cli), "one row per film: %s" % [r["File"] for r in rows])
+    keys = [(os.path.basename(r["File"]), r["Model"]) for r in rows]
+    check(len(set(keys)) == len(keys) == 3, "one row per film and model (Grad-CAM filled in Classify's row): %s" % keys)
+    rows = [r for r in rows if r["Model"] == "pneumoscope-binary.safetensors"]
+    check(sorted(os.path.basename(r["File"]) for r in rows) == sorted(cli), "the bundled model's rows: %s"
+          % [r["File"] for r in rows])
     for r in rows:
         key = os.path.basename(r["File"])
         if key not in cli:

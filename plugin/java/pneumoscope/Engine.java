@@ -6,14 +6,17 @@ import ij.Prefs;
 import ij.WindowManager;
 import ij.gui.ImageRoi;
 import ij.gui.Overlay;
+import ij.gui.Roi;
 import ij.io.FileInfo;
 import ij.measure.Calibration;
 import ij.measure.ResultsTable;
+import ij.plugin.filter.ThresholdToSelection;
 import ij.process.ByteProcessor;
 import ij.process.ColorProcessor;
 import ij.process.FloatProcessor;
 import ij.process.ImageProcessor;
 import ij.text.TextWindow;
+import java.awt.Color;
 import java.awt.Frame;
 import java.awt.image.IndexColorModel;
 import java.io.BufferedReader;
@@ -419,11 +422,13 @@ public final class Engine {
 
   /**
    * Grad-CAM for the current image: overlay (ImageRoi, opacity in percent) on imp, optionally a
-   * separate 32-bit heatmap image with the LUT; lung focus etc. as a row of "PneumoScope Results".
-   * className: "auto" (the predicted class), a class name, or its index.
+   * separate 32-bit heatmap image with the LUT; lung focus etc. in the film's row of "PneumoScope
+   * Results". The overlay also draws the box the model saw when it is a lung-ROI model ("Lung
+   * box"), and with lungOutline the outline of the lung fields the lung focus counts ("Lung
+   * outline"). className: "auto" (the predicted class), a class name, or its index.
    */
   public static CamDisplay gradCam(ImagePlus imp, String modelPath, String className, int layer, double opacity,
-      String lutName, boolean showHeatmap, boolean useFile) throws PneumoScopeException {
+      String lutName, boolean showHeatmap, boolean lungOutline, boolean useFile) throws PneumoScopeException {
     Model model = model(modelPath, "auto");
     int cls = classIndex(model, className);
     CamDisplay out = new CamDisplay();
@@ -441,9 +446,30 @@ public final class Engine {
       if (ov == null) ov = new Overlay();
       for (int i = ov.size() - 1; i >= 0; i--) {
         String n = ov.get(i).getName();
-        if (n != null && n.startsWith("Grad-CAM")) ov.remove(i);
+        if (n != null && (n.startsWith("Grad-CAM") || n.equals("Lung box") || n.equals("Lung outline"))) ov.remove(i);
       }
       ov.add(roi);
+      double[] box = g.roi();
+      if (box[0] > 0 || box[1] > 0 || box[2] < 1 || box[3] < 1) { // a lung-ROI model: what it saw
+        int x0 = (int) Math.round(box[0] * g.width()), y0 = (int) Math.round(box[1] * g.height());
+        Roi b = new Roi(x0, y0, (int) Math.round(box[2] * g.width()) - x0, (int) Math.round(box[3] * g.height()) - y0);
+        b.setName("Lung box");
+        b.setStrokeColor(Color.YELLOW);
+        ov.add(b);
+      }
+      if (lungOutline) {
+        byte[] mask = g.lungMask();
+        if (mask != null) {
+          ByteProcessor bp = new ByteProcessor(g.width(), g.height(), mask);
+          bp.setThreshold(1, 255, ImageProcessor.NO_LUT_UPDATE);
+          Roi outline = new ThresholdToSelection().convert(bp);
+          if (outline != null) {
+            outline.setName("Lung outline");
+            outline.setStrokeColor(Color.CYAN);
+            ov.add(outline);
+          }
+        }
+      }
       imp.setOverlay(ov);
       if (showHeatmap) {
         ImagePlus h = new ImagePlus("Grad-CAM of " + imp.getTitle(), heat.duplicate());

@@ -61,6 +61,9 @@ public final class GradCam implements AutoCloseable {
   public int lungs() { return (int) n[8]; }
   public double rawMax() { return n[9]; }
   public boolean lungMirrored() { return n[10] != 0; }
+  /** The box of the film the model saw, {x0, y0, x1, y1} as fractions: {0, 0, 1, 1} for a
+   * whole-film model, the padded lung box for a lungs / lungmask model. */
+  public double[] roi() { return new double[] {n[11], n[12], n[13], n[14]}; }
   public float[] probs() { return probs.clone(); }
 
   /** (H, W) map in [0, 1], a copy. */

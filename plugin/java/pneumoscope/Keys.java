@@ -34,6 +34,7 @@ public final class Keys {
   public static final String OPACITY = "opacity";        // overlay opacity, percent
   public static final String LUT = "lut";                // heatmap LUT name
   public static final String HEATMAP = "heatmap";        // also show the heatmap image
+  public static final String LUNG_OUTLINE = "lung_outline"; // also outline the lung fields
   public static final String FOLDER = "folder";          // batch input folder
   public static final String RECURSIVE = "recursive";
   public static final String CSV = "csv";                // CSV output file ("" = none)
@@ -78,6 +79,7 @@ public final class Keys {
   public static double lastOpacity = 40;
   public static String lastLut = "viridis";
   public static boolean lastHeatmap = true;
+  public static boolean lastLungOutline = false;
   public static String lastFolder = "";
   public static boolean lastRecursive = true;
   public static String lastCsv = "";
