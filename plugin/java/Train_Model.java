@@ -102,6 +102,15 @@ public class Train_Model implements PlugIn {
             + " resume with the resume option");
         return;
       }
+      if (e.getMessage() != null && e.getMessage().contains("cannot load the libtorch backend")) {
+        // classification and layer4 Grad-CAM run without libtorch; training cannot: say how to get it
+        Engine.fail(Keys.CMD_TRAIN, new pneumoscope.PneumoScopeException("PS_EUNSUPPORTED", e.getMessage()
+            + "\nTraining needs libtorch. On Debian 12: apt-get install libtorch-dev, then put"
+            + " libpneumoscope_torch.so (built with PneumoScope: cmake --install build --component fiji) into"
+            + " Fiji.app/lib/linux64, or name it in the environment variable PNEUMOSCOPE_TORCH_BACKEND before"
+            + " starting Fiji. Or train with the pneumoscope command line on a machine that has it.", null));
+        return;
+      }
       Engine.fail(Keys.CMD_TRAIN, e);
     }
   }

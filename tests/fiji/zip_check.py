@@ -64,13 +64,19 @@ def run_zip(chk, tmp, data):
     saved = E.get("PNEUMOSCOPE_TORCH_BACKEND")
     E["PNEUMOSCOPE_TORCH_BACKEND"] = os.path.join(tmp, "no-such-backend.so")
     try:
-        p = chk.imagej(fiji, "zip_commands.ijm", " ".join([film, dcm, out, lungs]))
+        split = os.path.join(tmp, "split")
+        ps = chk.run([E["PS_CLI"], "split", os.path.join(data, "kaggle"), "-o", split, "--seed", "1"])
+        check(ps.returncode == 0, "pneumoscope split for Train Model " + ps.stderr[-200:])
+        p = chk.imagej(fiji, "zip_commands.ijm", " ".join([film, dcm, out, lungs, os.path.join(split, "manifest.csv")]))
     finally:
         if saved is None:
             del E["PNEUMOSCOPE_TORCH_BACKEND"]
         else:
             E["PNEUMOSCOPE_TORCH_BACKEND"] = saved
     check("zip_commands: done" in p.stdout, "the macro ran to its end")
+    check("Training needs libtorch" in p.stdout + p.stderr and "PNEUMOSCOPE_TORCH_BACKEND" in p.stdout + p.stderr
+          and "Train Model ran without libtorch" not in p.stdout,
+          "Train Model without libtorch stops the macro and says how to get it")
     ov = open(os.path.join(out, "overlay.txt")).read() if os.path.exists(os.path.join(out, "overlay.txt")) else ""
     check(re.search(r"overlays=[1-9]", ov) is not None, "Grad-CAM Overlay drew an overlay (" + ov.strip() + ")")
     lt = os.path.join(out, "lungs.txt")

@@ -3,9 +3,10 @@
 // LUNGS_MODEL". Classifies a JPEG film and a DICOM with the bundled binary model and draws a layer4
 // Grad-CAM overlay; then a lung-ROI model's overlay with the lung outline (lungs.txt: the overlay's
 // names and the lung box's bounds); leaves results.csv (the "PneumoScope Results" table) and
-// overlay.txt in OUT.
+// overlay.txt in OUT. Last, Train Model with MANIFEST: without libtorch it must stop the macro
+// with a message that says how to get it.
 args = split(getArgument(), " ");
-film = args[0]; dcm = args[1]; out = args[2]; lungs = args[3];
+film = args[0]; dcm = args[1]; out = args[2]; lungs = args[3]; manifest = args[4];
 open(film);
 id = getImageID();
 run("Classify Chest Film...", "model=binary threshold=-1 use_file");
@@ -28,3 +29,5 @@ run("Classify Chest Film...", "model=binary threshold=-1 use_file");
 close("*");
 Table.save(out + "/results.csv", "PneumoScope Results");
 print("zip_commands: done");
+run("Train Model...", "manifest=[" + manifest + "] outdir=[" + out + "/train] task=binary epochs=1 lr=0 batch=8 patience=0 size=64 seed=1 threads=2 device=cpu init=[] limit=4 augment balance=default");
+print("zip_commands: Train Model ran without libtorch");
