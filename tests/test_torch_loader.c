@@ -279,17 +279,26 @@ static void test_missing_backend_fails_cleanly(void **state) {
   assert_null(mapped("libtorch_cpu"));
 }
 
-/* The CLI (same environment) reports it for a command that needs libtorch, and exits normally. */
+/* The CLI (same environment) reports it for a command that needs libtorch (Grad-CAM at layer3),
+ * and exits normally; layer4 CAM runs on the C engine and needs no backend. */
 static void test_missing_backend_cli(void **state) {
   (void)state;
   int status = -1;
-  char *out = ps_test_capture(&status, "'%s' gradcam --model '%s' --json '%s' 2>&1", PS_CLI,
+  char *out = ps_test_capture(&status, "'%s' gradcam --model '%s' --json --layer layer3 '%s' 2>&1", PS_CLI,
                               ps_test_src("sample_data/models/pneumoscope-binary.safetensors"),
                               ps_test_data("png/nih_00000001_000.png"));
   assert_non_null(out);
-  print_message("pneumoscope gradcam: exit %d: %s", status, out);
+  print_message("pneumoscope gradcam --layer layer3: exit %d: %s", status, out);
   assert_true(status > 0 && status < 128); /* an error exit, not a signal */
   assert_non_null(strstr(out, "cannot load the libtorch backend " MISSING_BACKEND));
+  free(out);
+  out = ps_test_capture(&status, "'%s' gradcam --model '%s' --json '%s' 2>&1", PS_CLI,
+                        ps_test_src("sample_data/models/pneumoscope-binary.safetensors"),
+                        ps_test_data("png/nih_00000001_000.png"));
+  assert_non_null(out);
+  print_message("pneumoscope gradcam (layer4): exit %d\n", status);
+  assert_int_equal(status, 0);
+  assert_non_null(strstr(out, "\"method\": \"cam\""));
   free(out);
 }
 
