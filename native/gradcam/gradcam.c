@@ -1,5 +1,6 @@
 /* Grad-CAM / CAM / Grad-CAM++ over the libtorch wrapper and the C ResNet18 (see ps_gradcam.h). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

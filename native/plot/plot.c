@@ -1,4 +1,5 @@
-/* plot.c — PNG figures with cairo (see ps_plot.h). Layout in pixels scaled by the figure size. */
+/* plot.c — PNG figures with cairo (see ps_plot.h). Layout in pixels scaled by the figure size.
+ * Built alone into the module libpneumoscope_plot.so (plot_backend.h), loaded on the first plot. */
 #define _GNU_SOURCE
 #include <cairo.h>
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "plot_backend.h"
 #include "ps_internal.h"
 #include "ps_plot.h"
 
@@ -650,4 +652,11 @@ int ps_plot_reliability(const int64_t *count, const double *confidence, const do
   cairo_restore(cr);
   frame_on_top(&g);
   return finish(surf, cr, opts, path);
+}
+
+/* The module's one export (plot_backend.map): what plot_loader.c in libpneumoscope forwards to. */
+const ps_plot_backend *ps_plot_backend_v1(void) {
+  static const ps_plot_backend table = {(uint32_t)sizeof(ps_plot_backend), ps_plot_confusion, ps_plot_roc, ps_plot_pr,
+                                        ps_plot_reliability, ps_plot_training};
+  return &table;
 }

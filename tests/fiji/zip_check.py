@@ -36,6 +36,8 @@ def run_zip(chk, tmp, data):
     check(os.path.isfile(os.path.join(lib, "dcmtk", "dicom.dic")), "DCMTK's data dictionary ships in lib/linux64/dcmtk")
     check(not any(n.startswith(("libtorch", "libc10", "libpneumoscope_torch")) for n in names),
           "no libtorch in the archive")
+    check(not any(n.startswith(("libcairo", "libX11", "libpneumoscope_plot")) for n in names),
+          "no cairo (plots) in the archive: classifying does not need it")
     env = {k: v for k, v in E.items() if k != "LD_LIBRARY_PATH"}
     outside = []
     for n in names:
