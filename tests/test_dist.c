@@ -5,7 +5,8 @@
  *  - a rank killed mid-run (SIGKILL, either rank) ends its peer within --dist-timeout with a
  *    message naming the rank that is gone; the best model on disk still loads, no temporary files;
  *  - a peer that never arrives ends the run within --dist-timeout;
- *  - --resume with another world size is refused; the launcher's environment is checked. */
+ *  - --resume with the same world size continues exactly (1 epoch + resume = 2 epochs straight);
+ *    with another world size it is refused; the launcher's environment is checked. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,12 +92,21 @@ static void test_two_ranks_equal_accumulate(void **state) {
   assert_true(d_acc <= 1e-4);
   assert_true(d_plain > 1e-3); /* the comparison can tell different training apart */
   ps_model_free(acc), ps_model_free(plain), ps_model_free(ddp);
+  ddp = NULL;
   /* only rank 0 wrote the run's files, and rank 1 said it followed */
   ps_test_expect(0, "rank 1 of 2 done after epoch 2", "cat '%s/ddp.r1.log'", g_dir);
   ps_test_expect(0, "best epoch", "cat '%s/ddp.r0.log'", g_dir);
-  /* the same world size resumes (a finished run: nothing left to do) ... */
-  assert_int_equal(two_ranks("ddp", COMMON " --epochs 2 --no-augment --no-balance --resume"), 0);
-  /* ... another does not */
+  /* the same world size resumes: 1 epoch, then --resume to 2, ends where 2 epochs straight end */
+  assert_int_equal(two_ranks("half", COMMON " --epochs 1 --no-augment --no-balance"), 0);
+  assert_int_equal(two_ranks("half", COMMON " --epochs 2 --no-augment --no-balance --resume"), 0);
+  ps_test_expect(0, "resumed from", "cat '%s/half.r0.log'", g_dir);
+  ps_model *half = load_ckpt("half");
+  ddp = load_ckpt("ddp");
+  double d_resume = max_param_diff(half, ddp);
+  print_message("2 ranks, 1 epoch + --resume to 2 vs 2 epochs straight: max |param| difference %.3g\n", d_resume);
+  assert_true(d_resume <= 1e-6);
+  ps_model_free(half), ps_model_free(ddp);
+  /* another world size does not resume */
   ps_test_expect(1, "written by a run of 2 ranks",
                  "cd '%s' && '%s' train " COMMON " --epochs 3 --no-augment --no-balance -o ddp --resume 2>&1", g_dir,
                  PS_CLI);
