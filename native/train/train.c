@@ -860,27 +860,50 @@ done:
   return st;
 }
 
+/* Validation metrics of the epoch. Data-parallel: every rank predicts its share of the validation
+ * films with rank 0's BatchNorm statistics (broadcast first, so all ranks hold the same model) and
+ * the shares are summed over ranks: each rank does 1/world of the work, and no rank waits on
+ * another for a whole validation pass (which a large validation split could stretch past
+ * --dist-timeout). */
 static int validate(run *r, ps_train_epoch *e) {
-  float *probs = malloc(sizeof(float) * r->K * (r->n_val + 1));
-  if (!probs) return ps_error(PS_ENOMEM, "train: out of memory");
-  int st = predict_films(r, r->val_idx, r->n_val, r->val_y, probs, &e->val_loss);
+  const int K = r->K, n = r->n_val;
+  float *probs = calloc((size_t)K * n + 1, sizeof(float));
+  double *sum = r->dist ? calloc((size_t)K * n + 1, sizeof(double)) : NULL;
+  if (!probs || (r->dist && !sum)) {
+    free(probs), free(sum);
+    return ps_error(PS_ENOMEM, "train: out of memory");
+  }
+  const int lo = (int)((int64_t)n * r->rank / r->world), hi = (int)((int64_t)n * (r->rank + 1) / r->world);
+  double loss = 0;
+  int st = PS_OK;
+  if (r->dist && r->n_buffers) st = ps_dist_broadcast_(r->dist, r->buffers, r->n_buffers, 0);
+  if (!st && hi > lo)
+    st = predict_films(r, r->val_idx + lo, hi - lo, r->val_y + lo, probs + (size_t)lo * K, &loss);
+  if (!st && r->dist) { /* the shares, and the loss summed over films */
+    for (size_t i = (size_t)lo * K; i < (size_t)hi * K; i++) sum[i] = probs[i];
+    sum[(size_t)K * n] = hi > lo ? loss * (hi - lo) : 0;
+    if (!(st = ps_dist_allreduce_sum_f64(r->dist, sum, K * n + 1))) {
+      for (size_t i = 0; i < (size_t)K * n; i++) probs[i] = (float)sum[i];
+      loss = n ? sum[(size_t)K * n] / n : NAN;
+    }
+  }
+  e->val_loss = loss;
   ps_metrics m;
-  if (!st) st = ps_metrics_compute(r->val_y, probs, r->n_val, r->K, 0.5, &m);
+  if (!st) st = ps_metrics_compute(r->val_y, probs, n, K, 0.5, &m);
   if (!st) {
     e->accuracy = m.accuracy, e->auc = m.roc_auc;
-    if (r->K == 2) e->precision = m.precision[1], e->recall = m.recall[1], e->f1 = m.f1[1];
+    if (K == 2) e->precision = m.precision[1], e->recall = m.recall[1], e->f1 = m.f1[1];
     else e->precision = m.macro_precision, e->recall = m.macro_recall, e->f1 = m.macro_f1;
   }
-  free(probs);
+  free(probs), free(sum);
   return st;
 }
 
-/* The end of an epoch on rank 0 (the only rank in one process): validate, track the best epoch,
- * write best.safetensors when it improved, last.ckpt and the history; *stopped on early stop. */
+/* The end of an epoch on rank 0 (the only rank in one process), after validate: track the best
+ * epoch, write best.safetensors when it improved, last.ckpt and the history; *stopped on early stop. */
 static int epoch_end(run *r, ps_train_epoch *ep, int *stopped) {
   ps_train_epoch e = *ep;
   int st;
-  if ((st = validate(r, &e))) return st;
   double score = monitored(r->monitor, &e);
   if (better(r->monitor, score, r->best_score) || !file_exists(r->best_path)) {
     e.improved = 1;
@@ -977,6 +1000,7 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
     e.epoch = r.epoch + 1;
     if ((st = train_epoch(&r, progress, user, &e, &cancelled))) goto fail;
     if (cancelled) break;
+    if ((st = validate(&r, &e))) goto fail;
     int st0 = r.rank == 0 ? epoch_end(&r, &e, &stopped) : PS_OK;
     if (r.dist) { /* rank 0's decisions, for every rank */
       double dec[5] = {st0 == PS_OK, stopped, r.best_score, r.best_epoch, r.bad_epochs};
