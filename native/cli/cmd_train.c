@@ -49,7 +49,7 @@ static const char usage_text[] =
     "Data-parallel: launched by torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT ...) or srun\n"
     "(SLURM_PROCID, SLURM_STEP_NUM_TASKS, first host of the node list), train runs as one rank of a\n"
     "libtorch c10d group (Gloo on CPU): the same optimizer steps as one process with --accumulate\n"
-    "ranks x K; rank 0 validates and writes every file. See README, 'More than one machine'.\n"
+    "ranks x K; rank 0 decides and writes every file. See README, 'More than one machine'.\n"
     "The decision threshold is chosen on the validation split (Youden's J on P(PNEUMONIA)) and stored\n"
     "in best.safetensors; progress shows as a bar on a terminal, as plain lines otherwise.\n";
 

@@ -71,7 +71,7 @@ typedef enum { PS_TRAIN_DEVICE_AUTO = 0, PS_TRAIN_DEVICE_CPU, PS_TRAIN_DEVICE_CU
  * it from torchrun's or SLURM's environment). world_size <= 1: one process. */
 typedef struct ps_train_dist {
   int world_size;          /* ranks in the group */
-  int rank;                /* 0 .. world_size-1; rank 0 validates and writes every file */
+  int rank;                /* 0 .. world_size-1; rank 0 decides and writes every file */
   int local_rank;          /* rank on this node */
   int local_world_size;    /* ranks on this node (0: unknown): splits the node's cores between them */
   const char *master_addr; /* the TCPStore's host (rank 0's, or torchrun's agent's) */
@@ -132,7 +132,8 @@ typedef struct ps_train_opts {
                              gradients are averaged over ranks by c10d's DDP reducer (bucketed,
                              overlapped with backward), weighted so the step equals one process with
                              --accumulate world_size x accumulate; BatchNorm statistics per rank,
-                             buffers from rank 0 before each step. Rank 0 validates, early-stops and
+                             buffers from rank 0 before each step. Validation is shared out between
+                             the ranks (rank 0's statistics); rank 0 early-stops and
                              writes every file; the others follow its decisions. */
 } ps_train_opts;
 
