@@ -10,6 +10,7 @@
 // libjpeg warnings while DCMTK decodes a JPEG frame) refuses the film, or is listed as a warning
 // by ps_dicom_read_warnings.
 #include "ps_dicom.h"
+#include "ps_internal.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
@@ -30,7 +31,6 @@
 #include <zlib.h>
 #endif
 
-#include <dlfcn.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -127,12 +127,12 @@ void init_dcmtk() {
     // /usr/share/libdcmtk17). Where neither exists (the self-contained Fiji install on another
     // Linux), the copies shipped beside this library, in dcmtk/, are loaded instead.
     if (!dcmDataDict.isDictionaryLoaded()) {
-      Dl_info info;
-      if (dladdr(reinterpret_cast<void *>(&ps_dicom_read), &info) && info.dli_fname) {
-        std::string dir(info.dli_fname);
-        dir.resize(dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/') + 1);
+      char dir[1024];
+      ps__lib_folder(dir, sizeof dir);
+      if (dir[0]) {
         DcmDataDictionary &d = dcmDataDict.wrlock();
-        for (const char *f : {"dcmtk/dicom.dic", "dcmtk/private.dic"}) d.loadDictionary((dir + f).c_str(), OFFalse);
+        for (const char *f : {"dcmtk/dicom.dic", "dcmtk/private.dic"})
+          d.loadDictionary((std::string(dir) + f).c_str(), OFFalse);
         dcmDataDict.wrunlock();
       }
     }

@@ -1,5 +1,8 @@
 #define _GNU_SOURCE
 #include "ps_common.h"
+#include "ps_internal.h"
+
+#include <dlfcn.h>
 
 #include <sched.h>
 #include <stdarg.h>
@@ -81,4 +84,17 @@ const char *ps_build_features(void) {
          "cuda "
 #endif
          "png jpeg";
+}
+
+void ps__lib_folder(char *dir, size_t cap) {
+  Dl_info info;
+  if (!dir || cap == 0) return;
+  dir[0] = 0;
+  if (!dladdr((void *)&ps_error, &info) || !info.dli_fname) return;
+  const char *slash = strrchr(info.dli_fname, '/');
+  if (!slash) return;
+  size_t n = (size_t)(slash - info.dli_fname) + 1;
+  if (n >= cap) return;
+  memcpy(dir, info.dli_fname, n);
+  dir[n] = 0;
 }

@@ -7,6 +7,14 @@
 
 #include <jansson.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The folder of libpneumoscope itself, with the trailing '/' ("" when unknown): where its modules
+ * (libpneumoscope_torch.so, libpneumoscope_plot.so) and data files (DCMTK dictionaries in dcmtk/) sit beside it. */
+void ps__lib_folder(char *dir, size_t cap);
+
 /* One CSV field: quoted (with "" for ") when it holds a comma, quote or line break; NULL writes nothing. */
 void ps__csv_write_field(FILE *f, const char *s);
 
@@ -23,4 +31,7 @@ int ps__json_dump(FILE *f, json_t *j);
 /* ps__write_atomic with j as the whole content (force: replace); releases j. */
 int ps__json_write_atomic(const char *path, int force, json_t *j);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

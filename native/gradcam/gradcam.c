@@ -107,12 +107,13 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
    * of a lungmask model (ps_lung_roi_input's pixels) */
   if ((st = ps_lung_mask_input(img, meta->roi != PS_ROI_FILM ? r->roi : NULL, input_mask, S, meta->mean, meta->std, x)))
     goto fail;
-  /* CAM and Grad-CAM at layer4 of a model the C engine runs (any CPU model loaded from a file):
-   * layer4's maps and the fc weights are all they need, since d(score_c)/dA_k = fc_w[c,k] / (h w)
-   * everywhere; no libtorch. Other layers and Grad-CAM++ take the gradients from libtorch. */
-  const int engine = layer == 4 && method != PS_CAM_GRADCAMPP && !ps_model_uses_torch(m);
+  /* CAM and Grad-CAM at layer4 need only layer4's maps and the fc weights, since
+   * d(score_c)/dA_k = fc_w[c,k] / (h w) everywhere: ps_model_layer4 gives both, from the C engine for
+   * a CPU model loaded from a file (no libtorch) or else from libtorch. Other layers and Grad-CAM++
+   * take the gradients from libtorch's autograd. */
+  const int direct = layer == 4 && method != PS_CAM_GRADCAMPP;
   int C = 0, h = 0, w = 0, hw = 0, c = 0;
-  if (engine) {
+  if (direct) {
     C = PS_MODEL_FEATURES;
     if ((st = ps_model_layer4_size(S, S, &h, &w))) goto fail;
     hw = h * w;
@@ -132,7 +133,7 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
       char why[1200];
       snprintf(why, sizeof why, "%s", ps_last_error());
       st = ps_error(st, "gradcam: %s needs the libtorch backend (layer4 CAM and Grad-CAM do not): %s",
-                    method == PS_CAM_GRADCAMPP ? "Grad-CAM++" : layer != 4 ? "a layer before layer4" : "this model", why);
+                    method == PS_CAM_GRADCAMPP ? "Grad-CAM++" : "a layer before layer4", why);
       goto fail;
     }
     int64_t shape[4] = {1, 3, S, S};
@@ -141,8 +142,7 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
       if ((st = ps_model_set_train(m, 0))) goto fail;
       train_set = 1;
     }
-    int need_grad = method != PS_CAM_CAM;
-    if ((st = ps_torch_set_grad_enabled(need_grad, &prev_grad))) goto fail;
+    if ((st = ps_torch_set_grad_enabled(1, &prev_grad))) goto fail; /* the gradients below */
     grad_set = 1;
     if ((st = ps_model_forward_features(m, xt, &logits, acts))) goto fail;
     if ((st = ps_tensor_to_f32(logits, r->logits, (size_t)K))) goto fail;
@@ -162,52 +162,36 @@ int ps_gradcam_compute(ps_model *m, const ps_image *img, const ps_gradcam_opts *
       goto fail;
     }
     if ((st = ps_tensor_to_f32(A, act, (size_t)C * hw))) goto fail;
-
-    if (method == PS_CAM_CAM) {
-      ps_tensor *W = ps_model_fc_weight(m);
-      if (!W || ps_tensor_size(W, 1) != C) {
-        st = ps_error(PS_ESTATE, "gradcam: fc weight does not match layer4 (%d channels)", C);
-        goto fail;
-      }
-      fcw = malloc((size_t)K * C * sizeof(float));
-      if (!fcw) {
-        st = ps_error(PS_ENOMEM, "gradcam: out of memory");
-        goto fail;
-      }
-      if ((st = ps_tensor_to_f32(W, fcw, (size_t)K * C))) goto fail;
-      for (int k = 0; k < C; k++) wk[k] = fcw[(size_t)c * C + k];
-    } else {
-      if ((st = ps_op_select(&score, logits, 1, c))) goto fail;
-      if ((st = ps_op_sum(&score_sum, score, NULL, 0, 0))) goto fail;
-      ps_tensor *inputs[1] = {A};
-      if ((st = ps_torch_grad(&g, score_sum, NULL, inputs, 1, 0))) goto fail;
-      if (!g) {
-        st = ps_error(PS_ESTATE, "gradcam: the class score does not depend on layer%d", layer);
-        goto fail;
-      }
-      grad = malloc((size_t)C * hw * sizeof(float));
-      if (!grad) {
-        st = ps_error(PS_ENOMEM, "gradcam: out of memory");
-        goto fail;
-      }
-      if ((st = ps_tensor_to_f32(g, grad, (size_t)C * hw))) goto fail;
-      for (int k = 0; k < C; k++) {
-        const float *gk = grad + (size_t)k * hw, *ak = act + (size_t)k * hw;
-        if (method == PS_CAM_GRADCAM) {
-          double s = 0;
-          for (int i = 0; i < hw; i++) s += gk[i];
-          wk[k] = s / hw;
-        } else { /* Grad-CAM++ (pytorch-grad-cam's closed form) */
-          double asum = 0, s = 0;
-          for (int i = 0; i < hw; i++) asum += ak[i];
-          for (int i = 0; i < hw; i++) {
-            double g1 = gk[i], g2 = g1 * g1, g3 = g2 * g1;
-            if (g1 == 0) continue;
-            double a = g2 / (2 * g2 + asum * g3 + 1e-7);
-            s += a * (g1 > 0 ? g1 : 0);
-          }
-          wk[k] = s;
+    if ((st = ps_op_select(&score, logits, 1, c))) goto fail;
+    if ((st = ps_op_sum(&score_sum, score, NULL, 0, 0))) goto fail;
+    ps_tensor *inputs[1] = {A};
+    if ((st = ps_torch_grad(&g, score_sum, NULL, inputs, 1, 0))) goto fail;
+    if (!g) {
+      st = ps_error(PS_ESTATE, "gradcam: the class score does not depend on layer%d", layer);
+      goto fail;
+    }
+    grad = malloc((size_t)C * hw * sizeof(float));
+    if (!grad) {
+      st = ps_error(PS_ENOMEM, "gradcam: out of memory");
+      goto fail;
+    }
+    if ((st = ps_tensor_to_f32(g, grad, (size_t)C * hw))) goto fail;
+    for (int k = 0; k < C; k++) {
+      const float *gk = grad + (size_t)k * hw, *ak = act + (size_t)k * hw;
+      if (method == PS_CAM_GRADCAM) {
+        double s = 0;
+        for (int i = 0; i < hw; i++) s += gk[i];
+        wk[k] = s / hw;
+      } else { /* Grad-CAM++ (pytorch-grad-cam's closed form) */
+        double asum = 0, s = 0;
+        for (int i = 0; i < hw; i++) asum += ak[i];
+        for (int i = 0; i < hw; i++) {
+          double g1 = gk[i], g2 = g1 * g1, g3 = g2 * g1;
+          if (g1 == 0) continue;
+          double a = g2 / (2 * g2 + asum * g3 + 1e-7);
+          s += a * (g1 > 0 ? g1 : 0);
         }
+        wk[k] = s;
       }
     }
   }

@@ -9,18 +9,16 @@
 #include <string.h>
 
 #include "plot_backend.h"
+#include "ps_internal.h"
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static const ps_plot_backend *g_plot;
 static char g_why[1200];
 
 static void load(void) {
-  char path[1024] = PS_PLOT_BACKEND_FILE;
-  Dl_info info;
-  if (dladdr((void *)&ps_plot_available, &info) && info.dli_fname && strrchr(info.dli_fname, '/')) {
-    int n = (int)(strrchr(info.dli_fname, '/') - info.dli_fname) + 1;
-    snprintf(path, sizeof path, "%.*s%s", n, info.dli_fname, PS_PLOT_BACKEND_FILE);
-  }
+  char dir[1024], path[1100];
+  ps__lib_folder(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s%s", dir, PS_PLOT_BACKEND_FILE);
   void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (!h && strchr(path, '/')) h = dlopen(PS_PLOT_BACKEND_FILE, RTLD_NOW | RTLD_LOCAL);
   if (!h) {

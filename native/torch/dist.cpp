@@ -61,6 +61,15 @@ void wait(const ps_dist *d, const c10::intrusive_ptr<c10d::Work> &w, const char 
     collective_failed(d, what, e);
   }
 }
+
+// A collective over n doubles in place (small control values): start(t) launches it on a copy.
+template <class Start>
+void on_f64(const ps_dist *d, double *v, int n, const char *what, Start start) {
+  if (n < 1 || !v) fail(PS_EINVAL, "dist: bad value list");
+  std::vector<at::Tensor> t{torch::from_blob(v, {n}, at::kDouble).clone()};
+  wait(d, start(t), what);
+  std::memcpy(v, t[0].data_ptr<double>(), sizeof(double) * n);
+}
 #endif
 
 [[noreturn]] void no_c10d() {
@@ -159,12 +168,10 @@ void ps_dist_free(ps_dist *d) {
 int ps_dist_rank(const ps_dist *d) { return d ? d->rank : 0; }
 int ps_dist_world_size(const ps_dist *d) { return d ? d->world : 1; }
 
+#ifdef PS_HAVE_GLOO
+
 int ps_dist_broadcast_(ps_dist *d, ps_tensor *const *ts, int n, int root) {
   PS_PROTECT({
-#ifndef PS_HAVE_GLOO
-    (void)d, (void)ts, (void)n, (void)root;
-    no_c10d();
-#else
     D(d);
     if (n < 0 || (n > 0 && !ts)) fail(PS_EINVAL, "dist: bad tensor list");
     if (root < 0 || root >= d->world) fail(PS_EINVAL, "dist: root rank out of range");
@@ -178,64 +185,38 @@ int ps_dist_broadcast_(ps_dist *d, ps_tensor *const *ts, int n, int root) {
       collective_failed(d, "broadcast", e);
     }
     return PS_OK;
-#endif
   })
 }
 
 int ps_dist_broadcast_f64(ps_dist *d, double *v, int n, int root) {
   PS_PROTECT({
-#ifndef PS_HAVE_GLOO
-    (void)d, (void)v, (void)n, (void)root;
-    no_c10d();
-#else
     D(d);
-    if (n < 1 || !v) fail(PS_EINVAL, "dist: bad value list");
     if (root < 0 || root >= d->world) fail(PS_EINVAL, "dist: root rank out of range");
-    std::vector<at::Tensor> t{torch::from_blob(v, {n}, at::kDouble).clone()};
     c10d::BroadcastOptions bo;
     bo.rootRank = root;
-    wait(d, d->pg->broadcast(t, bo), "broadcast");
-    std::memcpy(v, t[0].data_ptr<double>(), sizeof(double) * n);
+    on_f64(d, v, n, "broadcast", [&](std::vector<at::Tensor> &t) { return d->pg->broadcast(t, bo); });
     return PS_OK;
-#endif
   })
 }
 
 int ps_dist_allreduce_sum_f64(ps_dist *d, double *v, int n) {
   PS_PROTECT({
-#ifndef PS_HAVE_GLOO
-    (void)d, (void)v, (void)n;
-    no_c10d();
-#else
     D(d);
-    if (n < 1 || !v) fail(PS_EINVAL, "dist: bad value list");
-    std::vector<at::Tensor> t{torch::from_blob(v, {n}, at::kDouble).clone()};
-    wait(d, d->pg->allreduce(t), "all-reduce");
-    std::memcpy(v, t[0].data_ptr<double>(), sizeof(double) * n);
+    on_f64(d, v, n, "all-reduce", [&](std::vector<at::Tensor> &t) { return d->pg->allreduce(t); });
     return PS_OK;
-#endif
   })
 }
 
 int ps_dist_barrier(ps_dist *d) {
   PS_PROTECT({
-#ifndef PS_HAVE_GLOO
-    (void)d;
-    no_c10d();
-#else
     D(d);
     wait(d, d->pg->barrier(), "barrier");
     return PS_OK;
-#endif
   })
 }
 
 int ps_dist_check_peers(ps_dist *d, double timeout_s, const char *reason) {
   PS_PROTECT({
-#ifndef PS_HAVE_GLOO
-    (void)d, (void)timeout_s, (void)reason;
-    no_c10d();
-#else
     D(d);
     // Through the rendezvous store, not the process group (whose links to a dead rank are gone):
     // each failing rank posts why it stops, then looks for the others' posts.
@@ -277,16 +258,11 @@ int ps_dist_check_peers(ps_dist *d, double timeout_s, const char *reason) {
     m += " did not answer within " + std::to_string((int)(timeout_s > 0 ? timeout_s : 10)) + " s (killed or stuck)";
     if (!told.empty()) m += "; " + told;
     fail(PS_EIO, m);
-#endif
   })
 }
 
 int ps_dist_reducer_create(ps_dist *d, ps_tensor *const *params, int n) {
   PS_PROTECT({
-#ifndef PS_HAVE_GLOO
-    (void)d, (void)params, (void)n;
-    no_c10d();
-#else
     D(d);
     if (n < 1 || !params) fail(PS_EINVAL, "dist: no parameters");
     std::vector<at::Tensor> p;
@@ -313,16 +289,11 @@ int ps_dist_reducer_create(ps_dist *d, ps_tensor *const *params, int n) {
                                                  (int64_t)c10d::kDefaultBucketBytesCap, false, false, names,
                                                  (int64_t)c10d::kDefaultFirstBucketBytes);
     return PS_OK;
-#endif
   })
 }
 
 int ps_dist_expect_backward(ps_dist *d) {
   PS_PROTECT({
-#ifndef PS_HAVE_GLOO
-    (void)d;
-    no_c10d();
-#else
     D(d);
     if (!d->reducer) fail(PS_ESTATE, "dist: no reducer (ps_dist_reducer_create)");
     // What DistributedDataParallel.forward does when gradients are to be synchronised.
@@ -334,8 +305,23 @@ int ps_dist_expect_backward(ps_dist *d) {
     d->reducer->prepare_for_forward();
     d->reducer->prepare_for_backward({});
     return PS_OK;
-#endif
   })
 }
+
+#else  // no Gloo: ps_dist_create refuses, so no group exists; every call says why
+
+#define PS_DIST_NONE(signature) \
+  signature {                    \
+    PS_PROTECT(no_c10d();)       \
+  }
+PS_DIST_NONE(int ps_dist_broadcast_(ps_dist *, ps_tensor *const *, int, int))
+PS_DIST_NONE(int ps_dist_broadcast_f64(ps_dist *, double *, int, int))
+PS_DIST_NONE(int ps_dist_allreduce_sum_f64(ps_dist *, double *, int))
+PS_DIST_NONE(int ps_dist_barrier(ps_dist *))
+PS_DIST_NONE(int ps_dist_check_peers(ps_dist *, double, const char *))
+PS_DIST_NONE(int ps_dist_reducer_create(ps_dist *, ps_tensor *const *, int))
+PS_DIST_NONE(int ps_dist_expect_backward(ps_dist *))
+
+#endif  // PS_HAVE_GLOO
 
 }  // extern "C"

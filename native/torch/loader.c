@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ps_internal.h"
 #include "ps_torch.h"
 #include "torch_backend.h"
 
@@ -44,23 +45,10 @@ static void set_load_error(const char *path, const char *why) {
            why && *why ? why : "unknown error");
 }
 
-/* Folder of libpneumoscope itself (with the trailing '/'), "" when unknown. */
-static void own_folder(char *dir, size_t cap) {
-  Dl_info info;
-  dir[0] = 0;
-  if (!dladdr((void *)&ps_torch_loaded, &info) || !info.dli_fname) return;
-  const char *slash = strrchr(info.dli_fname, '/');
-  if (!slash) return;
-  size_t n = (size_t)(slash - info.dli_fname) + 1;
-  if (n >= cap) return;
-  memcpy(dir, info.dli_fname, n);
-  dir[n] = 0;
-}
-
 static void load_backend(void) {
   const char *env = getenv(PS_TORCH_BACKEND_ENV);
   void *h = NULL;
-  char dir[1024];
+  char dir[960]; /* room for the file name in g_backend_path and for dlerror() in why */
   if (env && *env) {
     snprintf(g_backend_path, sizeof g_backend_path, "%s", env);
     if (!(h = dlopen(env, RTLD_NOW | RTLD_LOCAL))) {
@@ -68,7 +56,7 @@ static void load_backend(void) {
       return;
     }
   } else {
-    own_folder(dir, sizeof dir);
+    ps__lib_folder(dir, sizeof dir);
     int beside = 0;
     if (dir[0]) {
       snprintf(g_backend_path, sizeof g_backend_path, "%s%s", dir, PS_TORCH_BACKEND_FILE);
