@@ -108,6 +108,47 @@ static void parity(int K) {
   for (size_t i = 0; i < 3 * nl - K; i++) assert_true(fabs(l3[i] - logits[i % nl]) <= 1e-5);
   free(x3);
   free(l3);
+  /* Both kernel sets: oneDNN's (chosen from the CPU's features; the default where built in) and the
+   * im2col + BLAS fallback ($PNEUMOSCOPE_ENGINE=blas, or a build without oneDNN) agree with
+   * torchvision. */
+  {
+    char kernels[600];
+    snprintf(kernels, sizeof kernels, "%s", ps_model_cpu_engine());
+    setenv("PNEUMOSCOPE_ENGINE", "blas", 1);
+    ps_model *mb = NULL;
+    float *lb = calloc(nl, sizeof *lb);
+    assert_ok(ps_model_load(mp, PS_DEVICE_CPU, &mb), "load (BLAS kernels)");
+    assert_ok(ps_model_predict(mb, x, (int)xs[0], (int)xs[2], (int)xs[3], lb, NULL), "predict (BLAS kernels)");
+    char blas[600];
+    snprintf(blas, sizeof blas, "%s", ps_model_cpu_engine());
+    unsetenv("PNEUMOSCOPE_ENGINE");
+    double db = max_abs_diff(lb, ref, nl);
+    print_message("K=%d: default kernels [%s]: %.3g; BLAS kernels [%s]: max |delta| vs torchvision %.3g\n", K, kernels,
+                  d, blas, db);
+    assert_true(db <= 1e-4);
+    assert_non_null(strstr(blas, "BLAS"));
+#ifdef PS_TEST_DNNL
+    assert_non_null(strstr(kernels, "oneDNN"));
+#endif
+    /* bfloat16 where the CPU runs it natively; refused with a reason elsewhere and on BLAS kernels */
+    assert_int_equal(ps_model_set_precision(mb, PS_PRECISION_BF16), PS_EUNSUPPORTED);
+    int st = ps_model_set_precision(m, PS_PRECISION_BF16);
+    if (st == PS_OK) {
+      assert_ok(ps_model_predict(m, x, (int)xs[0], (int)xs[2], (int)xs[3], lb, NULL), "predict (bf16)");
+      double d16 = max_abs_diff(lb, ref, nl);
+      print_message("K=%d: bf16 max |delta logit| vs torchvision fp32 %.3g\n", K, d16);
+      assert_true(d16 > 0 && d16 < 0.1 * (1 + max_abs(ref, nl)));
+      assert_ok(ps_model_set_precision(m, PS_PRECISION_FP32), "back to fp32");
+      assert_ok(ps_model_predict(m, x, (int)xs[0], (int)xs[2], (int)xs[3], lb, NULL), "predict (fp32 again)");
+      assert_true(max_abs_diff(lb, logits, nl) <= 1e-6);
+    } else {
+      assert_int_equal(st, PS_EUNSUPPORTED);
+      print_message("K=%d: bf16 not run here: %s\n", K, ps_last_error());
+      assert_non_null(strstr(ps_last_error(), "AVX512_BF16"));
+    }
+    ps_model_free(mb);
+    free(lb);
+  }
   for (size_t i = 0; i < xs[0]; i++) {
     double s = 0;
     for (int k = 0; k < K; k++) s += probs[i * K + k];

@@ -14,7 +14,7 @@ const char ps_cli_classify_help[] = "label films (files or folders) NORMAL/PNEUM
 
 static const char usage_text[] =
     "usage: pneumoscope classify [--model M] [--json|--csv] [--device cpu|cuda|auto] [--threads N]\n"
-    "                            [--batch B] [--shard K/N|auto] PATH...\n"
+    "                            [--batch B] [--shard K/N|auto] [--precision fp32|bf16] PATH...\n"
     "  Classifies every film (PNG, JPEG, DICOM by content) in the files and folders given\n"
     "  (folders recursively; .txt/.csv/.json and other clearly non-film files are skipped).\n"
     "  --model M     binary or 3class (the bundled NORMAL/PNEUMONIA and NORMAL/BACTERIA/VIRUS\n"
@@ -32,6 +32,8 @@ static const char usage_text[] =
     "                nodes; `auto` takes K and N from SLURM_ARRAY_TASK_ID/_COUNT (a job array) or\n"
     "                RANK/WORLD_SIZE. Shards 1..N in order hold every film once, with the same\n"
     "                probabilities as one run: concatenate their CSVs (one header) or JSON arrays\n"
+    "  --precision P fp32 (default) or bf16: bfloat16 convolutions on a CPU with AVX512_BF16 or AMX\n"
+    "                (faster; probabilities within about 1e-2 of fp32); refused on other CPUs\n"
     "  A film that cannot be read is reported (stderr and an error row) and skipped.\n"
     "  Exit status: 0 all films classified, 1 any film failed or the model could not run,\n"
     "  2 bad usage.\n";
@@ -178,6 +180,8 @@ int ps_cli_classify(int argc, char **argv) {
   const char *model_path = NULL;
   const char *shard = NULL;
   int kind = OUT_TABLE, device = PS_DEVICE_AUTO, threads = 0, batch = 0, shard_k = 0, shard_n = 0;
+  int precision = PS_PRECISION_FP32;
+  static const ps_cli_choice precisions[] = {{"fp32", PS_PRECISION_FP32}, {"bf16", PS_PRECISION_BF16}, {NULL, 0}};
   const ps_cli_option options[] = {{"json", 0, PS_OPT_SET, &kind, .value = OUT_JSON},
                                    {"csv", 0, PS_OPT_SET, &kind, .value = OUT_CSV},
                                    {"model", 0, PS_OPT_STRING, &model_path},
@@ -185,6 +189,7 @@ int ps_cli_classify(int argc, char **argv) {
                                    {"threads", 0, PS_OPT_INT, &threads, .range = ">= 0"},
                                    {"batch", 0, PS_OPT_INT, &batch, .range = ">= 1"},
                                    {"shard", 0, PS_OPT_STRING, &shard},
+                                   {"precision", 0, PS_OPT_CHOICE, &precision, .choices = precisions},
                                    {0}};
   const char **paths = calloc((size_t)argc, sizeof *paths);
   int npaths = argc;
@@ -207,6 +212,10 @@ int ps_cli_classify(int argc, char **argv) {
   char used[4096];
   ps_model *m = NULL;
   if (rc < 0 && ps_cli_load_model("classify", model_path, device, threads, used, sizeof used, &m)) rc = 1;
+  if (rc < 0 && precision != PS_PRECISION_FP32) {
+    int st = ps_model_set_precision(m, (ps_precision)precision);
+    if (st) rc = ps_cli_fail("classify", "--precision bf16", st), ps_model_free(m);
+  }
   if (rc >= 0) return free(paths), rc;
   model_path = used;
   out_ctx o = {kind, m, model_path, 0};

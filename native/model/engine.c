@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "engine_internal.h"
 #include "ps_model.h"
 
 #define BN_EPS 1e-5
@@ -21,26 +22,6 @@ void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float
                  const float *b, int ldb, float beta, float *c, int ldc);
 #define ROW_MAJOR 101
 #define NO_TRANS 111
-
-typedef struct conv {
-  const float *w; /* (Cout, Cin, k, k) = GEMM A (Cout, Cin*k*k) */
-  int cout, cin, k, stride, pad;
-  float *s, *t;   /* (Cout) BatchNorm folded to y = conv * s + t */
-} conv;
-
-typedef struct block {
-  conv c1, c2, ds;
-  int has_ds;
-} block;
-
-struct ps_engine {
-  conv conv1;
-  block blocks[8];
-  const float *fc_w, *fc_b; /* (K, 512), (K) */
-  int K;
-  float *ws;                /* cached workspace (used under g_run) */
-  size_t ws_floats;
-};
 
 /* ---- threads -------------------------------------------------------------------------------- */
 
@@ -104,6 +85,27 @@ const char *ps_engine_blas(void) {
   return g_blas_name;
 }
 
+const char *ps_engine_kernels(const ps_engine *e) {
+  static char buf[600];
+  pthread_once(&g_blas_once, blas_init);
+  const char *env = getenv("PNEUMOSCOPE_ENGINE");
+  if (e ? e->dnnl != NULL : !(env && !strcmp(env, "blas")) && strncmp(ps__dnnl_describe(), "oneDNN ", 7) == 0)
+    snprintf(buf, sizeof buf, "%s; CPU: %s", ps__dnnl_describe(), cpu_isa());
+  else
+    snprintf(buf, sizeof buf, "%s", g_blas_name);
+  return buf;
+}
+
+int ps_engine_set_precision(ps_engine *e, int precision) {
+  if (!e || (precision != PS_ENGINE_FP32 && precision != PS_ENGINE_BF16))
+    return ps_error(PS_EINVAL, "engine: unknown precision %d", precision);
+  if (precision == PS_ENGINE_BF16 && (!e->dnnl || !ps__dnnl_bf16_native()))
+    return ps_error(PS_EUNSUPPORTED, "engine: bf16 needs oneDNN and a CPU with AVX512_BF16 or AMX (here: %s)",
+                    ps_engine_kernels(e));
+  e->precision = precision;
+  return PS_OK;
+}
+
 static void blas_threads(int n) {
   if (g_blas_set && g_blas_get() != n) g_blas_set(n);
 }
@@ -155,6 +157,7 @@ void ps_engine_free(ps_engine *e) {
     free(e->blocks[i].ds.s);
   }
   free(e->ws);
+  ps__dnnl_free(e->dnnl);
   free(e);
 }
 
@@ -190,6 +193,8 @@ int ps_engine_create(ps_engine_lookup lookup, void *ctx, int num_classes, ps_eng
   }
   if ((st = get(lookup, ctx, "fc.weight", &e->fc_w)) || (st = get(lookup, ctx, "fc.bias", &e->fc_b))) goto fail;
   pthread_once(&g_blas_once, blas_init);
+  /* oneDNN's kernels when built in and usable here, else the BLAS ones below */
+  if (ps__dnnl_create(e, &e->dnnl) != PS_OK) e->dnnl = NULL;
   *out = e;
   return PS_OK;
 fail:
@@ -344,9 +349,8 @@ static float *block_fwd(const block *b, float *a, int nimg, int h, int w, float 
   return y;
 }
 
-/* nimg <= GROUP films x (nimg, 3, H, W) -> logits (nimg, K), in the workspace ws (plan pl). */
 /* Channel means of film f of an activation laid out (C, nimg, hw) (nimg = 1: (C, hw)) into out (C). */
-static void pool_means(const float *a, int C, int nimg, int f, size_t hw, float *out) {
+void ps__engine_pool_means(const float *a, int C, int nimg, int f, size_t hw, float *out) {
   for (int c = 0; c < C; c++) {
     const float *p = a + ((size_t)c * nimg + f) * hw;
     double sum = 0;
@@ -355,11 +359,22 @@ static void pool_means(const float *a, int C, int nimg, int f, size_t hw, float 
   }
 }
 
-static const int layer_ch[4] = {64, 128, 256, 512};
+const int ps__engine_layer_ch[4] = {64, 128, 256, 512};
 
 /* Offset of layer l's means in a feature row of `layers` (the layout of ps_model_features_layers). */
-static int feat_off(unsigned layers, int l) { return ps_model_layers_dim(layers & ((1u << l) - 1)); }
+int ps__engine_feat_off(unsigned layers, int l) { return ps_model_layers_dim(layers & ((1u << l) - 1)); }
 
+/* logits (K) of one film from its pooled fc input feat (512). */
+void ps__engine_fc(const ps_engine *e, const float *feat, float *logits) {
+  for (int k = 0; k < e->K; k++) {
+    double sum = e->fc_b[k];
+    const float *wk = e->fc_w + (size_t)k * 512;
+    for (int c = 0; c < 512; c++) sum += (double)wk[c] * feat[c];
+    logits[k] = (float)sum;
+  }
+}
+
+/* nimg <= GROUP films x (nimg, 3, H, W) -> logits (nimg, K), in the workspace ws (plan pl). */
 static void forward_group(const ps_engine *e, const float *x, int nimg, int H, int W, float *ws, const plan_t *pl,
                           float *logits, float *feats, unsigned layers, float *act4) {
   const int D = ps_model_layers_dim(layers);
@@ -384,7 +399,7 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
       h = out_size(h, 3, b->c1.stride, 1);
       w = out_size(w, 3, b->c1.stride, 1);
       if (feats && (i & 1) && (layers & (1u << (i / 2)))) /* end of layer1 / layer2 */
-        pool_means(a, layer_ch[i / 2], 1, 0, (size_t)h * w, feats + (size_t)f * D + feat_off(layers, i / 2));
+        ps__engine_pool_means(a, ps__engine_layer_ch[i / 2], 1, 0, (size_t)h * w, feats + (size_t)f * D + ps__engine_feat_off(layers, i / 2));
     }
     const int C = e->blocks[STAGE2].c1.cin;
     const size_t hw = (size_t)h * w;
@@ -400,7 +415,7 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
     w = out_size(w, 3, b->c1.stride, 1);
     if (feats && (i & 1) && (layers & (1u << (i / 2)))) /* end of layer3 / layer4 */
       for (int f = 0; f < nimg; f++)
-        pool_means(a, layer_ch[i / 2], nimg, f, (size_t)h * w, feats + (size_t)f * D + feat_off(layers, i / 2));
+        ps__engine_pool_means(a, ps__engine_layer_ch[i / 2], nimg, f, (size_t)h * w, feats + (size_t)f * D + ps__engine_feat_off(layers, i / 2));
   }
   const size_t hw = (size_t)h * w;
   if (act4) /* layer4's output per film, (512, h, w): what CAM weighs */
@@ -409,18 +424,8 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
         memcpy(act4 + ((size_t)f * 512 + c) * hw, a + ((size_t)c * nimg + f) * hw, sizeof(float) * hw);
   for (int f = 0; f < nimg; f++) {
     float feat[512];
-    for (int c = 0; c < 512; c++) {
-      const float *p = a + ((size_t)c * nimg + f) * hw;
-      double sum = 0;
-      for (size_t i = 0; i < hw; i++) sum += p[i];
-      feat[c] = (float)(sum / (double)hw);
-    }
-    for (int k = 0; k < e->K; k++) {
-      double sum = e->fc_b[k];
-      const float *wk = e->fc_w + (size_t)k * 512;
-      for (int c = 0; c < 512; c++) sum += (double)wk[c] * feat[c];
-      logits[(size_t)f * e->K + k] = (float)sum;
-    }
+    ps__engine_pool_means(a, 512, nimg, f, hw, feat);
+    ps__engine_fc(e, feat, logits + (size_t)f * e->K);
   }
 }
 
@@ -474,6 +479,13 @@ int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int thr
     return ps_error(PS_EINVAL, "engine: forward needs (N,3,H,W) with N >= 1 and H, W >= 32");
   fwd_job j = {.e = e, .x = x, .h = h, .w = w, .logits = logits, .feats = layers & 15u ? feats : NULL,
                .layers = layers & 15u, .act4 = act4};
+  if (e->dnnl) {
+    pthread_mutex_lock(&g_run);
+    int st = ps__dnnl_forward(e->dnnl, e, x, n, h, w, threads, e->precision, logits, layers & 15u ? feats : NULL,
+                              layers & 15u, act4);
+    pthread_mutex_unlock(&g_run);
+    return st;
+  }
   plan(e, h, w, &j.pl);
   j.nt = threads > 0 ? threads : ps_default_threads();
   if (j.nt > 64) j.nt = 64;

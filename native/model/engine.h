@@ -43,7 +43,14 @@ int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int thr
 int ps_engine_layer4_size(int in);
 
 void ps_engine_free(ps_engine *e);
-/* Name of the BLAS library the engine's GEMMs run in ("OpenBLAS 0.3.21 ..." or "BLAS"). */
+/* Name of the BLAS library the fallback kernels' GEMMs run in ("OpenBLAS 0.3.21 ..." or "BLAS"). */
 const char *ps_engine_blas(void);
+/* The kernels e runs on (NULL: what a new engine would): "oneDNN 2.6.3, kernels for avx512_core_bf16
+ * (from the CPU's features); CPU: avx2 fma avx512f ..." or the BLAS description. Static buffer. */
+const char *ps_engine_kernels(const ps_engine *e);
+/* Arithmetic of later forwards: PS_ENGINE_FP32 (default) or PS_ENGINE_BF16 (bfloat16 weights and
+ * activations, float32 accumulation: oneDNN on a CPU with AVX512_BF16 or AMX, else PS_EUNSUPPORTED). */
+enum { PS_ENGINE_FP32 = 0, PS_ENGINE_BF16 = 1 };
+int ps_engine_set_precision(ps_engine *e, int precision);
 
 #endif

@@ -173,9 +173,17 @@ PS_API int ps_model_predict(ps_model *m, const float *x, int n, int h, int w, fl
  * compare both paths); ps_model_uses_torch tells which path predict takes. */
 PS_API int ps_model_use_torch(ps_model *m);
 PS_API int ps_model_uses_torch(const ps_model *m);
-/* What CPU predictions of loaded models run on: "C engine, OpenBLAS 0.3.21 ..." (the BLAS the
- * engine found), or "libtorch" in a build without the engine. Never NULL. */
+/* What CPU predictions of loaded models run on: "C engine, oneDNN 2.6.3, kernels for avx512_core
+ * (from the CPU's features); CPU: ..." (oneDNN's kernels, chosen from cpuid), "C engine, OpenBLAS
+ * 0.3.21 ..." (the fallback kernels: a build without oneDNN, or $PNEUMOSCOPE_ENGINE=blas), or
+ * "libtorch" in a build without the engine. Never NULL. */
 PS_API const char *ps_model_cpu_engine(void);
+/* Arithmetic of m's CPU predictions in the C engine: PS_PRECISION_FP32 (default; logits within 1e-4
+ * of torchvision) or PS_PRECISION_BF16 (bfloat16 weights and activations, float32 accumulation;
+ * needs oneDNN and a CPU with AVX512_BF16 or AMX, else PS_EUNSUPPORTED and m is unchanged). A
+ * model whose predictions run through libtorch takes only FP32. */
+typedef enum ps_precision { PS_PRECISION_FP32 = 0, PS_PRECISION_BF16 = 1 } ps_precision;
+PS_API int ps_model_set_precision(ps_model *m, ps_precision precision);
 
 /* ---- pooled features and the out-of-distribution detector ---------------------------------- */
 

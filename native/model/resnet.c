@@ -438,10 +438,20 @@ int ps_model_use_torch(ps_model *m) {
 
 int ps_model_uses_torch(const ps_model *m) { return m && !host_only(m); }
 
+int ps_model_set_precision(ps_model *m, ps_precision precision) {
+  if (!m || (precision != PS_PRECISION_FP32 && precision != PS_PRECISION_BF16))
+    return ps_error(PS_EINVAL, "model: unknown precision");
+#ifdef PS_HAVE_ENGINE
+  if (m->engine) return ps_engine_set_precision(m->engine, precision == PS_PRECISION_BF16 ? PS_ENGINE_BF16 : PS_ENGINE_FP32);
+#endif
+  if (precision == PS_PRECISION_FP32) return PS_OK;
+  return ps_error(PS_EUNSUPPORTED, "model: bf16 runs in the C engine on the CPU; this model predicts through libtorch");
+}
+
 const char *ps_model_cpu_engine(void) {
 #ifdef PS_HAVE_ENGINE
   static char buf[200];
-  snprintf(buf, sizeof buf, "C engine, %s", ps_engine_blas());
+  snprintf(buf, sizeof buf, "C engine, %s", ps_engine_kernels(NULL));
   return buf;
 #else
   return "libtorch";
