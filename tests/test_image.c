@@ -38,18 +38,23 @@ static double diff_npy(const ps_image *img, const char *npy) {
   return md;
 }
 
-/* Run the reference decoder on files[0..n) into a fresh folder; returns that folder (malloc'd). */
-static char *pillow_decode(const char *tag, char **files, int n) {
+/* Run the reference decoder on files[0..n) into a fresh folder; returns that folder (malloc'd).
+ * draft > 0: Pillow's Image.draft(mode, (draft, draft)) first (reduced-scale JPEG decoding). */
+static char *pillow_decode_draft(const char *tag, char **files, int n, int draft) {
   char *dir = ps_test_join(ps_test_tmpdir(), tag);
   size_t cap = 256 + strlen(dir);
   for (int i = 0; i < n; i++) cap += strlen(files[i]) + 4;
   char *cmd = malloc(cap);
-  int len = snprintf(cmd, cap, "'%s' '%s' decode '%s'", PS_PYTHON, ps_test_src(REF_SCRIPT), dir);
+  int len = snprintf(cmd, cap, "'%s' '%s' decode", PS_PYTHON, ps_test_src(REF_SCRIPT));
+  if (draft > 0) len += snprintf(cmd + len, cap - len, " --draft %d", draft);
+  len += snprintf(cmd + len, cap - len, " '%s'", dir);
   for (int i = 0; i < n; i++) len += snprintf(cmd + len, cap - len, " '%s'", files[i]);
   assert_int_equal(ps_test_system("%s", cmd), 0);
   free(cmd);
   return dir;
 }
+
+static char *pillow_decode(const char *tag, char **files, int n) { return pillow_decode_draft(tag, files, n, 0); }
 
 static char *npy_path(const char *dir, int i) {
   char name[32];
@@ -57,12 +62,14 @@ static char *npy_path(const char *dir, int i) {
   return ps_test_join(dir, name);
 }
 
-/* Decode files with us and Pillow; every film must agree within tol[i] (or tol_all). */
-static void compare_with_pillow(const char *tag, char **files, int n, const double *tol, double tol_all) {
-  char *dir = pillow_decode(tag, files, n);
+/* Decode files with us and Pillow; every film must agree within tol[i] (or tol_all). read (nullable):
+ * our options; read->min_side > 0 compares with Pillow's draft mode at that size. */
+static void compare_with_pillow_opts(const char *tag, char **files, int n, const double *tol, double tol_all,
+                                     const ps_read_opts *read) {
+  char *dir = pillow_decode_draft(tag, files, n, read ? read->min_side : 0);
   for (int i = 0; i < n; i++) {
     ps_image *img = NULL;
-    int st = ps_image_read(files[i], NULL, &img);
+    int st = ps_image_read(files[i], read, &img);
     if (st != PS_OK) fail_msg("%s: %s", files[i], ps_last_error());
     char *npy = npy_path(dir, i);
     double md = diff_npy(img, npy);
@@ -74,6 +81,10 @@ static void compare_with_pillow(const char *tag, char **files, int n, const doub
     ps_image_free(img);
   }
   free(dir);
+}
+
+static void compare_with_pillow(const char *tag, char **files, int n, const double *tol, double tol_all) {
+  compare_with_pillow_opts(tag, files, n, tol, tol_all, NULL);
 }
 
 /* Float32 k/255 vs float64 k/255: half an ulp of 1.0 in float32. */
@@ -125,6 +136,28 @@ static void test_kaggle_jpegs_equal_pillow(void **state) {
   int want = 25 - n;
   for (int k = 0; k < want; k++) files[n++] = gray[(size_t)k * ngray / want];
   compare_with_pillow("kaggle", files, n, NULL, EXACT_8BIT);
+  /* Reduced-scale decoding (classify --fast-decode: min_side = 2x a 224 px input) equals Pillow's
+   * draft mode exactly: the same 1/2, 1/4 or 1/8 IDCT scale and the same pixels, at a fraction of
+   * the full size, while the film's own size stays in the metadata. */
+  ps_read_opts fast = {.min_side = 448};
+  compare_with_pillow_opts("kaggle_draft", files, n, NULL, EXACT_8BIT, &fast);
+  int reduced = 0;
+  for (int i = 0; i < n; i++) {
+    ps_image *full = NULL, *img = NULL;
+    assert_int_equal(ps_image_read(files[i], NULL, &full), PS_OK);
+    assert_int_equal(ps_image_read(files[i], &fast, &img), PS_OK);
+    assert_true(img->width >= 448 && img->height >= 448);
+    assert_int_equal(img->meta.columns, full->width);
+    assert_int_equal(img->meta.rows, full->height);
+    if (img->width < full->width) {
+      reduced++;
+      assert_true(img->width * 2 <= full->width + 1);
+    }
+    ps_image_free(full);
+    ps_image_free(img);
+  }
+  print_message("  reduced-scale decoding: %d of %d films decoded at 1/2 or less\n", reduced, n);
+  assert_true(reduced >= n / 2);
   for (int i = 0; i < nrgb; i++) free(rgb[i]);
   for (int i = 0; i < ngray; i++) free(gray[i]);
 }

@@ -54,6 +54,10 @@ typedef struct ps_read_opts {
   int64_t max_pixels;  /* refuse films with more pixels (0: 100 megapixels) */
   int64_t max_bytes;   /* refuse files larger than this (0: 1 GiB) */
   int raw;             /* 1: keep modality values (no VOI window, no MONOCHROME1 inversion) */
+  int min_side;        /* > 0: a JPEG may be decoded at a reduced IDCT scale (1/2, 1/4, 1/8: the
+                        * smallest that keeps both sides >= min_side), much faster for a large film
+                        * that is shrunk anyway; equals Pillow's Image.draft(mode, (min_side,
+                        * min_side)), not its full-size decode. 0: full size */
 } ps_read_opts;
 
 #define PS_DEFAULT_MAX_PIXELS ((int64_t)100 * 1000 * 1000)

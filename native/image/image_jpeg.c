@@ -111,6 +111,19 @@ int ps__jpeg_decode(const uint8_t *buf, size_t size, const char *name, const ps_
     st = ps_error(PS_EFORMAT, "jpeg: truncated (no end-of-image marker) in %s", name);
     goto done;
   }
+  /* Reduced-scale decoding (opts->min_side): the largest of libjpeg's 1/8, 1/4, 1/2 IDCT scales s
+   * with s * min_side <= both sides, sides rounded up: Pillow's Image.draft(mode, (min_side,
+   * min_side)) exactly. The film's own size stays in meta.rows/columns. */
+  const int fw = w, fh = h;
+  if (opts && opts->min_side > 0) {
+    const int64_t room = (fw < fh ? fw : fh) / opts->min_side;
+    for (int s = 8; s > 1; s /= 2)
+      if (s <= room) {
+        w = TJSCALED(fw, ((tjscalingfactor){1, s}));
+        h = TJSCALED(fh, ((tjscalingfactor){1, s}));
+        break;
+      }
+  }
   int pf, comps;
   switch (cs) {
     case TJCS_GRAY: pf = TJPF_GRAY, comps = 1; break;
@@ -183,8 +196,8 @@ int ps__jpeg_decode(const uint8_t *buf, size_t size, const char *name, const ps_
     }
   }
   img->meta.format = PS_FORMAT_JPEG;
-  img->meta.rows = h;
-  img->meta.columns = w;
+  img->meta.rows = fh;
+  img->meta.columns = fw;
   img->meta.components = comps;
   img->meta.bits_stored = 8;
   snprintf(img->meta.photometric, sizeof img->meta.photometric, "%s",

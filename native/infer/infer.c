@@ -282,6 +282,7 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
   memcpy(c.mean, mm->mean, sizeof c.mean);
   memcpy(c.std, mm->std, sizeof c.std);
   c.read = o.read;
+  if (o.fast_decode && c.read.min_side <= 0) c.read.min_side = (c.roi ? 3 : 2) * c.size;
   c.window = 2 * B + T;
   size_t per = (size_t)3 * (size_t)c.size * (size_t)c.size;
   c.slots = calloc((size_t)(nf ? nf : 1), sizeof *c.slots);

@@ -39,6 +39,9 @@ typedef struct ps_infer_opts {
                          ceil(films / batch) batches); results keep their index in the whole list,
                          so the shards in order are the one-run output, probabilities equal to the
                          bit when every shard uses the same batch size as the one run */
+  int fast_decode;    /* 1: JPEG films decoded at the smallest reduced IDCT scale that leaves at least
+                         2x the model's input size (3x for a lung-ROI model, which crops) before the
+                         exact resize (read.min_side); 0: full size, Pillow-exact */
 } ps_infer_opts;
 
 typedef struct ps_infer_result {

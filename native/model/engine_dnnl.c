@@ -50,7 +50,11 @@ int ps__dnnl_bf16_native(void) { return 0; }
 #include <oneapi/dnnl/dnnl.h>
 
 #define NCONV 25 /* conv1, then per block c1, c2, ds (ds only in blocks 2, 4, 6; else NULL) */
-#define MAX_PLANS 4
+#define MAX_THREADS 64
+#define MAX_PLANS 16
+/* Films per oneDNN forward: a larger batch goes through in chunks of CHUNK (the last one shorter),
+ * so activations stay small (about 6 MB a film at 224 px) and a folder needs two plans. */
+#define CHUNK 4
 
 /* One convolution's folded weights in one layout oneDNN asked for (kept for the engine's life). */
 typedef struct wlayout {
@@ -70,12 +74,16 @@ typedef struct step {
   dnnl_primitive_t p;
   dnnl_exec_arg_t args[5];
   int nargs;
+  dnnl_memory_t scratch; /* over plan.scratch once it is allocated, or NULL */
 } step;
 
 typedef struct plan {
-  int n, h, w, precision;
+  int n, h, w, precision, tid; /* tid: the forward thread that runs it (its own buffers and stream) */
+  dnnl_stream_t stream;
   unsigned long long used;
   void *buf[3];             /* activation buffers, oneDNN layout */
+  void *scratch;            /* one scratchpad shared by the convolutions (they run one at a time) */
+  size_t scratch_bytes;
   dnnl_memory_t mems[64];   /* every memory object the steps name (freed with the plan) */
   int nmems;
   step in;                  /* x (N,3,H,W) f32 -> conv1's source (bf16: converted), or p = NULL */
@@ -89,6 +97,7 @@ typedef struct plan {
 } plan;
 
 struct ps_dnnl {
+  pthread_mutex_t mu; /* plans[], tick and the weight layouts, while forward threads look them up */
   dconv c[NCONV];
   plan *plans[MAX_PLANS];
   unsigned long long tick;
@@ -167,6 +176,7 @@ int ps__dnnl_create(const ps_engine *e, ps_dnnl **out) {
   if (!g_ok) return ps_error(PS_EUNSUPPORTED, "engine: no oneDNN CPU engine");
   ps_dnnl *d = calloc(1, sizeof *d);
   if (!d) return ps_error(PS_ENOMEM, "engine: out of memory");
+  pthread_mutex_init(&d->mu, NULL);
   for (int i = 0; i < NCONV; i++) {
     const conv *cv = conv_at(e, i);
     d->c[i].cv = cv;
@@ -191,8 +201,10 @@ static void plan_free(plan *p) {
     if (p->out[l].p) dnnl_primitive_destroy(p->out[l].p);
   for (int i = 0; i < p->nmems; i++) dnnl_memory_destroy(p->mems[i]);
   if (p->x_user) dnnl_memory_destroy(p->x_user);
+  if (p->stream) dnnl_stream_destroy(p->stream);
   for (int i = 0; i < 3; i++) free(p->buf[i]);
   free(p->plain);
+  free(p->scratch);
   free(p);
 }
 
@@ -207,6 +219,7 @@ void ps__dnnl_free(ps_dnnl *d) {
       free(l);
     }
   }
+  pthread_mutex_destroy(&d->mu);
   free(d);
 }
 
@@ -263,6 +276,18 @@ fail:
   return st;
 }
 
+/* The step's scratchpad (user mode: one buffer for the plan, allocated when the plan is complete). */
+static int add_scratch(plan *p, step *s, const_dnnl_primitive_desc_t pd) {
+  const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  const size_t need = md ? dnnl_memory_desc_get_size(md) : 0;
+  if (!need) return PS_OK;
+  int st = plan_mem(p, md, NULL, &s->scratch);
+  if (st) return st;
+  s->args[s->nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->scratch};
+  if (need > p->scratch_bytes) p->scratch_bytes = need;
+  return PS_OK;
+}
+
 /* A convolution step: src (layout src_md, in buffer sb; -1: the caller's x) -> dst (buffer db, layout dst_md; any when
  * dst_md is NULL, and *dst_out gets the chosen one), fused ReLU and/or sum onto dst. */
 static int add_conv(ps_dnnl *d, plan *p, int ci, dnnl_data_type_t dt, const dnnl_memory_desc_t *src_md, int sb,
@@ -289,6 +314,7 @@ static int add_conv(ps_dnnl *d, plan *p, int ci, dnnl_data_type_t dt, const dnnl
   if (relu) CK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
   CK(dnnl_primitive_attr_create(&attr));
   CK(dnnl_primitive_attr_set_post_ops(attr, po));
+  CK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
   CK(dnnl_primitive_desc_create(&pd, &cd, attr, g_eng, NULL));
   const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
   const dnnl_memory_desc_t *dq = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
@@ -305,6 +331,7 @@ static int add_conv(ps_dnnl *d, plan *p, int ci, dnnl_data_type_t dt, const dnnl
   s->args[2] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, d->c[ci].bias};
   s->args[3] = (dnnl_exec_arg_t){DNNL_ARG_DST, dm};
   s->nargs = 4;
+  if ((st = add_scratch(p, s, pd))) goto fail;
   *dst_out = *dq;
 fail:
   if (pd) dnnl_primitive_desc_destroy(pd);
@@ -321,13 +348,15 @@ static size_t act_bytes(int n, int h, int w, dnnl_data_type_t dt, int later) {
   return ((size_t)n * 64 * h1 * w1 * (dt == dnnl_f32 ? 4 : 2) + 4096 + 63) / 64 * 64;
 }
 
-static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, plan **out) {
+static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, int tid, plan **out) {
   int st = PS_OK;
   dnnl_primitive_desc_t pd = NULL;
+  dnnl_primitive_attr_t pattr = NULL;
   const dnnl_data_type_t dt = precision == PS_ENGINE_BF16 ? dnnl_bf16 : dnnl_f32;
   plan *p = calloc(1, sizeof *p);
   if (!p) return ps_error(PS_ENOMEM, "engine: out of memory");
-  p->n = n, p->h = h, p->w = w, p->precision = precision;
+  p->n = n, p->h = h, p->w = w, p->precision = precision, p->tid = tid;
+  CK(dnnl_stream_create(&p->stream, g_eng, dnnl_stream_default_flags));
   const size_t bytes = act_bytes(n, h, w, dt, 1);
   for (int i = 0; i < 3; i++)
     if (!(p->buf[i] = aligned_alloc(64, act_bytes(n, h, w, dt, i > 0)))) {
@@ -370,7 +399,9 @@ static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, plan **out
     CK(dnnl_memory_desc_init_by_tag(&pmd, 4, pdd, dt, dnnl_format_tag_any));
     dnnl_pooling_desc_t pool;
     CK(dnnl_pooling_forward_desc_init(&pool, dnnl_forward_inference, dnnl_pooling_max, &cur, &pmd, s2, k, p1, p1));
-    CK(dnnl_primitive_desc_create(&pd, &pool, NULL, g_eng, NULL));
+    CK(dnnl_primitive_attr_create(&pattr));
+    CK(dnnl_primitive_attr_set_scratchpad_mode(pattr, dnnl_scratchpad_mode_user));
+    CK(dnnl_primitive_desc_create(&pd, &pool, pattr, g_eng, NULL));
     const dnnl_memory_desc_t *dq = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     dnnl_memory_t sm, dm;
     if ((st = plan_mem(p, &cur, p->buf[0], &sm)) || (st = plan_mem(p, dq, p->buf[1], &dm))) goto fail;
@@ -380,6 +411,7 @@ static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, plan **out
     s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, sm};
     s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, dm};
     s->nargs = 2;
+    if ((st = add_scratch(p, s, pd))) goto fail;
     cur = *dq;
     dnnl_primitive_desc_destroy(pd);
     pd = NULL;
@@ -428,53 +460,71 @@ static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, plan **out
       p->out[l].nargs = 2;
     }
   }
+  if (p->scratch_bytes) {
+    if (!(p->scratch = aligned_alloc(64, (p->scratch_bytes + 63) / 64 * 64))) {
+      st = ps_error(PS_ENOMEM, "engine: out of memory");
+      goto fail;
+    }
+    for (int i = 0; i < p->nnet; i++)
+      if (p->net[i].scratch) CK(dnnl_memory_set_data_handle(p->net[i].scratch, p->scratch));
+  }
+  dnnl_primitive_attr_destroy(pattr);
   *out = p;
   return PS_OK;
 fail:
   if (pd) dnnl_primitive_desc_destroy(pd);
+  if (pattr) dnnl_primitive_attr_destroy(pattr);
   plan_free(p);
   return st;
 }
 
-static int run(const step *s) {
-  dnnl_status_t r = dnnl_primitive_execute(s->p, g_stream, s->nargs, s->args);
+static int run(const plan *p, const step *s) {
+  dnnl_status_t r = dnnl_primitive_execute(s->p, p->stream, s->nargs, s->args);
   return r == dnnl_success ? PS_OK : ps_error(PS_EUNSUPPORTED, "engine: oneDNN execute failed (status %d)", (int)r);
 }
 
-int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int h, int w, int threads, int precision,
-                     float *logits, float *feats, unsigned layers, float *act4) {
-  int st = PS_OK;
-  if (precision == PS_ENGINE_BF16 && !ps__dnnl_bf16_native())
-    return ps_error(PS_EUNSUPPORTED, "engine: bfloat16 needs a CPU with AVX512_BF16 or AMX (this one: %s)",
-                    ps__dnnl_describe());
+/* The plan of thread tid for (n, h, w, precision), built on first need; the least recently used
+ * one of another thread or shape makes room (never one in use: each thread uses only its own). */
+static int plan_get(ps_dnnl *d, int n, int h, int w, int precision, int tid, plan **out) {
+  int st = PS_OK, slot = -1;
   plan *p = NULL;
-  int slot = 0; /* an empty slot, else the least recently used plan */
+  pthread_mutex_lock(&d->mu);
   for (int i = 0; i < MAX_PLANS && !p; i++) {
     plan *q = d->plans[i];
-    if (q && q->n == n && q->h == h && q->w == w && q->precision == precision) p = q;
-    else if (!q || (d->plans[slot] && q->used < d->plans[slot]->used)) slot = i;
+    if (q && q->n == n && q->h == h && q->w == w && q->precision == precision && q->tid == tid) p = q;
+    else if (!q) slot = slot < 0 || d->plans[slot] ? i : slot;
+    else if (q->tid != tid && (slot < 0 || (d->plans[slot] && q->used < d->plans[slot]->used))) slot = i;
   }
-  if (!p) {
-    if ((st = plan_build(d, n, h, w, precision, &p))) return st;
+  if (!p && slot < 0) st = ps_error(PS_ELIMIT, "engine: no room for another oneDNN plan");
+  if (!p && !st && !(st = plan_build(d, n, h, w, precision, tid, &p))) {
     plan_free(d->plans[slot]);
     d->plans[slot] = p;
   }
-  p->used = ++d->tick;
-  omp_set_num_threads(threads > 0 ? threads : ps_default_threads());
+  if (p) p->used = ++d->tick;
+  pthread_mutex_unlock(&d->mu);
+  *out = p;
+  return st;
+}
+
+static int forward_chunk(ps_dnnl *d, const ps_engine *e, int tid, const float *x, int n, int h, int w, int precision,
+                         float *logits, float *feats, unsigned layers, float *act4) {
+  plan *p = NULL;
+  int st = plan_get(d, n, h, w, precision, tid, &p);
+  if (st) return st;
   if (dnnl_memory_set_data_handle(p->x_user, (void *)x) != dnnl_success)
     return ps_error(PS_EUNSUPPORTED, "engine: oneDNN could not take the input");
-  if (p->in.p && (st = run(&p->in))) return st;
+  if (p->in.p && (st = run(p, &p->in))) return st;
   const int D = ps_model_layers_dim(layers);
   int k = 0;
   for (int b = 0; b < 8; b++) {
     for (; k < p->after_block[b]; k++)
-      if ((st = run(&p->net[k]))) return st;
+      if ((st = run(p, &p->net[k]))) return st;
     if (!(b & 1)) continue;
     const int l = b / 2;
     const int want = (feats && (layers & (1u << l))) || l == 3;
     if (!want) continue;
-    if ((st = run(&p->out[l]))) return st;
-    if (dnnl_stream_wait(g_stream) != dnnl_success) return ps_error(PS_EUNSUPPORTED, "engine: oneDNN stream failed");
+    if ((st = run(p, &p->out[l]))) return st;
+    if (dnnl_stream_wait(p->stream) != dnnl_success) return ps_error(PS_EUNSUPPORTED, "engine: oneDNN stream failed");
     const int C = ps__engine_layer_ch[l];
     const size_t hw = (size_t)p->oh[l] * p->ow[l];
     for (int f = 0; f < n; f++) {
@@ -489,6 +539,64 @@ int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int 
       }
     }
   }
+  return PS_OK;
+}
+
+/* Films [first, last) of a forward, in chunks, on one thread's plans. */
+typedef struct fwd_share {
+  ps_dnnl *d;
+  const ps_engine *e;
+  const float *x;
+  int first, last, h, w, precision, tid, omp_threads;
+  float *logits, *feats, *act4;
+  unsigned layers;
+  int st;
+  char err[512];
+} fwd_share;
+
+static void *run_share(void *arg) {
+  fwd_share *s = arg;
+  const int D = ps_model_layers_dim(s->layers);
+  const size_t img = (size_t)3 * s->h * s->w, a4 = (size_t)512 * ps_engine_layer4_size(s->h) * ps_engine_layer4_size(s->w);
+  omp_set_num_threads(s->omp_threads);
+  for (int i = s->first; i < s->last && !s->st; i += CHUNK) {
+    const int m = s->last - i < CHUNK ? s->last - i : CHUNK;
+    s->st = forward_chunk(s->d, s->e, s->tid, s->x + i * img, m, s->h, s->w, s->precision, s->logits + (size_t)i * s->e->K,
+                          s->feats ? s->feats + (size_t)i * D : NULL, s->layers, s->act4 ? s->act4 + i * a4 : NULL);
+  }
+  if (s->st) snprintf(s->err, sizeof s->err, "%s", ps_last_error());
+  return NULL;
+}
+
+/* One film runs on all the threads inside oneDNN's primitives (OpenMP); a batch is shared out one
+ * contiguous share per thread, each single-threaded on its own plans, as the BLAS kernels do: no
+ * OpenMP barrier between threads, so decoding threads running beside the forward (ps_infer_run)
+ * or a busy machine do not stall every layer. */
+int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int h, int w, int threads, int precision,
+                     float *logits, float *feats, unsigned layers, float *act4) {
+  if (precision == PS_ENGINE_BF16 && !ps__dnnl_bf16_native())
+    return ps_error(PS_EUNSUPPORTED, "engine: bfloat16 needs a CPU with AVX512_BF16 or AMX (this one: %s)",
+                    ps__dnnl_describe());
+  int nt = threads > 0 ? threads : ps_default_threads();
+  if (nt > MAX_THREADS) nt = MAX_THREADS;
+  if (nt > n) nt = n;
+  fwd_share sh[MAX_THREADS];
+  pthread_t th[MAX_THREADS];
+  int started[MAX_THREADS] = {0};
+  for (int t = 0; t < nt; t++)
+    sh[t] = (fwd_share){.d = d, .e = e, .x = x, .first = (int)((int64_t)n * t / nt), .last = (int)((int64_t)n * (t + 1) / nt),
+                        .h = h, .w = w, .precision = precision, .tid = nt > 1 ? t + 1 : 0,
+                        .omp_threads = nt > 1 ? 1 : (threads > 0 ? threads : ps_default_threads()), .logits = logits,
+                        .feats = feats, .act4 = act4, .layers = layers};
+  for (int t = 1; t < nt; t++) started[t] = pthread_create(&th[t], NULL, run_share, &sh[t]) == 0;
+  run_share(&sh[0]);
+  for (int t = 1; t < nt; t++) {
+    if (started[t]) pthread_join(th[t], NULL);
+    else run_share(&sh[t]); /* no thread for this share: do it here */
+  }
+  omp_set_num_threads(threads > 0 ? threads : ps_default_threads());
+  for (int t = 0; t < nt; t++)
+    if (sh[t].st) return ps_error(sh[t].st, "%s", sh[t].err);
   return PS_OK;
 }
 

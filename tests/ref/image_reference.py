@@ -4,6 +4,8 @@
   image_reference.py decode OUTDIR FILE...   OUTDIR/<i>.npy = what Pillow sees in FILE i, as
       float64 in [0, 1]: Image.open(f).convert("L") / 255, except 16-bit gray PNGs (Pillow mode
       "I;16"/"I") which give the 16-bit value / 65535. OUTDIR/<i>.txt = "mode width height".
+  image_reference.py decode --draft S OUTDIR FILE...   the same after Image.draft(mode, (S, S)):
+      JPEGs decoded at libjpeg's reduced 1/2, 1/4 or 1/8 IDCT scale (Pillow's own choice of scale)
   image_reference.py variants SRC OUTDIR     writes PNG/JPEG variants of the 8-bit film SRC
       (cropped to 300x240) into OUTDIR and prints their names, one per line. Pillow writes the
       modes it can write; the others (2/4-bit gray, 16-bit RGB, Adam7-interlaced) go through
@@ -18,8 +20,10 @@ import numpy as np
 from PIL import Image
 
 
-def pillow_gray(path):
+def pillow_gray(path, draft=0):
     im = Image.open(path)
+    if draft:
+        im.draft(im.mode, (draft, draft))
     im.load()
     if im.mode in ("I;16", "I;16B", "I") and im.format == "PNG":
         a = np.asarray(im, dtype=np.float64)
@@ -28,10 +32,10 @@ def pillow_gray(path):
     return np.asarray(im.convert("L"), dtype=np.float64) / 255.0, im.mode, 8
 
 
-def cmd_decode(outdir, files):
+def cmd_decode(outdir, files, draft=0):
     os.makedirs(outdir, exist_ok=True)
     for i, f in enumerate(files):
-        a, mode, _ = pillow_gray(f)
+        a, mode, _ = pillow_gray(f, draft)
         np.save(os.path.join(outdir, "%d.npy" % i), a)
         with open(os.path.join(outdir, "%d.txt" % i), "w") as t:
             t.write("%s %d %d\n" % (mode, a.shape[1], a.shape[0]))
@@ -132,7 +136,9 @@ def cmd_variants(src, outdir):
 
 
 def main():
-    if len(sys.argv) >= 3 and sys.argv[1] == "decode":
+    if len(sys.argv) >= 5 and sys.argv[1:3] == ["decode", "--draft"]:
+        cmd_decode(sys.argv[4], sys.argv[5:], int(sys.argv[3]))
+    elif len(sys.argv) >= 3 and sys.argv[1] == "decode":
         cmd_decode(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) == 4 and sys.argv[1] == "variants":
         cmd_variants(sys.argv[2], sys.argv[3])
