@@ -17,9 +17,10 @@
  *                                command), another build of 1.13, a folder without a version, a
  *                                file that is no library: each refused or failing without mapping
  *                                any libtorch; backends made for pip's 2.2 and 2.3 (patchelf):
- *                                the version in their RUNPATH decides; then a folder holding copies of Debian's libc10 /
- *                                libtorch_cpu / libtorch is where libtorch is mapped from (and
- *                                only there), and naming another libtorch afterwards is refused.
+ *                                the version in their RUNPATH decides; then a folder holding
+ *                                copies of Debian's libc10 / libtorch_cpu / libtorch is where
+ *                                libtorch is mapped from (and only there), and naming another
+ *                                libtorch afterwards is refused.
  *                                The CLI with PNEUMOSCOPE_TORCH_BACKEND naming a folder, and with
  *                                only libpneumoscope_torch-1.13.so beside libpneumoscope.
  */
@@ -404,8 +405,11 @@ static void test_folder_refused(void **state) {
   char *pip23 = fake_torch("pip23/torch", "2.3.1+cpu", pip_libs, 3);
   char want_cmake[PATH_MAX + 64];
   snprintf(want_cmake, sizeof want_cmake, "-DTorch_DIR=%s/pip23/torch/share/cmake/Torch ", g_tmp);
-  const char *versions[] = {"holds libtorch 2.3.1+cpu (", "version.py)", "is built for libtorch 1.13",
-                            want_cmake, "cmake --build build-torch-2.3 --target pneumoscope_torch",
+  const char *versions[] = {"holds libtorch 2.3.1+cpu (",
+                            "version.py)",
+                            "is built for libtorch 1.13",
+                            want_cmake,
+                            "cmake --build build-torch-2.3 --target pneumoscope_torch",
                             "libpneumoscope_torch-2.3.so"};
   expect_refused(pip23, PS_EUNSUPPORTED, versions, 6);
   char *pip23_top = make_dir("pip23/torch"); /* the folder above lib/ is taken too */
@@ -457,15 +461,17 @@ static void test_folder_pip_backend(void **state) {
     skip();
   }
   const char *pip_libs[] = {"libc10.so", "libtorch_cpu.so", "libtorch.so"};
-  char *lib22 = fake_torch("pip22/torch", "2.2.0", pip_libs, 3), *lib23 = fake_torch("own23/torch", "2.3.1", pip_libs, 3);
+  char *lib22 = fake_torch("pip22/torch", "2.2.0", pip_libs, 3),
+       *lib23 = fake_torch("own23/torch", "2.3.1", pip_libs, 3);
   const char *set[2] = {lib22, lib23};
   for (int i = 0; i < 2; i++) {
-    assert_int_equal(ps_test_system("cp '%s/libpneumoscope_torch.so' '%s/libpneumoscope_torch.so' && patchelf "
-                                    "--replace-needed libc10.so.1.13 libc10.so --replace-needed libtorch_cpu.so.1.13 "
-                                    "libtorch_cpu.so --replace-needed libtorch.so.1.13 libtorch.so '%s/libpneumoscope_torch.so' && "
-                                    "patchelf --set-rpath '%s' '%s/libpneumoscope_torch.so'", /* one call mixes them up */
-                                    PS_BINARY_DIR, lib23, lib23, set[i], lib23),
-                     0);
+    assert_int_equal(
+        ps_test_system("cp '%s/libpneumoscope_torch.so' '%s/libpneumoscope_torch.so' && patchelf "
+                       "--replace-needed libc10.so.1.13 libc10.so --replace-needed libtorch_cpu.so.1.13 "
+                       "libtorch_cpu.so --replace-needed libtorch.so.1.13 libtorch.so '%s/libpneumoscope_torch.so' && "
+                       "patchelf --set-rpath '%s' '%s/libpneumoscope_torch.so'", /* one call mixes them up */
+                       PS_BINARY_DIR, lib23, lib23, set[i], lib23),
+        0);
     if (i == 0) {
       char own[PATH_MAX + 64];
       snprintf(own, sizeof own, "%s/libpneumoscope_torch.so is built for libtorch 2.2.0", lib23);
@@ -569,8 +575,10 @@ static void test_folder_cli(void **state) {
   char film[PATH_MAX];
   snprintf(film, sizeof film, "%s", ps_test_data("png/nih_00000001_000.png"));
   int status = -1;
-  char *out = ps_test_capture(&status, "PNEUMOSCOPE_TORCH_BACKEND='%s/pip23/torch/lib' '%s' gradcam --model '%s' --json --layer layer3 '%s' 2>&1",
-                              g_tmp, PS_CLI, model, film);
+  char *out = ps_test_capture(
+      &status,
+      "PNEUMOSCOPE_TORCH_BACKEND='%s/pip23/torch/lib' '%s' gradcam --model '%s' --json --layer layer3 '%s' 2>&1", g_tmp,
+      PS_CLI, model, film);
   assert_non_null(out);
   print_message("CLI, variable naming a libtorch 2.3 folder: exit %d: %s", status, out);
   assert_true(status > 0 && status < 128);
@@ -579,8 +587,9 @@ static void test_folder_cli(void **state) {
   assert_non_null(strstr(out, "--target pneumoscope_torch"));
   free(out);
   if (access(DEBIAN_TORCH "/libtorch_cpu.so.1.13", F_OK) != 0) skip();
-  out = ps_test_capture(&status, "PNEUMOSCOPE_TORCH_BACKEND=" DEBIAN_TORCH " '%s' gradcam --model '%s' --json --layer layer3 '%s' 2>&1",
-                        PS_CLI, model, film);
+  out = ps_test_capture(
+      &status, "PNEUMOSCOPE_TORCH_BACKEND=" DEBIAN_TORCH " '%s' gradcam --model '%s' --json --layer layer3 '%s' 2>&1",
+      PS_CLI, model, film);
   assert_non_null(out);
   if (status != 0) fail_msg("CLI, variable naming Debian's libtorch folder: exit %d: %s", status, out);
   assert_non_null(strstr(out, "\"layer\": \"layer3\""));
@@ -592,9 +601,13 @@ static void test_folder_cli(void **state) {
   snprintf(lib, sizeof lib, "%s/libpneumoscope.so.0", PS_BINARY_DIR);
   if (!realpath(lib, real)) fail_msg("realpath %s", lib);
   assert_int_equal(ps_test_system("cp '%s' '%s/libpneumoscope.so.0' && cp '%s/libpneumoscope_torch.so' "
-                                  "'%s/libpneumoscope_torch-1.13.so'", real, solo, PS_BINARY_DIR, solo), 0);
-  out = ps_test_capture(&status, "env -u PNEUMOSCOPE_TORCH_BACKEND LD_LIBRARY_PATH='%s' LD_DEBUG=files '%s' gradcam "
-                        "--model '%s' --json --layer layer3 '%s' 2>&1", solo, PS_CLI, model, film);
+                                  "'%s/libpneumoscope_torch-1.13.so'",
+                                  real, solo, PS_BINARY_DIR, solo),
+                   0);
+  out = ps_test_capture(&status,
+                        "env -u PNEUMOSCOPE_TORCH_BACKEND LD_LIBRARY_PATH='%s' LD_DEBUG=files '%s' gradcam "
+                        "--model '%s' --json --layer layer3 '%s' 2>&1",
+                        solo, PS_CLI, model, film);
   assert_non_null(out);
   char want[PATH_MAX + 64];
   snprintf(want, sizeof want, "file=%s/libpneumoscope_torch-1.13.so", solo);
@@ -605,7 +618,6 @@ static void test_folder_cli(void **state) {
   free(out);
   free(solo);
 }
-
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "missing") == 0) {
     const struct CMUnitTest tests[] = {

@@ -398,7 +398,7 @@ static int plan_location(const char *loc, load_plan *p, int *status, char *why, 
     *status = PS_ENOTFOUND;
     fmt(why, cap,
         "the folder holds neither %s nor libtorch (libtorch_cpu.so*, libc10.so*: PyTorch's site-packages/torch/lib, "
-        "a libtorch download's lib, or Debian's /usr/lib/x86_64-linux-gnu with libtorch-dev)",
+        "a libtorch download's lib, or Debian's /usr/lib/x86_64-linux-gnu with libtorch1.13 installed)",
         PS_TORCH_BACKEND_FILE);
     return -1;
   }
