@@ -388,6 +388,18 @@ static void expect_refused(const char *where, int want, const char *const *needl
   assert_null(mapped("libc10"));
 }
 
+/* The next call that needs libtorch fails cleanly (handle cleared) and leaves no libtorch mapped. */
+static void expect_load_fails(const char *what) {
+  ps_tensor *t = (ps_tensor *)&g_tmp;
+  int64_t shape[1] = {2};
+  assert_int_equal(ps_tensor_zeros(&t, shape, 1, PS_DTYPE_F32, PS_DEVICE_CPU), PS_EUNSUPPORTED);
+  assert_null(t);
+  print_message("%s: %s\n", what, ps_last_error());
+  assert_null(mapped("libtorch_cpu"));
+  assert_null(mapped("libc10"));
+  assert_int_equal(ps_torch_loaded(), 0);
+}
+
 static void test_folder_refused(void **state) {
   (void)state;
   if (!realpath(ps_test_tmpdir(), g_tmp)) fail_msg("realpath of the temp folder");
@@ -431,15 +443,9 @@ static void test_folder_refused(void **state) {
   write_file(g_tmp, "notelf.so", "not a shared library\n");
   char *notelf = ps_test_join(g_tmp, "notelf.so");
   assert_ok(ps_torch_set_backend(notelf), "set_backend(a file)");
-  ps_tensor *t = (ps_tensor *)&g_tmp;
-  int64_t shape[1] = {2};
-  assert_int_equal(ps_tensor_zeros(&t, shape, 1, PS_DTYPE_F32, PS_DEVICE_CPU), PS_EUNSUPPORTED);
-  assert_null(t);
-  print_message("a file that is no library: %s\n", ps_last_error());
+  expect_load_fails("a file that is no library");
   assert_non_null(strstr(ps_last_error(), "cannot load the libtorch backend"));
   assert_non_null(strstr(ps_last_error(), "notelf.so"));
-  assert_null(mapped("libtorch_cpu"));
-  assert_int_equal(ps_torch_loaded(), 0);
   assert_ok(ps_torch_set_backend(NULL), "back to the usual search after a failure that mapped nothing");
   free(notelf);
   free(nover);
@@ -480,17 +486,10 @@ static void test_folder_pip_backend(void **state) {
     }
   }
   assert_ok(ps_torch_set_backend(lib23), "set_backend(a folder whose own backend is built for its 2.3)");
-  ps_tensor *t = (ps_tensor *)&g_tmp;
-  int64_t shape[1] = {2};
-  assert_int_equal(ps_tensor_zeros(&t, shape, 1, PS_DTYPE_F32, PS_DEVICE_CPU), PS_EUNSUPPORTED);
-  assert_null(t);
-  print_message("its load: %s\n", ps_last_error());
+  expect_load_fails("its load");
   char want[PATH_MAX + 64];
   snprintf(want, sizeof want, "cannot load the libtorch backend %s: %s/libc10.so", lib23, lib23);
   assert_non_null(strstr(ps_last_error(), want));
-  assert_null(mapped("libtorch_cpu"));
-  assert_null(mapped("libc10"));
-  assert_int_equal(ps_torch_loaded(), 0);
   assert_ok(ps_torch_set_backend(NULL), "back to the usual search");
   free(lib23);
   free(lib22);
