@@ -1,10 +1,17 @@
-/* Native methods of pneumoscope.PsNative: version, features, status text, log routing. */
+/* Native methods of pneumoscope.PsNative: version, features, status text, log routing, where
+ * libtorch is (ps_torch_set_backend). */
 #include "pneumoscope_PsNative.h"
 #include "ps_jni.h"
 
 #if __has_include("ps_gradcam.h")
 #include "ps_gradcam.h"
 #define PS_JNI_HAVE_COLORMAP 1
+#endif
+#if __has_include("ps_torch.h")
+#include <stdlib.h>
+
+#include "ps_torch.h"
+#define PS_JNI_HAVE_TORCH 1
 #endif
 
 void ps_jni_log_cb(ps_log_level level, const char *msg, void *user);
@@ -52,4 +59,19 @@ JNIEXPORT jbyteArray JNICALL Java_pneumoscope_PsNative_nativeViridis(JNIEnv *env
   jbyteArray a = (*env)->NewByteArray(env, 768);
   if (a) (*env)->SetByteArrayRegion(env, a, 0, 768, lut);
   return a;
+}
+
+/* The libtorch location for the next load ("" = the usual search): ps_torch_set_backend. */
+JNIEXPORT void JNICALL Java_pneumoscope_PsNative_nativeSetTorchBackend(JNIEnv *env, jclass cls, jbyteArray jlocation) {
+  (void)cls;
+#ifdef PS_JNI_HAVE_TORCH
+  char *location = ps_jni_cstr(env, jlocation, "libtorch location");
+  if (!location) return;
+  int st = ps_torch_set_backend(location);
+  free(location);
+  if (st != PS_OK) ps_jni_throw(env, st);
+#else
+  (void)jlocation;
+  ps_jni_throwf(env, PS_EUNSUPPORTED, "this PneumoScope library was built without libtorch");
+#endif
 }

@@ -12,9 +12,12 @@
 #       the release archive: Fiji.app/{plugins/PneumoScope_.jar, lib/linux64 (as above),
 #       macros/PneumoScope, models/pneumoscope} from the build, zipped (cmake -E tar, zip format).
 #
-# The libtorch backend (libpneumoscope_torch.so) is not part of the bundle: it needs libtorch
-# (about 300 libraries), found at run time (PNEUMOSCOPE_TORCH_BACKEND or beside libpneumoscope);
-# classification, CAM and layer4 Grad-CAM, the lung mask and lung focus run without it.
+# libtorch (about 300 libraries) is not part of the bundle; classification, CAM and layer4
+# Grad-CAM, the lung mask and lung focus run without it. The archive carries the libtorch backend
+# built here under its libtorch version's name (libpneumoscope_torch-1.13.so for Debian 12's
+# libtorch), with the libraries it needs besides libtorch: native/torch/loader.c uses it when that
+# libtorch is found at run time (on the library path, e.g. Debian's libtorch1.13 package, or in a
+# folder named in Train Model's libtorch field or PNEUMOSCOPE_TORCH_BACKEND).
 set -euo pipefail
 
 # glibc's own libraries (the dynamic loader and what ships in the libc6 package)
@@ -25,7 +28,7 @@ needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
 bundle_libs() {
   local dir=$1 f name path todo=() done=" "
   command -v patchelf >/dev/null || { echo "fiji_bundle: patchelf is needed (apt-get install patchelf)" >&2; exit 1; }
-  for f in "$dir"/libpneumoscope.so.* "$dir"/libpneumoscope_jni.so; do
+  for f in "$dir"/libpneumoscope.so.* "$dir"/libpneumoscope_jni.so "$dir"/libpneumoscope_torch-*.so; do
     [ -f "$f" ] && [ ! -L "$f" ] && todo+=("$f")
   done
   [ ${#todo[@]} -ge 2 ] || { echo "fiji_bundle: no libpneumoscope.so.N and libpneumoscope_jni.so in $dir" >&2; exit 1; }
@@ -41,6 +44,7 @@ bundle_libs() {
     done < <(ldd "$f" | grep '=> /')
     for name in $(needed "$f"); do
       [[ $name =~ $glibc ]] && continue
+      [[ $name =~ ^lib(torch|c10) ]] && continue # a versioned backend's libtorch: found at run time
       if [ ! -e "$dir/$name" ]; then
         path=${where[$name]:-}
         [ -n "$path" ] || { echo "fiji_bundle: $f needs $name, which this machine does not have" >&2; exit 1; }
@@ -84,6 +88,15 @@ case ${1:-} in
     soname=$(objdump -p "$lib/libpneumoscope.so" | sed -n 's/^ *SONAME *//p')
     cp -L "$lib/$soname" "$lib/libpneumoscope_jni.so" "$app/lib/linux64/"
     ln -s "$soname" "$app/lib/linux64/libpneumoscope.so"
+    # the libtorch backend, named for the libtorch it needs (its versioned libtorch_cpu soname)
+    if [ -f "$lib/libpneumoscope_torch.so" ]; then
+      tv=$(needed "$lib/libpneumoscope_torch.so" | sed -n 's/^libtorch_cpu\.so\.\([0-9]*\.[0-9]*\).*/\1/p')
+      if [ -n "$tv" ]; then
+        cp "$lib/libpneumoscope_torch.so" "$app/lib/linux64/libpneumoscope_torch-$tv.so"
+      else
+        echo "fiji_bundle: $lib/libpneumoscope_torch.so needs an unversioned libtorch: not bundled" >&2
+      fi
+    fi
     bundle_libs "$app/lib/linux64"
     cp "$src"/plugin/macros/*.ijm "$app/macros/PneumoScope/"
     for m in pneumoscope-binary.safetensors pneumoscope-3class.safetensors MODELS.md; do
@@ -94,7 +107,7 @@ case ${1:-} in
     echo "fiji_bundle: $out ($(du -m "$out" | cut -f1) MB; unzip it into the folder that holds Fiji.app)"
     ;;
   *)
-    sed -n '2,17p' "$0" >&2
+    sed -n '2,20p' "$0" >&2
     exit 2
     ;;
 esac

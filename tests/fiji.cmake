@@ -41,7 +41,8 @@ add_test(NAME fiji_bindings COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/fiji/run_bi
   WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
 # open: Open DICOM vs pneumoscope info/convert; model: Classify, Grad-CAM, Batch, About vs
 # pneumoscope classify/gradcam; train: Train Model.../Evaluate Model... vs pneumoscope evaluate.
-# zip: the release archive (fiji-zip) unzipped is self-contained and runs without libtorch.
+# zip: the release archive (fiji-zip) unzipped is self-contained and runs without libtorch; Train
+# Model's libtorch field: a folder without libtorch gives the message, Debian's libtorch trains.
 foreach(_part open model train zip)
   add_test(NAME fiji_imagej_${_part} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/fiji/run_imagej.sh ${_part}
     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})

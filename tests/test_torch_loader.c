@@ -8,20 +8,38 @@
  *                                module exports one symbol; `pneumoscope version` maps no libtorch.
  *   test_torch_loader missing    (ctest torch_loader_missing, PNEUMOSCOPE_TORCH_BACKEND=/nonexistent.so)
  *                                every kind of call fails cleanly with the path in the message,
- *                                repeated on later calls and other threads; the CLI reports it.
+ *                                repeated on later calls and other threads; the CLI reports it;
+ *                                then ps_torch_set_backend(Debian's libtorch folder) wins over the
+ *                                variable and the next call loads libtorch from that folder.
+ *   test_torch_loader folder     (ctest torch_loader_folder) ps_torch_set_backend: a missing path,
+ *                                a folder without libtorch, a PyTorch-like lib folder of another
+ *                                version (2.3.1: the message names both versions and the cmake
+ *                                command), another build of 1.13, a folder without a version, a
+ *                                file that is no library: each refused or failing without mapping
+ *                                any libtorch; backends made for pip's 2.2 and 2.3 (patchelf):
+ *                                the version in their RUNPATH decides; then a folder holding
+ *                                copies of Debian's libc10 / libtorch_cpu / libtorch is where
+ *                                libtorch is mapped from (and only there), and naming another
+ *                                libtorch afterwards is refused.
+ *                                The CLI with PNEUMOSCOPE_TORCH_BACKEND naming a folder, and with
+ *                                only libpneumoscope_torch-1.13.so beside libpneumoscope.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ps_image_io.h"
 #include "ps_torch.h"
 #include "test_util.h"
 
 #define MISSING_BACKEND "/nonexistent.so"
+#define DEBIAN_TORCH "/usr/lib/x86_64-linux-gnu"
 
 static int g_want_threads;
 
@@ -302,13 +320,321 @@ static void test_missing_backend_cli(void **state) {
   free(out);
 }
 
+/* After the failure above (nothing mapped), naming Debian's libtorch folder wins over the variable
+ * and the next call loads libtorch from it: what Train Model's libtorch field does in Fiji. */
+static void test_missing_then_debian_folder(void **state) {
+  (void)state;
+  if (access(DEBIAN_TORCH "/libtorch_cpu.so.1.13", F_OK) != 0) skip();
+  assert_int_equal(ps_torch_loaded(), 0);
+  assert_ok(ps_torch_set_backend(DEBIAN_TORCH), "set_backend(Debian's libtorch folder)");
+  ps_tensor *t = NULL;
+  int64_t shape[1] = {3};
+  assert_ok(ps_tensor_zeros(&t, shape, 1, PS_DTYPE_F32, PS_DEVICE_CPU), "zeros after naming the folder");
+  assert_int_equal(ps_torch_loaded(), 1);
+  const char *cpu = mapped("libtorch_cpu");
+  assert_non_null(cpu);
+  assert_true(strncmp(cpu, DEBIAN_TORCH "/", strlen(DEBIAN_TORCH) + 1) == 0);
+  assert_int_equal(ps_torch_get_threads(), 3); /* the count set before the failed load */
+  ps_tensor_free(t);
+  assert_ok(ps_torch_set_backend(DEBIAN_TORCH), "the same folder again");
+}
+
+/* ---- (c) ps_torch_set_backend with folders ------------------------------------------------- */
+
+static char g_tmp[PATH_MAX];
+
+static void write_file(const char *dir, const char *name, const char *text) {
+  char *p = ps_test_join(dir, name);
+  FILE *f = fopen(p, "w");
+  if (!f) fail_msg("cannot write %s", p);
+  fputs(text, f);
+  fclose(f);
+  free(p);
+}
+
+static char *make_dir(const char *rel) {
+  char *p = ps_test_join(g_tmp, rel);
+  if (ps_test_system("mkdir -p '%s'", p) != 0) fail_msg("mkdir -p %s", p);
+  return p;
+}
+
+/* A PyTorch-like torch/ folder: lib/ with (empty) libraries under the given names, version.py. */
+static char *fake_torch(const char *rel, const char *version, const char *const *libs, int n) {
+  char *top = make_dir(rel), *lib = ps_test_join(top, "lib"), *cm = ps_test_join(top, "share/cmake/Torch");
+  char text[128];
+  ps_test_system("mkdir -p '%s' '%s'", lib, cm);
+  for (int i = 0; i < n; i++) write_file(lib, libs[i], "");
+  if (version) {
+    snprintf(text, sizeof text, "__version__ = '%s'\ngit_version = 'abc'\n", version);
+    write_file(top, "version.py", text);
+  }
+  free(cm);
+  free(top);
+  return lib;
+}
+
+static void expect_refused(const char *where, int want, const char *const *needles, int n) {
+  int st = ps_torch_set_backend(where);
+  const char *msg = ps_last_error();
+  print_message("set_backend(%s): %s: %s\n", where, ps_strerror(st), msg);
+  if (st != want) fail_msg("set_backend(%s): want %s, got %s: %s", where, ps_strerror(want), ps_strerror(st), msg);
+  char prefix[PATH_MAX + 64];
+  snprintf(prefix, sizeof prefix, "torch: cannot load the libtorch backend %s: ", where);
+  if (strncmp(msg, prefix, strlen(prefix)) != 0) fail_msg("message does not start with '%s': %s", prefix, msg);
+  for (int i = 0; i < n; i++)
+    if (!strstr(msg, needles[i])) fail_msg("'%s' not in: %s", needles[i], msg);
+  assert_int_equal(ps_torch_loaded(), 0);
+  assert_null(mapped("libtorch_cpu"));
+  assert_null(mapped("libc10"));
+}
+
+/* The next call that needs libtorch fails cleanly (handle cleared) and leaves no libtorch mapped. */
+static void expect_load_fails(const char *what) {
+  ps_tensor *t = (ps_tensor *)&g_tmp;
+  int64_t shape[1] = {2};
+  assert_int_equal(ps_tensor_zeros(&t, shape, 1, PS_DTYPE_F32, PS_DEVICE_CPU), PS_EUNSUPPORTED);
+  assert_null(t);
+  print_message("%s: %s\n", what, ps_last_error());
+  assert_null(mapped("libtorch_cpu"));
+  assert_null(mapped("libc10"));
+  assert_int_equal(ps_torch_loaded(), 0);
+}
+
+static void test_folder_refused(void **state) {
+  (void)state;
+  if (!realpath(ps_test_tmpdir(), g_tmp)) fail_msg("realpath of the temp folder");
+  assert_int_equal(ps_torch_loaded(), 0);
+
+  const char *nofile[] = {"No such file"};
+  expect_refused("/nonexistent-pneumoscope-folder", PS_ENOTFOUND, nofile, 1);
+
+  char *empty = make_dir("empty");
+  const char *neither[] = {"holds neither libpneumoscope_torch.so nor libtorch", "site-packages/torch/lib"};
+  expect_refused(empty, PS_ENOTFOUND, neither, 2);
+
+  /* pip's torch 2.3 (unversioned sonames): the backend here is built for Debian's 1.13 */
+  const char *pip_libs[] = {"libc10.so", "libtorch_cpu.so", "libtorch.so"};
+  char *pip23 = fake_torch("pip23/torch", "2.3.1+cpu", pip_libs, 3);
+  char want_cmake[PATH_MAX + 64];
+  snprintf(want_cmake, sizeof want_cmake, "-DTorch_DIR=%s/pip23/torch/share/cmake/Torch ", g_tmp);
+  const char *versions[] = {"holds libtorch 2.3.1+cpu (",
+                            "version.py)",
+                            "is built for libtorch 1.13",
+                            want_cmake,
+                            "cmake --build build-torch-2.3 --target pneumoscope_torch",
+                            "libpneumoscope_torch-2.3.so"};
+  expect_refused(pip23, PS_EUNSUPPORTED, versions, 6);
+  char *pip23_top = make_dir("pip23/torch"); /* the folder above lib/ is taken too */
+  expect_refused(pip23_top, PS_EUNSUPPORTED, versions, 6);
+
+  /* the same version from another build (unversioned sonames): Debian's backend would pull
+   * Debian's libtorch in beside it, so it is not used */
+  char *pip113 = fake_torch("pip113/torch", "1.13.1", pip_libs, 3);
+  const char *other_build[] = {"holds libtorch 1.13.1", "is built for libtorch 1.13 but needs libc10.so.1.13",
+                               "--target pneumoscope_torch"};
+  expect_refused(pip113, PS_EUNSUPPORTED, other_build, 3);
+
+  char *nover = fake_torch("nover", NULL, pip_libs, 3);
+  const char *noversion[] = {"holds libtorch but not its version"};
+  expect_refused(nover, PS_EUNSUPPORTED, noversion, 1);
+
+  /* a file that is no library: accepted by name (the file itself), its load fails, maps nothing,
+   * and naming another location afterwards is allowed again */
+  write_file(g_tmp, "notelf.so", "not a shared library\n");
+  char *notelf = ps_test_join(g_tmp, "notelf.so");
+  assert_ok(ps_torch_set_backend(notelf), "set_backend(a file)");
+  expect_load_fails("a file that is no library");
+  assert_non_null(strstr(ps_last_error(), "cannot load the libtorch backend"));
+  assert_non_null(strstr(ps_last_error(), "notelf.so"));
+  assert_ok(ps_torch_set_backend(NULL), "back to the usual search after a failure that mapped nothing");
+  free(notelf);
+  free(nover);
+  free(pip113);
+  free(pip23_top);
+  free(pip23);
+  free(empty);
+}
+
+/* Backends built against a pip torch (unversioned libtorch sonames; their version is that of the
+ * libtorch folder in their RUNPATH), made from this build's by patchelf, as a torch folder's own
+ * libpneumoscope_torch.so: one built for 2.2 is refused for a 2.3 folder; one built for 2.3 is
+ * accepted (nothing loaded yet), and its load then fails on the folder's fake libc10 without
+ * leaving anything mapped, so another location can still be named. */
+static void test_folder_pip_backend(void **state) {
+  (void)state;
+  if (ps_test_system("command -v patchelf > /dev/null") != 0) {
+    print_message("SKIP: patchelf not installed (apt-get install patchelf)\n");
+    skip();
+  }
+  const char *pip_libs[] = {"libc10.so", "libtorch_cpu.so", "libtorch.so"};
+  char *lib22 = fake_torch("pip22/torch", "2.2.0", pip_libs, 3),
+       *lib23 = fake_torch("own23/torch", "2.3.1", pip_libs, 3);
+  const char *set[2] = {lib22, lib23};
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(
+        ps_test_system("cp '%s/libpneumoscope_torch.so' '%s/libpneumoscope_torch.so' && patchelf "
+                       "--replace-needed libc10.so.1.13 libc10.so --replace-needed libtorch_cpu.so.1.13 "
+                       "libtorch_cpu.so --replace-needed libtorch.so.1.13 libtorch.so '%s/libpneumoscope_torch.so' && "
+                       "patchelf --set-rpath '%s' '%s/libpneumoscope_torch.so'", /* one call mixes them up */
+                       PS_BINARY_DIR, lib23, lib23, set[i], lib23),
+        0);
+    if (i == 0) {
+      char own[PATH_MAX + 64];
+      snprintf(own, sizeof own, "%s/libpneumoscope_torch.so is built for libtorch 2.2.0", lib23);
+      const char *older[] = {"holds libtorch 2.3.1 (", own, "cmake --build build-torch-2.3 --target pneumoscope_torch"};
+      expect_refused(lib23, PS_EUNSUPPORTED, older, 3);
+    }
+  }
+  assert_ok(ps_torch_set_backend(lib23), "set_backend(a folder whose own backend is built for its 2.3)");
+  expect_load_fails("its load");
+  char want[PATH_MAX + 64];
+  snprintf(want, sizeof want, "cannot load the libtorch backend %s: %s/libc10.so", lib23, lib23);
+  assert_non_null(strstr(ps_last_error(), want));
+  assert_ok(ps_torch_set_backend(NULL), "back to the usual search");
+  free(lib23);
+  free(lib22);
+}
+
+static char g_log[8192];
+static void capture_log(ps_log_level level, const char *msg, void *user) {
+  (void)level;
+  (void)user;
+  size_t n = strlen(g_log);
+  snprintf(g_log + n, sizeof g_log - n, "%s\n", msg);
+}
+
+/* Copies (hard links where allowed) of Debian's libtorch in a folder of their own: naming it maps
+ * libtorch from there and from nowhere else. */
+static void test_folder_copy_is_the_libtorch(void **state) {
+  (void)state;
+  if (access(DEBIAN_TORCH "/libtorch_cpu.so.1.13", F_OK) != 0) skip();
+  char *own = make_dir("own-libtorch");
+  const char *libs[] = {"libc10.so.1.13", "libtorch_cpu.so.1.13", "libtorch.so.1.13"};
+  for (int i = 0; i < 3; i++) {
+    char src[PATH_MAX + 64], real[PATH_MAX];
+    snprintf(src, sizeof src, DEBIAN_TORCH "/%s", libs[i]);
+    if (!realpath(src, real)) fail_msg("realpath %s", src);
+    char *dst = ps_test_join(own, libs[i]);
+    if (link(real, dst) != 0 && ps_test_system("cp '%s' '%s'", real, dst) != 0) fail_msg("cannot copy %s", real);
+    free(dst);
+  }
+  assert_ok(ps_torch_set_backend(own), "set_backend(a folder with libtorch 1.13)");
+  assert_int_equal(ps_torch_loaded(), 0);
+  assert_null(mapped("libtorch_cpu"));
+
+  ps_log_set(capture_log, NULL);
+  ps_tensor *x = NULL, *y = NULL;
+  int64_t shape[1] = {4};
+  float in[4] = {-1, 2, -3, 4}, out[4];
+  assert_ok(ps_tensor_from_f32(&x, in, shape, 1, PS_DEVICE_CPU), "from_f32");
+  assert_ok(ps_op_relu(&y, x), "relu");
+  assert_ok(ps_tensor_to_f32(y, out, 4), "to_f32");
+  for (int i = 0; i < 4; i++) assert_true(out[i] == (in[i] > 0 ? in[i] : 0));
+  ps_log_set(NULL, NULL);
+  print_message("log: %s", g_log);
+  char want_log[PATH_MAX + 64];
+  snprintf(want_log, sizeof want_log, "from %s (backend ", own);
+  assert_non_null(strstr(g_log, want_log));
+
+  /* every libc10 / libtorch_cpu mapping is the folder's */
+  FILE *f = fopen("/proc/self/maps", "r");
+  assert_non_null(f);
+  char line[8192];
+  int n_cpu = 0;
+  while (fgets(line, sizeof line, f)) {
+    char *p = strchr(line, '/');
+    if (!p || (!strstr(p, "/libtorch_cpu.so") && !strstr(p, "/libc10.so") && !strstr(p, "/libtorch.so"))) continue;
+    p[strcspn(p, "\n")] = 0;
+    if (strncmp(p, own, strlen(own)) != 0) fail_msg("libtorch mapped from outside %s: %s", own, p);
+    n_cpu += strstr(p, "libtorch_cpu") != NULL;
+  }
+  fclose(f);
+  assert_true(n_cpu > 0);
+
+  /* the same folder again, or the usual search: fine; another libtorch: refused */
+  assert_ok(ps_torch_set_backend(own), "the same folder again");
+  assert_ok(ps_torch_set_backend(""), "empty");
+  assert_int_equal(ps_torch_set_backend(DEBIAN_TORCH), PS_ESTATE);
+  print_message("another libtorch after loading: %s\n", ps_last_error());
+  assert_non_null(strstr(ps_last_error(), "is already loaded in this process"));
+  assert_non_null(strstr(ps_last_error(), DEBIAN_TORCH));
+  char *pip23 = ps_test_join(g_tmp, "pip23/torch/lib");
+  assert_int_equal(ps_torch_set_backend(pip23), PS_ESTATE);
+  free(pip23);
+  ps_tensor_free(y);
+  ps_tensor_free(x);
+  free(own);
+}
+
+/* The CLI: PNEUMOSCOPE_TORCH_BACKEND naming folders; and, with no variable, a libpneumoscope whose
+ * folder holds only libpneumoscope_torch-1.13.so (the Fiji archive's layout) finds Debian's libtorch. */
+static void test_folder_cli(void **state) {
+  (void)state;
+  const char *model = ps_test_src("sample_data/models/pneumoscope-binary.safetensors");
+  char film[PATH_MAX];
+  snprintf(film, sizeof film, "%s", ps_test_data("png/nih_00000001_000.png"));
+  int status = -1;
+  char *out = ps_test_capture(
+      &status,
+      "PNEUMOSCOPE_TORCH_BACKEND='%s/pip23/torch/lib' '%s' gradcam --model '%s' --json --layer layer3 '%s' 2>&1", g_tmp,
+      PS_CLI, model, film);
+  assert_non_null(out);
+  print_message("CLI, variable naming a libtorch 2.3 folder: exit %d: %s", status, out);
+  assert_true(status > 0 && status < 128);
+  assert_non_null(strstr(out, "holds libtorch 2.3.1+cpu"));
+  assert_non_null(strstr(out, "is built for libtorch 1.13"));
+  assert_non_null(strstr(out, "--target pneumoscope_torch"));
+  free(out);
+  if (access(DEBIAN_TORCH "/libtorch_cpu.so.1.13", F_OK) != 0) skip();
+  out = ps_test_capture(
+      &status, "PNEUMOSCOPE_TORCH_BACKEND=" DEBIAN_TORCH " '%s' gradcam --model '%s' --json --layer layer3 '%s' 2>&1",
+      PS_CLI, model, film);
+  assert_non_null(out);
+  if (status != 0) fail_msg("CLI, variable naming Debian's libtorch folder: exit %d: %s", status, out);
+  assert_non_null(strstr(out, "\"layer\": \"layer3\""));
+  free(out);
+
+  /* only the versioned backend beside libpneumoscope (LD_LIBRARY_PATH comes before the CLI's RUNPATH) */
+  char *solo = make_dir("versioned-only");
+  char lib[PATH_MAX + 32], real[PATH_MAX];
+  snprintf(lib, sizeof lib, "%s/libpneumoscope.so.0", PS_BINARY_DIR);
+  if (!realpath(lib, real)) fail_msg("realpath %s", lib);
+  assert_int_equal(ps_test_system("cp '%s' '%s/libpneumoscope.so.0' && cp '%s/libpneumoscope_torch.so' "
+                                  "'%s/libpneumoscope_torch-1.13.so'",
+                                  real, solo, PS_BINARY_DIR, solo),
+                   0);
+  out = ps_test_capture(&status,
+                        "env -u PNEUMOSCOPE_TORCH_BACKEND LD_LIBRARY_PATH='%s' LD_DEBUG=files '%s' gradcam "
+                        "--model '%s' --json --layer layer3 '%s' 2>&1",
+                        solo, PS_CLI, model, film);
+  assert_non_null(out);
+  char want[PATH_MAX + 64];
+  snprintf(want, sizeof want, "file=%s/libpneumoscope_torch-1.13.so", solo);
+  if (status != 0 || !strstr(out, want) || !strstr(out, "\"layer\": \"layer3\""))
+    fail_msg("CLI with only %s/libpneumoscope_torch-1.13.so: exit %d, '%s' %s in its LD_DEBUG output:\n%.3000s", solo,
+             status, want, strstr(out, want) ? "found" : "not found", out);
+  print_message("CLI with only libpneumoscope_torch-1.13.so beside libpneumoscope: loaded it, layer3 Grad-CAM ok\n");
+  free(out);
+  free(solo);
+}
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "missing") == 0) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_missing_backend_fails_cleanly),
         cmocka_unit_test(test_missing_backend_cli),
+        cmocka_unit_test(test_missing_then_debian_folder),
     };
     return cmocka_run_group_tests_name("torch_loader_missing", tests, NULL, NULL);
+  }
+  if (argc > 1 && strcmp(argv[1], "folder") == 0) {
+    /* Order matters: refusals before anything is loaded, then the load, then the CLI. */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_folder_refused),
+        cmocka_unit_test(test_folder_pip_backend),
+        cmocka_unit_test(test_folder_copy_is_the_libtorch),
+        cmocka_unit_test(test_folder_cli),
+    };
+    return cmocka_run_group_tests_name("torch_loader_folder", tests, NULL, NULL);
   }
   /* Order matters: one fresh process, nothing loaded before the first test. */
   const struct CMUnitTest tests[] = {

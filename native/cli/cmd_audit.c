@@ -1,18 +1,22 @@
-/* pneumoscope audit: argument handling around ps_gradcam_audit. */
+/* pneumoscope audit: argument handling around ps_gradcam_audit (and ps_gradcam_audit_merge). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "ps_gradcam.h"
 #include "ps_lung.h"
 #ifdef PS_HAVE_GRADCAM
+#include "ps_infer.h"
 #include "ps_model.h"
 #endif
 
 const char ps_cli_audit_help[] = "Grad-CAM lung focus over a manifest split: per-film CSV + per-class summary";
 
 static const char usage_text[] =
-    "usage: pneumoscope audit [--model M] --manifest MANIFEST [--split test] [--threshold 0.5] -o OUTDIR\n"
+    "usage: pneumoscope audit [--model M] --manifest MANIFEST [--split test] [--threshold 0.5]\n"
+    "                         [--shard K/N|auto] -o OUTDIR\n"
+    "       pneumoscope audit --merge -o OUTDIR SHARDDIR...\n"
     "  For every film of the split: prediction, Grad-CAM and lung_focus (share of the positive CAM\n"
     "  mass inside the segmented lung fields); films below the threshold are flagged.\n"
     "  --model M          binary, 3class (the bundled models) or a .safetensors (default: $PNEUMOSCOPE_MODEL, else binary)\n"
@@ -22,7 +26,15 @@ static const char usage_text[] =
     "  --layer L, --method X   as for `pneumoscope gradcam` (default layer4, cam)\n"
     "  --limit N          at most N films\n"
     "  -o, --out OUTDIR   lung_focus.csv and summary.json (the summary is printed too)\n"
-    "  --device cpu|cuda|auto, --threads N\n";
+    "  --device cpu|cuda|auto, --threads N\n"
+    "  --shard K/N        only the K-th of N contiguous blocks of the split's films (K = 1..N; `auto`:\n"
+    "                     from SLURM_ARRAY_TASK_ID/_COUNT or RANK/WORLD_SIZE, as classify): OUTDIR gets\n"
+    "                     that block's lung_focus.csv and shard.json (which shard of which model,\n"
+    "                     manifest and options, and each film's values for the summary), no summary.\n"
+    "                     Run the N shards with the same options and -o folders of their own\n"
+    "  --merge            OUTDIR gets what one unsharded audit writes (the same lung_focus.csv rows, the\n"
+    "                     same summary.json) from the shard folders SHARDDIR... (every shard 1..N once,\n"
+    "                     of one audit; the options are taken from them)\n";
 
 #ifdef PS_HAVE_GRADCAM
 static int progress(double f, const char *what, void *user) {
@@ -60,9 +72,33 @@ static void print_summary(const ps_audit_summary *s, const char *outdir) {
   ps_cli_json_print(j, stdout, 0, 1);
 }
 
+/* --shard K/N or auto -> 0-based *k and *n; 0, or the exit status after saying why. */
+static int shard_arg(const char *s, int *k, int *n) {
+  char tail = 0;
+  int st = strcmp(s, "auto") ? PS_OK : ps_infer_shard_from_env(k, n);
+  if (!strcmp(s, "auto")) return st ? ps_cli_fail("audit", "--shard auto", st) : 0;
+  if (sscanf(s, "%d/%d%c", k, n, &tail) == 2 && *n >= 1 && *k >= 1 && *k <= *n) return --*k, 0;
+  fprintf(stderr, "pneumoscope audit: --shard is K/N with 1 <= K <= N, or auto; got '%s'\n", s);
+  return 2;
+}
+
+static int merge(const char *outdir, const char **dirs, int ndirs) {
+  if (ndirs < 1) {
+    fprintf(stderr, "pneumoscope audit: --merge needs the shard folders\n");
+    fputs(usage_text, stderr);
+    return 2;
+  }
+  ps_audit_summary s;
+  int st = ps_gradcam_audit_merge(dirs, ndirs, outdir, &s);
+  if (st) return ps_cli_fail("audit", "merge", st);
+  print_summary(&s, outdir);
+  return 0;
+}
+
 int ps_cli_audit(int argc, char **argv) {
-  const char *model = NULL, *manifest = NULL, *outdir = NULL, *split = "test", *layer = NULL, *method = NULL;
-  int device = PS_DEVICE_AUTO, threads = 0, quiet = 0;
+  const char *model = NULL, *manifest = NULL, *outdir = NULL, *split = NULL, *layer = NULL, *method = NULL;
+  const char *shard = NULL;
+  int device = PS_DEVICE_AUTO, threads = 0, quiet = 0, do_merge = 0;
   ps_audit_opts o;
   memset(&o, 0, sizeof o);
   o.cam = ps_gradcam_opts_default();
@@ -79,25 +115,50 @@ int ps_cli_audit(int argc, char **argv) {
                                    {"device", 0, PS_OPT_CHOICE, &device, .choices = ps_cli_devices},
                                    {"threads", 0, PS_OPT_INT, &threads, .range = ">= 0"},
                                    {"quiet", 'q', PS_OPT_FLAG, &quiet},
+                                   {"shard", 0, PS_OPT_STRING, &shard},
+                                   {"merge", 0, PS_OPT_FLAG, &do_merge},
                                    {0}};
-  int rc = ps_cli_parse("audit", usage_text, options, argc, argv, NULL, NULL);
+  const char **dirs = calloc((size_t)argc + 1, sizeof *dirs);
+  int ndirs = argc;
+  if (!dirs) return ps_cli_fail("audit", "arguments", PS_ENOMEM);
+  int rc = ps_cli_parse("audit", usage_text, options, argc, argv, dirs, &ndirs);
+  if (rc < 0 && do_merge && (model || manifest || split || shard || layer || method || o.limit || o.threshold != 0.5)) {
+    fprintf(stderr, "pneumoscope audit: --merge takes model, manifest, split, shard, threshold, limit, layer and method "
+                    "from the shard folders\n");
+    rc = 2;
+  } else if (rc < 0 && !do_merge && ndirs > 0) {
+    fprintf(stderr, "pneumoscope audit: unexpected argument '%s' (shard folders go with --merge)\n", dirs[0]);
+    fputs(usage_text, stderr);
+    rc = 2;
+  }
+  if (rc < 0 && do_merge && outdir) rc = merge(outdir, dirs, ndirs);
+  free(dirs);
   if (rc >= 0) return rc;
   if ((rc = ps_cli_cam_opts("audit", layer, method, &o.cam))) return rc;
   if (!manifest || !outdir) {
-    fprintf(stderr, "pneumoscope audit: --manifest and -o OUTDIR are required\n");
+    fprintf(stderr, "pneumoscope audit: --manifest and -o OUTDIR are required (--merge: -o)\n");
     fputs(usage_text, stderr);
     return 2;
   }
+  if (shard && (rc = shard_arg(shard, &o.shard_index, &o.shard_count))) return rc;
+  if (!split) split = "test";
   o.split = strcmp(split, "all") ? split : NULL;
   char used[4096];
   ps_model *m = NULL;
   if (ps_cli_load_model("audit", model, device, threads, used, sizeof used, &m)) return 1;
   if (!quiet) o.progress = progress;
+  o.model_path = used;
   ps_audit_summary s;
   int st = ps_gradcam_audit(m, manifest, outdir, &o, &s);
   if (!quiet) fprintf(stderr, "\r%-80s\r", "");
   ps_model_free(m);
   if (st) return ps_cli_fail("audit", manifest, st);
+  if (o.shard_count) {
+    printf("shard %d/%d: %d films, %d scored, %d failed, %d flagged\n", o.shard_index + 1, o.shard_count, s.films, s.scored,
+           s.failed, s.flagged);
+    printf("wrote %s/lung_focus.csv and %s/shard.json (merge the shards with audit --merge)\n", outdir, outdir);
+    return 0;
+  }
   print_summary(&s, outdir);
   return 0;
 }

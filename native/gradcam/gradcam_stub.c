@@ -12,3 +12,8 @@ int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, cons
   (void)m, (void)manifest, (void)outdir, (void)opts, (void)summary;
   return ps_error(PS_EUNSUPPORTED, "gradcam: built without libtorch (PS_WITH_TORCH=OFF)");
 }
+
+int ps_gradcam_audit_merge(const char *const *shard_dirs, int ndirs, const char *outdir, ps_audit_summary *summary) {
+  (void)shard_dirs, (void)ndirs, (void)outdir, (void)summary;
+  return ps_error(PS_EUNSUPPORTED, "gradcam: built without libtorch (PS_WITH_TORCH=OFF)");
+}

@@ -168,6 +168,15 @@ typedef struct ps_audit_opts {
   int limit;             /* at most this many films (0: all) */
   ps_progress_fn progress;
   void *progress_user;
+  int shard_count;       /* > 0: audit only shard shard_index (0-based) of shard_count contiguous blocks
+                            of the selected films (ps_infer_shard_range, as classify --shard): outdir
+                            gets that block's lung_focus.csv rows and shard.json (which shard of which
+                            model, manifest, split, limit, threshold, layer and method, and each film's
+                            values for the summary) instead of summary.json; ps_gradcam_audit_merge
+                            makes the whole audit from the shard folders. A shard refuses an outdir
+                            holding summary.json, a whole audit one holding shard.json */
+  int shard_index;
+  const char *model_path; /* the model's file: required for a shard (its sha256 tells shards apart) */
 } ps_audit_opts;
 
 typedef struct ps_audit_class_summary {
@@ -197,6 +206,14 @@ typedef struct ps_audit_summary {
  * failure of the audit. The model's task decides the truth column (label or subtype). */
 PS_API int ps_gradcam_audit(ps_model *m, const char *manifest, const char *outdir, const ps_audit_opts *opts,
                             ps_audit_summary *summary);
+/* The whole audit from the ndirs folders of one audit's shards 1..N (any order): checks that they
+ * are every shard of one audit once (the same model and manifest bytes, split, limit, threshold,
+ * layer, method) and writes to outdir what the unsharded audit writes: lung_focus.csv with the same
+ * rows, summary.json with the same summary (also in *summary). PS_EINVAL for a missing or duplicate
+ * shard or shards of different audits, PS_EIO for an unreadable folder, PS_EFORMAT for a damaged
+ * shard, each naming the folder; outdir must not hold a shard.json. */
+PS_API int ps_gradcam_audit_merge(const char *const *shard_dirs, int ndirs, const char *outdir,
+                                  ps_audit_summary *summary);
 
 #ifdef __cplusplus
 }

@@ -22,15 +22,17 @@
  * Grad mode and autocast are per thread, as in libtorch.
  *
  * Loading: libpneumoscope does not link libtorch. The first call that needs it loads the backend
- * module libpneumoscope_torch.so (once per process) from $PNEUMOSCOPE_TORCH_BACKEND when set
- * (that path only), else from the folder of libpneumoscope.so, else by name through the dynamic
- * loader's path. Until then no libtorch library is mapped: ps_dtype_size/ps_dtype_name,
+ * module libpneumoscope_torch.so (once per process) from the location given to
+ * ps_torch_set_backend(), else $PNEUMOSCOPE_TORCH_BACKEND when set (that location only; the same
+ * three kinds), else from the folder of libpneumoscope.so, else by name through the dynamic
+ * loader's path, else libpneumoscope_torch-<X.Y>.so beside libpneumoscope.so when the dynamic
+ * loader finds the libtorch X.Y it needs (Debian's). Until then no libtorch library is mapped: ps_dtype_size/ps_dtype_name,
  * ps_torch_set/get_threads (the count is remembered and applied when the backend loads),
  * ps_torch_resolve_device(PS_DEVICE_CPU), ps_tensor_free(NULL)/ps_adam_free(NULL) and, in a
  * build whose libtorch has no CUDA, ps_torch_cuda_available and ps_torch_resolve_device never load
  * it. When the backend cannot be loaded, status functions return PS_EUNSUPPORTED (output handles
  * set to NULL), the others the failure value documented with them, and ps_last_error() reads
- * "torch: cannot load the libtorch backend <path>: <reason>" (the first failure, repeated).
+ * "torch: cannot load the libtorch backend <path>: <reason>" (the failure, repeated).
  */
 #ifndef PS_TORCH_H
 #define PS_TORCH_H
@@ -68,6 +70,22 @@ typedef enum {
 
 /* 1 when the libtorch backend is loaded in this process, else 0 (never loads it). */
 PS_API int ps_torch_loaded(void);
+/* Where the next load looks (NULL or "": the usual search above). location is one of:
+ *   the backend module file itself;
+ *   a folder holding libpneumoscope_torch.so;
+ *   a libtorch lib folder (holds libtorch_cpu.so*, libc10.so*: PyTorch's site-packages/torch/lib,
+ *   a libtorch download's lib, Debian's /usr/lib/x86_64-linux-gnu; the folder above one is taken
+ *   too): the backend is one built against that folder's libtorch version, beside
+ *   libpneumoscope.so (libpneumoscope_torch-<X.Y>.so first, then libpneumoscope_torch.so), and the
+ *   folder's libc10/libtorch are mapped first, so the backend uses them and no other libtorch.
+ * Reads files only; loads nothing. PS_ENOTFOUND when the location does not exist or holds neither;
+ * PS_EUNSUPPORTED when no backend here is built for the folder's libtorch (the message names both
+ * versions and the cmake command that builds one). Once a backend is loaded: PS_OK when location
+ * names the same module and libtorch (or is empty), else PS_ESTATE (one libtorch per process).
+ * After a failed load it makes the next use try again, unless that failure left a libtorch mapped
+ * (PS_ESTATE with the failure). On error the previous location stays. Errors read
+ * "torch: cannot load the libtorch backend <location>: <why>". */
+PS_API int ps_torch_set_backend(const char *location);
 /* libtorch version, e.g. "1.13.0". Never NULL ("" when the backend cannot be loaded). */
 PS_API const char *ps_torch_version(void);
 /* libtorch's build configuration text (at::show_config: BLAS, CUDA, OpenMP ...). Borrowed,

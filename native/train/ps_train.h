@@ -11,6 +11,8 @@
  *   ps_eval_opts e = {0};
  *   e.model = "runs/binary/best.safetensors"; e.manifest = "split/manifest.csv"; e.outdir = "eval";
  *   st = ps_evaluate_run(&e, NULL, NULL, NULL);   // metrics.json, predictions.csv, PNG plots
+ *   // or in N jobs, each e.shard_count = N, e.shard_index = k, e.outdir = "eval-k"; then
+ *   // ps_evaluate_merge(dirs, N, "eval", NULL, NULL) writes what the one run writes
  *
  * Recipe (all overridable): ResNet18 from scratch (or --init weights), Adam, batch 32.
  *   binary:     classes NORMAL, PNEUMONIA; max 30 epochs, patience 5 on val AUC (max);
@@ -229,6 +231,15 @@ typedef struct ps_eval_opts {
   int threads;            /* 0: ps_default_threads() */
   ps_train_device device;
   int limit;              /* > 0: this many evenly spaced films of each split (as ps_train_opts.limit) */
+  int shard_count;        /* > 0: evaluate only shard shard_index (0-based) of shard_count contiguous
+                             blocks of whole batches of the split's rows (ps_infer_shard_range over
+                             the batches, as classify --shard): outdir gets that block's
+                             predictions.csv rows and shard.json (which shard of which model,
+                             manifest, split, limit, batch and threshold), no metrics and no plots;
+                             ps_evaluate_merge makes the whole evaluation from the shard folders.
+                             A shard refuses an outdir holding metrics.json, a whole run one holding
+                             shard.json */
+  int shard_index;
 } ps_eval_opts;
 
 typedef struct ps_eval_result {
@@ -238,7 +249,16 @@ typedef struct ps_eval_result {
   double ece;                        /* expected calibration error, top-label, 15 bins (ps_metrics_ece) */
 } ps_eval_result;
 
+/* A shard (opts->shard_count > 0) fills only result->n (its films) and ->threshold, the rest NAN. */
 PS_API int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *user, ps_eval_result *result);
+/* The whole evaluation from the ndirs folders of one run's shards 1..N (any order): checks that they
+ * are every shard of one run once (the same model and manifest bytes, split, limit, batch, threshold)
+ * and writes to outdir what the unsharded ps_evaluate_run writes: metrics.json with the same values,
+ * predictions.csv with the same rows, the plots (history: as ps_eval_opts.history). PS_EINVAL for a
+ * missing or duplicate shard or shards of different runs, PS_EIO for an unreadable folder, PS_EFORMAT
+ * for a damaged shard, each naming the folder; outdir must not hold a shard.json. */
+PS_API int ps_evaluate_merge(const char *const *shard_dirs, int ndirs, const char *outdir, const char *history,
+                             ps_eval_result *result);
 
 PS_API const char *ps_train_task_name(int task);     /* "binary", "multiclass" */
 PS_API const char *ps_monitor_name(ps_monitor m);    /* "auc", "f1", "loss", "acc" */

@@ -12,7 +12,8 @@ import pneumoscope.Trainer;
 /**
  * Plugins > PneumoScope > Evaluate Model...: ps_evaluate_run of a model on one split of a manifest:
  * a row of metrics in "PneumoScope Evaluation", the confusion matrix and ROC curve as images, and
- * metrics.json / predictions.csv / *.png in outdir.
+ * metrics.json / predictions.csv / *.png in outdir. Without the plot module (the release archive)
+ * the metrics come all the same and the Log says that plots are not available.
  * Macro: run("Evaluate Model...", "model=file model_file=[/runs/a/best.safetensors]
  *        manifest=[/data/split/manifest.csv] split=test outdir=[/runs/a/eval] threshold=-1 device=auto limit=0");
  */
@@ -65,15 +66,21 @@ public class Evaluate_Model implements PlugIn {
       rt.addValue("Specificity", e.specificity);
       rt.addValue("Outdir", Keys.lastOutdir);
       rt.show(Keys.EVAL_TABLE);
+      int shown = 0;
       for (String png : new String[] {"confusion.png", "roc.png"}) {
         File f = new File(Keys.lastOutdir, png);
         if (!f.isFile()) continue;
+        shown++;
         ImagePlus imp = IJ.openImage(f.getPath());
         if (imp != null) {
           imp.setTitle((png.startsWith("roc") ? "ROC " : "Confusion matrix ") + new File(modelPath).getName());
           imp.show();
         }
       }
+      if (shown == 0) // the release archive leaves out the plot module (cairo and its 17 libraries)
+        IJ.log("PneumoScope: Evaluate Model: plots are not available in this install (no libpneumoscope_plot.so, which"
+            + " draws them with cairo, beside libpneumoscope); the metrics are in the table and in metrics.json and"
+            + " predictions.csv in " + Keys.lastOutdir);
     } catch (Exception | OutOfMemoryError e) {
       IJ.showProgress(1.0);
       Engine.fail(Keys.CMD_EVALUATE, e);

@@ -6,6 +6,7 @@ import ij.plugin.PlugIn;
 import java.io.File;
 import pneumoscope.Engine;
 import pneumoscope.Keys;
+import pneumoscope.PsNative;
 import pneumoscope.Trainer;
 
 /**
@@ -14,12 +15,27 @@ import pneumoscope.Trainer;
  * stays loadable, last.ckpt resumable). The history goes to "PneumoScope Training"; with set_default
  * the finished best.safetensors becomes the default model of every PneumoScope command.
  * Macro: run("Train Model...", "manifest=[/data/split/manifest.csv] outdir=[/runs/a] task=binary epochs=2
- *        lr=0 batch=0 patience=0 size=128 seed=1 threads=0 device=auto init=[] limit=0 augment balance=default set_default");
+ *        lr=0 batch=0 patience=0 size=128 seed=1 threads=0 device=auto init=[] limit=0 augment balance=default set_default
+ *        libtorch=[]");
  * (0 = the task's default for every number.) init: weights to start from (a .safetensors file, or
  * binary / 3class for the bundled models); with finetune their classifier is kept too (a trained
  * model of the task's classes, fine-tuned on one's own films; a lower lr such as 0.0001 suits it).
+ * libtorch: where libtorch is (ps_torch_set_backend): a libtorch lib folder (PyTorch's torch/lib,
+ * Debian's /usr/lib/x86_64-linux-gnu), a folder holding libpneumoscope_torch.so, or that file; empty
+ * = the usual search ($PNEUMOSCOPE_TORCH_BACKEND, then beside libpneumoscope). A location that
+ * works is remembered in IJ Prefs.
  */
 public class Train_Model implements PlugIn {
+  /** Said after any failure to load libtorch (the library's message, above it, says what was wrong). */
+  static final String HOW_TO_GET_LIBTORCH = "Training needs libtorch. Name where it is in the libtorch field of"
+      + " Train Model (or in the environment variable PNEUMOSCOPE_TORCH_BACKEND before starting Fiji):"
+      + " on Debian 12, apt-get install libtorch1.13 (then it is found by itself, or name"
+      + " /usr/lib/x86_64-linux-gnu; the PneumoScope archive brings the backend for it); or a PyTorch"
+      + " install's torch/lib folder (python3 -c \"import torch, os; print(os.path.dirname(torch.__file__))\""
+      + " prints the torch folder) with a backend built for its version as the message above says; or the"
+      + " backend file libpneumoscope_torch.so itself. A different libtorch than one already loaded needs a"
+      + " restart of Fiji. Or train with the pneumoscope command line on a machine that has libtorch.";
+
   @Override
   public void run(String arg) {
     GenericDialog gd = new GenericDialog(Keys.CMD_TRAIN);
@@ -41,9 +57,13 @@ public class Train_Model implements PlugIn {
     gd.addChoice(Keys.BALANCE, Keys.BALANCES, Keys.lastBalance);
     gd.addCheckbox(Keys.RESUME, Keys.lastResume);
     gd.addCheckbox(Keys.SET_DEFAULT, Keys.lastSetDefault);
+    if (Keys.lastLibtorch == null) Keys.lastLibtorch = Prefs.get(Keys.PREF_LIBTORCH, "");
+    gd.addStringField(Keys.LIBTORCH, Keys.lastLibtorch, 40);
     gd.addMessage("0 = the task's default (binary: 30 epochs, patience 5 on val AUC; multiclass: 50 / 10 on\n"
         + "macro F1; lr 1e-3, batch 32, size 224). limit: films per split (smoke runs). Esc cancels.\n"
-        + "init: a .safetensors, or binary / 3class; finetune keeps its classifier (same classes).");
+        + "init: a .safetensors, or binary / 3class; finetune keeps its classifier (same classes).\n"
+        + "libtorch: PyTorch's torch/lib folder, Debian's /usr/lib/x86_64-linux-gnu, or libpneumoscope_torch.so\n"
+        + "(empty: $PNEUMOSCOPE_TORCH_BACKEND, then beside libpneumoscope).");
     gd.showDialog();
     if (gd.wasCanceled()) return;
     Trainer.Options o = new Trainer.Options();
@@ -65,10 +85,16 @@ public class Train_Model implements PlugIn {
     o.balance = Keys.lastBalance = gd.getNextChoice();
     o.resume = Keys.lastResume = gd.getNextBoolean();
     boolean setDefault = Keys.lastSetDefault = gd.getNextBoolean();
+    String libtorch = Keys.lastLibtorch = gd.getNextString().trim();
     o.command = "Fiji: run(\"" + Keys.CMD_TRAIN + "\", \"" + (ij.Macro.getOptions() == null ? "" : ij.Macro.getOptions().trim()) + "\")";
     IJ.resetEscape();
     try {
       Engine.init();
+      PsNative.setTorchBackend(libtorch);
+      if (!libtorch.equals(Prefs.get(Keys.PREF_LIBTORCH, ""))) { // remembered once it names a usable place
+        Prefs.set(Keys.PREF_LIBTORCH, libtorch);
+        Prefs.savePreferences();
+      }
       IJ.log("PneumoScope: training " + o.task + " on " + o.manifest + " into " + o.outdir);
       Trainer.Result r = Trainer.train(o, new Trainer.ProgressListener() {
         @Override
@@ -102,13 +128,17 @@ public class Train_Model implements PlugIn {
             + " resume with the resume option");
         return;
       }
-      if (e.getMessage() != null && e.getMessage().contains("cannot load the libtorch backend")) {
+      String m = e.getMessage();
+      if (m != null
+          && (m.contains("cannot load the libtorch backend") || m.contains("is already loaded in this process"))) {
         // classification and layer4 Grad-CAM run without libtorch; training cannot: say how to get it
-        Engine.fail(Keys.CMD_TRAIN, new pneumoscope.PneumoScopeException("PS_EUNSUPPORTED", e.getMessage()
-            + "\nTraining needs libtorch. On Debian 12: apt-get install libtorch-dev, then put"
-            + " libpneumoscope_torch.so (built with PneumoScope: cmake --install build --component fiji) into"
-            + " Fiji.app/lib/linux64, or name it in the environment variable PNEUMOSCOPE_TORCH_BACKEND before"
-            + " starting Fiji. Or train with the pneumoscope command line on a machine that has it.", null));
+        String status = "PS_EUNSUPPORTED", detail = m;
+        if (e instanceof pneumoscope.PneumoScopeException) {
+          status = ((pneumoscope.PneumoScopeException) e).statusName();
+          detail = ((pneumoscope.PneumoScopeException) e).detail();
+        }
+        Engine.fail(Keys.CMD_TRAIN,
+            new pneumoscope.PneumoScopeException(status, detail + "\n" + HOW_TO_GET_LIBTORCH, null));
         return;
       }
       Engine.fail(Keys.CMD_TRAIN, e);

@@ -4,7 +4,10 @@ Fiji.app: every library in lib/linux64 resolves its dependencies inside lib/linu
 LD_LIBRARY_PATH; glibc's own libraries aside) with RUNPATH $ORIGIN, and no libtorch is in it. Real
 ImageJ then runs zip_commands.ijm from that tree with PNEUMOSCOPE_TORCH_BACKEND naming nothing:
 Classify Chest Film (a JPEG and a DICOM) and a layer4 Grad-CAM Overlay work, and the table's
-probabilities equal `pneumoscope classify --csv --model binary` on the same films."""
+probabilities equal `pneumoscope classify --csv --model binary` on the same films. Then (zip_train.ijm)
+Train Model's libtorch field, with the variable still naming nothing: a folder without libtorch stops
+the macro with a message that says how to get it; Debian's libtorch folder trains with the archive's
+libpneumoscope_torch-1.13.so, and Evaluate Model works without the plot module and says so."""
 import csv
 import os
 import re
@@ -34,8 +37,11 @@ def run_zip(chk, tmp, data):
     names = sorted(f for f in os.listdir(lib) if ".so" in f and os.path.isfile(os.path.join(lib, f))
                    and not os.path.islink(os.path.join(lib, f)))
     check(os.path.isfile(os.path.join(lib, "dcmtk", "dicom.dic")), "DCMTK's data dictionary ships in lib/linux64/dcmtk")
-    check(not any(n.startswith(("libtorch", "libc10", "libpneumoscope_torch")) for n in names),
+    check(not any(n.startswith(("libtorch", "libc10")) or n == "libpneumoscope_torch.so" for n in names),
           "no libtorch in the archive")
+    versioned = [n for n in names if re.match(r"libpneumoscope_torch-\d+\.\d+\.so$", n)]
+    if E.get("PS_HAVE_TORCH") == "ON":
+        check(len(versioned) == 1, "the libtorch backend, named for its libtorch: %s" % versioned)
     check(not any(n.startswith(("libcairo", "libX11", "libpneumoscope_plot")) for n in names),
           "no cairo (plots) in the archive: classifying does not need it")
     env = {k: v for k, v in E.items() if k != "LD_LIBRARY_PATH"}
@@ -44,6 +50,12 @@ def run_zip(chk, tmp, data):
         f = os.path.join(lib, n)
         rp = subprocess.run(["readelf", "-d", f], capture_output=True, text=True).stdout
         check("[$ORIGIN]" in rp, n + ": RUNPATH $ORIGIN")
+        if n in versioned:  # ldd would list libtorch's own closure: its direct needs, libtorch's aside, are here
+            dyn = subprocess.run(["readelf", "-d", f], capture_output=True, text=True).stdout
+            outside += ["%s -> %s (not in lib/linux64)" % (n, d) for d in re.findall(r"\(NEEDED\).*\[(.*)\]", dyn)
+                        if not GLIBC.match(d) and not d.startswith(("libtorch", "libc10"))
+                        and not os.path.exists(os.path.join(lib, d))]
+            continue
         out = subprocess.run(["ldd", f], capture_output=True, text=True, env=env).stdout
         for line in out.splitlines():
             m = re.match(r"\s*(\S+)\s*=>\s*(.*?)\s*(\(0x[0-9a-f]+\))?$", line)
@@ -70,6 +82,7 @@ def run_zip(chk, tmp, data):
         ps = chk.run([E["PS_CLI"], "split", os.path.join(data, "kaggle"), "-o", split, "--seed", "1"])
         check(ps.returncode == 0, "pneumoscope split for Train Model " + ps.stderr[-200:])
         p = chk.imagej(fiji, "zip_commands.ijm", " ".join([film, dcm, out, lungs, os.path.join(split, "manifest.csv")]))
+        train_with_libtorch_field(chk, tmp, fiji, os.path.join(split, "manifest.csv"), versioned)
     finally:
         if saved is None:
             del E["PNEUMOSCOPE_TORCH_BACKEND"]
@@ -116,3 +129,45 @@ def run_zip(chk, tmp, data):
             continue
         a, b = float(r["P_PNEUMONIA"]), float(cli[key]["p_PNEUMONIA"])
         check(abs(a - b) < 1e-4, "%s: P(PNEUMONIA) %.5f in Fiji (no libtorch) = %.5f from the CLI" % (key, a, b))
+
+
+def train_with_libtorch_field(chk, tmp, fiji, manifest, versioned):
+    """Train Model's libtorch field in the unzipped archive (PNEUMOSCOPE_TORCH_BACKEND names nothing)."""
+    check = chk.check
+    bogus = os.path.join(tmp, "no-libtorch-here")
+    os.makedirs(bogus)
+    out = os.path.join(tmp, "zip-train-bogus")
+    os.makedirs(out)
+    p = chk.imagej(fiji, "zip_train.ijm", " ".join(["bogus", manifest, out, bogus]))
+    said = p.stdout + p.stderr
+    check(p.returncode == 0 and "A fatal error has been detected" not in said,
+          "ImageJ lives on (exit %d)" % p.returncode)
+    check("cannot load the libtorch backend " + bogus + ": the folder holds neither" in said
+          and "Training needs libtorch" in said and "libtorch field" in said
+          and "Train Model ran" not in p.stdout,
+          "Train Model libtorch=[a folder without libtorch] stops the macro, says why and how to get libtorch")
+    debian = "/usr/lib/x86_64-linux-gnu"
+    if not versioned or not os.path.exists(os.path.join(debian, "libtorch_cpu.so.1.13")):
+        print("note: Debian's libtorch 1.13 or the archive's backend is absent: training from the archive not tried")
+        return
+    out = os.path.join(tmp, "zip-train")
+    os.makedirs(out)
+    p = chk.imagej(fiji, "zip_train.ijm", " ".join(["debian", manifest, out, debian]), timeout=420)
+    said = p.stdout + p.stderr
+    check("zip_train: done" in p.stdout, "Train Model libtorch=[%s] and Evaluate Model ran to the end" % debian)
+    check("libtorch 1.13" in said and "from " + debian in said and versioned[0] in said,
+          "the Log names the libtorch and the archive's backend it used")
+    hist = os.path.join(out, "training.csv")
+    rows = list(csv.DictReader(open(hist))) if os.path.exists(hist) else []
+    check(len(rows) == 1 and os.path.exists(os.path.join(out, "train", "best.safetensors")),
+          "one epoch trained from the archive with Debian's libtorch (%d history rows)" % len(rows))
+    ev = os.path.join(out, "evaluation.csv")
+    rows = list(csv.DictReader(open(ev))) if os.path.exists(ev) else []
+    check(len(rows) == 1 and rows[0].get("N", "0") not in ("", "0")
+          and os.path.exists(os.path.join(out, "eval", "metrics.json")),
+          "Evaluate Model without the plot module: a row of metrics and metrics.json (%s)" % rows)
+    check("zip_train: images=0" in p.stdout and "plots are not available in this install" in said,
+          "Evaluate Model shows no plot images and says plots are not available")
+    prefs = os.path.join(os.path.dirname(fiji), "home", ".imagej", "IJ_Prefs.txt")
+    text = open(prefs).read() if os.path.exists(prefs) else ""
+    check("pneumoscope.libtorch=" + debian in text, "the libtorch field is remembered in IJ Prefs (%s)" % prefs)

@@ -57,6 +57,7 @@ public final class Keys {
   public static final String RESUME = "resume";
   public static final String SET_DEFAULT = "set_default"; // make the trained model the default
   public static final String SPLIT = "split";            // evaluate: test | val | train | all
+  public static final String LIBTORCH = "libtorch";      // train: libtorch folder or backend ("" = usual search)
 
   public static final String[] MODELS = {Model.BINARY, Model.THREE_CLASS, "file"}; // ModelChoice: model=
   public static final String[] TASKS = {"binary", "multiclass"};
@@ -102,7 +103,10 @@ public final class Keys {
   public static boolean lastResume = false;
   public static boolean lastSetDefault = true;
   public static String lastSplit = "test";
+  public static String lastLibtorch = null;  // null: not asked yet this session (Prefs has the last one)
 
   /** IJ Prefs key of the default model file (set by Train Model... when asked). */
   public static final String PREF_MODEL = "pneumoscope.model";
+  /** IJ Prefs key of Train Model's libtorch field (a location that worked; "" = the usual search). */
+  public static final String PREF_LIBTORCH = "pneumoscope.libtorch";
 }

@@ -166,7 +166,20 @@ public final class PsNative {
   /** The Grad-CAM renderers' viridis map as LUT bytes: 256 reds, 256 greens, 256 blues. */
   public static byte[] viridis() throws PneumoScopeException { load(); return nativeViridis(); }
 
+  /**
+   * Where libtorch is, for the next time the library loads it (ps_torch_set_backend): the backend
+   * file, a folder holding libpneumoscope_torch.so, or a libtorch lib folder (PyTorch's torch/lib,
+   * Debian's /usr/lib/x86_64-linux-gnu); "" = the usual search ($PNEUMOSCOPE_TORCH_BACKEND, beside
+   * libpneumoscope). Loads nothing; throws when the location cannot serve (why, and how to build a
+   * matching backend) or when another libtorch is already loaded in this JVM.
+   */
+  public static void setTorchBackend(String location) throws PneumoScopeException {
+    load();
+    nativeSetTorchBackend(cstr(location == null ? "" : location));
+  }
+
   private static native void nativeInit();
+  private static native void nativeSetTorchBackend(byte[] location) throws PneumoScopeException;
   private static native byte[] nativeViridis();
   private static native byte[] nativeVersion();
   private static native byte[] nativeFeatures();
