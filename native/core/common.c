@@ -5,6 +5,8 @@
 #include <dlfcn.h>
 
 #include <sched.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -97,4 +99,22 @@ void ps__lib_folder(char *dir, size_t cap) {
   if (n >= cap) return;
   memcpy(dir, info.dli_fname, n);
   dir[n] = 0;
+}
+
+#define PS_BIG_MIN ((size_t)1 << 20) /* smaller buffers come from malloc */
+
+void *ps__big_alloc(size_t bytes) {
+  if (bytes < PS_BIG_MIN) return calloc(1, bytes ? bytes : 1);
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+  madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without transparent huge pages, 4 KB pages as before */
+#endif
+  return p;
+}
+
+void ps__big_free(void *p, size_t bytes) {
+  if (!p) return;
+  if (bytes < PS_BIG_MIN) free(p);
+  else munmap(p, bytes);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "ps_internal.h"
 #include "ps_model.h"
 #include "safetensors.h"
 
@@ -88,6 +89,8 @@ struct ps_model {
    * call that needs libtorch tensors (forward, parameters, training, Grad-CAM, another device,
    * saving) moves the weights into libtorch (to_torch) and drops the host copy and the engine. */
   ps_engine *engine;
+  float *host_arena; /* every entry.host, one ps__big_alloc of host_bytes */
+  size_t host_bytes;
   /* Out-of-distribution detector (ps_model.h): class means (K,512) and the shared precision
    * (512,512), host float32; NULL when the model has none. */
   float *ood_means, *ood_prec;
@@ -345,11 +348,17 @@ static int alloc_tensors(ps_model *m) {
 
 /* Zeroed host arrays for every entry (a host-only model). */
 static int alloc_host(ps_model *m) {
+  size_t n = 0; /* floats, each array 64-byte aligned */
+  for (int i = 0; i < m->n; i++)
+    if (!m->e[i].is_nbt) n += ((size_t)entry_numel(&m->e[i]) + 15) / 16 * 16;
+  m->host_bytes = n * sizeof(float);
+  if (!(m->host_arena = ps__big_alloc(m->host_bytes))) return ps_error(PS_ENOMEM, "model: out of memory");
+  n = 0;
   for (int i = 0; i < m->n; i++) {
     entry *e = &m->e[i];
     if (e->is_nbt) continue;
-    e->host = calloc((size_t)entry_numel(e), sizeof(float));
-    if (!e->host) return ps_error(PS_ENOMEM, "model: out of memory");
+    e->host = m->host_arena + n;
+    n += ((size_t)entry_numel(e) + 15) / 16 * 16;
   }
   return PS_OK;
 }
@@ -359,10 +368,10 @@ static void free_host(ps_model *m) {
   ps_engine_free(m->engine);
 #endif
   m->engine = NULL;
-  for (int i = 0; i < m->n; i++) {
-    free(m->e[i].host);
-    m->e[i].host = NULL;
-  }
+  for (int i = 0; i < m->n; i++) m->e[i].host = NULL;
+  ps__big_free(m->host_arena, m->host_bytes);
+  m->host_arena = NULL;
+  m->host_bytes = 0;
 }
 
 static int host_only(const ps_model *m) { return m->n > 0 && m->e[0].t == NULL; }
@@ -521,10 +530,16 @@ static int fill_from_file(ps_model *m, const ps_st_file *f, int skip_fc) {
     }
     int64_t numel = entry_numel(e);
     size_t bytes = (size_t)(t->end - t->begin);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (!e->t && !e->is_nbt && t->dtype == PS_DTYPE_F32) { /* the file's bytes are the host array */
+      if ((st = ps_st_read_tensor(f, t, e->host))) goto done;
+      continue;
+    }
+#endif
     if (bytes > cap) {
-      free(buf);
+      ps__big_free(buf, cap);
       cap = bytes;
-      buf = malloc(cap);
+      buf = ps__big_alloc(cap);
       if (!buf) {
         st = ps_error(PS_ENOMEM, "model: out of memory loading %s", f->path);
         goto done;
@@ -537,7 +552,7 @@ static int fill_from_file(ps_model *m, const ps_st_file *f, int skip_fc) {
     if (st) goto done;
   }
 done:
-  free(buf);
+  ps__big_free(buf, cap);
   if (st) return st;
   for (int j = 0; j < f->n; j++) {
     const char *name = f->tensors[j].name;
