@@ -23,6 +23,9 @@
 #include "ps_model.h"
 #endif
 
+/* --shard K/N or auto (SLURM array / RANK, WORLD_SIZE) -> 0-based *k and *n; 0, or the exit
+ * status after saying why (2: bad usage, 1: auto without the environment). */
+int ps_cli_shard(const char *cmd, const char *shard, int *k, int *n);
 /* Print "pneumoscope <cmd>: <what>: <ps_last_error or strerror>" on stderr; returns 1. */
 int ps_cli_fail(const char *cmd, const char *what, int status);
 /* The same for a film, without repeating its name when the library's message holds it. */

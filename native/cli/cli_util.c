@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "cli.h"
+#ifdef PS_HAVE_INFER
+#include "ps_infer.h"
+#endif
 #ifdef PS_HAVE_TRAIN
 #include "ps_train.h"
 #endif
@@ -235,5 +238,18 @@ int ps_cli_load_model(const char *cmd, const char *path, ps_device device, int t
   if (threads && (st = ps_torch_set_threads(threads))) return ps_cli_fail(cmd, "--threads", st);
   if ((st = ps_model_load(used, device, out))) return ps_cli_fail(cmd, used, st);
   return 0;
+}
+#endif
+
+#ifdef PS_HAVE_INFER
+int ps_cli_shard(const char *cmd, const char *s, int *k, int *n) {
+  char tail = 0;
+  if (!strcmp(s, "auto")) {
+    int st = ps_infer_shard_from_env(k, n);
+    return st ? ps_cli_fail(cmd, "--shard auto", st) : 0;
+  }
+  if (sscanf(s, "%d/%d%c", k, n, &tail) == 2 && *n >= 1 && *k >= 1 && *k <= *n) return --*k, 0;
+  fprintf(stderr, "pneumoscope %s: --shard is K/N with 1 <= K <= N, or auto; got '%s'\n", cmd, s);
+  return 2;
 }
 #endif

@@ -72,16 +72,6 @@ static void print_summary(const ps_audit_summary *s, const char *outdir) {
   ps_cli_json_print(j, stdout, 0, 1);
 }
 
-/* --shard K/N or auto -> 0-based *k and *n; 0, or the exit status after saying why. */
-static int shard_arg(const char *s, int *k, int *n) {
-  char tail = 0;
-  int st = strcmp(s, "auto") ? PS_OK : ps_infer_shard_from_env(k, n);
-  if (!strcmp(s, "auto")) return st ? ps_cli_fail("audit", "--shard auto", st) : 0;
-  if (sscanf(s, "%d/%d%c", k, n, &tail) == 2 && *n >= 1 && *k >= 1 && *k <= *n) return --*k, 0;
-  fprintf(stderr, "pneumoscope audit: --shard is K/N with 1 <= K <= N, or auto; got '%s'\n", s);
-  return 2;
-}
-
 static int merge(const char *outdir, const char **dirs, int ndirs) {
   if (ndirs < 1) {
     fprintf(stderr, "pneumoscope audit: --merge needs the shard folders\n");
@@ -140,7 +130,7 @@ int ps_cli_audit(int argc, char **argv) {
     fputs(usage_text, stderr);
     return 2;
   }
-  if (shard && (rc = shard_arg(shard, &o.shard_index, &o.shard_count))) return rc;
+  if (shard && (rc = ps_cli_shard("audit", shard, &o.shard_index, &o.shard_count))) return rc;
   if (!split) split = "test";
   o.split = strcmp(split, "all") ? split : NULL;
   char used[4096];

@@ -201,17 +201,8 @@ int ps_cli_classify(int argc, char **argv) {
   int rc = ps_cli_parse("classify", usage_text, options, argc, argv, paths, &npaths);
   if (rc < 0 && npaths == 0) fputs(usage_text, stderr), rc = 2;
   if (rc < 0 && shard) {
-    char tail = 0;
-    if (!strcmp(shard, "auto")) {
-      int st = ps_infer_shard_from_env(&shard_k, &shard_n);
-      if (st) rc = ps_cli_fail("classify", "--shard auto", st);
-    } else if (sscanf(shard, "%d/%d%c", &shard_k, &shard_n, &tail) != 2 || shard_n < 1 || shard_k < 1 ||
-               shard_k > shard_n) {
-      fprintf(stderr, "pneumoscope classify: --shard is K/N with 1 <= K <= N, or auto; got '%s'\n", shard);
-      rc = 2;
-    } else {
-      shard_k--; /* 0-based from here on */
-    }
+    int st = ps_cli_shard("classify", shard, &shard_k, &shard_n); /* 0-based from here on */
+    if (st) rc = st;
   }
   char used[4096];
   ps_model *m = NULL;

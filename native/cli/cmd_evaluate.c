@@ -32,16 +32,6 @@ static const char usage_text[] =
     "                       shard 1..N once, of one run; model and manifest are taken from them)\n";
 
 #ifdef PS_HAVE_TRAIN
-/* --shard K/N or auto -> 0-based *k and *n; 0, or the exit status after saying why. */
-static int shard_arg(const char *s, int *k, int *n) {
-  char tail = 0;
-  int st = strcmp(s, "auto") ? PS_OK : ps_infer_shard_from_env(k, n);
-  if (!strcmp(s, "auto")) return st ? ps_cli_fail("evaluate", "--shard auto", st) : 0;
-  if (sscanf(s, "%d/%d%c", k, n, &tail) == 2 && *n >= 1 && *k >= 1 && *k <= *n) return --*k, 0;
-  fprintf(stderr, "pneumoscope evaluate: --shard is K/N with 1 <= K <= N, or auto; got '%s'\n", s);
-  return 2;
-}
-
 static void print_result(const ps_eval_result *r, const char *outdir) {
   printf("n %d accuracy %.4f roc_auc %.4f ap %.4f macro_f1 %.4f threshold %.4f sensitivity %.4f specificity %.4f ece %.4f\n",
          r->n, r->accuracy, r->auc, r->ap, r->f1_macro, r->threshold, r->sensitivity, r->specificity, r->ece);
@@ -96,7 +86,7 @@ int ps_cli_evaluate(int argc, char **argv) {
     fprintf(stderr, "pneumoscope evaluate: --model, --manifest and -o are required (--merge: -o)\n\n%s", usage_text);
     rc = 2;
   }
-  if (rc < 0 && shard && (st = shard_arg(shard, &o.shard_index, &o.shard_count))) rc = st;
+  if (rc < 0 && shard && (st = ps_cli_shard("evaluate", shard, &o.shard_index, &o.shard_count))) rc = st;
   if (rc < 0 && do_merge) rc = merge(o.outdir, o.history, dirs, ndirs);
   free(dirs);
   if (rc >= 0) return rc;

@@ -123,7 +123,7 @@ static size_t read_history(const char *path, double **tl, double **vl, double **
 /* confusion.png, roc.png, pr.png, reliability.png and (with a history) curves.png in outdir. */
 static int write_plots(const eval_out *e, const char *outdir, const char *history) {
   if (!ps_plot_available()) {
-    ps_log(PS_LOG_WARN, "evaluate: built without cairo: no PNG plots");
+    ps_log(PS_LOG_WARN, "evaluate: no PNG plots: the plotting module (libpneumoscope_plot.so, cairo) is not in this build or install");
     return PS_OK;
   }
   const int K = e->K, n = e->n;
@@ -341,8 +341,9 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
     if ((st = ps_model_label(model, probs + (size_t)i * K, &pred[i]))) goto done;
     if (K == 2) pred[i] = probs[(size_t)i * 2 + 1] >= thr;
   }
-  eval_out e = {hi - lo, K, paths + lo, patient + lo, y + lo, pred + lo, probs + (size_t)lo * K, meta, opts->model,
-                opts->manifest, split};
+  eval_out e = {.n = hi - lo, .K = K, .paths = paths + lo, .patient = patient + lo, .y = y + lo, .pred = pred + lo,
+                .probs = probs + (size_t)lo * K, .meta = meta, .model_path = opts->model, .manifest = opts->manifest,
+                .split = split};
   if (!sharded) {
     st = eval_finish(&e, thr, opts->outdir, opts->history, result);
     goto done;
@@ -462,7 +463,8 @@ int ps_evaluate_merge(const char *const *shard_dirs, int ndirs, const char *outd
   if ((st = ps_shard_check_outdir("evaluate", outdir, 0, NULL)) || (st = ps_train_mkdir(outdir))) goto done;
   ps_log(PS_LOG_INFO, "evaluate: %d shards, %d %s films", set.n, total, split);
   const char *model = json_string_value(json_object_get(m0, "model")), *manifest = json_string_value(json_object_get(m0, "manifest"));
-  eval_out e = {total, K, paths, patient, y, pred, probs, &meta, model ? model : "", manifest ? manifest : "", split};
+  eval_out e = {.n = total, .K = K, .paths = paths, .patient = patient, .y = y, .pred = pred, .probs = probs,
+                .meta = &meta, .model_path = model ? model : "", .manifest = manifest ? manifest : "", .split = split};
   st = eval_finish(&e, thr, outdir, history, result);
 done:
   for (int s = 0; csv && s < set.n; s++) ps__csv_free(&csv[s]);
