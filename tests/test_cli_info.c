@@ -251,8 +251,9 @@ static void test_convert_refuses_and_fails_cleanly(void **state) {
   free(dir);
 }
 
-/* `pneumoscope version` names the vector ISA the engine may use (cpuid + xgetbv) and the BLAS
- * kernel set chosen at run time: the ISA list equals the kernel's /proc/cpuinfo flags. */
+/* `pneumoscope version` names the vector ISA the engine may use (cpuid + xgetbv) and the kernel set
+ * chosen at run time (oneDNN's, or OpenBLAS's): the ISA list equals the kernel's /proc/cpuinfo
+ * flags, and oneDNN's kernels match that list. */
 static void test_version_isa(void **state) {
   (void)state;
   int es = -1;
@@ -265,6 +266,17 @@ static void test_version_isa(void **state) {
   assert_non_null(cpu);
   if (eol) *eol = 0;
   if (strstr(line, "OpenBLAS")) assert_null(strstr(line, "kernels for ?"));
+  /* oneDNN's kernels follow the CPU's features, whatever its model: AVX-512 kernels where the CPU
+   * and OS have AVX-512 (bf16 ones with AVX512_BF16), AVX2 ones where they stop at AVX2 */
+  const char *k = strstr(line, "kernels for ");
+  if (strstr(line, "oneDNN")) {
+    assert_non_null(k);
+    k += strlen("kernels for ");
+    const char *isa = cpu + 7;
+    if (strstr(isa, "avx512_bf16")) assert_true(!strncmp(k, "avx512_core_bf16", 16) || !strncmp(k, "avx512_core_amx", 15));
+    else if (strstr(isa, "avx512f")) assert_true(!strncmp(k, "avx512_core", 11));
+    else if (strstr(isa, "avx2")) assert_true(!strncmp(k, "avx2", 4));
+  }
   assert_int_equal(ps_test_system("'%s' -c 'import sys; f = set(open(\"/proc/cpuinfo\").read().split(\"flags\")[1]"
                                   ".split(\"\\n\")[0].split()) & {\"avx2\", \"fma\", \"avx512f\", \"avx512_bf16\", "
                                   "\"amx_tile\", \"amx_bf16\"}; ours = set(sys.argv[1].split()) - {\"no\", \"AVX2\"}; "
