@@ -106,6 +106,16 @@ static void parity(int K) {
   for (size_t i = 0; i < 3 * nl; i++) assert_true(fabs(l3[i] - logits[i % nl]) <= 1e-5);
   assert_ok(ps_model_predict(m, x3, 3 * (int)xs[0] - 1, (int)xs[2], (int)xs[3], l3, NULL), "predict x3-1");
   for (size_t i = 0; i < 3 * nl - K; i++) assert_true(fabs(l3[i] - logits[i % nl]) <= 1e-5);
+  /* One thread per film (12 threads, each with plans of its own, more than a handful of plans in
+   * all while the earlier ones are kept), twice: the same logits. */
+  const int saved_threads = ps_torch_get_threads();
+  assert_ok(ps_torch_set_threads(3 * (int)xs[0]), "threads");
+  for (int rep = 0; rep < 2; rep++) {
+    memset(l3, 0, 3 * nl * sizeof *l3);
+    assert_ok(ps_model_predict(m, x3, 3 * (int)xs[0], (int)xs[2], (int)xs[3], l3, NULL), "predict, a thread a film");
+    for (size_t i = 0; i < 3 * nl; i++) assert_true(fabs(l3[i] - logits[i % nl]) <= 1e-5);
+  }
+  assert_ok(ps_torch_set_threads(saved_threads), "threads back");
   free(x3);
   free(l3);
   /* Both kernel sets: oneDNN's (chosen from the CPU's features; the default where built in) and the

@@ -52,7 +52,7 @@ int ps__dnnl_bf16_native(void) { return 0; }
 
 #define NCONV 25 /* conv1, then per block c1, c2, ds (ds only in blocks 2, 4, 6; else NULL) */
 #define MAX_THREADS 64
-#define MAX_PLANS 16
+#define MAX_PLANS (2 * MAX_THREADS + 4) /* a chunk plan and a tail plan per thread, and a few more */
 /* Films per oneDNN forward: a larger batch goes through in chunks of CHUNK (the last one shorter),
  * so activations stay small (about 6 MB a film at 224 px) and a thread needs two plans. Measured on
  * the 651-film folder (2 threads): chunks of 2 vs 4, 9.5 s vs 9.3 s, peak RSS 215 MB vs 257 MB. */
@@ -83,6 +83,7 @@ typedef struct step {
 
 typedef struct plan {
   int n, h, w, precision, tid; /* tid: the forward thread that runs it (its own buffers and stream) */
+  int busy;                     /* running in a forward now: never freed or reused meanwhile */
   dnnl_stream_t stream;
   unsigned long long used;
   void *buf[3];             /* activation buffers, oneDNN layout (ps__big_alloc of buf_bytes[i]) */
@@ -238,6 +239,14 @@ static int plan_mem(plan *p, const dnnl_memory_desc_t *md, void *h, dnnl_memory_
   return PS_OK;
 }
 
+/* A memory object over activation buffer bi, which must hold md (a layout with more padding than
+ * act_bytes allows for is refused, never overrun). */
+static int buf_mem(plan *p, const dnnl_memory_desc_t *md, int bi, dnnl_memory_t *out) {
+  if (dnnl_memory_desc_get_size(md) > p->buf_bytes[bi])
+    return ps_error(PS_EUNSUPPORTED, "engine: oneDNN chose a layout larger than the plan's buffers");
+  return plan_mem(p, md, p->buf[bi], out);
+}
+
 /* Conv c's weights in layout md, on first need: the model's float32 weights times the BatchNorm
  * scale of their output channel, in one reorder (per-channel output scales). */
 static int weights_in(dconv *c, const dnnl_memory_desc_t *md, dnnl_memory_t *out) {
@@ -333,8 +342,8 @@ static int add_conv(ps_dnnl *d, plan *p, int ci, dnnl_data_type_t dt, const dnnl
   dnnl_memory_t wm = NULL, sm = NULL, dm = NULL;
   if ((st = weights_in(&d->c[ci], wq, &wm))) goto fail;
   if (sb < 0) sm = p->x_user; /* the caller's x: its handle is set per call */
-  else if ((st = plan_mem(p, src_md, p->buf[sb], &sm))) goto fail;
-  if ((st = plan_mem(p, dq, p->buf[db], &dm))) goto fail;
+  else if ((st = buf_mem(p, src_md, sb, &sm))) goto fail;
+  if ((st = buf_mem(p, dq, db, &dm))) goto fail;
   step *s = &p->net[p->nnet];
   CK(dnnl_primitive_create(&s->p, pd));
   p->nnet++;
@@ -388,7 +397,7 @@ static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, int tid, p
       goto fail;
     }
     dnnl_memory_t sm;
-    if ((st = plan_mem(p, &smd, p->buf[1], &sm))) goto fail;
+    if ((st = buf_mem(p, &smd, 1, &sm))) goto fail;
     CK(dnnl_reorder_primitive_desc_create(&pd, &xmd, g_eng, &smd, g_eng, NULL));
     CK(dnnl_primitive_create(&p->in.p, pd));
     dnnl_primitive_desc_destroy(pd);
@@ -416,7 +425,7 @@ static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, int tid, p
     CK(dnnl_primitive_desc_create(&pd, &pool, pattr, g_eng, NULL));
     const dnnl_memory_desc_t *dq = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     dnnl_memory_t sm, dm;
-    if ((st = plan_mem(p, &cur, p->buf[0], &sm)) || (st = plan_mem(p, dq, p->buf[1], &dm))) goto fail;
+    if ((st = buf_mem(p, &cur, 0, &sm)) || (st = buf_mem(p, dq, 1, &dm))) goto fail;
     step *s = &p->net[p->nnet];
     CK(dnnl_primitive_create(&s->p, pd));
     p->nnet++;
@@ -462,7 +471,7 @@ static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, int tid, p
       const dnnl_dims_t od = {n, C, hh, ww};
       CK(dnnl_memory_desc_init_by_tag(&omd, 4, od, dnnl_f32, dnnl_nchw));
       dnnl_memory_t sm, dm;
-      if ((st = plan_mem(p, &cur, p->buf[a], &sm)) || (st = plan_mem(p, &omd, p->plain, &dm))) goto fail;
+      if ((st = buf_mem(p, &cur, a, &sm)) || (st = plan_mem(p, &omd, p->plain, &dm))) goto fail;
       CK(dnnl_reorder_primitive_desc_create(&pd, &cur, g_eng, &omd, g_eng, NULL));
       CK(dnnl_primitive_create(&p->out[l].p, pd));
       dnnl_primitive_desc_destroy(pd);
@@ -495,34 +504,52 @@ static int run(const plan *p, const step *s) {
   return r == dnnl_success ? PS_OK : ps_error(PS_EUNSUPPORTED, "engine: oneDNN execute failed (status %d)", (int)r);
 }
 
-/* The plan of thread tid for (n, h, w, precision), built on first need; the least recently used
- * one of another thread or shape makes room (never one in use: each thread uses only its own). */
+/* The plan of thread tid for (n, h, w, precision), built on first need, marked busy until
+ * plan_put; to make room, an empty slot or else the least recently used plan that is not busy. */
 static int plan_get(ps_dnnl *d, int n, int h, int w, int precision, int tid, plan **out) {
   int st = PS_OK, slot = -1;
   plan *p = NULL;
   pthread_mutex_lock(&d->mu);
   for (int i = 0; i < MAX_PLANS && !p; i++) {
     plan *q = d->plans[i];
-    if (q && q->n == n && q->h == h && q->w == w && q->precision == precision && q->tid == tid) p = q;
-    else if (!q) slot = slot < 0 || d->plans[slot] ? i : slot;
-    else if (q->tid != tid && (slot < 0 || (d->plans[slot] && q->used < d->plans[slot]->used))) slot = i;
+    if (q && !q->busy && q->n == n && q->h == h && q->w == w && q->precision == precision && q->tid == tid) p = q;
+    else if (!q) slot = slot >= 0 && !d->plans[slot] ? slot : i;
+    else if (!q->busy && (slot < 0 || (d->plans[slot] && q->used < d->plans[slot]->used))) slot = i;
   }
-  if (!p && slot < 0) st = ps_error(PS_ELIMIT, "engine: no room for another oneDNN plan");
+  if (!p && slot < 0) st = ps_error(PS_ELIMIT, "engine: every oneDNN plan is in use");
   if (!p && !st && !(st = plan_build(d, n, h, w, precision, tid, &p))) {
     plan_free(d->plans[slot]);
     d->plans[slot] = p;
   }
-  if (p) p->used = ++d->tick;
+  if (p) p->used = ++d->tick, p->busy = 1;
   pthread_mutex_unlock(&d->mu);
   *out = p;
   return st;
 }
+
+static void plan_put(ps_dnnl *d, plan *p) {
+  pthread_mutex_lock(&d->mu);
+  p->busy = 0;
+  pthread_mutex_unlock(&d->mu);
+}
+
+static int run_plan(plan *p, const ps_engine *e, const float *x, int n, float *logits, float *feats, unsigned layers,
+                    float *act4);
 
 static int forward_chunk(ps_dnnl *d, const ps_engine *e, int tid, const float *x, int n, int h, int w, int precision,
                          float *logits, float *feats, unsigned layers, float *act4) {
   plan *p = NULL;
   int st = plan_get(d, n, h, w, precision, tid, &p);
   if (st) return st;
+  st = run_plan(p, e, x, n, logits, feats, layers, act4);
+  plan_put(d, p);
+  return st;
+}
+
+/* x (n, 3, h, w) through plan p (built for that shape) -> logits, and the asked-for outputs. */
+static int run_plan(plan *p, const ps_engine *e, const float *x, int n, float *logits, float *feats, unsigned layers,
+                    float *act4) {
+  int st = PS_OK;
   if (dnnl_memory_set_data_handle(p->x_user, (void *)x) != dnnl_success)
     return ps_error(PS_EUNSUPPORTED, "engine: oneDNN could not take the input");
   if (p->in.p && (st = run(p, &p->in))) return st;
