@@ -67,6 +67,12 @@ static inline uint8_t muldiv255(unsigned a, unsigned b) {
 }
 static inline uint8_t clip8(int v) { return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v; }
 
+/* 8-bit samples -> [0, 1] floats: vectorised for AVX2 where the CPU has it (chosen at load time). */
+__attribute__((target_clones("avx2", "default"), optimize("O3"))) static void unit_floats(const uint8_t *pix, size_t n,
+                                                                                          float *d) {
+  for (size_t i = 0; i < n; i++) d[i] = (float)pix[i] / 255.0f;
+}
+
 int ps__jpeg_decode(const uint8_t *buf, size_t size, const char *name, const ps_read_opts *opts, ps__warnings *warn,
                     ps_image **out) {
   int st = PS_OK;
@@ -180,7 +186,7 @@ int ps__jpeg_decode(const uint8_t *buf, size_t size, const char *name, const ps_
   size_t npx = (size_t)w * h;
   float *d = img->data;
   if (pf == TJPF_GRAY) {
-    for (size_t i = 0; i < npx; i++) d[i] = (float)pix[i] / 255.0f;
+    unit_floats(pix, npx, d);
   } else if (pf == TJPF_RGB) {
     for (size_t i = 0; i < npx; i++) d[i] = (float)ps__luma8(pix[3 * i], pix[3 * i + 1], pix[3 * i + 2]) / 255.0f;
   } else {
