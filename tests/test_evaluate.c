@@ -14,12 +14,8 @@ static char *g_manifest;
 
 static int setup(void **state) {
   (void)state;
-  char *split = ps_test_join(ps_test_tmpdir(), "split");
-  if (ps_test_system("'%s' split '%s' -o '%s' --seed 11 --task multiclass >/dev/null", PS_CLI, ps_test_data("kaggle"), split))
-    return -1;
-  g_manifest = ps_test_join(split, "manifest.csv");
-  free(split);
-  return 0;
+  g_manifest = ps_test_kaggle_manifest();
+  return g_manifest ? 0 : -1;
 }
 
 static int teardown(void **state) {

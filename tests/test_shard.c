@@ -22,12 +22,8 @@ static const char *g_3class = "sample_data/models/pneumoscope-3class.safetensors
 static int setup(void **state) {
   (void)state;
   g_dir = strdup(ps_test_tmpdir());
-  char *split = ps_test_join(g_dir, "split");
-  if (ps_test_system("'%s' split '%s' -o '%s' --seed 11 --task multiclass >/dev/null", PS_CLI, ps_test_data("kaggle"), split))
-    return -1;
-  g_manifest = ps_test_join(split, "manifest.csv");
-  free(split);
-  return 0;
+  g_manifest = ps_test_kaggle_manifest();
+  return g_manifest ? 0 : -1;
 }
 
 static int teardown(void **state) {

@@ -242,3 +242,13 @@ int ps_test_count_entries(const char *dir) {
   closedir(d);
   return n;
 }
+
+char *ps_test_kaggle_manifest(void) {
+  char *split = ps_test_join(ps_test_tmpdir(), "split");
+  char *manifest = NULL;
+  if (!ps_test_system("'%s' split '%s' -o '%s' --seed 11 --task multiclass >/dev/null", PS_CLI, ps_test_data("kaggle"),
+                      split))
+    manifest = ps_test_join(split, "manifest.csv");
+  free(split);
+  return manifest;
+}

@@ -18,6 +18,9 @@ const char *ps_test_src(const char *rel);
 const char *ps_test_tmpdir(void);
 /* Join dir + "/" + name into a malloc'd string. */
 char *ps_test_join(const char *dir, const char *name);
+/* `pneumoscope split` of the shared kaggle films (seed 11, multiclass) into <tmpdir>/split: the
+ * manifest's path (malloc'd), or NULL when the split failed. */
+char *ps_test_kaggle_manifest(void);
 /* Run a shell command; returns its exit status (-1 if it could not run). Output goes to
  * the test's stdout unless captured with ps_test_capture. */
 int ps_test_system(const char *fmt, ...);

@@ -156,18 +156,20 @@ if [ -f "$LEGACY" ] && "$CLI" classify --model binary --help > /dev/null 2>&1; t
     time_run "$T/b_3class" "$CLI" classify --model 3class --csv "$DATA/kaggle"
   done
   if [ "$BF16" = 1 ]; then
-    "$CLI" classify --model binary --csv --precision bf16 "$DATA/kaggle" > "$T/binary_bf16.csv"
-    "$PY" - "$T/binary_fp32.csv" "$T/binary_bf16.csv" >> "$T/bundled.txt" <<'PYEOF'
+    # fp32 against bf16 classify CSVs of the bundled binary model: AUC by folder label, |dP|, labels
+    cat > "$T/bf16_auc.py" <<'PYEOF'
 import csv, sys
 from sklearn.metrics import roc_auc_score
-rows = [list(csv.DictReader(open(p))) for p in sys.argv[1:]]
+rows = [list(csv.DictReader(open(p))) for p in sys.argv[2:]]
 y = [1 if "/PNEUMONIA/" in r["file"] else 0 for r in rows[0]]
 auc = [roc_auc_score(y, [float(r["p_PNEUMONIA"]) for r in rs]) for rs in rows]
 dp = max(abs(float(a["p_PNEUMONIA"]) - float(b["p_PNEUMONIA"])) for a, b in zip(*rows))
 same = sum(a["label"] == b["label"] for a, b in zip(*rows))
-print("bundled binary, 651 kaggle films by folder label: AUC fp32 %.4f, bf16 %.4f (|dAUC| %.4f); "
-      "max |dP| %.3g; same label %d/%d" % (auc[0], auc[1], abs(auc[0] - auc[1]), dp, same, len(y)))
+print("bundled binary, %s (%d films): AUC fp32 %.4f, bf16 %.4f (|dAUC| %.4f); max |dP| %.3g; same label %d/%d"
+      % (sys.argv[1], len(y), auc[0], auc[1], abs(auc[0] - auc[1]), dp, same, len(y)))
 PYEOF
+    "$CLI" classify --model binary --csv --precision bf16 "$DATA/kaggle" > "$T/binary_bf16.csv"
+    "$PY" "$T/bf16_auc.py" "kaggle films by folder label" "$T/binary_fp32.csv" "$T/binary_bf16.csv" >> "$T/bundled.txt"
   fi
   L=$(sort -n "$T/b_legacy" | head -1 | cut -d' ' -f1)
   for name in legacy binary 3class; do
@@ -183,17 +185,7 @@ PYEOF
     awk -F, 'NR > 1 && $5 == "test" {print $1}' "$T/split/manifest.csv" > "$T/test_films.txt"
     "$CLI" classify --model binary --csv $(cat "$T/test_films.txt") > "$T/test_fp32.csv" 2> /dev/null
     "$CLI" classify --model binary --csv --precision bf16 $(cat "$T/test_films.txt") > "$T/test_bf16.csv" 2> /dev/null
-    "$PY" - "$T/test_fp32.csv" "$T/test_bf16.csv" >> "$T/bundled.txt" <<'PYEOF'
-import csv, sys
-from sklearn.metrics import roc_auc_score
-rows = [list(csv.DictReader(open(p))) for p in sys.argv[1:]]
-y = [1 if "/PNEUMONIA/" in r["file"] else 0 for r in rows[0]]
-auc = [roc_auc_score(y, [float(r["p_PNEUMONIA"]) for r in rs]) for rs in rows]
-dp = max(abs(float(a["p_PNEUMONIA"]) - float(b["p_PNEUMONIA"])) for a, b in zip(*rows))
-same = sum(a["label"] == b["label"] for a, b in zip(*rows))
-print("bundled binary, kermany224 test split (%d films, unseen patients): AUC fp32 %.4f, bf16 %.4f (|dAUC| %.4f); "
-      "max |dP| %.3g; same label %d/%d" % (len(y), auc[0], auc[1], abs(auc[0] - auc[1]), dp, same, len(y)))
-PYEOF
+    "$PY" "$T/bf16_auc.py" "kermany224 test split, unseen patients" "$T/test_fp32.csv" "$T/test_bf16.csv" >> "$T/bundled.txt"
   fi
 fi
 
