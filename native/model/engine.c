@@ -1,4 +1,6 @@
-/* engine.c — ResNet18 eval-mode forward in C over cblas_sgemm (see engine.h). */
+/* engine.c — ResNet18 eval-mode forward in C (see engine.h): building the network, and the fallback
+ * kernels (im2col + cblas_sgemm) for a build without oneDNN or $PNEUMOSCOPE_ENGINE=blas; the
+ * default kernels are oneDNN's (engine_dnnl.c). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -399,7 +401,8 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
       h = out_size(h, 3, b->c1.stride, 1);
       w = out_size(w, 3, b->c1.stride, 1);
       if (feats && (i & 1) && (layers & (1u << (i / 2)))) /* end of layer1 / layer2 */
-        ps__engine_pool_means(a, ps__engine_layer_ch[i / 2], 1, 0, (size_t)h * w, feats + (size_t)f * D + ps__engine_feat_off(layers, i / 2));
+        ps__engine_pool_means(a, ps__engine_layer_ch[i / 2], 1, 0, (size_t)h * w,
+                              feats + (size_t)f * D + ps__engine_feat_off(layers, i / 2));
     }
     const int C = e->blocks[STAGE2].c1.cin;
     const size_t hw = (size_t)h * w;
@@ -415,7 +418,8 @@ static void forward_group(const ps_engine *e, const float *x, int nimg, int H, i
     w = out_size(w, 3, b->c1.stride, 1);
     if (feats && (i & 1) && (layers & (1u << (i / 2)))) /* end of layer3 / layer4 */
       for (int f = 0; f < nimg; f++)
-        ps__engine_pool_means(a, ps__engine_layer_ch[i / 2], nimg, f, (size_t)h * w, feats + (size_t)f * D + ps__engine_feat_off(layers, i / 2));
+        ps__engine_pool_means(a, ps__engine_layer_ch[i / 2], nimg, f, (size_t)h * w,
+                              feats + (size_t)f * D + ps__engine_feat_off(layers, i / 2));
   }
   const size_t hw = (size_t)h * w;
   if (act4) /* layer4's output per film, (512, h, w): what CAM weighs */

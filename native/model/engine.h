@@ -1,13 +1,16 @@
-/* engine.h — internal (not installed): ResNet18 inference on the CPU in plain C over BLAS
- * (cblas_sgemm), without libtorch. What ps_model_predict runs on the CPU for a model that was
+/* engine.h — internal (not installed): ResNet18 inference on the CPU in C, without libtorch, on
+ * oneDNN's kernels (chosen from the CPU's feature flags: engine_dnnl.c) or, without oneDNN or with
+ * $PNEUMOSCOPE_ENGINE=blas, im2col + BLAS SGEMM (engine.c). What ps_model_predict runs on the CPU for a model that was
  * loaded from a file and never handed to libtorch (see resnet.c), so that classifying a film
  * neither loads libtorch (~300 shared libraries, 0.7 s and 160 MB before any work) nor needs it.
  *
- * Same arithmetic as torchvision's eval-mode forward in float32: convolution by im2col + SGEMM,
- * then BatchNorm as y = conv * s + t with s = weight / sqrt(running_var + eps),
+ * Same arithmetic as torchvision's eval-mode forward in float32 (oneDNN: BatchNorm folded into the
+ * weights and bias, ReLU and the residual add fused; BLAS: convolution by im2col + SGEMM, then
+ * BatchNorm as y = conv * s + t with s = weight / sqrt(running_var + eps),
  * t = bias - running_mean * s (computed in double, applied per channel after the GEMM, fused with
  * the residual add and ReLU), max pool 3/2 pad 1, global average pool, fc. Logits equal
- * torchvision's to float32 rounding (tests/test_engine.c: max |d| <= 1e-4 on real films).
+ * torchvision's to float32 rounding (tests/test_model.c: max |d| <= 1e-4 on real films, both
+ * kernel sets).
  *
  *   ps_engine *e = NULL;
  *   if (ps_engine_create(lookup, model, K, &e) == PS_OK)     // borrows the weights lookup returns
@@ -16,7 +19,8 @@
  *
  * Threads: ps_engine_forward only reads the engine's weights; calls from several threads are safe
  * and take turns (each uses all the threads it is given); OpenBLAS's thread count is restored
- * after each call.
+ * after each call. oneDNN: a batch is shared out one share per thread (single-threaded primitives
+ * on plans of the thread's own), a single film runs on all threads inside the primitives.
  */
 #ifndef PS_ENGINE_H
 #define PS_ENGINE_H
