@@ -90,8 +90,7 @@ const char *ps_engine_blas(void) {
 const char *ps_engine_kernels(const ps_engine *e) {
   static char buf[600];
   pthread_once(&g_blas_once, blas_init);
-  const char *env = getenv("PNEUMOSCOPE_ENGINE");
-  if (e ? e->dnnl != NULL : !(env && !strcmp(env, "blas")) && strncmp(ps__dnnl_describe(), "oneDNN ", 7) == 0)
+  if (e ? e->dnnl != NULL : ps__dnnl_enabled())
     snprintf(buf, sizeof buf, "%s; CPU: %s", ps__dnnl_describe(), cpu_isa());
   else
     snprintf(buf, sizeof buf, "%s", g_blas_name);
@@ -477,19 +476,31 @@ int ps_engine_layer4_size(int in) { /* conv1 /2, max pool /2, layer2..4 /2 each 
   return s;
 }
 
+void ps__engine_parallel(int nt, void *(*fn)(void *), void *arg, size_t size) {
+  pthread_t th[64];
+  int started[64] = {0};
+  if (nt > 64) nt = 64;
+  for (int t = 1; t < nt; t++) started[t] = pthread_create(&th[t], NULL, fn, (char *)arg + t * size) == 0;
+  fn(arg);
+  for (int t = 1; t < nt; t++) {
+    if (started[t]) pthread_join(th[t], NULL);
+    else fn((char *)arg + t * size); /* no thread for this share: do it here */
+  }
+}
+
 int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats,
                       unsigned layers, float *act4) {
   if (!e || !x || !logits || n < 1 || h < 32 || w < 32)
     return ps_error(PS_EINVAL, "engine: forward needs (N,3,H,W) with N >= 1 and H, W >= 32");
-  fwd_job j = {.e = e, .x = x, .h = h, .w = w, .logits = logits, .feats = layers & 15u ? feats : NULL,
-               .layers = layers & 15u, .act4 = act4};
-  if (e->dnnl) {
+  if (!(layers & 15u)) feats = NULL;
+  layers &= 15u;
+  if (e->dnnl) { /* forwards take turns here too: each uses its threads' plans (engine_dnnl.c) */
     pthread_mutex_lock(&g_run);
-    int st = ps__dnnl_forward(e->dnnl, e, x, n, h, w, threads, e->precision, logits, layers & 15u ? feats : NULL,
-                              layers & 15u, act4);
+    int st = ps__dnnl_forward(e->dnnl, e, x, n, h, w, threads, e->precision, logits, feats, layers, act4);
     pthread_mutex_unlock(&g_run);
     return st;
   }
+  fwd_job j = {.e = e, .x = x, .h = h, .w = w, .logits = logits, .feats = feats, .layers = layers, .act4 = act4};
   plan(e, h, w, &j.pl);
   j.nt = threads > 0 ? threads : ps_default_threads();
   if (j.nt > 64) j.nt = 64;
@@ -509,17 +520,10 @@ int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int thr
   j.ws = e->ws;
   const int saved = g_blas_get ? g_blas_get() : 0;
   if (j.nsolo > 0) {
-    pthread_t th[64];
     fwd_worker wk[64];
-    int started[64] = {0};
     blas_threads(1);
     for (int t = 0; t < j.nt; t++) wk[t] = (fwd_worker){&j, t};
-    for (int t = 1; t < j.nt; t++) started[t] = pthread_create(&th[t], NULL, fwd_solo, &wk[t]) == 0;
-    fwd_solo(&wk[0]);
-    for (int t = 1; t < j.nt; t++) {
-      if (started[t]) pthread_join(th[t], NULL);
-      else fwd_solo(&wk[t]); /* no thread for this share: do it here */
-    }
+    ps__engine_parallel(j.nt, fwd_solo, wk, sizeof wk[0]);
   }
   if (j.nsolo < n) {
     blas_threads(j.nt);

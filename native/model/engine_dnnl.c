@@ -43,6 +43,7 @@ int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int 
   return ps_error(PS_EUNSUPPORTED, "engine: built without oneDNN");
 }
 const char *ps__dnnl_describe(void) { return "oneDNN not built in"; }
+int ps__dnnl_enabled(void) { return 0; }
 int ps__dnnl_bf16_native(void) { return 0; }
 
 #else
@@ -173,13 +174,17 @@ static const conv *conv_at(const ps_engine *e, int i) {
 
 void ps__dnnl_free(ps_dnnl *d);
 
+int ps__dnnl_enabled(void) {
+  const char *env = getenv("PNEUMOSCOPE_ENGINE");
+  if (env && !strcmp(env, "blas")) return 0; /* the BLAS kernels, asked for */
+  pthread_once(&g_once, init_once);
+  return g_ok;
+}
+
 int ps__dnnl_create(const ps_engine *e, ps_dnnl **out) {
   int st = PS_OK;
   *out = NULL;
-  const char *env = getenv("PNEUMOSCOPE_ENGINE");
-  if (env && !strcmp(env, "blas")) return PS_EUNSUPPORTED; /* the BLAS kernels, asked for */
-  pthread_once(&g_once, init_once);
-  if (!g_ok) return ps_error(PS_EUNSUPPORTED, "engine: no oneDNN CPU engine");
+  if (!ps__dnnl_enabled()) return PS_EUNSUPPORTED;
   ps_dnnl *d = calloc(1, sizeof *d);
   if (!d) return ps_error(PS_ENOMEM, "engine: out of memory");
   pthread_mutex_init(&d->mu, NULL);
@@ -646,19 +651,12 @@ int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int 
   if (nt > MAX_THREADS) nt = MAX_THREADS;
   if (nt > n) nt = n;
   fwd_share sh[MAX_THREADS];
-  pthread_t th[MAX_THREADS];
-  int started[MAX_THREADS] = {0};
   for (int t = 0; t < nt; t++)
     sh[t] = (fwd_share){.d = d, .e = e, .x = x, .first = (int)((int64_t)n * t / nt), .last = (int)((int64_t)n * (t + 1) / nt),
                         .h = h, .w = w, .precision = precision, .tid = nt > 1 ? t + 1 : 0,
                         .omp_threads = nt > 1 ? 1 : (threads > 0 ? threads : ps_default_threads()), .logits = logits,
                         .feats = feats, .act4 = act4, .layers = layers};
-  for (int t = 1; t < nt; t++) started[t] = pthread_create(&th[t], NULL, run_share, &sh[t]) == 0;
-  run_share(&sh[0]);
-  for (int t = 1; t < nt; t++) {
-    if (started[t]) pthread_join(th[t], NULL);
-    else run_share(&sh[t]); /* no thread for this share: do it here */
-  }
+  ps__engine_parallel(nt, run_share, sh, sizeof sh[0]);
   omp_set_num_threads(threads > 0 ? threads : ps_default_threads());
   for (int t = 0; t < nt; t++)
     if (sh[t].st) return ps_error(sh[t].st, "%s", sh[t].err);

@@ -34,6 +34,9 @@ void ps__engine_pool_means(const float *a, int C, int nimg, int f, size_t hw, fl
 void ps__engine_fc(const ps_engine *e, const float *feat, float *logits);
 extern const int ps__engine_layer_ch[4];
 int ps__engine_feat_off(unsigned layers, int l);
+/* fn(arg + t * size) for t in [0, nt): t >= 1 on threads of their own, t = 0 on the caller's; a
+ * share whose thread cannot start runs on the caller's after the others. Returns when all are done. */
+void ps__engine_parallel(int nt, void *(*fn)(void *), void *arg, size_t size);
 
 /* oneDNN (engine_dnnl.c; a build without it gets stubs that say so). */
 typedef struct ps_dnnl ps_dnnl;
@@ -46,7 +49,10 @@ int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int 
                      float *logits, float *feats, unsigned layers, float *act4);
 /* 1 when this CPU runs bfloat16 convolutions natively (AVX512_BF16 or AMX) and oneDNN is built in. */
 int ps__dnnl_bf16_native(void);
-/* "oneDNN 2.6.3, ISA avx512_core_bf16, kernels jit:avx512_core" or why oneDNN is not used. */
+/* "oneDNN 2.6.3, kernels for avx512_core_bf16 (from the CPU's features)" or why not. */
 const char *ps__dnnl_describe(void);
+/* 1 when new engines run on oneDNN: built in, its CPU engine starts, and $PNEUMOSCOPE_ENGINE is not
+ * "blas" (the one place that reads it). */
+int ps__dnnl_enabled(void);
 
 #endif
