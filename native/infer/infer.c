@@ -15,6 +15,7 @@
 
 #include "ps_image_io.h"
 #include "ps_infer.h"
+#include "shard_internal.h" /* ps_shard_rows: the block rule classify shares with evaluate and audit */
 #include "ps_lung.h"
 #include "ps_preprocess.h"
 
@@ -193,13 +194,7 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-int ps_infer_shard_range(int total, int k, int n, int *lo, int *hi) {
-  if (n < 1 || k < 0 || k >= n || total < 0 || !lo || !hi)
-    return ps_error(PS_EINVAL, "infer: shard %d of %d does not exist (shards are 1..%d)", k + 1, n, n);
-  *lo = (int)((int64_t)total * k / n);
-  *hi = (int)((int64_t)total * (k + 1) / n);
-  return PS_OK;
-}
+int ps_infer_shard_range(int total, int k, int n, int *lo, int *hi) { return ps_shard_rows(total, 1, k, n, lo, hi); }
 
 /* A non-negative integer from the environment variable name: 1 and *v, 0 when unset, -1 when not
  * a number. */
@@ -263,9 +258,7 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
   int first = 0; /* index of files[0] in the whole list */
   if (o.shard_count > 0) { /* whole batches of B films per shard (see the flush below) */
     int lo = 0, hi = 0;
-    ps_infer_shard_range((nf + B - 1) / B, o.shard_index, o.shard_count, &lo, &hi);
-    lo = lo * B > nf ? nf : lo * B;
-    hi = hi * B > nf ? nf : hi * B;
+    ps_shard_rows(nf, B, o.shard_index, o.shard_count, &lo, &hi);
     for (int i = 0; i < nf; i++)
       if (i < lo || i >= hi) free(files[i]);
     memmove(files, files + lo, sizeof *files * (size_t)(hi - lo));

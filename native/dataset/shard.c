@@ -7,23 +7,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ps_infer.h"
+#include "ps_dataset.h"
 #include "ps_internal.h"
 #include "shard_internal.h"
-#include "train_internal.h"
+
+static char *join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s/%s", dir, name);
+  return s;
+}
 
 int ps_shard_rows(int total, int unit, int k, int n, int *lo, int *hi) {
   if (unit < 1 || total < 0) return ps_error(PS_EINVAL, "shard: %d rows in units of %d", total, unit);
-  int units = (int)(((int64_t)total + unit - 1) / unit), a = 0, b = 0;
-  int st = ps_infer_shard_range(units, k, n, &a, &b);
-  if (st) return st;
-  *lo = (int)((int64_t)a * unit);
+  if (n < 1 || k < 0 || k >= n || !lo || !hi)
+    return ps_error(PS_EINVAL, "shard %d of %d does not exist (shards are 1..%d)", k + 1, n, n);
+  const int units = (int)(((int64_t)total + unit - 1) / unit);
+  const int a = (int)((int64_t)units * k / n), b = (int)((int64_t)units * (k + 1) / n);
+  *lo = (int)((int64_t)a * unit < total ? (int64_t)a * unit : total); /* a shard past the end is empty */
   *hi = (int)((int64_t)b * unit < total ? (int64_t)b * unit : total);
   return PS_OK;
 }
 
 int ps_shard_check_outdir(const char *cmd, const char *outdir, int sharded, const char *whole) {
-  char *p = ps_train_join(outdir, sharded ? whole : PS_SHARD_FILE);
+  char *p = join(outdir, sharded ? whole : PS_SHARD_FILE);
   if (!p) return ps_error(PS_ENOMEM, "%s: out of memory", cmd);
   struct stat sb;
   int there = stat(p, &sb) == 0;
@@ -45,13 +52,13 @@ int ps_shard_write(const char *outdir, const char *cmd, int k, int n, int lo, in
                    const char *manifest, json_t *run, json_t *films) {
   char hm[65], hf[65];
   int st = PS_OK;
-  char *path = ps_train_join(outdir, PS_SHARD_FILE);
+  char *path = join(outdir, PS_SHARD_FILE);
   json_t *j = NULL;
   if (!path || !run) {
     st = ps_error(PS_ENOMEM, "%s: out of memory", cmd);
     goto done;
   }
-  if ((st = ps_train_sha256_file(model, hm)) || (st = ps_train_sha256_file(manifest, hf))) goto done;
+  if ((st = ps_sha256_file(model, hm)) || (st = ps_sha256_file(manifest, hf))) goto done;
   json_object_set_new(run, "model_sha256", json_string(hm));
   json_object_set_new(run, "manifest_sha256", json_string(hf));
   j = json_pack("{s:s, s:i, s:i, s:[i, i], s:i, s:o, s:o, s:O}", "pneumoscope_shard", cmd, "shard", k + 1, "shards", n,
@@ -62,7 +69,7 @@ int ps_shard_write(const char *outdir, const char *cmd, int k, int n, int lo, in
     goto done;
   }
   if (films) json_object_set(j, "films", films);
-  st = ps_train_write_atomic(path, dump17, j);
+  st = ps__write_atomic(path, 1, dump17, j);
 done:
   json_decref(j), json_decref(run), json_decref(films);
   free(path);
@@ -115,7 +122,7 @@ static int read_mark(const char *cmd, const char *dir, json_t **out) {
   struct stat sb;
   if (stat(dir, &sb) != 0) return ps_error(PS_EIO, "%s: cannot read shard folder %s: %s", cmd, dir, strerror(errno));
   if (!S_ISDIR(sb.st_mode)) return ps_error(PS_EIO, "%s: shard folder %s is not a folder", cmd, dir);
-  char *p = ps_train_join(dir, PS_SHARD_FILE);
+  char *p = join(dir, PS_SHARD_FILE);
   if (!p) return ps_error(PS_ENOMEM, "%s: out of memory", cmd);
   json_error_t je;
   json_t *m = json_load_file(p, JSON_REJECT_DUPLICATES, &je);

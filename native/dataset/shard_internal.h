@@ -1,5 +1,5 @@
 /* shard_internal.h — shards of a whole-split command (evaluate --shard, audit --shard) and the
- * checks their merge makes (library-internal; native/train and native/gradcam).
+ * checks their merge makes (library-internal; in native/dataset, above native/train, native/gradcam and native/infer, which use it).
  *
  *   ps_shard_rows(total, unit, k, n, &lo, &hi);                 // rows [lo, hi) of shard k (0-based)
  *   json_t *run = json_pack("{s:s, s:i}", "split", "test", "batch", 32);   // what must agree
@@ -25,8 +25,9 @@
 #define PS_SHARD_FILE "shard.json"
 
 /* Shard k (0-based) of n over total rows taken in whole units of `unit` rows (a forward batch;
- * 1: single rows): the contiguous block ps_infer_shard_range gives over the units, in rows, so the
- * shards 0..n-1 in order hold every row once. PS_EINVAL when k is not in [0, n). */
+ * 1: single rows): units [units * k / n, units * (k + 1) / n), in rows, so the shards 0..n-1 in
+ * order hold every row once (classify's, evaluate's and audit's one block rule; ps_infer_shard_range
+ * is this with unit 1). PS_EINVAL when k is not in [0, n). */
 int ps_shard_rows(int total, int unit, int k, int n, int *lo, int *hi);
 
 /* Before writing to outdir: a shard (sharded = 1) refuses a folder that holds a whole run's
