@@ -12,14 +12,6 @@
  * plain NCHW float32. A plan (primitives and activation buffers) is built per (N, H, W, precision)
  * and kept; the weights are reordered once per layout oneDNN asks for.
  *
- * Winograd: from a model's second single-film forward on (a Fiji session, a macro that classifies
- * film by film), its single-film plan runs the 3x3 stride-1 convolutions of layer1-layer3 with
- * oneDNN's Winograd F(4,3) kernels (AVX-512 only; elsewhere, and in bfloat16, direct as before):
- * 2.25x fewer multiplications, forward 13 -> 9.6 ms on the 2-core AVX-512 machine, logits still
- * within 1e-6 of torchvision. Not for the first film: transforming the weights costs more than it
- * saves on one film, and layer4's transformed weights (113 MB) would more than double a one-film
- * process. Batches keep the direct kernels (no faster there, and more memory per thread).
- *
  * Precision: float32 by default (logits within 1e-4 of torchvision, tested); bfloat16 weights and
  * activations with float32 accumulation on request (PS_ENGINE_BF16), run natively on AVX512_BF16
  * or AMX and refused elsewhere.
@@ -66,7 +58,6 @@ int ps__dnnl_bf16_native(void) { return 0; }
  * so activations stay small (about 6 MB a film at 224 px) and a thread needs two plans. Measured on
  * the 651-film folder (2 threads): chunks of 2 vs 4, 9.5 s vs 9.3 s, peak RSS 215 MB vs 257 MB. */
 #define CHUNK 2
-#define WINO_MAX_CIN 256 /* Winograd for layer1-layer3, not layer4: see the top of the file */
 
 /* One convolution's folded weights in one layout oneDNN asked for (kept for the engine's life). */
 typedef struct wlayout {
@@ -93,7 +84,6 @@ typedef struct step {
 
 typedef struct plan {
   int n, h, w, precision, tid; /* tid: the forward thread that runs it (its own buffers and stream) */
-  int wino;                     /* 3x3 stride-1 convolutions of up to WINO_MAX_CIN channels by Winograd */
   int busy;                     /* running in a forward now: never freed or reused meanwhile */
   dnnl_stream_t stream;
   unsigned long long used;
@@ -118,14 +108,12 @@ struct ps_dnnl {
   dconv c[NCONV];
   plan *plans[MAX_PLANS];
   unsigned long long tick;
-  int singles; /* single-film float32 forwards so far (Winograd from the second on) */
 };
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static dnnl_engine_t g_eng;
 static dnnl_stream_t g_stream;
 static int g_ok;
-static int g_wino; /* oneDNN has float32 Winograd kernels for this CPU */
 static char g_describe[256] = "oneDNN";
 
 static const char *isa_name(dnnl_cpu_isa_t isa) {
@@ -144,32 +132,12 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
   }
 }
 
-/* Whether oneDNN has Winograd kernels for a layer1 convolution (64 -> 64, 3x3, 56x56) here. */
-static int wino_probe(void) {
-  dnnl_memory_desc_t x, wt, b, y;
-  const dnnl_dims_t xd = {1, 64, 56, 56}, wd = {64, 64, 3, 3}, bd = {64}, one = {1, 1};
-  dnnl_convolution_desc_t cd;
-  dnnl_primitive_desc_t pd = NULL;
-  if (dnnl_memory_desc_init_by_tag(&x, 4, xd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
-      dnnl_memory_desc_init_by_tag(&wt, 4, wd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
-      dnnl_memory_desc_init_by_tag(&b, 1, bd, dnnl_f32, dnnl_x) != dnnl_success ||
-      dnnl_memory_desc_init_by_tag(&y, 4, xd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
-      dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_winograd, &x, &wt, &b, &y, one,
-                                         one, one) != dnnl_success ||
-      dnnl_primitive_desc_create(&pd, &cd, NULL, g_eng, NULL) != dnnl_success)
-    return 0;
-  dnnl_primitive_desc_destroy(pd);
-  return 1;
-}
-
 static void init_once(void) {
   if (dnnl_engine_create(&g_eng, dnnl_cpu, 0) != dnnl_success) return;
   if (dnnl_stream_create(&g_stream, g_eng, dnnl_stream_default_flags) != dnnl_success) return;
   const dnnl_version_t *v = dnnl_version();
-  g_wino = wino_probe();
-  snprintf(g_describe, sizeof g_describe, "oneDNN %d.%d.%d, kernels for %s (from the CPU's features)%s", v->major,
-           v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()),
-           g_wino ? ", Winograd 3x3 for single films" : "");
+  snprintf(g_describe, sizeof g_describe, "oneDNN %d.%d.%d, kernels for %s (from the CPU's features)", v->major,
+           v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()));
   g_ok = 1;
 }
 
@@ -315,7 +283,7 @@ static int weights_in(dconv *c, const dnnl_memory_desc_t *md, dnnl_memory_t *out
   dnnl_memory_t src = NULL;
   dnnl_primitive_desc_t rpd = NULL;
   dnnl_primitive_t r = NULL;
-  float *folded = NULL;
+  dnnl_primitive_attr_t attr = NULL;
   for (wlayout *l = c->layouts; l; l = l->next)
     if (dnnl_memory_desc_equal(&l->md, md)) {
       *out = l->mem;
@@ -324,6 +292,10 @@ static int weights_in(dconv *c, const dnnl_memory_desc_t *md, dnnl_memory_t *out
   wlayout *l = calloc(1, sizeof *l);
   if (!l) return ps_error(PS_ENOMEM, "engine: out of memory");
   l->md = *md;
+  dnnl_memory_desc_t plain;
+  const dnnl_dims_t wd = {c->cv->cout, c->cv->cin, c->cv->k, c->cv->k};
+  CK(dnnl_memory_desc_init_by_tag(&plain, 4, wd, dnnl_f32, dnnl_oihw));
+  CK(dnnl_memory_create(&src, &plain, g_eng, (void *)c->cv->w));
   l->bytes = dnnl_memory_desc_get_size(md);
   if (!(l->data = ps__big_alloc(l->bytes))) {
     st = ps_error(PS_ENOMEM, "engine: out of memory");
@@ -331,22 +303,9 @@ static int weights_in(dconv *c, const dnnl_memory_desc_t *md, dnnl_memory_t *out
   }
   CK(dnnl_memory_create(&l->mem, md, g_eng, l->data));
   if (fold_oihw16i16o(c->cv, md, l->data)) goto done;
-  /* Any other layout: the folded weights in plain OIHW, then oneDNN's reorder without scales.
-   * (oneDNN 2.6's reorder into the Winograd layout ignores per-channel output scales: with them,
-   * logits were 0.35 off.) */
-  const conv *cv = c->cv;
-  const size_t per = (size_t)cv->cin * cv->k * cv->k;
-  if (!(folded = malloc(per * cv->cout * sizeof *folded))) {
-    st = ps_error(PS_ENOMEM, "engine: out of memory");
-    goto fail;
-  }
-  for (int o = 0; o < cv->cout; o++)
-    for (size_t j = 0; j < per; j++) folded[o * per + j] = cv->w[o * per + j] * cv->s[o];
-  dnnl_memory_desc_t plain;
-  const dnnl_dims_t wd = {cv->cout, cv->cin, cv->k, cv->k};
-  CK(dnnl_memory_desc_init_by_tag(&plain, 4, wd, dnnl_f32, dnnl_oihw));
-  CK(dnnl_memory_create(&src, &plain, g_eng, folded));
-  CK(dnnl_reorder_primitive_desc_create(&rpd, &plain, g_eng, md, g_eng, NULL));
+  CK(dnnl_primitive_attr_create(&attr));
+  CK(dnnl_primitive_attr_set_output_scales(attr, c->cv->cout, 1 /* dimension 0: O */, c->cv->s));
+  CK(dnnl_reorder_primitive_desc_create(&rpd, &plain, g_eng, md, g_eng, attr));
   CK(dnnl_primitive_create(&r, rpd));
   dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, l->mem}};
   CK(dnnl_primitive_execute(r, g_stream, 2, args));
@@ -363,9 +322,9 @@ fail:
     free(l);
   }
   if (r) dnnl_primitive_destroy(r);
+  if (attr) dnnl_primitive_attr_destroy(attr);
   if (rpd) dnnl_primitive_desc_destroy(rpd);
   if (src) dnnl_memory_destroy(src);
-  free(folded);
   return st;
 }
 
@@ -400,23 +359,15 @@ static int add_conv(ps_dnnl *d, plan *p, int ci, dnnl_data_type_t dt, const dnnl
   if (dst_md) dmd = *dst_md;
   else CK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dt, dnnl_format_tag_any));
   dnnl_convolution_desc_t cd;
-  int wino = p->wino && dt == dnnl_f32 && cv->k == 3 && cv->stride == 1 && cv->cin <= WINO_MAX_CIN;
+  CK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, src_md, &wmd, &bmd,
+                                        &dmd, strides, pad, pad));
   CK(dnnl_post_ops_create(&po));
   if (sum) CK(dnnl_post_ops_append_sum(po, 1.0f));
   if (relu) CK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
   CK(dnnl_primitive_attr_create(&attr));
   CK(dnnl_primitive_attr_set_post_ops(attr, po));
   CK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-  /* Winograd where asked for and oneDNN has it for this CPU (AVX-512), else direct */
-  if (wino && (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_winograd, src_md, &wmd,
-                                                  &bmd, &dmd, strides, pad, pad) != dnnl_success ||
-               dnnl_primitive_desc_create(&pd, &cd, attr, g_eng, NULL) != dnnl_success))
-    wino = 0;
-  if (!wino) {
-    CK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, src_md, &wmd, &bmd, &dmd,
-                                          strides, pad, pad));
-    CK(dnnl_primitive_desc_create(&pd, &cd, attr, g_eng, NULL));
-  }
+  CK(dnnl_primitive_desc_create(&pd, &cd, attr, g_eng, NULL));
   const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
   const dnnl_memory_desc_t *dq = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
   dnnl_memory_t wm = NULL, sm = NULL, dm = NULL;
@@ -449,14 +400,14 @@ static size_t act_bytes(int n, int h, int w, dnnl_data_type_t dt, int later) {
   return ((size_t)n * 64 * h1 * w1 * (dt == dnnl_f32 ? 4 : 2) + 4096 + 63) / 64 * 64;
 }
 
-static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, int tid, int wino, plan **out) {
+static int plan_build(ps_dnnl *d, int n, int h, int w, int precision, int tid, plan **out) {
   int st = PS_OK;
   dnnl_primitive_desc_t pd = NULL;
   dnnl_primitive_attr_t pattr = NULL;
   const dnnl_data_type_t dt = precision == PS_ENGINE_BF16 ? dnnl_bf16 : dnnl_f32;
   plan *p = calloc(1, sizeof *p);
   if (!p) return ps_error(PS_ENOMEM, "engine: out of memory");
-  p->n = n, p->h = h, p->w = w, p->precision = precision, p->tid = tid, p->wino = wino;
+  p->n = n, p->h = h, p->w = w, p->precision = precision, p->tid = tid;
   CK(dnnl_stream_create(&p->stream, g_eng, dnnl_stream_default_flags));
   const size_t bytes = act_bytes(n, h, w, dt, 1);
   for (int i = 0; i < 3; i++)
@@ -584,22 +535,20 @@ static int run(const plan *p, const step *s) {
   return r == dnnl_success ? PS_OK : ps_error(PS_EUNSUPPORTED, "engine: oneDNN execute failed (status %d)", (int)r);
 }
 
-/* The plan of thread tid for (n, h, w, precision, wino), built on first need, marked busy until
+/* The plan of thread tid for (n, h, w, precision), built on first need, marked busy until
  * plan_put; to make room, an empty slot or else the least recently used plan that is not busy. */
-static int plan_get(ps_dnnl *d, int n, int h, int w, int precision, int tid, int wino, plan **out) {
+static int plan_get(ps_dnnl *d, int n, int h, int w, int precision, int tid, plan **out) {
   int st = PS_OK, slot = -1;
   plan *p = NULL;
   pthread_mutex_lock(&d->mu);
   for (int i = 0; i < MAX_PLANS && !p; i++) {
     plan *q = d->plans[i];
-    if (q && !q->busy && q->n == n && q->h == h && q->w == w && q->precision == precision && q->tid == tid &&
-        q->wino == wino)
-      p = q;
+    if (q && !q->busy && q->n == n && q->h == h && q->w == w && q->precision == precision && q->tid == tid) p = q;
     else if (!q) slot = slot >= 0 && !d->plans[slot] ? slot : i;
     else if (!q->busy && (slot < 0 || (d->plans[slot] && q->used < d->plans[slot]->used))) slot = i;
   }
   if (!p && slot < 0) st = ps_error(PS_ELIMIT, "engine: every oneDNN plan is in use");
-  if (!p && !st && !(st = plan_build(d, n, h, w, precision, tid, wino, &p))) {
+  if (!p && !st && !(st = plan_build(d, n, h, w, precision, tid, &p))) {
     plan_free(d->plans[slot]);
     d->plans[slot] = p;
   }
@@ -619,9 +568,9 @@ static int run_plan(plan *p, const ps_engine *e, const float *x, int n, float *l
                     float *act4);
 
 static int forward_chunk(ps_dnnl *d, const ps_engine *e, int tid, const float *x, int n, int h, int w, int precision,
-                         int wino, float *logits, float *feats, unsigned layers, float *act4) {
+                         float *logits, float *feats, unsigned layers, float *act4) {
   plan *p = NULL;
-  int st = plan_get(d, n, h, w, precision, tid, wino, &p);
+  int st = plan_get(d, n, h, w, precision, tid, &p);
   if (st) return st;
   st = run_plan(p, e, x, n, logits, feats, layers, act4);
   plan_put(d, p);
@@ -668,7 +617,7 @@ typedef struct fwd_share {
   ps_dnnl *d;
   const ps_engine *e;
   const float *x;
-  int first, last, h, w, precision, tid, omp_threads, wino;
+  int first, last, h, w, precision, tid, omp_threads;
   float *logits, *feats, *act4;
   unsigned layers;
   int st;
@@ -682,7 +631,7 @@ static void *run_share(void *arg) {
   omp_set_num_threads(s->omp_threads);
   for (int i = s->first; i < s->last && !s->st; i += CHUNK) {
     const int m = s->last - i < CHUNK ? s->last - i : CHUNK;
-    s->st = forward_chunk(s->d, s->e, s->tid, s->x + i * img, m, s->h, s->w, s->precision, s->wino, s->logits + (size_t)i * s->e->K,
+    s->st = forward_chunk(s->d, s->e, s->tid, s->x + i * img, m, s->h, s->w, s->precision, s->logits + (size_t)i * s->e->K,
                           s->feats ? s->feats + (size_t)i * D : NULL, s->layers, s->act4 ? s->act4 + i * a4 : NULL);
   }
   if (s->st) snprintf(s->err, sizeof s->err, "%s", ps_last_error());
@@ -701,16 +650,10 @@ int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int 
   int nt = threads > 0 ? threads : ps_default_threads();
   if (nt > MAX_THREADS) nt = MAX_THREADS;
   if (nt > n) nt = n;
-  int wino = 0;
-  if (n == 1 && precision != PS_ENGINE_BF16 && g_wino) {
-    pthread_mutex_lock(&d->mu);
-    wino = ++d->singles > 1;
-    pthread_mutex_unlock(&d->mu);
-  }
   fwd_share sh[MAX_THREADS];
   for (int t = 0; t < nt; t++)
     sh[t] = (fwd_share){.d = d, .e = e, .x = x, .first = (int)((int64_t)n * t / nt), .last = (int)((int64_t)n * (t + 1) / nt),
-                        .h = h, .w = w, .precision = precision, .tid = nt > 1 ? t + 1 : 0, .wino = wino,
+                        .h = h, .w = w, .precision = precision, .tid = nt > 1 ? t + 1 : 0,
                         .omp_threads = nt > 1 ? 1 : (threads > 0 ? threads : ps_default_threads()), .logits = logits,
                         .feats = feats, .act4 = act4, .layers = layers};
   ps__engine_parallel(nt, run_share, sh, sizeof sh[0]);
