@@ -298,6 +298,10 @@ int ps_infer_run(ps_model *m, const char *const *paths, int n, const ps_infer_op
     st = ps_error(PS_ENOMEM, "infer: cannot start decoding threads");
     goto join;
   }
+  /* While the first films decode: the engine's kernels and weight layouts for the first batch
+   * (a one-film process spent about a third of its time on these after the film was ready). A
+   * failure here would be the forward's too, and is reported there. */
+  if (nf > 0) ps_model_prepare(m, nf < B ? nf : B, c.size, c.size);
   st = PS_OK;
   int start = 0, nb = 0; /* pending results [start, i], nb of them in the batch */
   for (int i = 0; i < nf && st == PS_OK; i++) {

@@ -488,6 +488,15 @@ void ps__engine_parallel(int nt, void *(*fn)(void *), void *arg, size_t size) {
   }
 }
 
+int ps_engine_prepare(ps_engine *e, int n, int h, int w, int threads) {
+  if (!e || n < 1 || h < 32 || w < 32) return ps_error(PS_EINVAL, "engine: prepare needs N >= 1 and H, W >= 32");
+  if (!e->dnnl) return PS_OK;
+  pthread_mutex_lock(&g_run);
+  int st = ps__dnnl_prepare(e->dnnl, e, n, h, w, threads, e->precision);
+  pthread_mutex_unlock(&g_run);
+  return st;
+}
+
 int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats,
                       unsigned layers, float *act4) {
   if (!e || !x || !logits || n < 1 || h < 32 || w < 32)

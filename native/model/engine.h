@@ -43,6 +43,11 @@ int ps_engine_create(ps_engine_lookup lookup, void *ctx, int num_classes, ps_eng
  * layer order: (N, ps_model_layers_dim(layers)); layers = 8 gives the fc input (N,512). */
 int ps_engine_forward(ps_engine *e, const float *x, int n, int h, int w, int threads, float *logits, float *feats,
                       unsigned layers, float *act4);
+/* Gets ready for a ps_engine_forward of n films of h x w on `threads` threads without running one:
+ * oneDNN's kernels generated and the weights folded into their layouts (about 0.1 s for ResNet18),
+ * so that a caller can do it while its films are still being decoded. Nothing to do on the BLAS
+ * kernels. */
+int ps_engine_prepare(ps_engine *e, int n, int h, int w, int threads);
 /* act4 (nullable): layer4's output per film, (N, 512, ps_engine_layer4_size(h), ..._size(w)). */
 int ps_engine_layer4_size(int in);
 

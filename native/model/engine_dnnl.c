@@ -42,6 +42,10 @@ int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int 
       (void)layers, (void)act4;
   return ps_error(PS_EUNSUPPORTED, "engine: built without oneDNN");
 }
+int ps__dnnl_prepare(ps_dnnl *d, const ps_engine *e, int n, int h, int w, int threads, int precision) {
+  (void)d, (void)e, (void)n, (void)h, (void)w, (void)threads, (void)precision;
+  return PS_OK;
+}
 const char *ps__dnnl_describe(void) { return "oneDNN not built in"; }
 int ps__dnnl_enabled(void) { return 0; }
 int ps__dnnl_bf16_native(void) { return 0; }
@@ -620,6 +624,7 @@ typedef struct fwd_share {
   int first, last, h, w, precision, tid, omp_threads;
   float *logits, *feats, *act4;
   unsigned layers;
+  int prepare; /* only build the plans the forward will take (no input, no outputs) */
   int st;
   char err[512];
 } fwd_share;
@@ -631,6 +636,11 @@ static void *run_share(void *arg) {
   omp_set_num_threads(s->omp_threads);
   for (int i = s->first; i < s->last && !s->st; i += CHUNK) {
     const int m = s->last - i < CHUNK ? s->last - i : CHUNK;
+    if (s->prepare) {
+      plan *p = NULL;
+      if (!(s->st = plan_get(s->d, m, s->h, s->w, s->precision, s->tid, &p))) plan_put(s->d, p);
+      continue;
+    }
     s->st = forward_chunk(s->d, s->e, s->tid, s->x + i * img, m, s->h, s->w, s->precision, s->logits + (size_t)i * s->e->K,
                           s->feats ? s->feats + (size_t)i * D : NULL, s->layers, s->act4 ? s->act4 + i * a4 : NULL);
   }
@@ -641,9 +651,9 @@ static void *run_share(void *arg) {
 /* One film runs on all the threads inside oneDNN's primitives (OpenMP); a batch is shared out one
  * contiguous share per thread, each single-threaded on its own plans, as the BLAS kernels do: no
  * OpenMP barrier between threads, so decoding threads running beside the forward (ps_infer_run)
- * or a busy machine do not stall every layer. */
-int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int h, int w, int threads, int precision,
-                     float *logits, float *feats, unsigned layers, float *act4) {
+ * or a busy machine do not stall every layer. prepare: the same shares and chunks, plans only. */
+static int shares(ps_dnnl *d, const ps_engine *e, const float *x, int n, int h, int w, int threads, int precision,
+                  float *logits, float *feats, unsigned layers, float *act4, int prepare) {
   if (precision == PS_ENGINE_BF16 && !ps__dnnl_bf16_native())
     return ps_error(PS_EUNSUPPORTED, "engine: bfloat16 needs a CPU with AVX512_BF16 or AMX (this one: %s)",
                     ps__dnnl_describe());
@@ -655,12 +665,21 @@ int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int 
     sh[t] = (fwd_share){.d = d, .e = e, .x = x, .first = (int)((int64_t)n * t / nt), .last = (int)((int64_t)n * (t + 1) / nt),
                         .h = h, .w = w, .precision = precision, .tid = nt > 1 ? t + 1 : 0,
                         .omp_threads = nt > 1 ? 1 : (threads > 0 ? threads : ps_default_threads()), .logits = logits,
-                        .feats = feats, .act4 = act4, .layers = layers};
+                        .feats = feats, .act4 = act4, .layers = layers, .prepare = prepare};
   ps__engine_parallel(nt, run_share, sh, sizeof sh[0]);
   omp_set_num_threads(threads > 0 ? threads : ps_default_threads());
   for (int t = 0; t < nt; t++)
     if (sh[t].st) return ps_error(sh[t].st, "%s", sh[t].err);
   return PS_OK;
+}
+
+int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int h, int w, int threads, int precision,
+                     float *logits, float *feats, unsigned layers, float *act4) {
+  return shares(d, e, x, n, h, w, threads, precision, logits, feats, layers, act4, 0);
+}
+
+int ps__dnnl_prepare(ps_dnnl *d, const ps_engine *e, int n, int h, int w, int threads, int precision) {
+  return shares(d, e, NULL, n, h, w, threads, precision, NULL, NULL, 0, NULL, 1);
 }
 
 #endif

@@ -47,6 +47,9 @@ void ps__dnnl_free(ps_dnnl *d);
 /* ps_engine_forward through oneDNN (the caller holds the engine's run lock). */
 int ps__dnnl_forward(ps_dnnl *d, const ps_engine *e, const float *x, int n, int h, int w, int threads, int precision,
                      float *logits, float *feats, unsigned layers, float *act4);
+/* Builds the plans a ps__dnnl_forward of n films of h x w would take, without running them (the
+ * caller holds the engine's run lock). */
+int ps__dnnl_prepare(ps_dnnl *d, const ps_engine *e, int n, int h, int w, int threads, int precision);
 /* 1 when this CPU runs bfloat16 convolutions natively (AVX512_BF16 or AMX) and oneDNN is built in. */
 int ps__dnnl_bf16_native(void);
 /* "oneDNN 2.6.3, kernels for avx512_core_bf16 (from the CPU's features)" or why not. */

@@ -222,6 +222,10 @@ PS_API double ps_model_ood_threshold(const ps_model *m); /* NAN when none */
 PS_API unsigned ps_model_ood_layers(const ps_model *m);  /* 0 when none */
 /* Scores (N) of feature rows feats (N,D) of the detector's layers. */
 PS_API int ps_model_ood_score(const ps_model *m, const float *feats, int n, float *score);
+/* Optional: gets ready for a ps_model_predict of n films of h x w without running one (the CPU
+ * engine's kernels and weight layouts, about 0.1 s for ResNet18 on first use), e.g. while the
+ * films are being decoded. The predictions are the same with or without it. */
+PS_API int ps_model_prepare(ps_model *m, int n, int h, int w);
 /* ps_model_predict plus the OOD score per film (score nullable; NAN for every film when the
  * model has no detector). */
 PS_API int ps_model_predict_ood(ps_model *m, const float *x, int n, int h, int w, float *logits, float *probs,

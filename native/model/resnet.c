@@ -999,6 +999,14 @@ static int run_forward(ps_model *m, const float *x, int n, int h, int w, float *
   return torch_forward(m, x, n, h, w, logits, feats, layers);
 }
 
+int ps_model_prepare(ps_model *m, int n, int h, int w) {
+  if (!m || n < 1 || h < 32 || w < 32) return ps_error(PS_EINVAL, "model: prepare needs N >= 1 and H, W >= 32");
+#ifdef PS_HAVE_ENGINE
+  if (m->engine) return ps_engine_prepare(m->engine, n, h, w, ps_torch_get_threads());
+#endif
+  return PS_OK;
+}
+
 static int check_input(const ps_model *m, const float *x, int n, int h, int w) {
   if (!m || !x || n < 1 || h < 32 || w < 32) return ps_error(PS_EINVAL, "model: predict needs (N,3,H,W), H,W >= 32");
   return PS_OK;
