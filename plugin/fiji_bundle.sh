@@ -32,6 +32,13 @@ bundle_libs() {
     [ -f "$f" ] && [ ! -L "$f" ] && todo+=("$f")
   done
   [ ${#todo[@]} -ge 2 ] || { echo "fiji_bundle: no libpneumoscope.so.N and libpneumoscope_jni.so in $dir" >&2; exit 1; }
+  # what libpneumoscope opens only when needed: the BLAS library of the fallback kernels
+  for name in libblas.so.3; do
+    path=$(ldconfig -p | awk -v n="$name" '$1 == n && /x86-64/ {print $NF; exit}')
+    [ -n "$path" ] || continue
+    [ -e "$dir/$name" ] || { cp -L "$path" "$dir/$name"; chmod 644 "$dir/$name"; }
+    todo+=("$dir/$name")
+  done
   while [ ${#todo[@]} -gt 0 ]; do
     f=${todo[0]}
     todo=("${todo[@]:1}")

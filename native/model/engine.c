@@ -18,10 +18,14 @@
 
 #define BN_EPS 1e-5
 
-/* The one CBLAS routine the engine needs, declared here so the build needs no cblas.h (enum values
- * as in every CBLAS: CblasRowMajor = 101, CblasNoTrans = 111). */
-void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                 const float *b, int ldb, float beta, float *c, int ldc);
+/* The one CBLAS routine the fallback kernels need (enum values as in every CBLAS: CblasRowMajor =
+ * 101, CblasNoTrans = 111), from the BLAS library opened when those kernels are first needed
+ * (PS_BLAS_SONAME, Debian's libblas.so.3: OpenBLAS with libopenblas0-pthread). Not linked: a
+ * linked OpenBLAS starts its thread pool with every process, and its idle thread spun in
+ * sched_yield for the first ~0.1 s, most of a one-film classify, on the oneDNN kernels too. */
+typedef void (*sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                         const float *b, int ldb, float beta, float *c, int ldc);
+static sgemm_fn g_sgemm;
 #define ROW_MAJOR 101
 #define NO_TRANS 111
 
@@ -69,12 +73,18 @@ static const char *cpu_isa(void) {
 }
 
 static void blas_init(void) {
+  void *h = dlopen(PS_BLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+  if (!h || !(g_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm"))) {
+    const char *why = dlerror();
+    snprintf(g_blas_name, sizeof g_blas_name, "no BLAS (%s: %s)", PS_BLAS_SONAME, why ? why : "no cblas_sgemm");
+    return;
+  }
   /* OpenBLAS behind libblas.so.3 (Debian's alternatives) exports these; reference BLAS does not. */
-  g_blas_set = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
-  g_blas_get = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
-  char *(*config)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_config");
+  g_blas_set = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+  g_blas_get = (int (*)(void))dlsym(h, "openblas_get_num_threads");
+  char *(*config)(void) = (char *(*)(void))dlsym(h, "openblas_get_config");
   if (!g_blas_get) g_blas_set = NULL;
-  char *(*core)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
+  char *(*core)(void) = (char *(*)(void))dlsym(h, "openblas_get_corename");
   /* the build's configuration ("OpenBLAS 0.3.21 ... DYNAMIC_ARCH ... Haswell": its compile target)
    * and, with DYNAMIC_ARCH, the kernel set chosen at run time for this CPU (issue 15: an unknown
    * Intel model gets "Prescott", the SSE3 fallback) */
@@ -89,11 +99,10 @@ const char *ps_engine_blas(void) {
 
 const char *ps_engine_kernels(const ps_engine *e) {
   static char buf[600];
-  pthread_once(&g_blas_once, blas_init);
   if (e ? e->dnnl != NULL : ps__dnnl_enabled())
     snprintf(buf, sizeof buf, "%s; CPU: %s", ps__dnnl_describe(), cpu_isa());
   else
-    snprintf(buf, sizeof buf, "%s", g_blas_name);
+    snprintf(buf, sizeof buf, "%s", ps_engine_blas());
   return buf;
 }
 
@@ -193,9 +202,12 @@ int ps_engine_create(ps_engine_lookup lookup, void *ctx, int num_classes, ps_eng
     in = widths[l];
   }
   if ((st = get(lookup, ctx, "fc.weight", &e->fc_w)) || (st = get(lookup, ctx, "fc.bias", &e->fc_b))) goto fail;
-  pthread_once(&g_blas_once, blas_init);
   /* oneDNN's kernels when built in and usable here, else the BLAS ones below */
   if (ps__dnnl_create(e, &e->dnnl) != PS_OK) e->dnnl = NULL;
+  if (!e->dnnl && (pthread_once(&g_blas_once, blas_init), !g_sgemm)) {
+    st = ps_error(PS_EUNSUPPORTED, "engine: no oneDNN kernels and %s", g_blas_name);
+    goto fail;
+  }
   *out = e;
   return PS_OK;
 fail:
@@ -257,7 +269,7 @@ static void conv_fwd(const conv *cv, const float *x, int nimg, int H, int W, flo
     im2col(x, nimg, H, W, cv, Ho, Wo, col);
     B = col;
   }
-  cblas_sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, cv->cout, N, K, 1.0f, cv->w, K, B, N, 0.0f, y, N);
+  g_sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, cv->cout, N, K, 1.0f, cv->w, K, B, N, 0.0f, y, N);
   for (int o = 0; o < cv->cout; o++) {
     float *yo = y + (size_t)o * N;
     const float s = cv->s[o], t = cv->t[o];
