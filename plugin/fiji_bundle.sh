@@ -33,9 +33,16 @@ bundle_libs() {
   done
   [ ${#todo[@]} -ge 2 ] || { echo "fiji_bundle: no libpneumoscope.so.N and libpneumoscope_jni.so in $dir" >&2; exit 1; }
   # what libpneumoscope opens only when needed: the BLAS library of the fallback kernels
+  # (ldconfig lives in /sbin, outside a user's PATH on Debian; awk reads all of its output: an early
+  # exit would end ldconfig with SIGPIPE, and pipefail this script, as it did once in CI)
+  local ldconfig
+  ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
   for name in libblas.so.3; do
-    path=$(ldconfig -p | awk -v n="$name" '$1 == n && /x86-64/ {print $NF; exit}')
-    [ -n "$path" ] || continue
+    path=$("$ldconfig" -p 2>/dev/null | awk -v n="$name" '$1 == n && /x86-64/ && !found {print $NF; found = 1}')
+    if [ -z "$path" ]; then
+      echo "fiji_bundle: $name not found: the archive's BLAS fallback kernels (PNEUMOSCOPE_ENGINE=blas) will be missing" >&2
+      continue
+    fi
     [ -e "$dir/$name" ] || { cp -L "$path" "$dir/$name"; chmod 644 "$dir/$name"; }
     todo+=("$dir/$name")
   done
