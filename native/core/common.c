@@ -102,6 +102,13 @@ void ps__lib_folder(char *dir, size_t cap) {
   dir[n] = 0;
 }
 
+char *ps__path_join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s/%s", dir, name);
+  return s;
+}
+
 #define PS_BIG_MIN ((size_t)1 << 20) /* smaller buffers come from malloc */
 #define PS_HUGE ((size_t)2 << 20)      /* x86-64's transparent huge page */
 

@@ -21,6 +21,9 @@ void ps__lib_folder(char *dir, size_t cap);
  * hypervisor on a virtual machine, and page-by-page faults dominated a one-film process. Only for
  * buffers the caller fills. 64-byte aligned; NULL when out of memory. ps__big_free takes the size
  * given to ps__big_alloc (NULL is fine). */
+/* "dir/name", malloc'd (NULL when out of memory). */
+char *ps__path_join(const char *dir, const char *name);
+
 void *ps__big_alloc(size_t bytes);
 void ps__big_free(void *p, size_t bytes);
 

@@ -11,13 +11,6 @@
 #include "ps_internal.h"
 #include "shard_internal.h"
 
-static char *join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *s = malloc(n);
-  if (s) snprintf(s, n, "%s/%s", dir, name);
-  return s;
-}
-
 int ps_shard_rows(int total, int unit, int k, int n, int *lo, int *hi) {
   if (unit < 1 || total < 0) return ps_error(PS_EINVAL, "shard: %d rows in units of %d", total, unit);
   if (n < 1 || k < 0 || k >= n || !lo || !hi)
@@ -30,7 +23,7 @@ int ps_shard_rows(int total, int unit, int k, int n, int *lo, int *hi) {
 }
 
 int ps_shard_check_outdir(const char *cmd, const char *outdir, int sharded, const char *whole) {
-  char *p = join(outdir, sharded ? whole : PS_SHARD_FILE);
+  char *p = ps__path_join(outdir, sharded ? whole : PS_SHARD_FILE);
   if (!p) return ps_error(PS_ENOMEM, "%s: out of memory", cmd);
   struct stat sb;
   int there = stat(p, &sb) == 0;
@@ -52,7 +45,7 @@ int ps_shard_write(const char *outdir, const char *cmd, int k, int n, int lo, in
                    const char *manifest, json_t *run, json_t *films) {
   char hm[65], hf[65];
   int st = PS_OK;
-  char *path = join(outdir, PS_SHARD_FILE);
+  char *path = ps__path_join(outdir, PS_SHARD_FILE);
   json_t *j = NULL;
   if (!path || !run) {
     st = ps_error(PS_ENOMEM, "%s: out of memory", cmd);
@@ -122,7 +115,7 @@ static int read_mark(const char *cmd, const char *dir, json_t **out) {
   struct stat sb;
   if (stat(dir, &sb) != 0) return ps_error(PS_EIO, "%s: cannot read shard folder %s: %s", cmd, dir, strerror(errno));
   if (!S_ISDIR(sb.st_mode)) return ps_error(PS_EIO, "%s: shard folder %s is not a folder", cmd, dir);
-  char *p = join(dir, PS_SHARD_FILE);
+  char *p = ps__path_join(dir, PS_SHARD_FILE);
   if (!p) return ps_error(PS_ENOMEM, "%s: out of memory", cmd);
   json_error_t je;
   json_t *m = json_load_file(p, JSON_REJECT_DUPLICATES, &je);

@@ -459,7 +459,7 @@ int ps_model_set_precision(ps_model *m, ps_precision precision) {
 
 const char *ps_model_cpu_engine(void) {
 #ifdef PS_HAVE_ENGINE
-  static char buf[200];
+  static char buf[620]; /* ps_engine_kernels' 600 and the prefix */
   snprintf(buf, sizeof buf, "C engine, %s", ps_engine_kernels(NULL));
   return buf;
 #else

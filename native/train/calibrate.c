@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "ps_calibrate.h"
+#include "ps_internal.h"
 #include "ps_lung.h"
 #include "ps_metrics.h"
 #include "ps_model.h"
@@ -266,7 +267,7 @@ int ps_calibrate_run(const ps_calibrate_opts *opts, ps_progress_fn progress, voi
     char name[64], *dir = strdup(opts->out), *slash = dir ? strrchr(dir, '/') : NULL;
     if (slash) *slash = 0;
     ps_train_cache_name(mm->input_size, mm->roi, name, sizeof name);
-    cache = dir ? ps_train_join(slash ? dir : ".", name) : NULL;
+    cache = dir ? ps__path_join(slash ? dir : ".", name) : NULL;
     free(dir);
   }
   if (!cache) {

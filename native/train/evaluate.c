@@ -142,7 +142,7 @@ static int write_plots(const eval_out *e, const char *outdir, const char *histor
     st = ps_error(PS_ENOMEM, "evaluate: out of memory");
     goto done;
   }
-  path = ps_train_join(outdir, "confusion.png");
+  path = ps__path_join(outdir, "confusion.png");
   char title[128];
   snprintf(title, sizeof title, "Confusion matrix — %s split (n = %d)", e->split, n);
   po.title = title;
@@ -168,16 +168,16 @@ static int write_plots(const eval_out *e, const char *outdir, const char *histor
   }
   if (nc > 0) {
     free(path);
-    path = ps_train_join(outdir, "roc.png");
+    path = ps__path_join(outdir, "roc.png");
     snprintf(title, sizeof title, "ROC — %s split", e->split);
     if ((st = ps_plot_roc(rc, nc, &po, path))) goto done;
     free(path);
-    path = ps_train_join(outdir, "pr.png");
+    path = ps__path_join(outdir, "pr.png");
     snprintf(title, sizeof title, "Precision-recall — %s split", e->split);
     if ((st = ps_plot_pr(pc, nc, K == 2 ? (double)pos / n : NAN, &po, path))) goto done;
   }
   free(path);
-  path = ps_train_join(outdir, "reliability.png");
+  path = ps__path_join(outdir, "reliability.png");
   snprintf(title, sizeof title, "Reliability — %s split", e->split);
   if ((st = ps_plot_reliability(e->bin_count, e->bin_conf, e->bin_acc, EVAL_BINS, e->ece, &po, path))) goto done;
   if (history) {
@@ -186,7 +186,7 @@ static int write_plots(const eval_out *e, const char *outdir, const char *histor
     if (ne > 0) {
       ps_plot_history h = {ne, tl, vl, mt, NULL, mname};
       free(path);
-      path = ps_train_join(outdir, "curves.png");
+      path = ps__path_join(outdir, "curves.png");
       po.title = "Training";
       if ((st = ps_plot_training(&h, &po, path))) goto done;
     }
@@ -203,7 +203,7 @@ static char *history_path(const char *given, const char *model) {
   const char *slash = strrchr(model, '/');
   char dir[4096];
   snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - model) : 1, slash ? model : ".");
-  char *hist = ps_train_join(dir, "history.json");
+  char *hist = ps__path_join(dir, "history.json");
   struct stat sb;
   if (hist && stat(hist, &sb) != 0) free(hist), hist = NULL;
   return hist;
@@ -218,8 +218,8 @@ static int eval_finish(eval_out *e, double thr, const char *outdir, const char *
   if ((st = ps_metrics_compute(e->y, e->probs, n, K, thr, &e->m)) || (st = ps_metrics_ece(e->y, e->probs, n, K, EVAL_BINS, &e->ece)) ||
       (st = ps_metrics_reliability(e->y, e->probs, n, K, EVAL_BINS, e->bin_count, e->bin_conf, e->bin_acc)))
     return st;
-  p_metrics = ps_train_join(outdir, "metrics.json");
-  p_pred = ps_train_join(outdir, "predictions.csv");
+  p_metrics = ps__path_join(outdir, "metrics.json");
+  p_pred = ps__path_join(outdir, "predictions.csv");
   if (!p_metrics || !p_pred) {
     st = ps_error(PS_ENOMEM, "evaluate: out of memory");
     goto done;
@@ -349,7 +349,7 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
     goto done;
   }
   /* a shard: its rows of predictions.csv, then shard.json (last: a folder with it is complete) */
-  if (!(p_pred = ps_train_join(opts->outdir, "predictions.csv"))) {
+  if (!(p_pred = ps__path_join(opts->outdir, "predictions.csv"))) {
     st = ps_error(PS_ENOMEM, "evaluate: out of memory");
     goto done;
   }
@@ -383,7 +383,7 @@ static int parse_int(const char *s, int lo, int hi, int *v) {
 static int read_shard_predictions(const char *dir, const ps_model_meta *meta, int lo, int hi, ps__csv *csv,
                                   const char **paths, const char **patient, int *y, int *pred, float *probs) {
   const int K = meta->num_classes;
-  char *path = ps_train_join(dir, "predictions.csv");
+  char *path = ps__path_join(dir, "predictions.csv");
   if (!path) return ps_error(PS_ENOMEM, "evaluate: out of memory");
   int st = ps__csv_read(path, csv);
   if (st) {

@@ -945,11 +945,11 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
   if ((st = ps_train_mkdir(opts->outdir))) goto fail;
   char cname[64];
   ps_train_cache_name(r.size, r.roi, cname, sizeof cname);
-  r.best_path = ps_train_join(opts->outdir, "best.safetensors");
-  r.last_path = ps_train_join(opts->outdir, "last.ckpt");
-  r.hist_json = ps_train_join(opts->outdir, "history.json");
-  r.hist_csv = ps_train_join(opts->outdir, "history.csv");
-  r.cache_path = opts->cache && *opts->cache ? strdup(opts->cache) : ps_train_join(opts->outdir, cname);
+  r.best_path = ps__path_join(opts->outdir, "best.safetensors");
+  r.last_path = ps__path_join(opts->outdir, "last.ckpt");
+  r.hist_json = ps__path_join(opts->outdir, "history.json");
+  r.hist_csv = ps__path_join(opts->outdir, "history.csv");
+  r.cache_path = opts->cache && *opts->cache ? strdup(opts->cache) : ps__path_join(opts->outdir, cname);
   r.history = calloc(MAX_HISTORY, sizeof(ps_train_epoch));
   if (!r.best_path || !r.last_path || !r.hist_json || !r.hist_csv || !r.cache_path || !r.history) {
     st = ps_error(PS_ENOMEM, "train: out of memory");

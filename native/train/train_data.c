@@ -100,13 +100,6 @@ fail:
 }
 
 /* ---- files ---- */
-char *ps_train_join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *s = malloc(n);
-  if (s) snprintf(s, n, "%s/%s", dir, name);
-  return s;
-}
-
 int ps_train_mkdir(const char *path) {
   struct stat sb;
   if (stat(path, &sb) == 0) {

@@ -47,7 +47,6 @@ int ps_train_cached_input(const uint8_t *pix, int S, const float mean[3], const 
 /* Remove dir/<base>.tmp<pid> files (ps_train_write_atomic's temporaries) whose process no longer
  * runs: what a killed run leaves behind. Only the given base names; returns how many went. */
 int ps_train_sweep_tmp(const char *dir, const char *const *bases, int nbases);
-char *ps_train_join(const char *dir, const char *name);
 /* The default cache file name of a (size, roi): cache-S.pscache, cache-S-lungs, cache-S-lungmask. */
 void ps_train_cache_name(int size, int roi, char *buf, size_t cap);
 
