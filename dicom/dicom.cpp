@@ -319,6 +319,69 @@ void load_file(const char *path, const ps_read_opts *opts, DcmFileFormat &ff) {
   if (!ff.getDataset()) fail(PS_EFORMAT, "no data set");
 }
 
+// ---- patient age -------------------------------------------------------------------------------
+
+// PatientAge (VR AS): "nnnD", "nnnW", "nnnM" or "nnnY". Anonymised archives (NIH ChestX-ray14's
+// DICOMs, SIIM, NCCID) often write a bare number of years ("58"): read as years. Anything else,
+// or an age outside 0..150 years, is no age.
+bool parse_age_string(const char *s, double &years) {
+  while (*s == ' ') s++;
+  int n = 0, digits = 0;
+  for (; *s >= '0' && *s <= '9' && digits < 3; s++, digits++) n = n * 10 + (*s - '0');
+  if (!digits) return false;
+  double div = 1;
+  switch (*s) {
+    case 'D': div = 365.25, s++; break;
+    case 'W': div = 365.25 / 7, s++; break;
+    case 'M': div = 12, s++; break;
+    case 'Y': s++; break;
+    default: break;
+  }
+  while (*s == ' ') s++;
+  if (*s) return false;
+  years = n / div;
+  return years <= 150;
+}
+
+// Days since 1970-01-01 of a DICOM date (DA, "YYYYMMDD"); false when it is not a real date.
+bool da_days(const char *s, long &days) {
+  if (strlen(s) != 8) return false;
+  long v = 0;
+  for (int i = 0; i < 8; i++) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  long y = v / 10000, m = v / 100 % 100, d = v % 100;
+  static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (y < 1800 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1]) return false;
+  if (m == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) return false;
+  y -= m <= 2;  // days from civil (H. Hinnant's algorithm)
+  long era = (y >= 0 ? y : y - 399) / 400, yoe = y - era * 400;
+  long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1, doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  days = era * 146097 + doe - 719468;
+  return true;
+}
+
+// The patient's age in years at the examination: PatientAge, else the first examination date
+// (study, series, acquisition, content) minus PatientBirthDate when both are real dates 0..150
+// years apart (anonymised files often hold placeholders such as 19010101: then no age).
+bool patient_age(DcmDataset *ds, double &years) {
+  char s[68];
+  get_str(ds, DCM_PatientAge, s, sizeof s);
+  if (s[0] && parse_age_string(s, years)) return true;
+  long birth = 0, exam = 0;
+  get_str(ds, DCM_PatientBirthDate, s, sizeof s);
+  if (!da_days(s, birth)) return false;
+  for (const DcmTagKey &t : {DCM_StudyDate, DCM_SeriesDate, DCM_AcquisitionDate, DCM_ContentDate}) {
+    get_str(ds, t, s, sizeof s);
+    if (da_days(s, exam)) {
+      years = (exam - birth) / 365.25;
+      return years >= 0 && years <= 150;
+    }
+  }
+  return false;
+}
+
 // ---- metadata ----------------------------------------------------------------------------------
 
 void fill_meta(DcmFileFormat &ff, ps_film_meta *m) {
@@ -339,6 +402,8 @@ void fill_meta(DcmFileFormat &ff, ps_film_meta *m) {
   get_str(ds, DCM_Modality, m->modality, sizeof m->modality);
   get_str(ds, DCM_ViewPosition, m->view_position, sizeof m->view_position);
   get_str(ds, DCM_BodyPartExamined, m->body_part, sizeof m->body_part);
+  double age = 0;
+  if (patient_age(ds, age)) m->has_patient_age = 1, m->patient_age_years = age;
   get_str(ds, DCM_PhotometricInterpretation, m->photometric, sizeof m->photometric);
   get_str(mi, DCM_TransferSyntaxUID, m->transfer_syntax, sizeof m->transfer_syntax);
   if (!m->transfer_syntax[0]) {

@@ -258,6 +258,14 @@ static char *meta_get(const char *file, const char *key) {
   return strndup(v, len);
 }
 
+/* The reference's PatientAgeYears line (absent: no age) against ours. */
+static void check_age_text(const char *what, const char *want, const ps_film_meta *m) {
+  print_message("  %-22s pydicom %s ours %s %.17g\n", what, want ? want : "(none)", m->has_patient_age ? "yes" : "none",
+                m->patient_age_years);
+  assert_int_equal(m->has_patient_age, want != NULL);
+  if (want) assert_true(fabs(m->patient_age_years - atof(want)) < 1e-9);
+}
+
 static void check_str(const char *file, const char *key, const char *got) {
   char *want = meta_get(file, key);
   print_message("  %-22s pydicom '%s' ours '%s'\n", key, want ? want : "", got);
@@ -290,6 +298,9 @@ static void test_metadata_matches_pydicom(void **state) {
     check_str(p, "ViewPosition", m.view_position);
     check_str(p, "BodyPartExamined", m.body_part);
     check_str(p, "PhotometricInterpretation", m.photometric);
+    char *age = meta_get(p, "PatientAgeYears");
+    check_age_text("patient age (years)", age, &m);
+    free(age);
     check_int(p, "Rows", m.rows, -1);
     check_int(p, "Columns", m.columns, -1);
     check_int(p, "BitsStored", m.bits_stored, -1);
@@ -361,6 +372,53 @@ static void test_metadata_charset(void **state) {
   free(nccid);
   free(l1);
   free(l2);
+  free(ref);
+}
+
+/* The patient's age from PatientAge in its standard and anonymised spellings, and from the
+ * birth and examination dates when PatientAge is absent or unreadable: as pydicom's values with
+ * Python's calendar give it (dicom_reference.py age_years). */
+static void test_patient_age(void **state) {
+  (void)state;
+  PS_TEST_SKIP_UNLESS(HAVE_PY, "no pydicom in " PS_PYTHON);
+  static const char *const edits[] = {
+      "-m PatientAge=004Y",
+      "-m PatientAge=018M",
+      "-m PatientAge=010W",
+      "-m PatientAge=200D",
+      "-m PatientAge=7",                                      /* a bare number: years */
+      "-m PatientAge=999Y",                                   /* beyond 150 years: no age */
+      "-m PatientAge=B12",                                    /* not an age */
+      "-e PatientAge -i PatientBirthDate=20150301 -i StudyDate=20200229",  /* from the dates */
+      "-e PatientAge -i PatientBirthDate=20150301 -i StudyDate=19010101",  /* exam before birth */
+      "-e PatientAge -i PatientBirthDate=20150230 -i StudyDate=20200101",  /* no such day */
+      "-e PatientAge -i PatientBirthDate=20160229 -i SeriesDate=20200301", /* no StudyDate */
+  };
+  char *nccid = real(NCCID), *ref = py_ref();
+  int with_age = 0;
+  for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "age%zu.dcm", i);
+    char *p = tmp(name);
+    copy_file(nccid, p);
+    assert_int_equal(ps_test_system("dcmodify -nb %s '%s' >/dev/null 2>&1", edits[i], p), 0);
+    int st = 0;
+    char *txt = ps_test_capture(&st, "'%s' '%s' meta '%s'", PS_PYTHON, ref, p);
+    assert_int_equal(st, 0);
+    char *want = strstr(txt, "PatientAgeYears\t");
+    if (want) {
+      want += strlen("PatientAgeYears\t");
+      want[strcspn(want, "\n")] = '\0';
+    }
+    ps_film_meta m;
+    assert_int_equal(ps_dicom_read_meta(p, NULL, &m), PS_OK);
+    check_age_text(edits[i], want, &m);
+    with_age += m.has_patient_age;
+    free(txt);
+    free(p);
+  }
+  assert_int_equal(with_age, 7); /* the edits above: 4 units, a bare number and two pairs of dates */
+  free(nccid);
   free(ref);
 }
 
@@ -1210,6 +1268,7 @@ int main(void) {
       cmocka_unit_test(test_real_films_match_pydicom),
       cmocka_unit_test(test_metadata_matches_pydicom),
       cmocka_unit_test(test_metadata_charset),
+      cmocka_unit_test(test_patient_age),
       cmocka_unit_test(test_variants_8bit),
       cmocka_unit_test(test_variants_16bit_acr_nema),
       cmocka_unit_test(test_variants_rgb),

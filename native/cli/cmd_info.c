@@ -35,6 +35,8 @@ static void print_film(const char *path, const ps_image *img, char **warnings, i
     spacing = json_pack("[o, o]", ps_cli_json_number(m->pixel_spacing[0], "%.17g"),
                         ps_cli_json_number(m->pixel_spacing[1], "%.17g"));
   json_object_set_new(j, "pixel_spacing", spacing);
+  json_object_set_new(j, "patient_age_years",
+                      m->has_patient_age ? ps_cli_json_number(m->patient_age_years, "%.6g") : json_null());
   json_object_set_new(j, "pixel_spacing_is_imager", json_boolean(m->pixel_spacing_is_imager));
   json_object_set_new(j, "window_center", ps_cli_json_number(m->window_center, "%.17g"));
   json_object_set_new(j, "window_width", ps_cli_json_number(m->window_width, "%.17g"));

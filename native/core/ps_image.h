@@ -39,6 +39,9 @@ typedef struct ps_film_meta {
   double window_center, window_width; /* VOI window applied (modality units); width 0 if none */
   double rescale_slope, rescale_intercept;
   int frames;               /* number of frames in the file; the first is read */
+  int has_patient_age;      /* 1 when the header gives the patient's age (DICOM only) */
+  double patient_age_years; /* PatientAge (AS "nnnD/W/M/Y"; a bare number is read as years), else
+                               StudyDate (or Series/Acquisition/Content date) - PatientBirthDate */
 } ps_film_meta;
 
 typedef struct ps_image {

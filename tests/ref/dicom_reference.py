@@ -140,6 +140,38 @@ META = ["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", 
         "BitsStored", "SamplesPerPixel", "NumberOfFrames", "RescaleSlope", "RescaleIntercept"]
 
 
+def age_years(ds):
+    """The patient's age at the examination as PneumoScope documents it (ps_image.h), from what
+    pydicom parses, with Python's own calendar for the dates: PatientAge "nnnD/W/M/Y" (a bare number
+    is years), else the first real examination date minus PatientBirthDate; None when neither."""
+    import datetime
+    import re
+    m = re.fullmatch(r" *([0-9]{1,3})([DWMY]?) *", str(ds.get("PatientAge", "") or ""))
+    if m:
+        n = int(m.group(1))
+        years = {"D": n / 365.25, "W": n / (365.25 / 7), "M": n / 12}.get(m.group(2), float(n))
+        if years <= 150:
+            return years
+
+    def date(k):
+        v = str(ds.get(k, "") or "").strip()
+        try:
+            d = datetime.datetime.strptime(v, "%Y%m%d").date() if re.fullmatch(r"[0-9]{8}", v) else None
+        except ValueError:
+            return None
+        return d if d and d.year >= 1800 else None
+
+    birth = date("PatientBirthDate")
+    if birth is None:
+        return None
+    for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        exam = date(k)
+        if exam is not None:
+            years = (exam - birth).days / 365.25
+            return years if 0 <= years <= 150 else None
+    return None
+
+
 def meta(path):
     ds = read(path)
     out = []
@@ -155,6 +187,9 @@ def meta(path):
         if k in ds:
             print("%s\t%r\t%r" % (k, float(ds[k].value[0]), float(ds[k].value[1])))
             break
+    age = age_years(ds)
+    if age is not None:
+        print("PatientAgeYears\t%r" % age)
     for k in ("WindowCenter", "WindowWidth"):
         if k in ds:
             val = ds[k].value
