@@ -2,7 +2,9 @@
  * - both bundled models load by short name and classify the full-resolution films of the
  *   kermany224 test-split patients (kaggle/ originals) well, with few of them flagged;
  * - non-radiographs (pydicom's CT and MR slices) and a photograph (matplotlib's grace_hopper.jpg)
- *   are flagged, and most of the adult chest films in ../shared/data/{png,dicom};
+ *   are flagged, and every adult chest film in ../shared/data/{png,dicom}: by its DICOM header's
+ *   patient age when it has one (the models store the ages they learnt from, 1-5 years), and most
+ *   of them by their features alone;
  * - a film model calibrated by `pneumoscope calibrate`: its OOD scores and tempered probabilities
  *   equal torchvision + numpy recomputed from the file (tests/ref/ood_check.py);
  * - a model from before the detector still classifies: in_distribution null, said once;
@@ -53,6 +55,7 @@ static void test_bundled_models_load(void **s) {
     assert_true(ps_model_has_ood(m));
     assert_true(ps_model_ood_threshold(m) > 0);
     assert_true(mm->temperature > 0);
+    assert_true(mm->patient_ages[0] == 1 && mm->patient_ages[1] == 5); /* Kermany: children aged 1-5 */
     assert_non_null(strstr(mm->provenance, "\"training_films\": 2974")); /* the kermany224 split */
     ps_model_free(m);
   }
@@ -126,22 +129,77 @@ static void test_flags_non_radiographs(void **s) {
   free(out);
 }
 
-/* The 7 adult chest films of ../shared/data/png and dicom (NIH, SIIM, NCCID, a Fuji CR; all CR/DX,
- * so only the features can tell): the detector flags most but not all of them (MODELS.md); the
- * floor below is what the shipped models measured, so a weaker detector fails here. */
-#define ADULT_FLAGGED_MIN 5
+/* The 7 adult chest films of ../shared/data/png and dicom (NIH, SIIM, NCCID, a Fuji CR; all CR/DX):
+ * every one flagged, the four DICOMs with a PatientAge by it (58-81 years), the others by their
+ * features. Their features alone (copies without the age) flag most but not all of them
+ * (MODELS.md); the floor below is what the shipped models measured, so a weaker detector fails. */
+#define ADULT_FLAGGED_BY_FEATURES_MIN 5
+static int count_in(const char *s, const char *what) {
+  int n = 0;
+  for (const char *p = s; (p = strstr(p, what)); p += strlen(what)) n++;
+  return n;
+}
+
 static void test_flags_adult_films(void **s) {
   (void)s;
+  const char *tmp = ps_test_tmpdir();
+  char noage[1100];
+  snprintf(noage, sizeof noage, "%s/adult-noage", tmp);
+  assert_int_equal(ps_test_system("rm -rf '%s' && mkdir -p '%s' && cp '%s'/*.png '%s'/*.dcm '%s' && chmod u+w '%s'/* && "
+                                  "dcmodify -nb -imt -ea PatientAge '%s'/*.dcm >/dev/null 2>&1",
+                                  noage, noage, ps_test_data("png"), ps_test_data("dicom"), noage, noage, noage),
+                   0);
   const char *models[] = {"binary", "3class"};
   for (int i = 0; i < 2; i++) {
     int rc = -1, rows = 0;
     char *out = ps_test_capture(&rc, "'%s' classify --model %s --csv '%s' '%s'", PS_CLI, models[i], ps_test_data("png"),
                                 ps_test_data("dicom"));
     assert_int_equal(rc, 0);
+    int by_age = count_in(out, "(DICOM header); the model learnt from patients aged 1-5");
     int flagged = count_flagged(out, models[i], &rows);
-    print_message("%s: %d of %d adult chest films flagged out of distribution\n", models[i], flagged, rows);
+    print_message("%s: %d of %d adult chest films flagged out of distribution, %d by their header's age\n", models[i],
+                  flagged, rows, by_age);
     assert_int_equal(rows, 7);
-    assert_true(flagged >= ADULT_FLAGGED_MIN);
+    assert_int_equal(flagged, 7);
+    assert_int_equal(by_age, 4);
+    free(out);
+    out = ps_test_capture(&rc, "'%s' classify --model %s --csv '%s'", PS_CLI, models[i], noage);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_in(out, "patient age"), 0);
+    flagged = count_flagged(out, models[i], &rows);
+    print_message("%s: %d of %d flagged by their features alone\n", models[i], flagged, rows);
+    assert_int_equal(rows, 7);
+    assert_true(flagged >= ADULT_FLAGGED_BY_FEATURES_MIN);
+    free(out);
+  }
+}
+
+/* A child's age keeps a film in, with a year's tolerance past the training ages (1-5): the NCCID
+ * film (its features pass, MODELS.md) relabelled 4, 6 and 7 years old, and a model that declares
+ * no ages never looks at the header's age. */
+static void test_patient_age_flag(void **s) {
+  (void)s;
+  const char *tmp = ps_test_tmpdir();
+  const char *ages[] = {"004Y", "006Y", "007Y", "030M", "090M"};
+  const int want_age_flag[] = {0, 0, 1, 0, 1};
+  for (int i = 0; i < 5; i++) {
+    char f[1100];
+    snprintf(f, sizeof f, "%s/nccid-%s.dcm", tmp, ages[i]);
+    assert_int_equal(ps_test_system("cp '%s'/nccid_*.dcm '%s' && chmod u+w '%s' && dcmodify -nb -m PatientAge=%s '%s' "
+                                    ">/dev/null 2>&1",
+                                    ps_test_data("dicom"), f, f, ages[i], f),
+                     0);
+    int rc = -1;
+    char *out = ps_test_capture(&rc, "'%s' classify --model binary --json '%s'", PS_CLI, f);
+    assert_int_equal(rc, 0);
+    print_message("PatientAge %s: %s", ages[i], out);
+    assert_int_equal(strstr(out, "\"in_distribution\":false") != NULL, want_age_flag[i]);
+    assert_int_equal(strstr(out, "patient age") != NULL, want_age_flag[i]);
+    free(out);
+    /* the 96 px model shipped before declares no ages: no age check */
+    out = ps_test_capture(&rc, "'%s' classify --model '%s' --json '%s'", PS_CLI, ps_test_src(LEGACY), f);
+    assert_int_equal(rc, 0);
+    assert_null(strstr(out, "patient age"));
     free(out);
   }
 }
@@ -252,6 +310,8 @@ static void test_lying_detector_refused(void **s) {
       {"sd['ood.class_means'][0, 0] = float('nan')", "non-finite"},
       {"meta['ood_method'] = 'energy'", "ood_method"},
       {"meta['temperature'] = '0'", "temperature"},
+      {"meta['patient_ages'] = '5-1'", "patient_ages"},
+      {"meta['patient_ages'] = 'children'", "patient_ages"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     char bad[1300];
@@ -275,6 +335,7 @@ int main(void) {
       cmocka_unit_test(test_3class_on_test_patients),
       cmocka_unit_test(test_flags_non_radiographs),
       cmocka_unit_test(test_flags_adult_films),
+      cmocka_unit_test(test_patient_age_flag),
       cmocka_unit_test(test_calibrate_matches_reference),
       cmocka_unit_test(test_old_model_without_detector),
       cmocka_unit_test(test_lying_detector_refused),

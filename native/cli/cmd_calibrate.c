@@ -24,6 +24,8 @@ static const char usage_text[] =
     "  --ood-quantile Q     share of validation films kept in distribution (0.99)\n"
     "  --shrink S           covariance shrinkage: each variance raised by S times itself (0.01)\n"
     "  --ood-layers L       layers whose channel means the detector uses (layer1,layer2,layer3,layer4)\n"
+    "  --patient-ages A-B   the training patients' ages in years (e.g. 1-5), stored in the model:\n"
+    "                       classify flags a DICOM whose PatientAge is more than a year outside\n"
     "  --no-temperature     keep temperature 1\n"
     "  --cache FILE         preprocessed-film cache (default: beside OUT, as train names it)\n"
     "  --half               store the weights in float16\n"
@@ -32,7 +34,7 @@ static const char usage_text[] =
 #ifdef PS_HAVE_TRAIN
 int ps_cli_calibrate(int argc, char **argv) {
   ps_calibrate_opts o = ps_calibrate_opts_default();
-  const char *model = NULL, *layers = NULL;
+  const char *model = NULL, *layers = NULL, *ages = NULL;
   const ps_cli_option options[] = {{"model", 0, PS_OPT_STRING, &model},
                                    {"manifest", 0, PS_OPT_STRING, &o.manifest},
                                    {"out", 'o', PS_OPT_STRING, &o.out},
@@ -40,6 +42,7 @@ int ps_cli_calibrate(int argc, char **argv) {
                                    {"ood-quantile", 0, PS_OPT_DOUBLE, &o.ood_quantile, .range = "in (0.5, 1]"},
                                    {"shrink", 0, PS_OPT_DOUBLE, &o.shrink, .range = "in [0, 10]"},
                                    {"ood-layers", 0, PS_OPT_STRING, &layers},
+                                   {"patient-ages", 0, PS_OPT_STRING, &ages},
                                    {"threads", 0, PS_OPT_INT, &o.threads},
                                    {"limit", 0, PS_OPT_INT, &o.limit},
                                    {"no-temperature", 0, PS_OPT_FLAG, &o.no_temperature},
@@ -49,6 +52,7 @@ int ps_cli_calibrate(int argc, char **argv) {
   int rc = ps_cli_parse("calibrate", usage_text, options, argc, argv, NULL, NULL);
   if (rc >= 0) return rc;
   if (o.shrink == 0) o.shrink = -1; /* none */
+  if (ages && ps_model_parse_ages(ages, o.patient_ages)) return ps_cli_fail("calibrate", "--patient-ages", PS_EINVAL), 2;
   for (const char *p = layers; p && *p;) {
     if (strncmp(p, "layer", 5) || p[5] < '1' || p[5] > '4' || (p[6] && p[6] != ','))
       return fprintf(stderr, "pneumoscope calibrate: --ood-layers is a list of layer1..layer4, got '%s'\n", layers), 2;

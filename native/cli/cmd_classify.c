@@ -153,7 +153,11 @@ static int on_result(const ps_infer_result *r, void *user) {
                "#   its label is not to be trusted\n", ps_model_ood_threshold(o->model));
       else
         printf("# in-dist: this model has no out-of-distribution detector (a file from before it): only DICOM\n"
-               "#   headers of other modalities are flagged, '?' = unknown\n");
+               "#   headers of other modalities%s are flagged, '?' = unknown\n",
+               mm->patient_ages[1] > 0 ? " or other ages" : "");
+      if (mm->patient_ages[1] > 0)
+        printf("# trained on patients aged %g-%g years: a DICOM whose header gives another age is flagged\n",
+               mm->patient_ages[0], mm->patient_ages[1]);
       printf("%-12s", "label");
       for (int k = 0; k < K; k++) {
         char h[64];

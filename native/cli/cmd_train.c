@@ -44,6 +44,8 @@ static const char usage_text[] =
     "  --cache FILE          preprocessed-film cache (default OUTDIR/cache-S.pscache; cache-S-lungs, cache-S-lungmask for those rois)\n"
     "  --limit N             at most N films per split (smoke tests)\n"
     "  --half                store best.safetensors in float16 (half the size)\n"
+    "  --patient-ages A-B    the training patients' ages in years (e.g. 1-5), stored in the model:\n"
+    "                        classify flags a DICOM whose PatientAge is more than a year outside\n"
     "  --dist-timeout S      data-parallel runs: seconds a rank waits for its peers at the start and\n"
     "                        in each collective before it gives up (300)\n"
     "Data-parallel: launched by torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT ...) or srun\n"
@@ -94,6 +96,7 @@ int ps_cli_train(int argc, char **argv) {
   int seed = 0;
   const char *finetune = NULL;
   double dist_timeout = 0;
+  const char *ages = NULL;
   const ps_cli_option options[] = {{"manifest", 0, PS_OPT_STRING, &o.manifest},
                                    {"out", 'o', PS_OPT_STRING, &o.outdir},
                                    {"outdir", 0, PS_OPT_STRING, &o.outdir},
@@ -119,10 +122,12 @@ int ps_cli_train(int argc, char **argv) {
                                    {"balance", 0, PS_OPT_FLAG, &o.balance},
                                    {"no-augment", 0, PS_OPT_FLAG, &o.no_augment},
                                    {"half", 0, PS_OPT_FLAG, &o.save_half},
+                                   {"patient-ages", 0, PS_OPT_STRING, &ages},
                                    {"dist-timeout", 0, PS_OPT_DOUBLE, &dist_timeout, .range = "> 0"},
                                    {0}};
   int rc = ps_cli_parse("train", usage_text, options, argc, argv, NULL, NULL);
   if (rc >= 0) return rc;
+  if (ages && ps_model_parse_ages(ages, o.patient_ages)) return ps_cli_fail("train", "--patient-ages", PS_EINVAL), 2;
   char tuned[4096];
   if (finetune) {
     if (o.init) {

@@ -437,6 +437,15 @@ int ps_infer_ood_verdict(const ps_model *m, const ps_film_meta *meta, float scor
     snprintf(reason, cap, "DICOM modality %s is not a radiograph", meta->modality);
     return PS_OK;
   }
+  const double *ages = ps_model_meta_get(m)->patient_ages;
+  if (meta && meta->has_patient_age && ages[1] > 0 &&
+      (meta->patient_age_years < ages[0] - 1 || meta->patient_age_years > ages[1] + 1)) {
+    /* a year's tolerance: header ages are whole years, and "1-5" means up to 5 years 11 months */
+    *in_dist = 0;
+    snprintf(reason, cap, "patient age %.3g years (DICOM header); the model learnt from patients aged %g-%g",
+             meta->patient_age_years, ages[0], ages[1]);
+    return PS_OK;
+  }
   if (!ps_model_has_ood(m) || !isfinite(score)) return PS_OK;
   double thr = ps_model_ood_threshold(m);
   *in_dist = score <= thr;

@@ -110,7 +110,8 @@ PS_API int ps_infer_image_roi(ps_model *m, const ps_image *img, float *probs /* 
                               double roi[4], int *roi_fallback);
 /* Out-of-distribution verdict of one classified film, as ps_infer_result reports it: the model's
  * detector (score > threshold) and the film's header (a DICOM whose Modality is not a radiograph:
- * anything but CR, DX, RG, DR, PX or empty). in_dist 1/0/-1, reason (cap bytes, "" when none).
+ * anything but CR, DX, RG, DR, PX or empty; or whose patient age is more than a year outside the
+ * model's patient_ages, ps_model.h). in_dist 1/0/-1, reason (cap bytes, "" when none).
  * meta and score (NAN) may be absent. */
 PS_API int ps_infer_ood_verdict(const ps_model *m, const ps_film_meta *meta, float score, int *in_dist,
                                 char *reason, size_t cap);

@@ -33,6 +33,8 @@
  *               cropped before the resize; "lungmask": that box with everything outside the
  *               dilated lung mask set to gray (ps_lung_mask_input); absent (or "film"): the whole film. Any other value is
  *               refused with PS_EFORMAT. Film models are saved without the key (files unchanged).
+ *   temperature   softmax temperature (absent: 1); ood_threshold, ood_method, ood_layers: below
+ *   patient_ages  "FROM-TO" years of the training patients, e.g. "1-5" (absent: unknown, no age check)
  * A file that lies about itself (bad JSON, offsets out of range or overlapping, byte size not
  * dtype x shape, unknown dtype, wrong shape for a name, missing tensor, unknown tensor, header
  * length beyond the file or above 100 MB) is refused with PS_EFORMAT and a message naming it.
@@ -76,6 +78,10 @@ typedef struct ps_model_meta {
                                   PS_ROI_LUNGMASK = that box, gray outside the dilated lung mask */
   double temperature;          /* probabilities are softmax(logits / temperature) (calibration fitted
                                   on validation films); 1 = none (and 0 is read as 1) */
+  double patient_ages[2];      /* the training patients' ages in years, from-to, as declared to train
+                                  or calibrate (metadata "patient_ages", e.g. "1-5"); to = 0: unknown.
+                                  A DICOM whose header age is more than a year outside is flagged
+                                  out of distribution (ps_infer_ood_verdict) */
 } ps_model_meta;
 
 /* Defaults for K classes: K=2 binary NORMAL,PNEUMONIA; K=3 multiclass NORMAL,BACTERIA,VIRUS;
@@ -111,6 +117,8 @@ PS_API int ps_model_save(const ps_model *m, const char *path, const ps_model_sav
 
 /* Borrowed; valid until ps_model_set_meta or free. */
 PS_API const ps_model_meta *ps_model_meta_get(const ps_model *m);
+/* "FROM-TO" years (e.g. "1-5", "0.5-12"; 0 <= FROM <= TO <= 150, TO > 0) into ages; PS_EINVAL otherwise. */
+PS_API int ps_model_parse_ages(const char *s, double ages[2]);
 /* Replace metadata (num_classes must equal the model's K; threshold in [0,1]; names non-empty). */
 PS_API int ps_model_set_meta(ps_model *m, const ps_model_meta *meta);
 PS_API int ps_model_num_classes(const ps_model *m);

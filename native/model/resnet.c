@@ -156,6 +156,23 @@ static int meta_check(const ps_model_meta *mm, int K, const char *where) {
     return ps_error(PS_EINVAL, "model: %s: roi %d is not film (0), lungs (1) or lungmask (2)", where, mm->roi);
   if (mm->temperature != 0 && !(mm->temperature >= 0.01 && mm->temperature <= 100))
     return ps_error(PS_EINVAL, "model: %s: temperature %g outside [0.01, 100]", where, mm->temperature);
+  if (mm->patient_ages[1] != 0 &&
+      !(mm->patient_ages[0] >= 0 && mm->patient_ages[0] <= mm->patient_ages[1] && mm->patient_ages[1] <= 150))
+    return ps_error(PS_EINVAL, "model: %s: patient ages %g-%g are not 0 <= from <= to <= 150 years", where,
+                    mm->patient_ages[0], mm->patient_ages[1]);
+  return PS_OK;
+}
+
+int ps_model_parse_ages(const char *s, double ages[2]) {
+  char *end = NULL;
+  if (!s || !ages) return ps_error(PS_EINVAL, "model: NULL argument");
+  double a = strtod(s, &end);
+  if (end == s || *end != '-') return ps_error(PS_EINVAL, "patient ages \"%.40s\" are not FROM-TO (years)", s);
+  const char *p = end + 1;
+  double b = strtod(p, &end);
+  if (end == p || *end || !(a >= 0 && a <= b && b > 0 && b <= 150))
+    return ps_error(PS_EINVAL, "patient ages \"%.40s\" are not FROM-TO years with 0 <= FROM <= TO <= 150", s);
+  ages[0] = a, ages[1] = b;
   return PS_OK;
 }
 
@@ -241,6 +258,12 @@ static int meta_from_file(const ps_st_file *f, int K, ps_model_meta *mm) {
     if (end == v || *end || !(t >= 0.01 && t <= 100))
       return ps_error(PS_EFORMAT, "model: %s: metadata temperature \"%.40s\" is not in [0.01, 100]", path, v);
     mm->temperature = t;
+  }
+  if ((v = ps_st_meta(f, "patient_ages"))) {
+    double a[2];
+    if (ps_model_parse_ages(v, a))
+      return ps_error(PS_EFORMAT, "model: %s: metadata patient_ages \"%.40s\" is not FROM-TO years (0..150)", path, v);
+    mm->patient_ages[0] = a[0], mm->patient_ages[1] = a[1];
   }
   if (mm->task == PS_TASK_BINARY && K != 2)
     return ps_error(PS_EFORMAT, "model: %s: task binary but %d classes", path, K);
@@ -683,7 +706,7 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
   ps_st_out_tensor ts[N_TENSORS + 2];
   void *bufs[N_TENSORS] = {0};
   char classes[PS_MODEL_MAX_CLASSES * PS_MODEL_CLASS_NAME_MAX + 8] = "";
-  char input_size[16], mean[80], std[80], thr[40], temp[40], ood_thr[40], ood_layers[64];
+  char input_size[16], mean[80], std[80], thr[40], temp[40], ood_thr[40], ood_layers[64], ages[48];
   const int64_t D = m ? m->ood_dim : 0, means_shape[2] = {m ? m->K : 0, D}, prec_shape[2] = {D, D};
   if (!m || !path) return ps_error(PS_EINVAL, "model: model/path is NULL");
   ps_dtype storage = opts ? opts->storage : PS_DTYPE_F32;
@@ -715,8 +738,8 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
   snprintf(mean, sizeof mean, "%.9g,%.9g,%.9g", m->meta.mean[0], m->meta.mean[1], m->meta.mean[2]);
   snprintf(std, sizeof std, "%.9g,%.9g,%.9g", m->meta.std[0], m->meta.std[1], m->meta.std[2]);
   snprintf(thr, sizeof thr, "%.17g", m->meta.threshold);
-  const char *keys[14] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance"};
-  const char *vals[14] = {"pt", m->meta.task == PS_TASK_BINARY ? "binary" : "multiclass", classes, input_size, mean, std,
+  const char *keys[16] = {"format", "task", "classes", "input_size", "mean", "std", "threshold", "provenance"};
+  const char *vals[16] = {"pt", m->meta.task == PS_TASK_BINARY ? "binary" : "multiclass", classes, input_size, mean, std,
                           thr, m->meta.provenance};
   int nmeta = 8, nt = m->n;
   /* keys a model without them never had stay absent: such files are unchanged */
@@ -725,6 +748,10 @@ int ps_model_save(const ps_model *m, const char *path, const ps_model_save_opts 
   if (temperature_of(&m->meta) != 1.0) {
     snprintf(temp, sizeof temp, "%.9g", m->meta.temperature);
     keys[nmeta] = "temperature", vals[nmeta++] = temp;
+  }
+  if (m->meta.patient_ages[1] > 0) {
+    snprintf(ages, sizeof ages, "%g-%g", m->meta.patient_ages[0], m->meta.patient_ages[1]);
+    keys[nmeta] = "patient_ages", vals[nmeta++] = ages;
   }
   if (m->ood_means) {
     snprintf(ood_thr, sizeof ood_thr, "%.9g", m->ood_thr);

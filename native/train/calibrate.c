@@ -187,6 +187,7 @@ int ps_calibrate_model(ps_model *m, const uint8_t *pix, int size, const int *tra
     }
   }
   meta.temperature = T;
+  if (o.patient_ages[1] > 0) meta.patient_ages[0] = o.patient_ages[0], meta.patient_ages[1] = o.patient_ages[1];
   res->temperature = T, res->threshold = meta.threshold;
   if ((st = ps_model_set_meta(m, &meta))) goto done;
   /* OOD detector: Gaussian fit on training films, threshold from validation films */

@@ -21,6 +21,9 @@
  *   and inverted (Cholesky); the threshold is the
  *   `ood_quantile` quantile of the validation films' scores (0.99: about 1 % of films like the
  *   training films are flagged).
+ * - Patient ages, when declared (the films' headers rarely say, and PNG/JPEG never): a DICOM whose
+ *   PatientAge is more than a year outside them is flagged out of distribution, as one of another
+ *   modality is.
  */
 #ifndef PS_CALIBRATE_H
 #define PS_CALIBRATE_H
@@ -52,6 +55,8 @@ typedef struct ps_calibrate_opts {
   double ood_quantile;   /* 0: 0.99 */
   double shrink;         /* 0: 0.01 (< 0: none) */
   unsigned ood_layers;   /* features of the detector: bit l = layer l+1 (0: PS_CALIBRATE_DEFAULT_LAYERS) */
+  double patient_ages[2]; /* the training patients' ages in years, stored in the model (ps_model_meta);
+                             to = 0: keep the model's own (none: no age check) */
 } ps_calibrate_opts;
 
 PS_API ps_calibrate_opts ps_calibrate_opts_default(void);

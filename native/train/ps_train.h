@@ -123,6 +123,9 @@ typedef struct ps_train_opts {
                              step's films; BatchNorm per micro-batch): an effective batch of
                              accumulate x batch in the memory of one micro-batch */
   const char *command;    /* command line recorded in the model's provenance (optional) */
+  double patient_ages[2]; /* the training patients' ages in years, from-to, stored in the model
+                             (ps_model_meta.patient_ages: DICOMs of patients outside are flagged);
+                             to = 0: unknown */
   int roi;                /* ps_roi: PS_ROI_FILM (0, default) trains on whole films; PS_ROI_LUNGS on
                              the padded lung box of each film (ps_lung_roi), recorded in the model's
                              metadata so classify, evaluate and Grad-CAM crop the same way;

@@ -67,7 +67,7 @@ static int file_exists(const char *p) {
 typedef struct {
   /* resolved options */
   int task, K, epochs, batch, accumulate, patience, size, threads, augment, balance, roi;
-  double lr;
+  double lr, ages[2];
   ps_monitor monitor;
   ps_device dev;
   uint64_t seed;
@@ -407,6 +407,7 @@ static int set_meta(run *r, double threshold, const char *note) {
   meta.threshold = threshold;
   meta.roi = r->roi;
   meta.temperature = ps_model_meta_get(r->model)->temperature; /* set by calibration, else 1 */
+  meta.patient_ages[0] = r->ages[0], meta.patient_ages[1] = r->ages[1];
   char date[32];
   iso_date(date, sizeof date);
   const ps_train_epoch *be = NULL;
@@ -576,6 +577,9 @@ static int resolve(run *r, const ps_train_opts *o) {
   r->balance = o->balance ? 1 : (o->no_balance ? 0 : r->task == PS_TASK_BINARY);
   r->seed = o->seed;
   r->roi = o->roi;
+  r->ages[0] = o->patient_ages[0], r->ages[1] = o->patient_ages[1];
+  if (r->ages[1] != 0 && !(r->ages[0] >= 0 && r->ages[0] <= r->ages[1] && r->ages[1] <= 150))
+    return ps_error(PS_EINVAL, "train: patient ages %g-%g are not 0 <= from <= to <= 150 years", r->ages[0], r->ages[1]);
   if (!ps_roi_name(r->roi))
     return ps_error(PS_EINVAL, "train: unknown roi %d (film, lungs or lungmask)", o->roi);
   if (r->batch < 2 || r->batch > 4096) return ps_error(PS_EINVAL, "train: batch %d out of range 2..4096", r->batch);
