@@ -28,9 +28,11 @@ int ps__write_atomic(const char *path, int force, int (*fill)(FILE *f, void *use
   if (!force && access(path, F_OK) == 0)
     return ps_error(PS_EINVAL, "%s already exists (not overwritten; use force)", path);
   size_t n = strlen(path);
-  char *tmp = malloc(n + 16);
+  char *tmp = malloc(n + 40);
   if (!tmp) return ps_error(PS_ENOMEM, "out of memory");
-  snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
+  /* <path>.tmp<pid>.XXXXXX, as ps_model_save's: a run that finds one whose process is gone may
+   * remove it (ps_train_sweep_tmp) */
+  snprintf(tmp, n + 40, "%s.tmp%ld.XXXXXX", path, (long)getpid());
   int fd = mkstemp(tmp);
   if (fd < 0) {
     int e = errno;

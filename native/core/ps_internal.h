@@ -30,8 +30,9 @@ void ps__big_free(void *p, size_t bytes);
 /* One CSV field: quoted (with "" for ") when it holds a comma, quote or line break; NULL writes nothing. */
 void ps__csv_write_field(FILE *f, const char *s);
 
-/* Write a file atomically: fill(f, user) writes the content into a temp file next to path, which then
- * replaces path (force) or is linked into place only when path does not exist (no clobber). */
+/* Write a file atomically: fill(f, user) writes the content into a temp file next to path
+ * (<path>.tmp<pid>.XXXXXX, flushed and synced), which then replaces path (force) or is linked into
+ * place only when path does not exist (no clobber): after a crash the old file or the whole new one. */
 int ps__write_atomic(const char *path, int force, int (*fill)(FILE *f, void *user), void *user);
 
 /* New references for json_object_set_new / json_array_append_new: */

@@ -224,7 +224,8 @@ static int eval_finish(eval_out *e, double thr, const char *outdir, const char *
     st = ps_error(PS_ENOMEM, "evaluate: out of memory");
     goto done;
   }
-  if ((st = ps_train_write_atomic(p_metrics, write_metrics_json, e)) || (st = ps_train_write_atomic(p_pred, write_predictions_csv, e)))
+  if ((st = ps__write_atomic(p_metrics, 1, write_metrics_json, e)) ||
+      (st = ps__write_atomic(p_pred, 1, write_predictions_csv, e)))
     goto done;
   hist = history_path(history, e->model_path);
   if ((st = write_plots(e, outdir, hist))) goto done;
@@ -353,7 +354,7 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
     st = ps_error(PS_ENOMEM, "evaluate: out of memory");
     goto done;
   }
-  if ((st = ps_train_write_atomic(p_pred, write_predictions_csv, &e)) ||
+  if ((st = ps__write_atomic(p_pred, 1, write_predictions_csv, &e)) ||
       (st = ps_shard_write(opts->outdir, "evaluate", opts->shard_index, opts->shard_count, lo, hi, n, opts->model,
                            opts->manifest, shard_run(meta, split, opts->limit, B, thr), NULL)))
     goto done;

@@ -918,8 +918,9 @@ static int epoch_end(run *r, ps_train_epoch *ep, int *stopped) {
   r->history[r->n_history++] = e;
   r->epoch = e.epoch;
   if (e.improved && (st = save_best(r, 0.5, "threshold not yet chosen (training in progress)"))) return st;
-  if ((st = ps_train_write_atomic(r->last_path, write_ckpt, r)) || (st = ps_train_write_atomic(r->hist_json, write_history_json, r)) ||
-      (st = ps_train_write_atomic(r->hist_csv, write_history_csv, r)))
+  if ((st = ps__write_atomic(r->last_path, 1, write_ckpt, r)) ||
+      (st = ps__write_atomic(r->hist_json, 1, write_history_json, r)) ||
+      (st = ps__write_atomic(r->hist_csv, 1, write_history_csv, r)))
     return st;
   ps_log(PS_LOG_INFO,
          "epoch %d/%d train_loss %.4f val_loss %.4f precision %.3f recall %.3f f1 %.3f acc %.3f auc %.4f | %.1f s, %.1f images/s%s",

@@ -110,29 +110,8 @@ int ps_train_mkdir(const char *path) {
   return PS_OK;
 }
 
-int ps_train_write_atomic(const char *path, int (*fn)(FILE *f, void *user), void *user) {
-  size_t len = strlen(path) + 32;
-  char *tmp = malloc(len);
-  if (!tmp) return ps_error(PS_ENOMEM, "train: out of memory");
-  snprintf(tmp, len, "%s.tmp%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    int e = errno;
-    free(tmp);
-    return ps_error(PS_EIO, "train: cannot write %s: %s", path, strerror(e));
-  }
-  int st = fn(f, user);
-  /* flushed and synced before the rename: after a crash or power cut the old file or the whole new one */
-  if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) st = st ? st : ps_error(PS_EIO, "train: write error on %s", path);
-  if (fclose(f) != 0 && st == PS_OK) st = ps_error(PS_EIO, "train: write error on %s", path);
-  if (st == PS_OK && rename(tmp, path) != 0) st = ps_error(PS_EIO, "train: cannot rename onto %s: %s", path, strerror(errno));
-  if (st != PS_OK) unlink(tmp);
-  free(tmp);
-  return st;
-}
-
-/* name = base + ".tmp" + pid (ps_train_write_atomic's temporary of base), optionally + "." + 6
- * characters (ps_model_save's mkstemp temporary): the pid, else 0. */
+/* name = base + ".tmp" + pid (the film cache's temporary of base), optionally + "." + 6
+ * characters (ps__write_atomic's and ps_model_save's mkstemp temporaries): the pid, else 0. */
 static long tmp_owner(const char *name, const char *base) {
   size_t n = strlen(base);
   if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp", 4) != 0) return 0;

@@ -35,8 +35,6 @@ int ps_train_film_to_u8(const char *path, int size, int roi, uint8_t *out);
 
 /* RNG: ps_rng (xoshiro256**) from ps_preprocess.h */
 
-/* Write a text file atomically: fn(f, user) writes it; temp + rename. */
-int ps_train_write_atomic(const char *path, int (*fn)(FILE *f, void *user), void *user);
 /* mkdir -p for one level (existing folder is fine). */
 int ps_train_mkdir(const char *path);
 /* One cached film (S*S bytes of pix) as the normalised (3, S, S) model input, augmented with seed
@@ -44,7 +42,7 @@ int ps_train_mkdir(const char *path);
  * and calibration feed the model. */
 int ps_train_cached_input(const uint8_t *pix, int S, const float mean[3], const float std[3],
                           const ps_augment_opts *aug, uint64_t seed, float *src, float *dst, float *out);
-/* Remove dir/<base>.tmp<pid> files (ps_train_write_atomic's temporaries) whose process no longer
+/* Remove dir/<base>.tmp<pid> files (the temporaries of ps__write_atomic, ps_model_save and the cache) whose process no longer
  * runs: what a killed run leaves behind. Only the given base names; returns how many went. */
 int ps_train_sweep_tmp(const char *dir, const char *const *bases, int nbases);
 /* The default cache file name of a (size, roi): cache-S.pscache, cache-S-lungs, cache-S-lungmask. */
