@@ -85,6 +85,6 @@ for name in ("binary", "3class"):
         print("   %-5s %-10s %s  %s" % (r.get("in_distribution"), r.get("label"), os.path.basename(r["file"]),
                                      r.get("ood_reason", "")))
 if audit:
-    a = json.load(open(os.path.join(out, "audit-binary-224", "audit.json")))
-    print("binary lung focus on the 224 px test split: %s" % {k: a[k] for k in a if "focus" in k or k == "n"})
+    a = json.load(open(os.path.join(out, "audit-binary-224", "summary.json")))
+    print("binary lung focus on the 224 px test split: %s" % {k: a[k] for k in a if "focus" in k or k == "films"})
 PY
