@@ -15,7 +15,9 @@
 #               over 3 epochs, plain shuffling (beat class-balanced sampling on validation macro-F1,
 #               0.809 vs 0.793), the best epoch by val macro-F1
 # Training at 112 px first costs a quarter of the 224 px FLOPs per epoch (progressive resizing);
-# every run fits its temperature and out-of-distribution detector at the end (ps_calibrate.h).
+# every run fits its temperature and out-of-distribution detector at the end (ps_calibrate.h) and
+# stores the training patients' ages, 1-5 years (Kermany's cohort; --patient-ages). Measure each
+# seed with tests/bench/evaluate_models.sh, tabulate them with tests/bench/seeds_table.py.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$1" && pwd)
@@ -43,7 +45,8 @@ run() {
   local resume=()
   [ -f "$dir/last.ckpt" ] && resume=(--resume)
   echo "== $name: pneumoscope train $* ${resume[*]}"
-  "$PS" train --manifest "$MAN" -o "$dir" --device "$DEVICE" --threads "$THREADS" --half "$@" "${resume[@]}" \
+  "$PS" train --manifest "$MAN" -o "$dir" --device "$DEVICE" --threads "$THREADS" --half --patient-ages 1-5 "$@" \
+    "${resume[@]}" \
     2>&1 | tee -a "$OUT/$name.log"
   [ "${PIPESTATUS[0]}" = 0 ] && touch "$dir/done"
 }
