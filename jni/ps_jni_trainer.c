@@ -15,15 +15,16 @@
 JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_Trainer_nativeTrain(
     JNIEnv *env, jclass cls, jbyteArray jmanifest, jbyteArray joutdir, jint task, jint epochs, jdouble lr, jint batch,
     jint patience, jint size, jlong seed, jint threads, jint device, jbyteArray jinit, jboolean finetune, jboolean resume, jint balance,
-    jboolean augment, jint limit, jboolean save_half, jbyteArray jcommand, jobject listener) {
+    jboolean augment, jint limit, jboolean save_half, jbyteArray jcommand, jbyteArray jages, jobject listener) {
   (void)cls;
 #ifdef PS_JNI_HAVE_TRAIN
   jdoubleArray out = NULL;
   ps_jni_progress prog;
-  char *manifest = NULL, *outdir = NULL, *init = NULL, *command = NULL;
+  char *manifest = NULL, *outdir = NULL, *init = NULL, *command = NULL, *ages = NULL;
   if (ps_jni_progress_init(env, &prog, listener) != PS_OK) return NULL; /* exception pending */
   if (!(manifest = ps_jni_cstr(env, jmanifest, "manifest")) || !(outdir = ps_jni_cstr(env, joutdir, "outdir")) ||
-      !(init = ps_jni_cstr(env, jinit, "init")) || !(command = ps_jni_cstr(env, jcommand, "command")))
+      !(init = ps_jni_cstr(env, jinit, "init")) || !(command = ps_jni_cstr(env, jcommand, "command")) ||
+      !(ages = ps_jni_cstr(env, jages, "patient_ages")))
     goto done;
   ps_train_opts o = ps_train_opts_default();
   o.manifest = manifest;
@@ -54,6 +55,13 @@ JNIEXPORT jdoubleArray JNICALL Java_pneumoscope_Trainer_nativeTrain(
   if (limit > 0) o.limit = limit;
   o.save_half = save_half ? 1 : 0;
   o.command = command[0] ? command : "Fiji: Plugins > PneumoScope > Train Model...";
+  if (ages[0]) {
+    int st = ps_model_parse_ages(ages, o.patient_ages);
+    if (st) {
+      ps_jni_throw(env, st);
+      goto done;
+    }
+  }
   ps_train_result r;
   memset(&r, 0, sizeof r);
   int st = ps_train_run(&o, listener ? ps_jni_progress_cb : NULL, &prog, &r);
@@ -70,12 +78,13 @@ done:
   free(outdir);
   free(init);
   free(command);
+  free(ages);
   ps_jni_progress_release(env, &prog);
   return out;
 #else
   (void)jmanifest; (void)joutdir; (void)task; (void)epochs; (void)lr; (void)batch; (void)patience; (void)size;
   (void)seed; (void)threads; (void)device; (void)jinit; (void)resume; (void)balance; (void)augment; (void)limit;
-  (void)save_half; (void)jcommand; (void)listener;
+  (void)save_half; (void)jcommand; (void)jages; (void)listener;
   return ps_jni_throwf(env, PS_EUNSUPPORTED, "this PneumoScope library was built without training (libtorch)"), NULL;
 #endif
 }

@@ -15,7 +15,8 @@ import pneumoscope.Trainer;
  * stays loadable, last.ckpt resumable). The history goes to "PneumoScope Training"; with set_default
  * the finished best.safetensors becomes the default model of every PneumoScope command.
  * Macro: run("Train Model...", "manifest=[/data/split/manifest.csv] outdir=[/runs/a] task=binary epochs=2
- *        lr=0 batch=0 patience=0 size=128 seed=1 threads=0 device=auto init=[] limit=0 augment balance=default set_default
+ *        lr=0 batch=0 patience=0 size=128 seed=1 threads=0 device=auto init=[] limit=0 patient_ages=1-5 augment
+ *        balance=default set_default
  *        libtorch=[]");
  * (0 = the task's default for every number.) init: weights to start from (a .safetensors file, or
  * binary / 3class for the bundled models); with finetune their classifier is kept too (a trained
@@ -53,6 +54,7 @@ public class Train_Model implements PlugIn {
     gd.addStringField(Keys.INIT, Keys.lastInit, 40);
     gd.addCheckbox(Keys.FINETUNE, Keys.lastFinetune);
     gd.addNumericField(Keys.LIMIT, Keys.lastLimit, 0);
+    gd.addStringField(Keys.PATIENT_AGES, Keys.lastPatientAges, 10);
     gd.addCheckbox(Keys.AUGMENT, Keys.lastAugment);
     gd.addChoice(Keys.BALANCE, Keys.BALANCES, Keys.lastBalance);
     gd.addCheckbox(Keys.RESUME, Keys.lastResume);
@@ -62,6 +64,8 @@ public class Train_Model implements PlugIn {
     gd.addMessage("0 = the task's default (binary: 30 epochs, patience 5 on val AUC; multiclass: 50 / 10 on\n"
         + "macro F1; lr 1e-3, batch 32, size 224). limit: films per split (smoke runs). Esc cancels.\n"
         + "init: a .safetensors, or binary / 3class; finetune keeps its classifier (same classes).\n"
+        + "patient_ages: the training patients' ages in years (e.g. 1-5), stored in the model: a DICOM\n"
+        + "whose PatientAge is more than a year outside is flagged out of distribution (empty: none).\n"
         + "libtorch: PyTorch's torch/lib folder, Debian's /usr/lib/x86_64-linux-gnu, or libpneumoscope_torch.so\n"
         + "(empty: $PNEUMOSCOPE_TORCH_BACKEND, then beside libpneumoscope).");
     gd.showDialog();
@@ -81,6 +85,7 @@ public class Train_Model implements PlugIn {
     o.init = Keys.lastInit = gd.getNextString().trim();
     o.finetune = Keys.lastFinetune = gd.getNextBoolean();
     o.limit = Keys.lastLimit = (int) gd.getNextNumber();
+    o.patientAges = Keys.lastPatientAges = gd.getNextString().trim();
     o.augment = Keys.lastAugment = gd.getNextBoolean();
     o.balance = Keys.lastBalance = gd.getNextChoice();
     o.resume = Keys.lastResume = gd.getNextBoolean();

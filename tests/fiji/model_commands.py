@@ -419,6 +419,11 @@ def train_eval(chk, fiji, tmp, data):
     check(p.returncode == 0 and "train_eval: done" in ij_out, "ImageJ ran train_eval.ijm")
     best = os.path.join(rundir, "best.safetensors")
     check(os.path.isfile(best), "Train Model... wrote best.safetensors")
+    if os.path.isfile(best):  # patient_ages=1-5 reached the model, as `train --patient-ages 1-5` stores it
+        sys.path.insert(0, os.path.join(chk.HERE, "..", "ref"))
+        import safetensors_io
+        _, bmeta = safetensors_io.load(best)
+        check(bmeta.get("patient_ages") == "1-5", "Train Model... patient_ages=1-5 stored: %r" % bmeta.get("patient_ages"))
     # init=binary finetune: the bundled model fine-tuned, its classifier kept (lr 1e-9: unchanged)
     ft = os.path.join(rundir + "-ft", "best.safetensors")
     if os.path.isfile(ft):

@@ -52,6 +52,7 @@ public final class Keys {
   public static final String INIT = "init";              // initial weights ("" = none; binary, 3class: the bundled)
   public static final String FINETUNE = "finetune";      // keep init's classifier (same classes): fine-tuning
   public static final String LIMIT = "limit";
+  public static final String PATIENT_AGES = "patient_ages"; // the training patients' ages, "1-5" years ("" = not stored)
   public static final String AUGMENT = "augment";
   public static final String BALANCE = "balance";        // default | on | off
   public static final String RESUME = "resume";
@@ -98,6 +99,7 @@ public final class Keys {
   public static String lastInit = "";
   public static boolean lastFinetune = false;
   public static int lastLimit = 0;
+  public static String lastPatientAges = "";
   public static boolean lastAugment = true;
   public static String lastBalance = "default";
   public static boolean lastResume = false;

@@ -27,6 +27,7 @@ public final class Trainer {
     public boolean resume, augment = true, saveHalf;
     public String balance = "default"; // default | on | off
     public String command = "";        // recorded in the model's provenance
+    public String patientAges = "";    // "FROM-TO" years stored in the model (ps_model_parse_ages); "" = none
   }
 
   /** ps_train_result. */
@@ -47,7 +48,7 @@ public final class Trainer {
     int dev = o.device.equals("cpu") ? 1 : o.device.equals("cuda") ? 2 : 0; // ps_train_device
     double[] r = nativeTrain(PsNative.cstr(o.manifest), PsNative.cstr(o.outdir), task, o.epochs, o.lr, o.batch,
         o.patience, o.size, o.seed, o.threads, dev, PsNative.cstr(o.init), o.finetune, o.resume, bal, o.augment, o.limit,
-        o.saveHalf, PsNative.cstr(o.command), p);
+        o.saveHalf, PsNative.cstr(o.command), PsNative.cstr(o.patientAges), p);
     Result res = new Result();
     res.epochsRun = (int) r[0];
     res.bestEpoch = (int) r[1];
@@ -93,7 +94,7 @@ public final class Trainer {
 
   private static native double[] nativeTrain(byte[] manifest, byte[] outdir, int task, int epochs, double lr,
       int batch, int patience, int size, long seed, int threads, int device, byte[] init, boolean finetune, boolean resume,
-      int balance, boolean augment, int limit, boolean saveHalf, byte[] command, ProgressListener p)
+      int balance, boolean augment, int limit, boolean saveHalf, byte[] command, byte[] patientAges, ProgressListener p)
       throws PneumoScopeException;
   private static native double[] nativeEvaluate(byte[] model, byte[] manifest, byte[] split, byte[] outdir,
       double threshold, int device, int limit, ProgressListener p) throws PneumoScopeException;
