@@ -6,6 +6,8 @@
 # (about 15 min on 2 cores); prints one summary table last.
 #
 #   tests/bench/evaluate_models.sh BUILD BINARY_MODEL THREECLASS_MODEL OUTDIR [--no-audit]
+#
+# A model given as - is skipped (and the audit with the binary one): a 3-class candidate alone.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$1" && pwd)
@@ -14,6 +16,7 @@ TRI=$3
 OUT=$4
 AUDIT=1
 [ "${5:-}" = "--no-audit" ] && AUDIT=0
+[ "$BIN" = - ] && AUDIT=0
 PS="$BUILD/pneumoscope"
 PY=${PS_PYTHON:-/usr/bin/python3}
 DATA=${PS_SHARED_DATA:-$SRC/../shared/data}
@@ -45,6 +48,7 @@ FOREIGN=(/usr/lib/python3/dist-packages/pydicom/data/test_files/CT_small.dcm
 # 2. metrics (evaluate) at 224 px and at full resolution, OOD flags on both and on foreign films
 for m in binary:"$BIN" 3class:"$TRI"; do
   name=${m%%:*}; model=${m#*:}
+  [ "$model" = - ] && continue
   for s in 224:"$OUT/split224/manifest.csv" full:"$OUT/fullres/manifest.csv"; do
     tag=${s%%:*}; man=${s#*:}
     "$PS" evaluate --model "$model" --manifest "$man" --split test -o "$OUT/eval-$name-$tag" > "$OUT/eval-$name-$tag.log"
@@ -58,9 +62,10 @@ if [ $AUDIT = 1 ]; then
   "$PS" audit --model "$BIN" --manifest "$OUT/split224/manifest.csv" --split test -o "$OUT/audit-binary-224" > "$OUT/audit.log" 2>&1
 fi
 
-"$PY" - "$OUT" $AUDIT <<'PY'
+"$PY" - "$OUT" $AUDIT "$BIN" "$TRI" <<'PY'
 import json, os, sys
 out, audit = sys.argv[1], sys.argv[2] == "1"
+names = [n for n, m in (("binary", sys.argv[3]), ("3class", sys.argv[4])) if m != "-"]
 def metrics(name, tag):
     return json.load(open(os.path.join(out, "eval-%s-%s" % (name, tag), "metrics.json")))
 def flagged(name, tag):
@@ -69,7 +74,7 @@ def flagged(name, tag):
     return len(f), len(rows), f
 print("\n| model | films | n | ROC AUC | accuracy | macro-F1 | F1 per class | ECE | flagged OOD |")
 print("|---|---|---|---|---|---|---|---|---|")
-for name in ("binary", "3class"):
+for name in names:
     for tag, label in (("224", "test split, 224 px"), ("full", "same patients, full resolution")):
         m = metrics(name, tag)
         nf, n, _ = flagged(name, tag)
@@ -77,7 +82,7 @@ for name in ("binary", "3class"):
         print("| %s | %s | %d | %.4f | %.4f | %.4f | %s | %.4f | %d/%d (%.1f %%) |" % (
             name, label, m["n"], m["roc_auc"], m["accuracy"], m["macro"]["f1"], per,
             m.get("ece", float("nan")), nf, n, 100.0 * nf / max(n, 1)))
-for name in ("binary", "3class"):
+for name in names:
     nf, n, f = flagged(name, "foreign")
     print("%s: foreign films flagged %d/%d" % (name, nf, n))
     rows = json.load(open(os.path.join(out, "ood-%s-foreign.json" % name)))
