@@ -220,7 +220,7 @@ static void test_classify_batch(void **state) {
   char *err = ps_test_capture(&status, "cat '%s'", errf);
   assert_non_null(err);
   /* every catalogue file: readable -> a CSV row naming it; refused -> a stderr line naming it */
-  char idx[4096];
+  char idx[sizeof cat + 16];
   snprintf(idx, sizeof idx, "%s/catalogue.tsv", cat);
   FILE *f = fopen(idx, "r");
   assert_non_null(f);
@@ -229,7 +229,7 @@ static void test_classify_batch(void **state) {
   while (fgets(line, sizeof line, f)) {
     if (line[0] == '#') continue;
     line[strcspn(line, "\t")] = 0;
-    char path[4096];
+    char path[sizeof cat + sizeof line];
     snprintf(path, sizeof path, "%s/%s", cat, line);
     ps_image *img = NULL;
     int st = ps_image_read(path, NULL, &img);
