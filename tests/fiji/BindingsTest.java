@@ -288,6 +288,14 @@ public class BindingsTest {
     }
     ij.IJ.resetEscape();
 
+    // Train Model's patient_ages: a range the library refuses is the library's error, before training
+    Trainer.Options bad = new Trainer.Options();
+    bad.manifest = manifest.getPath();
+    bad.outdir = new File(dir, "run-ages").getPath();
+    bad.patientAges = "5-1";
+    expectFailure("patient ages 5-1", "5-1", () -> Trainer.train(bad, null), "PS_EINVAL");
+    check(!new File(bad.outdir, "best.safetensors").exists(), "patient ages 5-1: nothing trained");
+
     // Esc during Batch Classify Folder (its listener returns IJ.escapePressed() per film): the
     // 651 Kaggle films, Esc pressed after the first few results
     final java.util.concurrent.atomic.AtomicInteger results = new java.util.concurrent.atomic.AtomicInteger();
