@@ -393,6 +393,8 @@ def run_all(chk, fiji, tmp, data, sample):
 def train_eval(chk, fiji, tmp, data):
     """Train Model... / Evaluate Model... in ImageJ against `pneumoscope evaluate` on the same model."""
     check = chk.check
+    sys.path.insert(0, os.path.join(chk.HERE, "..", "ref"))
+    import safetensors_io  # the reference reader of the trained models' metadata and tensors
     E = os.environ
     split = os.path.join(tmp, "split")
     p = chk.run([E["PS_CLI"], "split", os.path.join(data, "kaggle"), "-o", split, "--seed", "1"])
@@ -420,15 +422,11 @@ def train_eval(chk, fiji, tmp, data):
     best = os.path.join(rundir, "best.safetensors")
     check(os.path.isfile(best), "Train Model... wrote best.safetensors")
     if os.path.isfile(best):  # patient_ages=1-5 reached the model, as `train --patient-ages 1-5` stores it
-        sys.path.insert(0, os.path.join(chk.HERE, "..", "ref"))
-        import safetensors_io
         _, bmeta = safetensors_io.load(best)
         check(bmeta.get("patient_ages") == "1-5", "Train Model... patient_ages=1-5 stored: %r" % bmeta.get("patient_ages"))
     # init=binary finetune: the bundled model fine-tuned, its classifier kept (lr 1e-9: unchanged)
     ft = os.path.join(rundir + "-ft", "best.safetensors")
     if os.path.isfile(ft):
-        sys.path.insert(0, os.path.join(chk.HERE, "..", "ref"))
-        import safetensors_io
         sd, meta = safetensors_io.load(ft)
         bsd, _ = safetensors_io.load(os.path.join(chk.HERE, "..", "..", "sample_data", "models", "pneumoscope-binary.safetensors"))
         d = (sd["fc.weight"].float() - bsd["fc.weight"].float()).abs().max().item()
