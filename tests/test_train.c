@@ -428,6 +428,43 @@ static void test_accumulated_step_matches_torch(void **state) {
   free(x), free(xd), free(mp), free(xp);
 }
 
+/* --crop: the random resized crop is on by default for binary (0.8-1) and off at 1; the run's loss
+ * follows it (the same options twice give the same loss, so the difference is the crop's), and the
+ * model's recipe says which. */
+static void test_crop_option(void **state) {
+  (void)state;
+  const double crops[] = {0, 1, 1};
+  const char *says[] = {"augmented (crop 0.8-1, jitter)", "augmented (jitter only)", "augmented (jitter only)"};
+  double loss[3];
+  for (int k = 0; k < 3; k++) {
+    char name[32];
+    snprintf(name, sizeof name, "crop-%d", k);
+    char *out = ps_test_join(ps_test_tmpdir(), name);
+    ps_train_opts o = small_opts(out);
+    o.epochs = 1;
+    o.limit = 16;
+    o.crop_min = crops[k];
+    assert_int_equal(ps_train_run(&o, NULL, NULL, NULL), PS_OK);
+    int ep[2];
+    assert_int_equal(read_history_epochs(out, ep, &loss[k], 1), 1);
+    char *best = ps_test_join(out, "best.safetensors");
+    ps_model *m = NULL;
+    assert_int_equal(ps_model_load(best, PS_DEVICE_CPU, &m), PS_OK);
+    assert_non_null(strstr(ps_model_meta_get(m)->provenance, says[k]));
+    ps_model_free(m);
+    free(best), free(out);
+  }
+  print_message("epoch-1 train loss: crop 0.8-1 %.6f, no crop %.6f and %.6f\n", loss[0], loss[1], loss[2]);
+  assert_true(fabs(loss[1] - loss[2]) < 1e-6);
+  assert_true(fabs(loss[0] - loss[1]) > 1e-4);
+  ps_train_opts o = small_opts("unused");
+  o.crop_min = 1.5;
+  assert_int_equal(ps_train_run(&o, NULL, NULL, NULL), PS_EINVAL);
+  assert_non_null(strstr(ps_last_error(), "crop scale 1.5"));
+  o.crop_min = NAN;
+  assert_int_equal(ps_train_run(&o, NULL, NULL, NULL), PS_EINVAL);
+}
+
 static void test_bad_input(void **state) {
   (void)state;
   ps_train_opts o;
@@ -456,6 +493,7 @@ static void test_bad_input(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_crop_option),
       cmocka_unit_test(test_accumulated_step_matches_torch),
       cmocka_unit_test(test_finetune_keeps_fc),
       cmocka_unit_test(test_loss_falls_and_outputs),

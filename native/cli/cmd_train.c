@@ -41,6 +41,8 @@ static const char usage_text[] =
     "  --no-balance          plain shuffling (binary default: class-balanced sampling)\n"
     "  --balance             class-balanced sampling for multiclass too\n"
     "  --no-augment          no crop/jitter augmentation\n"
+    "  --crop MIN            random resized crop of scale MIN-1 in the augmentation (binary 0.8;\n"
+    "                        multiclass 1 = none, jitter only)\n"
     "  --cache FILE          preprocessed-film cache (default OUTDIR/cache-S.pscache; cache-S-lungs, cache-S-lungmask for those rois)\n"
     "  --limit N             at most N films per split (smoke tests)\n"
     "  --half                store best.safetensors in float16 (half the size)\n"
@@ -121,6 +123,7 @@ int ps_cli_train(int argc, char **argv) {
                                    {"no-balance", 0, PS_OPT_FLAG, &o.no_balance},
                                    {"balance", 0, PS_OPT_FLAG, &o.balance},
                                    {"no-augment", 0, PS_OPT_FLAG, &o.no_augment},
+                                   {"crop", 0, PS_OPT_DOUBLE, &o.crop_min, .range = "in (0, 1]"},
                                    {"half", 0, PS_OPT_FLAG, &o.save_half},
                                    {"patient-ages", 0, PS_OPT_STRING, &ages},
                                    {"dist-timeout", 0, PS_OPT_DOUBLE, &dist_timeout, .range = "> 0"},

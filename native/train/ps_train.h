@@ -114,6 +114,9 @@ typedef struct ps_train_opts {
   int resume;             /* 1: continue from OUTDIR/last.ckpt */
   int no_balance;         /* 1: plain shuffling even for binary */
   int no_augment;         /* 1: no augmentation */
+  double crop_min;        /* random resized crop of scale crop_min..1 (ratio 0.9-1.1) in the
+                             augmentation; 0: the task's default (binary 0.8, multiclass none);
+                             1: no crop (jitter only); in (0, 1) otherwise */
   int balance;            /* 1: force class-balanced sampling (multiclass too) */
   const char *cache;      /* cache file path (0: OUTDIR/cache-S.pscache) */
   int limit;              /* > 0: use this many evenly spaced films per split (tests, smoke runs) */

@@ -396,6 +396,19 @@ static void iso_date(char *buf, size_t cap) {
   strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* The smallest scale of the random resized crop (1: no crop): --crop, else the task's default. */
+static double crop_min(const run *r) {
+  return r->opts->crop_min > 0 ? r->opts->crop_min : r->task == PS_TASK_BINARY ? 0.8 : 1.0;
+}
+
+/* What the augmentation does, for the log and the model's recipe. */
+static const char *augment_name(const run *r, char *buf, size_t n) {
+  if (!r->augment) return "no augmentation";
+  if (crop_min(r) < 1.0) snprintf(buf, n, "augmented (crop %g-1, jitter)", crop_min(r));
+  else snprintf(buf, n, "augmented (jitter only)");
+  return buf;
+}
+
 /* Metadata for a saved model: task, classes, size, ImageNet mean/std, threshold, provenance. */
 static int set_meta(run *r, double threshold, const char *note) {
   ps_model_meta meta;
@@ -414,12 +427,12 @@ static int set_meta(run *r, double threshold, const char *note) {
   for (int i = 0; i < r->n_history; i++)
     if (r->history[i].epoch == r->best_epoch) be = &r->history[i];
   char recipe[512];
-  char acc[48] = "";
+  char acc[48] = "", aug[48];
   if (r->accumulate > 1) snprintf(acc, sizeof acc, " (%d micro-batches per step)", r->accumulate);
   snprintf(recipe, sizeof recipe, "ResNet18 %s, Adam lr %g%s, batch %d%s, size %d, roi %s, %s sampling, %s",
            r->opts->init ? (r->opts->init_keep_fc ? "fine-tuned from --init (fc kept)" : "from --init weights") : "from scratch", r->lr, r->opts->lr_cosine ? " (cosine decay to 0)" : "",
            r->batch, acc, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled",
-           r->augment ? "augmented" : "no augmentation");
+           augment_name(r, aug, sizeof aug));
   char software[64];
   snprintf(software, sizeof software, "PneumoScope %s", ps_version());
   json_t *p = json_pack(
@@ -561,6 +574,8 @@ static int resolve(run *r, const ps_train_opts *o) {
   r->accumulate = o->accumulate > 0 ? o->accumulate : 1;
   if (r->accumulate > PS_TRAIN_MAX_ACCUMULATE)
     return ps_error(PS_EINVAL, "train: accumulate %d out of range 1..%d", r->accumulate, PS_TRAIN_MAX_ACCUMULATE);
+  if (!(o->crop_min >= 0 && o->crop_min <= 1)) /* also NaN */
+    return ps_error(PS_EINVAL, "train: crop scale %g out of range (0, 1]", o->crop_min);
   r->patience = o->patience != 0 ? o->patience : (r->task == PS_TASK_BINARY ? 5 : 10);
   r->size = o->size > 0 ? o->size : 224;
   r->lr = o->lr > 0 ? o->lr : 1e-3;
@@ -774,8 +789,9 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
   const int S = r->size, B = r->batch, n = r->n_train, A = r->accumulate, W = r->world;
   const size_t px = (size_t)S * S;
   ps_augment_opts aug = ps_augment_opts_default();
-  if (r->task == PS_TASK_BINARY) {
-    aug.crop_scale_min = 0.8, aug.crop_scale_max = 1.0, aug.crop_ratio_min = 0.9, aug.crop_ratio_max = 1.1;
+  const double crop = crop_min(r);
+  if (crop < 1.0) {
+    aug.crop_scale_min = crop, aug.crop_scale_max = 1.0, aug.crop_ratio_min = 0.9, aug.crop_ratio_max = 1.1;
   } else {
     aug.crop_scale_min = 0, aug.crop_scale_max = 0; /* jitter only */
   }
@@ -977,11 +993,12 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
     st = ps_error(PS_EINVAL, "train: at most %d epochs", MAX_HISTORY);
     goto fail;
   }
+  char aug[48];
   if (!opts->resume && file_exists(r.last_path))
     ps_log(PS_LOG_WARN, "train: %s exists: starting a new run over it (use --resume to continue it)", r.last_path);
   ps_log(PS_LOG_INFO, "train: %s task, size %d, roi %s, batch %d x %d per step, lr %g, max %d epochs, patience %d on val %s, %s, %s, %s, %d threads",
          ps_train_task_name(r.task), r.size, ps_roi_name(r.roi), r.batch, r.accumulate, r.lr, r.epochs, r.patience, ps_monitor_name(r.monitor),
-         r.balance ? "class-balanced sampling" : "shuffled", r.augment ? "augmented" : "no augmentation",
+         r.balance ? "class-balanced sampling" : "shuffled", augment_name(&r, aug, sizeof aug),
          r.dev == PS_DEVICE_CUDA ? "CUDA bf16 autocast" : "CPU fp32", r.threads);
   if ((st = setup_data(&r, progress, user, &res)) != PS_OK) {
     cancelled = st == PS_ECANCELLED;
