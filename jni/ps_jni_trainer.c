@@ -83,7 +83,7 @@ done:
   return out;
 #else
   (void)jmanifest; (void)joutdir; (void)task; (void)epochs; (void)lr; (void)batch; (void)patience; (void)size;
-  (void)seed; (void)threads; (void)device; (void)jinit; (void)resume; (void)balance; (void)augment; (void)limit;
+  (void)seed; (void)threads; (void)device; (void)jinit; (void)finetune; (void)resume; (void)balance; (void)augment; (void)limit;
   (void)save_half; (void)jcommand; (void)jages; (void)listener;
   return ps_jni_throwf(env, PS_EUNSUPPORTED, "this PneumoScope library was built without training (libtorch)"), NULL;
 #endif

@@ -479,6 +479,18 @@ static void test_bad_input(void **state) {
   o = small_opts(out);
   o.batch = 1;
   assert_int_equal(ps_train_run(&o, NULL, NULL, NULL), PS_EINVAL);
+  /* the age range: one rule (ps_model_check_ages) for train, stored metadata and the parser */
+  o = small_opts(out);
+  o.patient_ages[0] = 5, o.patient_ages[1] = 1;
+  assert_int_equal(ps_train_run(&o, NULL, NULL, NULL), PS_EINVAL);
+  assert_non_null(strstr(ps_last_error(), "train: patient ages 5-1"));
+  const double ok[][2] = {{1, 5}, {0, 0}, {0, 150}, {3, 3}}, bad[][2] = {{5, 1}, {-1, 5}, {1, 151}, {NAN, 5}, {1, NAN}};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) assert_int_equal(ps_model_check_ages(ok[i], "t"), PS_OK);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) assert_int_equal(ps_model_check_ages(bad[i], "t"), PS_EINVAL);
+  double ages[2];
+  assert_int_equal(ps_model_parse_ages("0-0", ages), PS_EINVAL); /* "unknown" is not a range to type */
+  assert_int_equal(ps_model_parse_ages("0.5-12", ages), PS_OK);
+  assert_true(ages[0] == 0.5 && ages[1] == 12);
   /* a corrupt checkpoint is refused with a message, not a crash */
   assert_int_equal(ps_test_system("mkdir -p '%s' && printf 'PSCKPT\\0\\0garbage' > '%s/last.ckpt'", out, out), 0);
   o = small_opts(out);

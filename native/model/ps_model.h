@@ -117,8 +117,9 @@ PS_API int ps_model_save(const ps_model *m, const char *path, const ps_model_sav
 
 /* Borrowed; valid until ps_model_set_meta or free. */
 PS_API const ps_model_meta *ps_model_meta_get(const ps_model *m);
-/* 1 when ages (years) is a range a model can store: 0 <= from <= to <= 150 and to > 0. */
-PS_API int ps_model_ages_ok(const double ages[2]);
+/* PS_OK when ages (years) is a range a model can store (0 <= from <= to <= 150, to > 0) or unknown
+ * (to == 0); PS_EINVAL otherwise, its message starting with who (e.g. "train"). */
+PS_API int ps_model_check_ages(const double ages[2], const char *who);
 /* "FROM-TO" years (e.g. "1-5", "0.5-12"; 0 <= FROM <= TO <= 150, TO > 0) into ages; PS_EINVAL otherwise. */
 PS_API int ps_model_parse_ages(const char *s, double ages[2]);
 /* Replace metadata (num_classes must equal the model's K; threshold in [0,1]; names non-empty). */

@@ -156,14 +156,16 @@ static int meta_check(const ps_model_meta *mm, int K, const char *where) {
     return ps_error(PS_EINVAL, "model: %s: roi %d is not film (0), lungs (1) or lungmask (2)", where, mm->roi);
   if (mm->temperature != 0 && !(mm->temperature >= 0.01 && mm->temperature <= 100))
     return ps_error(PS_EINVAL, "model: %s: temperature %g outside [0.01, 100]", where, mm->temperature);
-  if (mm->patient_ages[1] != 0 && !ps_model_ages_ok(mm->patient_ages))
-    return ps_error(PS_EINVAL, "model: %s: patient ages %g-%g are not 0 <= from <= to <= 150 years", where,
-                    mm->patient_ages[0], mm->patient_ages[1]);
-  return PS_OK;
+  char who[256];
+  snprintf(who, sizeof who, "model: %s", where);
+  return ps_model_check_ages(mm->patient_ages, who);
 }
 
-int ps_model_ages_ok(const double ages[2]) {
-  return ages && ages[0] >= 0 && ages[0] <= ages[1] && ages[1] > 0 && ages[1] <= 150;
+int ps_model_check_ages(const double ages[2], const char *who) {
+  if (!ages) return ps_error(PS_EINVAL, "%s: no patient ages", who ? who : "model");
+  if (ages[1] == 0 || (ages[0] >= 0 && ages[0] <= ages[1] && ages[1] <= 150)) return PS_OK;
+  return ps_error(PS_EINVAL, "%s: patient ages %g-%g are not 0 <= from <= to <= 150 years", who ? who : "model", ages[0],
+                  ages[1]);
 }
 
 int ps_model_parse_ages(const char *s, double ages[2]) {
@@ -173,7 +175,7 @@ int ps_model_parse_ages(const char *s, double ages[2]) {
   if (end == s || *end != '-') return ps_error(PS_EINVAL, "patient ages \"%.40s\" are not FROM-TO (years)", s);
   const char *p = end + 1;
   double b = strtod(p, &end);
-  if (end == p || *end || !ps_model_ages_ok((const double[2]){a, b}))
+  if (end == p || *end || !(b > 0) || ps_model_check_ages((const double[2]){a, b}, "patient ages"))
     return ps_error(PS_EINVAL, "patient ages \"%.40s\" are not FROM-TO years with 0 <= FROM <= TO <= 150", s);
   ages[0] = a, ages[1] = b;
   return PS_OK;

@@ -593,8 +593,7 @@ static int resolve(run *r, const ps_train_opts *o) {
   r->seed = o->seed;
   r->roi = o->roi;
   r->ages[0] = o->patient_ages[0], r->ages[1] = o->patient_ages[1];
-  if (r->ages[1] != 0 && !ps_model_ages_ok(r->ages))
-    return ps_error(PS_EINVAL, "train: patient ages %g-%g are not 0 <= from <= to <= 150 years", r->ages[0], r->ages[1]);
+  if (ps_model_check_ages(r->ages, "train")) return PS_EINVAL;
   if (!ps_roi_name(r->roi))
     return ps_error(PS_EINVAL, "train: unknown roi %d (film, lungs or lungmask)", o->roi);
   if (r->batch < 2 || r->batch > 4096) return ps_error(PS_EINVAL, "train: batch %d out of range 2..4096", r->batch);
