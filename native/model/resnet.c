@@ -162,10 +162,10 @@ static int meta_check(const ps_model_meta *mm, int K, const char *where) {
 }
 
 int ps_model_check_ages(const double ages[2], const char *who) {
-  if (!ages) return ps_error(PS_EINVAL, "%s: no patient ages", who ? who : "model");
+  if (!who) who = "model";
+  if (!ages) return ps_error(PS_EINVAL, "%s: no patient ages", who);
   if (ages[1] == 0 || (ages[0] >= 0 && ages[0] <= ages[1] && ages[1] <= 150)) return PS_OK;
-  return ps_error(PS_EINVAL, "%s: patient ages %g-%g are not 0 <= from <= to <= 150 years", who ? who : "model", ages[0],
-                  ages[1]);
+  return ps_error(PS_EINVAL, "%s: patient ages %g-%g are not 0 <= from <= to <= 150 years", who, ages[0], ages[1]);
 }
 
 int ps_model_parse_ages(const char *s, double ages[2]) {
