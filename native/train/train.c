@@ -813,7 +813,6 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
   const int usable = nbatches > 0 && n - (nbatches - 1) * B < 2 ? nbatches - 1 : nbatches;
   const int nsteps = (usable + G - 1) / G;
   double t0 = now_s();
-  if (r->dev == PS_DEVICE_CUDA) ps_torch_set_autocast(1);
   for (int s = 0; s < nsteps; s++) {
     const int g0 = s * G, g1 = g0 + G < usable ? g0 + G : usable; /* the step's global micro-batches */
     const int mine0 = g0 + r->rank * A, mine1 = mine0 + A < g1 ? mine0 + A : g1;
@@ -842,7 +841,17 @@ static int train_epoch(run *r, ps_progress_fn progress, void *user, ps_train_epo
       for (int j = 0; j < nm; j++) w[j] = nm == 1 && W == 1 ? 1.0 : (double)ns[j] * W / N;
     }
     if (r->dist && r->n_buffers && (st = ps_dist_broadcast_(r->dist, r->buffers, r->n_buffers, 0))) goto done;
-    if ((st = step_core(r->model, r->adam, r->dist, xs, ys, w, nm, lv))) goto done;
+    /* CUDA: bf16 autocast for this step only. Autocast keeps its bf16 copy of each weight until it
+     * is switched off, so switching it off after every step (as PyTorch's `with autocast()` per
+     * step does) is what lets the next forward see the weights Adam has just changed; left on for
+     * the epoch, every forward ran on the epoch's first weights and training diverged. */
+    if (r->dev == PS_DEVICE_CUDA && (st = ps_torch_set_autocast(1))) goto done;
+    st = step_core(r->model, r->adam, r->dist, xs, ys, w, nm, lv);
+    if (r->dev == PS_DEVICE_CUDA) {
+      int off = ps_torch_set_autocast(0);
+      if (!st) st = off;
+    }
+    if (st) goto done;
     for (int j = 0; j < nm; j++) {
       if (ns[j] && !isfinite(lv[j])) {
         st = ps_error(PS_ESTATE, "train: loss became %g in epoch %d batch %d (learning rate %g too high?)", lv[j],

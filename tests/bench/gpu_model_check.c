@@ -110,11 +110,11 @@ int main(void) {
   /* A bf16-autocast training step with channels_last on CUDA gives a finite loss. */
   {
     ps_tensor *params[62], *xt = NULL, *lt = NULL, *loss = NULL, *tg = NULL;
+    CHECK(ps_model_set_channels_last(gpu, 1)); /* before Adam: it replaces the conv weight tensors */
     for (int i = 0; i < 62; i++) params[i] = ps_model_param(gpu, i, NULL);
     ps_adam *opt = NULL;
     CHECK(ps_adam_create(&opt, params, 62, NULL));
     int64_t shape[4] = {N, 3, S, S}, nn = N, t[N] = {0, 1, 2, 1};
-    CHECK(ps_model_set_channels_last(gpu, 1));
     CHECK(ps_tensor_from_f32(&xt, x, shape, 4, PS_DEVICE_CUDA));
     CHECK(ps_tensor_from_data(&tg, t, PS_DTYPE_I64, &nn, 1, PS_DEVICE_CUDA));
     CHECK(ps_model_set_train(gpu, 1));
