@@ -7,7 +7,7 @@
 # PS_DEPS_PREFIX: Debian packages unpacked with dpkg -x (libjansson-dev libjansson4 nettle-dev
 # libnettle8 libpng-dev libpng16-16 zlib1g-dev libturbojpeg0-dev libturbojpeg0 ...), e.g.
 # .device/deps/usr; their .pc files say /usr, so pkg-config reads them through its sysroot.
-# Programs built here then need LD_LIBRARY_PATH=$PS_DEPS_PREFIX/lib/x86_64-linux-gnu (printed last).
+# Programs built here then need LD_LIBRARY_PATH=$PS_DEPS_PREFIX/lib/x86_64-linux-gnu: `. BUILD/env.sh`.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 B=$1 LOGS=$2
@@ -36,4 +36,4 @@ grep PneumoScope "$LOGS/configure.log" || true
 cmake --build "$B" -j"$(nproc)" "${TARGETS[@]}" > "$LOGS/build.log" 2>&1 \
   || { grep -E -A3 "error|Error" "$LOGS/build.log" | head -60; exit 1; }
 echo "build: $(($(date +%s) - t0)) s"
-echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+printf 'export LD_LIBRARY_PATH=%q\n' "${LD_LIBRARY_PATH:-}" > "$B/env.sh"

@@ -16,27 +16,13 @@ FILMS=$(cd "$1" && pwd)
 OUTDIR=${2:-$(mktemp -d)}
 mkdir -p "$OUTDIR"
 PY=${PS_PYTHON:-python3}
-PREFIX=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')
-if [ -n "${PS_DEPS_PREFIX:-}" ]; then
-  DEPS=$(cd "$PS_DEPS_PREFIX" && pwd)
-  PREFIX="$PREFIX;$DEPS"
-  # jansson, nettle (and libpng/libturbojpeg where the machine lacks them) from dpkg -x'd Debian
-  # packages (libjansson-dev libjansson4 nettle-dev libnettle8 ...): their .pc files say /usr
-  export PKG_CONFIG_SYSROOT_DIR="$(cd "${PS_DEPS_PREFIX}/.." && pwd)"
-  export PKG_CONFIG_LIBDIR="${PS_DEPS_PREFIX}/lib/x86_64-linux-gnu/pkgconfig:${PS_DEPS_PREFIX}/share/pkgconfig"
-  export LD_LIBRARY_PATH="$DEPS/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # the tests read FILM_DIR as kaggle/ under a shared-data folder
 mkdir -p "$OUTDIR/data" && ln -sfn "$FILMS" "$OUTDIR/data/kaggle"
 B="$SRC/build-devbatch"
-t0=$(date +%s)
-cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" -DPS_WITH_DICOM=OFF \
-  -DPS_WITH_JAVA=OFF -DPS_WITH_TESTS=ON -DPS_SHARED_DATA="$OUTDIR/data" > "$OUTDIR/configure.log" 2>&1 \
-  || { tail -40 "$OUTDIR/configure.log"; exit 1; }
-cmake --build "$B" -j"$(nproc)" --target pneumoscope_cli test_train_gpu_batch > "$OUTDIR/build.log" 2>&1 \
-  || { grep -E "error|Error" "$OUTDIR/build.log" | head -30; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s"
+"$SRC/tests/bench/cuda_build.sh" "$B" "$OUTDIR" pneumoscope_cli test_train_gpu_batch -- -DPS_WITH_TESTS=ON \
+  -DPS_SHARED_DATA="$OUTDIR/data"
+. "$B/env.sh"  # LD_LIBRARY_PATH for the libraries in PS_DEPS_PREFIX
 PS="$B/pneumoscope"
 
 echo "== 1. device batches vs host batches on the GPU"

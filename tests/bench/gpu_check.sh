@@ -15,28 +15,12 @@ FILMS=$(cd "$1" && pwd)
 OUTDIR=${2:-$(mktemp -d)}
 mkdir -p "$OUTDIR"
 PY=${PS_PYTHON:-python3}
-JOBS=$(nproc)
-TORCH_PREFIX=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')
-PREFIX="$TORCH_PREFIX"
-if [ -n "${PS_DEPS_PREFIX:-}" ]; then
-  PREFIX="$PREFIX;$PS_DEPS_PREFIX"
-  # jansson, nettle (and libpng/libturbojpeg where the machine lacks them) from dpkg -x'd Debian
-  # packages (libjansson-dev libjansson4 nettle-dev libnettle8 ...): their .pc files say /usr
-  export PKG_CONFIG_SYSROOT_DIR="$(cd "${PS_DEPS_PREFIX}/.." && pwd)"
-  export PKG_CONFIG_LIBDIR="${PS_DEPS_PREFIX}/lib/x86_64-linux-gnu/pkgconfig:${PS_DEPS_PREFIX}/share/pkgconfig"
-  export LD_LIBRARY_PATH="$PS_DEPS_PREFIX/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c 'import torch, torchvision; print("python torch", torch.__version__, "torchvision", torchvision.__version__, "cuda", torch.version.cuda)'
 
 B="$SRC/build-gpu"
-t0=$(date +%s)
-cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
-  -DPS_WITH_DICOM=OFF -DPS_WITH_JAVA=OFF -DPS_WITH_TESTS=OFF -DPS_WITH_BENCH=ON > "$OUTDIR/configure.log" 2>&1 \
-  || { tail -40 "$OUTDIR/configure.log"; exit 1; }
-grep PneumoScope "$OUTDIR/configure.log" || true
-cmake --build "$B" -j"$JOBS" > "$OUTDIR/build.log" 2>&1 || { grep -E "error|Error" "$OUTDIR/build.log" | head -30; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s"
+"$SRC/tests/bench/cuda_build.sh" "$B" "$OUTDIR" -- -DPS_WITH_BENCH=ON
+. "$B/env.sh"  # LD_LIBRARY_PATH for the libraries in PS_DEPS_PREFIX
 PS="$B/pneumoscope"
 "$PS" version
 

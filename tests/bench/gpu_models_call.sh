@@ -17,7 +17,7 @@ W=${PS_WORK:-/tmp/ps-sweep}
 mkdir -p "$W" "$DEST"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$SRC/tests/bench/cuda_build.sh" "$W/build" "$W/logs" pneumoscope_cli pneumoscope_torch || exit 1
-[ -n "${PS_DEPS_PREFIX:-}" ] && export LD_LIBRARY_PATH="$(cd "$PS_DEPS_PREFIX" && pwd)/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. "$W/build/env.sh"  # LD_LIBRARY_PATH for the libraries in PS_DEPS_PREFIX
 "$W/build/pneumoscope" version
 "$SRC/tests/bench/gpu_sweep.sh" "$W/build" "$FILMS" "$W/out" "$@"
 cd "$W/out" || exit 1
@@ -25,7 +25,7 @@ tar czf "$DEST/results.tar.gz" split.log times.txt skipped.txt summary.md $(ls w
   runs/*.log runs/*/history.json runs/*/history.csv eval/*.log eval/*/metrics.json eval/*/predictions.csv
 if [ -f winner.txt ]; then
   read -r cand ship < winner.txt
-  mkdir -p "$W/pack"
+  rm -rf "$W/pack" && mkdir -p "$W/pack"
   for m in runs/"$cand"-s*/best.safetensors; do
     python3 "$SRC/tests/bench/strip_fitted.py" "$m" "$W/pack/$(basename "$(dirname "$m")").safetensors"
   done
