@@ -220,7 +220,36 @@ static void test_resume_and_cache_reuse(void **state) {
   o.epochs = 5;
   assert_int_equal(ps_train_run(&o, NULL, NULL, &r), PS_EINVAL);
   assert_non_null(strstr(ps_last_error(), "size"));
-  free(cache), free(out);
+  /* and so is one with other training options (here the crop): both recipes are named */
+  o.size = 64;
+  o.crop_min = 0.9;
+  assert_int_equal(ps_train_run(&o, NULL, NULL, &r), PS_EINVAL);
+  assert_non_null(strstr(ps_last_error(), "crop 0.8-1"));
+  assert_non_null(strstr(ps_last_error(), "crop 0.9-1"));
+  assert_int_equal(read_history_epochs(out, ep, tl, 16), 4); /* nothing was run */
+  /* a checkpoint from before the options were kept (version 1: no options block) still resumes,
+   * with a warning that they were not checked */
+  char *last = ps_test_join(out, "last.ckpt");
+  size_t len = 0;
+  unsigned char *ck = (unsigned char *)ps_test_read_file(last, &len);
+  assert_non_null(ck);
+  uint32_t ver, rlen;
+  memcpy(&ver, ck + 8, 4);
+  assert_int_equal(ver, 2);
+  memcpy(&rlen, ck + 44, 4); /* magic 8, version 4, eight int32 */
+  assert_true(rlen > 0 && 48 + rlen < len);
+  ver = 1;
+  memcpy(ck + 8, &ver, 4);
+  memmove(ck + 44, ck + 48 + rlen, len - 48 - rlen);
+  FILE *f = fopen(last, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(ck, 1, len - 4 - rlen, f), len - 4 - rlen);
+  fclose(f);
+  g_log[0] = 0;
+  assert_int_equal(ps_train_run(&o, NULL, NULL, &r), PS_OK);
+  assert_non_null(strstr(g_log, "predates checkpoints that keep their options"));
+  assert_int_equal(read_history_epochs(out, ep, tl, 16), 5);
+  free(ck), free(last), free(cache), free(out);
 }
 
 /* The manifest the tests train on is leakage-free (audited by `pneumoscope split --audit-only`), and a

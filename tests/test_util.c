@@ -125,6 +125,16 @@ long ps_test_file_size(const char *path) {
   return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
+char *ps_test_read_file(const char *path, size_t *len) {
+  long n = ps_test_file_size(path);
+  FILE *f = n >= 0 ? fopen(path, "rb") : NULL;
+  char *b = f ? malloc((size_t)n + 1) : NULL;
+  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) free(b), b = NULL;
+  if (f) fclose(f);
+  if (b) b[n] = 0, *len = (size_t)n;
+  return b;
+}
+
 double *ps_test_read_npy(const char *path, size_t shape[4], int *ndim) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;

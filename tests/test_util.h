@@ -38,6 +38,8 @@ double *ps_test_read_npy(const char *path, size_t shape[4], int *ndim);
 int ps_test_write_npy_f32(const char *path, const float *data, const size_t *shape, int ndim);
 /* Size of a file in bytes, -1 when it cannot be read. */
 long ps_test_file_size(const char *path);
+/* A whole file (malloc'd, NUL after its *len bytes), NULL when it cannot be read. */
+char *ps_test_read_file(const char *path, size_t *len);
 /* Entries of a folder other than . and .. (-1 when it cannot be opened). */
 int ps_test_count_entries(const char *dir);
 

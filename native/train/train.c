@@ -24,7 +24,9 @@
 #include "train_gpu.h"
 
 #define CKPT_MAGIC "PSCKPT\0\0"
-#define CKPT_VERSION 1u
+/* 2: the run's options (recipe_options) after the header, checked by --resume; 1: without them */
+#define CKPT_VERSION 2u
+#define CKPT_MAX_RECIPE 1024
 #define MAX_HISTORY 10000
 
 ps_train_opts ps_train_opts_default(void) {
@@ -233,7 +235,10 @@ static int write_all(FILE *f, const void *p, size_t n) {
   return fwrite(p, 1, n, f) == n ? PS_OK : ps_error(PS_EIO, "train: write error");
 }
 
-/* last.ckpt: magic, version, run state, history, Adam state, every state_dict tensor. */
+static void recipe_options(const run *r, char *buf, size_t n);
+
+/* last.ckpt: magic, version, run state, the run's options, history, Adam state, every state_dict
+ * tensor. */
 static int write_ckpt(FILE *f, void *user) {
   run *r = user;
   int st;
@@ -246,8 +251,11 @@ static int write_ckpt(FILE *f, void *user) {
   int32_t ints[8] = {r->task | (r->roi << 8) | ((r->world > 1 ? r->world & 0x7fff : 0) << 16), r->K, r->size, r->epoch, r->best_epoch, r->bad_epochs, r->n_history,
                      ps_model_num_tensors(r->model)};
   uint64_t alen = adam_len;
+  char recipe[CKPT_MAX_RECIPE];
+  recipe_options(r, recipe, sizeof recipe);
+  uint32_t rlen = (uint32_t)strlen(recipe);
   if ((st = write_all(f, CKPT_MAGIC, 8)) || (st = write_all(f, &ver, 4)) || (st = write_all(f, ints, sizeof ints)) ||
-      (st = write_all(f, &r->best_score, 8)) || (st = write_all(f, r->rng.s, sizeof r->rng.s)) ||
+      (st = write_all(f, &rlen, 4)) || (st = write_all(f, recipe, rlen)) || (st = write_all(f, &r->best_score, 8)) || (st = write_all(f, r->rng.s, sizeof r->rng.s)) ||
       (st = write_all(f, r->history, sizeof(ps_train_epoch) * r->n_history)) || (st = write_all(f, &alen, 8)) ||
       (st = write_all(f, adam, adam_len)))
     goto done;
@@ -288,11 +296,22 @@ static int read_ckpt(run *r, const char *path) {
   int32_t ints[8];
   uint64_t alen;
   if ((st = read_all(f, magic, 8, path)) || (st = read_all(f, &ver, 4, path))) goto done;
-  if (memcmp(magic, CKPT_MAGIC, 8) != 0 || ver != CKPT_VERSION) {
-    st = ps_error(PS_EFORMAT, "train: %s is not a PneumoScope checkpoint (version %u)", path, CKPT_VERSION);
+  if (memcmp(magic, CKPT_MAGIC, 8) != 0 || ver < 1 || ver > CKPT_VERSION) {
+    st = ps_error(PS_EFORMAT, "train: %s is not a PneumoScope checkpoint (versions 1-%u)", path, CKPT_VERSION);
     goto done;
   }
   if ((st = read_all(f, ints, sizeof ints, path))) goto done;
+  char recipe[CKPT_MAX_RECIPE] = "";
+  if (ver >= 2) {
+    uint32_t rlen = 0;
+    if ((st = read_all(f, &rlen, 4, path))) goto done;
+    if (rlen >= sizeof recipe) {
+      st = ps_error(PS_EFORMAT, "train: %s: bad header", path);
+      goto done;
+    }
+    if ((st = read_all(f, recipe, rlen, path))) goto done;
+    recipe[rlen] = 0;
+  }
   const int ck_world = (ints[0] >> 16) > 0 ? ints[0] >> 16 : 1;
   ints[0] &= 0xffff;
   if (ck_world != r->world) {
@@ -309,6 +328,18 @@ static int read_ckpt(run *r, const char *path) {
   if (ints[6] < 0 || ints[6] > MAX_HISTORY || ints[7] != ps_model_num_tensors(r->model) || ints[3] < 0) {
     st = ps_error(PS_EFORMAT, "train: %s: bad header", path);
     goto done;
+  }
+  if (r->opts) { /* --resume (not ps_train_checkpoint_load): the same options, or another run */
+    char mine[CKPT_MAX_RECIPE];
+    recipe_options(r, mine, sizeof mine);
+    if (ver < 2) {
+      ps_log(PS_LOG_WARN, "train: --resume: %s predates checkpoints that keep their options: not checked against "
+             "this run's (%s)", path, mine);
+    } else if (strcmp(recipe, mine) != 0) {
+      st = ps_error(PS_EINVAL, "train: --resume: %s was trained with %s; this run asks for %s: resume with the "
+                    "options it started with", path, recipe, mine);
+      goto done;
+    }
   }
   r->epoch = ints[3], r->best_epoch = ints[4], r->bad_epochs = ints[5], r->n_history = ints[6];
   if ((st = read_all(f, &r->best_score, 8, path)) || (st = read_all(f, r->rng.s, sizeof r->rng.s, path)) ||
@@ -362,8 +393,9 @@ int ps_train_checkpoint_load(const char *path, int device, ps_model **out) {
   int32_t ints[8];
   int ok = fread(magic, 1, 8, f) == 8 && fread(&ver, 4, 1, f) == 1 && fread(ints, sizeof ints, 1, f) == 1;
   fclose(f);
-  if (!ok || memcmp(magic, CKPT_MAGIC, 8) != 0 || ver != CKPT_VERSION || ints[1] < 2 || ints[1] > PS_MODEL_MAX_CLASSES)
-    return ps_error(PS_EFORMAT, "train: %s is not a PneumoScope checkpoint (version %u)", path, CKPT_VERSION);
+  if (!ok || memcmp(magic, CKPT_MAGIC, 8) != 0 || ver < 1 || ver > CKPT_VERSION || ints[1] < 2 ||
+      ints[1] > PS_MODEL_MAX_CLASSES)
+    return ps_error(PS_EFORMAT, "train: %s is not a PneumoScope checkpoint (versions 1-%u)", path, CKPT_VERSION);
   run r;
   memset(&r, 0, sizeof r);
   r.task = ints[0] & 0xff, r.roi = (ints[0] >> 8) & 0xff, r.K = ints[1], r.size = ints[2];
@@ -409,6 +441,17 @@ static const char *augment_name(const run *r, char *buf, size_t n) {
   return buf;
 }
 
+/* How the run trains, whatever its weights start from: the model's recipe after "ResNet18 <start>, ",
+ * and what --resume holds a checkpoint to (resumed with other options, it would silently become
+ * another run). */
+static void recipe_options(const run *r, char *buf, size_t n) {
+  char acc[48] = "", aug[48];
+  if (r->accumulate > 1) snprintf(acc, sizeof acc, " (%d micro-batches per step)", r->accumulate);
+  snprintf(buf, n, "Adam lr %g%s, batch %d%s, size %d, roi %s, %s sampling, %s", r->lr,
+           r->opts->lr_cosine ? " (cosine decay to 0)" : "", r->batch, acc, r->size, ps_roi_name(r->roi),
+           r->balance ? "class-balanced" : "shuffled", augment_name(r, aug, sizeof aug));
+}
+
 /* Metadata for a saved model: task, classes, size, ImageNet mean/std, threshold, provenance. */
 static int set_meta(run *r, double threshold, const char *note) {
   ps_model_meta meta;
@@ -426,13 +469,12 @@ static int set_meta(run *r, double threshold, const char *note) {
   const ps_train_epoch *be = NULL;
   for (int i = 0; i < r->n_history; i++)
     if (r->history[i].epoch == r->best_epoch) be = &r->history[i];
-  char recipe[512];
-  char acc[48] = "", aug[48];
-  if (r->accumulate > 1) snprintf(acc, sizeof acc, " (%d micro-batches per step)", r->accumulate);
-  snprintf(recipe, sizeof recipe, "ResNet18 %s, Adam lr %g%s, batch %d%s, size %d, roi %s, %s sampling, %s",
-           r->opts->init ? (r->opts->init_keep_fc ? "fine-tuned from --init (fc kept)" : "from --init weights") : "from scratch", r->lr, r->opts->lr_cosine ? " (cosine decay to 0)" : "",
-           r->batch, acc, r->size, ps_roi_name(r->roi), r->balance ? "class-balanced" : "shuffled",
-           augment_name(r, aug, sizeof aug));
+  char recipe[CKPT_MAX_RECIPE + 64], options[CKPT_MAX_RECIPE];
+  recipe_options(r, options, sizeof options);
+  snprintf(recipe, sizeof recipe, "ResNet18 %s, %s",
+           r->opts->init ? (r->opts->init_keep_fc ? "fine-tuned from --init (fc kept)" : "from --init weights")
+                         : "from scratch",
+           options);
   char software[64];
   snprintf(software, sizeof software, "PneumoScope %s", ps_version());
   json_t *p = json_pack(
