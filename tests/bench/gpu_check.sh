@@ -67,6 +67,20 @@ for bs in 32 256; do
     --epochs 6 --patience -1 --seed 1 > "$OUTDIR/train_b$bs.log" 2>&1 || { tail -20 "$OUTDIR/train_b$bs.log"; exit 1; }
   tail -3 "$OUTDIR/train_b$bs.log"
 done
+# The same batch-32 run on the CPU: CUDA training must learn what CPU training learns (until 4 Dec
+# 2026 it did not: autocast kept each epoch's first bf16 weights, and validation AUC stayed near 0.6)
+"$PS" train --manifest "$OUTDIR/split/manifest.csv" -o "$OUTDIR/train_cpu_b32" --device cpu --threads "$(nproc)" \
+  --batch 32 --epochs 6 --patience -1 --seed 1 > "$OUTDIR/train_cpu_b32.log" 2>&1 \
+  || { tail -20 "$OUTDIR/train_cpu_b32.log"; exit 1; }
+"$PY" - "$OUTDIR" <<'PY'
+import json, os, sys
+def best(run):
+    h = json.load(open(os.path.join(sys.argv[1], run, "history.json")))
+    return max(e["auc"] for e in h["epochs"])
+g, c = best("train_b32"), best("train_cpu_b32")
+print(f"best validation AUC over 6 epochs, batch 32: CUDA {g:.4f}, CPU {c:.4f}")
+assert g >= c - 0.08, "CUDA training learns less than CPU training on the same films"
+PY
 
 echo "== 4. PyTorch reference (DataLoader + PIL decode + AMP) on the same films"
 for bs in 32 256; do
