@@ -255,7 +255,8 @@ static int write_ckpt(FILE *f, void *user) {
   recipe_options(r, recipe, sizeof recipe);
   uint32_t rlen = (uint32_t)strlen(recipe);
   if ((st = write_all(f, CKPT_MAGIC, 8)) || (st = write_all(f, &ver, 4)) || (st = write_all(f, ints, sizeof ints)) ||
-      (st = write_all(f, &rlen, 4)) || (st = write_all(f, recipe, rlen)) || (st = write_all(f, &r->best_score, 8)) || (st = write_all(f, r->rng.s, sizeof r->rng.s)) ||
+      (st = write_all(f, &rlen, 4)) || (st = write_all(f, recipe, rlen)) || (st = write_all(f, &r->best_score, 8)) ||
+      (st = write_all(f, r->rng.s, sizeof r->rng.s)) ||
       (st = write_all(f, r->history, sizeof(ps_train_epoch) * r->n_history)) || (st = write_all(f, &alen, 8)) ||
       (st = write_all(f, adam, adam_len)))
     goto done;

@@ -19,8 +19,8 @@
 # Candidates, per seed s (Adam, batch 32, cosine decay to 0 over the run, whole film, best epoch by
 # validation AUC for binary and macro-F1 for 3-class; 3-class with plain shuffling and jitter only,
 # binary with class-balanced sampling and crop 0.8 + jitter, the defaults):
+# group base (--tri picks among its 3-class candidates: e3 e8 e15 e8-lr1e-3 e8-lr1e-4 e15-crop e15-bal):
 #   bin112-s -> bin224-s        the bundled binary recipe (112 px 10 epochs 1e-3, 224 px 4 epochs 3e-4)
-# group base:
 #   tri-e3-s                    the bundled 3-class recipe: from bin224-s, 3 epochs 3e-4
 #   tri-e8-s, tri-e15-s         the same, 8 and 15 epochs
 #   tri-e8-lr1e-3-s, tri-e8-lr1e-4-s   8 epochs at 1e-3 and 1e-4
