@@ -1,6 +1,9 @@
 /* Core: status text, thread-local error detail, image allocation limits. */
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ps_image.h"
 #include "test_util.h"
@@ -49,6 +52,34 @@ static void test_image_create_rejects_bad_sizes(void **state) {
   ps_image_free(NULL);
 }
 
+/* Output folders (train, evaluate, audit, split, calibrate -o): parents made as needed, an existing
+ * folder is fine, a file in the way or an unwritable place is a named error. */
+static void test_mkdir_p(void **state) {
+  (void)state;
+  char *base = ps_test_join(ps_test_tmpdir(), "mkdir_p");
+  char *deep = ps_test_join(base, "a/b//c/");
+  struct stat sb;
+  assert_int_equal(ps_mkdir_p("evaluate", deep), PS_OK);
+  assert_int_equal(stat(deep, &sb), 0);
+  assert_true(S_ISDIR(sb.st_mode));
+  assert_int_equal(ps_mkdir_p("evaluate", deep), PS_OK); /* again: already there */
+  char *file = ps_test_join(base, "a/file");
+  FILE *f = fopen(file, "w");
+  assert_non_null(f);
+  fclose(f);
+  char *under = ps_test_join(file, "run");
+  assert_int_equal(ps_mkdir_p("evaluate", file), PS_EIO);
+  assert_non_null(strstr(ps_last_error(), "evaluate: "));
+  assert_non_null(strstr(ps_last_error(), "is not a folder"));
+  assert_int_equal(ps_mkdir_p("train", under), PS_EIO); /* a file as a parent: named */
+  assert_non_null(strstr(ps_last_error(), "train: "));
+  assert_non_null(strstr(ps_last_error(), "a/file exists and is not a folder"));
+  assert_int_equal(ps_mkdir_p("split", "/proc/pneumoscope-no/run"), PS_EIO); /* not even root */
+  assert_non_null(strstr(ps_last_error(), "split: cannot create /proc/pneumoscope-no: "));
+  assert_int_equal(ps_mkdir_p("train", ""), PS_EINVAL);
+  free(under), free(file), free(deep), free(base);
+}
+
 static void test_read_opts_defaults(void **state) {
   (void)state;
   ps_read_opts zero;
@@ -65,6 +96,7 @@ int main(void) {
       cmocka_unit_test(test_error_not_shared_between_threads),
       cmocka_unit_test(test_image_create_rejects_bad_sizes),
       cmocka_unit_test(test_read_opts_defaults),
+      cmocka_unit_test(test_mkdir_p),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,9 +103,9 @@ static int audit_only(const char *what, const char *outdir) {
   ps_leakage_report r;
   if (outdir) {
     char p[PATH_MAX];
-    if (mkdir(outdir, 0755) != 0 && errno != EEXIST) {
+    if ((st = ps_mkdir_p("split", outdir))) {
       ps_dataset_free(ds);
-      fprintf(stderr, "pneumoscope split: cannot create %s: %s\n", outdir, strerror(errno));
+      fprintf(stderr, "pneumoscope %s\n", ps_last_error());
       return 1;
     }
     snprintf(p, sizeof p, "%s/leakage.json", outdir);
@@ -219,16 +219,17 @@ int ps_cli_split(int argc, char **argv) {
     ps_dataset_free(ds);
     return ps_cli_fail("split", src, st);
   }
-  if (mkdir(outdir, 0755) != 0 && errno != EEXIST) {
-    fprintf(stderr, "pneumoscope split: cannot create %s: %s\n", outdir, strerror(errno));
+  if ((st = ps_mkdir_p("split", outdir))) {
     ps_dataset_free(ds);
+    fprintf(stderr, "pneumoscope %s\n", ps_last_error());
     return 1;
   }
   ps_leakage_report r;
   if ((st = ps_dataset_write_manifest(ds, manifest, force)) != PS_OK ||
       (st = ps_dataset_write_leakage_json(ds, leak, &r)) != PS_OK) {
     ps_dataset_free(ds);
-    return ps_cli_fail("split", outdir, st);
+    fprintf(stderr, "pneumoscope %s\n", ps_last_error());
+    return 1;
   }
   printf("wrote %s\nwrote %s\n", manifest, leak);
   if (materialize) {

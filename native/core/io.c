@@ -10,6 +10,31 @@
 #include "ps_common.h"
 #include "ps_internal.h"
 
+int ps_mkdir_p(const char *who, const char *path) {
+  if (!path || !*path) return ps_error(PS_EINVAL, "%s: no folder given", who);
+  char *tmp = strdup(path);
+  if (!tmp) return ps_error(PS_ENOMEM, "out of memory");
+  int st = PS_OK;
+  for (char *p = tmp + 1;; p++) {
+    if (*p && *p != '/') continue;
+    char c = *p;
+    *p = '\0';
+    struct stat sb;
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) {
+      st = ps_error(PS_EIO, "%s: cannot create %s: %s", who, tmp, strerror(errno));
+      break;
+    }
+    if (stat(tmp, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+      st = ps_error(PS_EIO, "%s: %s exists and is not a folder", who, tmp);
+      break;
+    }
+    if (!c) break;
+    *p = c;
+  }
+  free(tmp);
+  return st;
+}
+
 void ps__csv_write_field(FILE *f, const char *s) {
   if (!s) return;
   if (strpbrk(s, ",\"\n\r") == NULL) {

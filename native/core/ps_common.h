@@ -74,6 +74,9 @@ typedef int (*ps_progress_fn)(double fraction, const char *what, void *user);
 
 /* Number of worker threads to use when the caller says 0: the CPUs this process may use. */
 PS_API int ps_default_threads(void);
+/* Make the folder path and its missing parents (mkdir -p), for every command's output folder.
+ * Errors name who ("evaluate: cannot create runs/a: Permission denied"); a file in the way is one. */
+PS_API int ps_mkdir_p(const char *who, const char *path);
 
 PS_API const char *ps_version(void);
 /* Optional parts compiled in, e.g. "dicom torch cuda java". */

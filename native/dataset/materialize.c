@@ -12,21 +12,6 @@
 
 #define MARKER ".pneumoscope-materialized"
 
-static int mkdir_p(const char *path) {
-  char tmp[PATH_MAX];
-  if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return ps_error(PS_ELIMIT, "materialize: path too long: %s", path);
-  for (char *p = tmp + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return ps_error(PS_EIO, "materialize: cannot create %s: %s", tmp, strerror(errno));
-    *p = '/';
-  }
-  if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return ps_error(PS_EIO, "materialize: cannot create %s: %s", tmp, strerror(errno));
-  struct stat s;
-  if (stat(tmp, &s) != 0 || !S_ISDIR(s.st_mode)) return ps_error(PS_EIO, "materialize: %s is not a folder", tmp);
-  return PS_OK;
-}
-
 /* Absolute, normalised form of a path that may not exist yet: realpath of the longest existing
  * ancestor plus the remaining components. */
 static int abs_path(const char *path, char out[PATH_MAX]) {
@@ -138,7 +123,7 @@ int ps_dataset_materialize(const ps_dataset *ds, const char *dir, ps_task task, 
         return ps_error(PS_EINVAL, "materialize: %s is not empty and was not made by pneumoscope (refused; choose a new folder)", dir);
     }
   }
-  int st = mkdir_p(adir);
+  int st = ps_mkdir_p("materialize", adir);
   if (st) return st;
   {
     char marker[PATH_MAX];
@@ -157,7 +142,7 @@ int ps_dataset_materialize(const ps_dataset *ds, const char *dir, ps_task task, 
     for (int c = 0; c < K; c++) {
       char cd[PATH_MAX];
       snprintf(cd, sizeof cd, "%s/%s/%s", adir, ps_dataset_split_name(sp), ps_dataset_class_name(task, c));
-      if ((st = mkdir_p(cd)) != PS_OK) return st;
+      if ((st = ps_mkdir_p("materialize", cd)) != PS_OK) return st;
     }
   for (size_t i = 0; i < ds->n; i++) {
     const ps_dataset_item *it = &ds->items[i];

@@ -149,8 +149,7 @@ static int prepare_outdir(const char *outdir, int sharded, char **csv_path, char
   *csv_path = *json_path = NULL;
   int st = ps_shard_check_outdir("audit", outdir, sharded, "summary.json");
   if (st) return st;
-  if (mkdir(outdir, 0777) != 0 && errno != EEXIST)
-    return ps_error(PS_EIO, "audit: cannot create %s: %s", outdir, strerror(errno));
+  if ((st = ps_mkdir_p("audit", outdir))) return st;
   if (asprintf(csv_path, "%s/lung_focus.csv", outdir) < 0 ||
       asprintf(json_path, "%s/%s", outdir, sharded ? PS_SHARD_FILE : "summary.json") < 0) {
     *csv_path = *json_path = NULL;

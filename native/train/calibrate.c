@@ -224,10 +224,10 @@ int ps_calibrate_run(const ps_calibrate_opts *opts, ps_progress_fn progress, voi
                     opts->out);
   if (!opts->overwrite && file_exists(opts->out))
     return ps_error(PS_EINVAL, "calibrate: %s exists (choose another name or overwrite it on purpose)", opts->out);
-  { /* the output's folder, one level, as train makes its run folder */
+  { /* the output's folder, as train makes its run folder */
     char *dir = strdup(opts->out), *slash = dir ? strrchr(dir, '/') : NULL;
     int mk = PS_OK;
-    if (slash && slash != dir) *slash = 0, mk = ps_train_mkdir(dir);
+    if (slash && slash != dir) *slash = 0, mk = ps_mkdir_p("calibrate", dir);
     free(dir);
     if (mk) return mk;
   }

@@ -291,7 +291,7 @@ int ps_evaluate_run(const ps_eval_opts *opts, ps_progress_fn progress, void *use
     goto done;
   }
   if ((st = ps_train_films_read(opts->manifest, task, opts->limit, 0, &films))) goto done;
-  if ((st = ps_shard_check_outdir("evaluate", opts->outdir, sharded, "metrics.json")) || (st = ps_train_mkdir(opts->outdir)))
+  if ((st = ps_shard_check_outdir("evaluate", opts->outdir, sharded, "metrics.json")) || (st = ps_mkdir_p("evaluate", opts->outdir)))
     goto done;
   idx = malloc(sizeof(int) * (films.n + 1));
   y = malloc(sizeof(int) * (films.n + 1));
@@ -461,7 +461,7 @@ int ps_evaluate_merge(const char *const *shard_dirs, int ndirs, const char *outd
     st = ps_error(PS_EINVAL, "evaluate: the shards hold no films");
     goto done;
   }
-  if ((st = ps_shard_check_outdir("evaluate", outdir, 0, NULL)) || (st = ps_train_mkdir(outdir))) goto done;
+  if ((st = ps_shard_check_outdir("evaluate", outdir, 0, NULL)) || (st = ps_mkdir_p("evaluate", outdir))) goto done;
   ps_log(PS_LOG_INFO, "evaluate: %d shards, %d %s films", set.n, total, split);
   const char *model = json_string_value(json_object_get(m0, "model")), *manifest = json_string_value(json_object_get(m0, "manifest"));
   eval_out e = {.n = total, .K = K, .paths = paths, .patient = patient, .y = y, .pred = pred, .probs = probs,

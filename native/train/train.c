@@ -1014,7 +1014,7 @@ int ps_train_run(const ps_train_opts *opts, ps_progress_fn progress, void *user,
   }
   int st = resolve(&r, opts), cancelled = 0;
   if (st) goto fail;
-  if ((st = ps_train_mkdir(opts->outdir))) goto fail;
+  if ((st = ps_mkdir_p("train", opts->outdir))) goto fail;
   char cname[64];
   ps_train_cache_name(r.size, r.roi, cname, sizeof cname);
   r.best_path = ps__path_join(opts->outdir, "best.safetensors");

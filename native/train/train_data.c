@@ -100,15 +100,6 @@ fail:
 }
 
 /* ---- files ---- */
-int ps_train_mkdir(const char *path) {
-  struct stat sb;
-  if (stat(path, &sb) == 0) {
-    if (S_ISDIR(sb.st_mode)) return PS_OK;
-    return ps_error(PS_EIO, "train: %s exists and is not a folder", path);
-  }
-  if (mkdir(path, 0777) != 0 && errno != EEXIST) return ps_error(PS_EIO, "train: cannot create %s: %s", path, strerror(errno));
-  return PS_OK;
-}
 
 /* name = base + ".tmp" + pid (the film cache's temporary of base), optionally + "." + 6
  * characters (ps__write_atomic's and ps_model_save's mkstemp temporaries): the pid, else 0. */

@@ -35,8 +35,6 @@ int ps_train_film_to_u8(const char *path, int size, int roi, uint8_t *out);
 
 /* RNG: ps_rng (xoshiro256**) from ps_preprocess.h */
 
-/* mkdir -p for one level (existing folder is fine). */
-int ps_train_mkdir(const char *path);
 /* One cached film (S*S bytes of pix) as the normalised (3, S, S) model input, augmented with seed
  * when aug is not NULL (scratch: src and, with aug, dst of S*S floats): what training, validation
  * and calibration feed the model. */
