@@ -24,13 +24,9 @@ static int count_lines(const char *s) {
 }
 
 static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return strdup("");
-  char *b = calloc(1, 1 << 16);
-  size_t n = fread(b, 1, (1 << 16) - 1, f);
-  b[n] = 0;
-  fclose(f);
-  return b;
+  size_t n;
+  char *b = ps_test_read_file(path, &n);
+  return b ? b : strdup("");
 }
 
 /* Every sample film: one JSON line each; python parses them and checks them against Pillow

@@ -49,16 +49,9 @@ static long kv(const char *text, const char *key) {
 }
 
 static char *read_file(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc(sz + 1);
-  if (fread(b, 1, sz, f) != (size_t)sz) sz = 0;
-  b[sz] = 0;
-  fclose(f);
-  if (n) *n = sz;
+  size_t len;
+  char *b = ps_test_read_file(path, &len);
+  if (b && n) *n = len;
   return b;
 }
 

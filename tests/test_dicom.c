@@ -799,12 +799,10 @@ static void truncate_copy(const char *src, const char *dst, long size) {
  * DCMTK's IJG decoder warns "Corrupt JPEG data: ..." to its logger and goes on. */
 static void make_damaged_siim(const char *dst) {
   char *src = real(SIIM);
-  long n = ps_test_file_size(src);
-  unsigned char *b = malloc((size_t)n);
-  FILE *f = fopen(src, "rb");
-  assert_non_null(f);
-  assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
+  size_t len;
+  unsigned char *b = (unsigned char *)ps_test_read_file(src, &len);
+  assert_non_null(b);
+  long n = (long)len;
   long pix = -1, soi = -1, sos = -1, eoi = -1;
   for (long i = n - 4; i >= 0 && pix < 0; i--)
     if (!memcmp(b + i, "\xe0\x7f\x10\x00", 4)) pix = i;

@@ -242,12 +242,10 @@ static void test_sniffing_ignores_extension(void **state) {
 static void test_read_memory_matches_file(void **state) {
   (void)state;
   const char *p = ps_test_data("kaggle/PNEUMONIA/person1108_virus_1833.jpeg");
-  long n = ps_test_file_size(p);
+  size_t n;
+  uint8_t *buf = (uint8_t *)ps_test_read_file(p, &n);
+  assert_non_null(buf);
   assert_true(n > 0);
-  FILE *f = fopen(p, "rb");
-  uint8_t *buf = malloc((size_t)n);
-  assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
   ps_image *a = NULL, *b = NULL;
   assert_int_equal(ps_image_read(p, NULL, &a), PS_OK);
   assert_int_equal(ps_image_read_memory(buf, (size_t)n, "film.jpeg", NULL, &b), PS_OK);
@@ -396,13 +394,9 @@ static void test_write_png_round_trip(void **state) {
 /* ---- malformed catalogue ------------------------------------------------------------------ */
 
 static uint8_t *slurp(const char *path, size_t *n) {
-  long sz = ps_test_file_size(path);
-  assert_true(sz > 0);
-  FILE *f = fopen(path, "rb");
-  uint8_t *b = malloc((size_t)sz);
-  assert_int_equal(fread(b, 1, (size_t)sz, f), (size_t)sz);
-  fclose(f);
-  *n = (size_t)sz;
+  uint8_t *b = (uint8_t *)ps_test_read_file(path, n);
+  assert_non_null(b);
+  assert_true(*n > 0);
   return b;
 }
 

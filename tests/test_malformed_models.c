@@ -28,14 +28,7 @@ static int setup(void **state) {
   int st = ps_model_save(m, good, NULL);
   ps_model_free(m);
   if (st != PS_OK) return -1;
-  FILE *f = fopen(good, "rb");
-  if (!f) return -1;
-  fseek(f, 0, SEEK_END);
-  gsize = (size_t)ftell(f);
-  rewind(f);
-  gbytes = malloc(gsize);
-  if (fread(gbytes, 1, gsize, f) != gsize) return -1;
-  fclose(f);
+  if (!(gbytes = (unsigned char *)ps_test_read_file(good, &gsize))) return -1;
   memcpy(&hlen, gbytes, 8); /* little-endian host */
   return 0;
 }

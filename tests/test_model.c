@@ -593,14 +593,8 @@ typedef struct blob {
 
 static blob read_all(const char *p) {
   blob r = {0};
-  FILE *f = fopen(p, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  r.n = (size_t)ftell(f);
-  fseek(f, 0, SEEK_SET);
-  r.b = malloc(r.n);
-  assert_int_equal(fread(r.b, 1, r.n, f), r.n);
-  fclose(f);
+  r.b = (unsigned char *)ps_test_read_file(p, &r.n);
+  assert_non_null(r.b);
   return r;
 }
 
