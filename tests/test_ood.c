@@ -2,7 +2,7 @@
  * - both bundled models load by short name and classify the full-resolution films of the
  *   kermany224 test-split patients (kaggle/ originals) well, with few of them flagged;
  * - non-radiographs (pydicom's CT and MR slices) and a photograph (matplotlib's grace_hopper.jpg)
- *   are flagged, and every adult chest film in ../shared/data/{png,dicom}: by its DICOM header's
+ *   are flagged, and the same kinds of image without a header (PNGs) by their features alone, and every adult chest film in ../shared/data/{png,dicom}: by its DICOM header's
  *   patient age when it has one (the models store the ages they learnt from, 1-5 years), and most
  *   of them by their features alone;
  * - a film model calibrated by `pneumoscope calibrate`: its OOD scores and tempered probabilities
@@ -101,6 +101,12 @@ static int count_flagged(char *csv, const char *model, int *rows) {
   return flagged;
 }
 
+static int count_in(const char *s, const char *what) {
+  int n = 0;
+  for (const char *p = s; (p = strstr(p, what)); p += strlen(what)) n++;
+  return n;
+}
+
 /* Not chest radiographs: pydicom's CT and MR slices (their header says so) and a photograph of a
  * person (only the features can tell): every one flagged by both models. */
 static void test_flags_non_radiographs(void **s) {
@@ -130,16 +136,39 @@ static void test_flags_non_radiographs(void **s) {
   free(out);
 }
 
+/* Other images as a user might export them from a viewer, with no header left to tell: pydicom's
+ * CT slices, MR slice, nuclear-medicine whole-body scan, RT dose grid and secondary-capture test
+ * pattern written as PNGs by `pneumoscope convert`, matplotlib's two photographs: every one flagged
+ * by the features alone, by both models (the scores are 2.3x the threshold and more, MODELS.md). */
+static void test_flags_non_radiographs_by_features(void **s) {
+  (void)s;
+  const char *dcm[] = {"CT_small", "693_J2KI", "MR_small", "JPEG2000", "rtdose_1frame", "SC_rgb_jpeg_dcmtk"};
+  const int n = (int)(sizeof dcm / sizeof *dcm);
+  char dir[1100];
+  snprintf(dir, sizeof dir, "%s/non-radiographs", ps_test_tmpdir());
+  assert_int_equal(ps_test_system("rm -rf '%s' && mkdir -p '%s' && cp '%s' "
+                                  "/usr/share/matplotlib/mpl-data/sample_data/Minduka_Present_Blue_Pack.png '%s'",
+                                  dir, dir, GRACE, dir),
+                   0);
+  for (int i = 0; i < n; i++)
+    assert_int_equal(ps_test_system("'%s' convert '%s/%s.dcm' '%s/%s.png'", PS_CLI, PYDICOM_FILES, dcm[i], dir, dcm[i]), 0);
+  const char *models[] = {"binary", "3class"};
+  for (int i = 0; i < 2; i++) {
+    int rc = -1, rows = 0;
+    char *out = ps_test_capture(&rc, "'%s' classify --model %s --csv '%s'", PS_CLI, models[i], dir);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_in(out, "features unlike the training films"), n + 2);
+    assert_int_equal(count_flagged(out, models[i], &rows), n + 2);
+    assert_int_equal(rows, n + 2);
+    free(out);
+  }
+}
+
 /* The 7 adult chest films of ../shared/data/png and dicom (NIH, SIIM, NCCID, a Fuji CR; all CR/DX):
  * every one flagged, the four DICOMs with a PatientAge by it (58-81 years), the others by their
  * features. Their features alone (copies without the age) flag most but not all of them
  * (MODELS.md); the floor below is what the shipped models measured, so a weaker detector fails. */
 #define ADULT_FLAGGED_BY_FEATURES_MIN 5
-static int count_in(const char *s, const char *what) {
-  int n = 0;
-  for (const char *p = s; (p = strstr(p, what)); p += strlen(what)) n++;
-  return n;
-}
 
 static void test_flags_adult_films(void **s) {
   (void)s;
@@ -362,6 +391,7 @@ int main(void) {
       cmocka_unit_test(test_binary_on_test_patients),
       cmocka_unit_test(test_3class_on_test_patients),
       cmocka_unit_test(test_flags_non_radiographs),
+      cmocka_unit_test(test_flags_non_radiographs_by_features),
       cmocka_unit_test(test_flags_adult_films),
       cmocka_unit_test(test_patient_age_flag),
       cmocka_unit_test(test_calibrate_matches_reference),
