@@ -2,7 +2,8 @@
  * - both bundled models load by short name and classify the full-resolution films of the
  *   kermany224 test-split patients (kaggle/ originals) well, with few of them flagged;
  * - non-radiographs (pydicom's CT and MR slices) and a photograph (matplotlib's grace_hopper.jpg)
- *   are flagged, and the same kinds of image without a header (PNGs) by their features alone, and every adult chest film in ../shared/data/{png,dicom}: by its DICOM header's
+ *   are flagged, the same kinds of image without a header (PNGs) by their features alone, and
+ *   every adult chest film in ../shared/data/{png,dicom}: by its DICOM header's
  *   patient age when it has one (the models store the ages they learnt from, 1-5 years), and most
  *   of them by their features alone;
  * - a film model calibrated by `pneumoscope calibrate`: its OOD scores and tempered probabilities

@@ -228,8 +228,7 @@ int ps_cli_split(int argc, char **argv) {
   if ((st = ps_dataset_write_manifest(ds, manifest, force)) != PS_OK ||
       (st = ps_dataset_write_leakage_json(ds, leak, &r)) != PS_OK) {
     ps_dataset_free(ds);
-    fprintf(stderr, "pneumoscope %s\n", ps_last_error());
-    return 1;
+    return ps_cli_fail("split", outdir, st);
   }
   printf("wrote %s\nwrote %s\n", manifest, leak);
   if (materialize) {
