@@ -49,9 +49,9 @@ static long kv(const char *text, const char *key) {
 }
 
 static char *read_file(const char *path, size_t *n) {
-  size_t len;
+  size_t len = 0;
   char *b = ps_test_read_file(path, &len);
-  if (b && n) *n = len;
+  if (n) *n = b ? len : 0;
   return b;
 }
 

@@ -89,10 +89,15 @@ static int setup_catalogue(void **state) {
     if (w) *w++ = 0;
     char *r = w ? strchr(w, '\t') : NULL;
     if (r) *r++ = 0;
-    snprintf(rows[nrows].name, sizeof rows[nrows].name, "%s", line);
-    snprintf(rows[nrows].allowed, sizeof rows[nrows].allowed, "%s", a);
-    snprintf(rows[nrows].what, sizeof rows[nrows].what, "%s", w ? w : "");
-    snprintf(rows[nrows].ref, sizeof rows[nrows].ref, "%s", r ? r : "");
+    cat_row *row = &rows[nrows];
+    if (snprintf(row->name, sizeof row->name, "%s", line) >= (int)sizeof row->name ||
+        snprintf(row->allowed, sizeof row->allowed, "%s", a) >= (int)sizeof row->allowed ||
+        snprintf(row->what, sizeof row->what, "%s", w ? w : "") >= (int)sizeof row->what ||
+        snprintf(row->ref, sizeof row->ref, "%s", r ? r : "") >= (int)sizeof row->ref) {
+      fprintf(stderr, "catalogue.tsv: a field of %s is longer than test_malformed's row\n", line);
+      fclose(f);
+      return -1;
+    }
     nrows++;
   }
   fclose(f);
@@ -376,7 +381,7 @@ static void test_filesystem_specials(void **state) {
   (void)state;
   const char *tmp = ps_test_tmpdir();
   char good[4096], p[4096];
-  snprintf(good, sizeof good, "%s/dcm_small_ok.dcm", cat_dir);
+  assert_true(snprintf(good, sizeof good, "%s/dcm_small_ok.dcm", cat_dir) < (int)sizeof good);
 
   /* a folder given as a film */
   snprintf(p, sizeof p, "%s/folder.png", tmp);
@@ -404,7 +409,7 @@ static void test_filesystem_specials(void **state) {
   check_read(p, "OK", "non-UTF-8 name, real PNG", NULL);
   snprintf(p, sizeof p, "%s/%s", tmp, "bad_\xff\xfe.dcm");
   char src[4096];
-  snprintf(src, sizeof src, "%s/dcm_short_pixels.dcm", cat_dir);
+  assert_true(snprintf(src, sizeof src, "%s/dcm_short_pixels.dcm", cat_dir) < (int)sizeof src);
   assert_int_equal(ps_test_system("cp '%s' '%s'", src, p), 0);
   check_read(p, "EFORMAT", "non-UTF-8 name, short pixel data", NULL);
   /* NULL / empty arguments */
@@ -450,7 +455,7 @@ static void test_batch_info(void **state) {
     if (ps_image_read_warnings(p, NULL, &img, &w, &nw) == PS_OK) expect_ok++;
     if (nw) {
       char key[600];
-      snprintf(key, sizeof key, "\"file\":\"%s\"", rows[i].name);
+      assert_true(snprintf(key, sizeof key, "\"file\":\"%s\"", rows[i].name) < (int)sizeof key);
       char *at = strstr(out, key), *eol = at ? strchr(at, '\n') : NULL;
       if (!at || !eol) fail_msg("info: no stdout line for the damaged film %s", rows[i].name);
       *eol = 0;
