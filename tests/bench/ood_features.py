@@ -41,9 +41,8 @@ def features(net, tf, paths, bs=32):
     for i in range(0, len(paths), bs):
         x = torch.stack([tf(Image.open(p).convert("L").convert("RGB")) for p in paths[i:i + bs]])
         with torch.no_grad():
-            h, f = net.maxpool(net.relu(net.bn1(net.conv1(x)))), {}
-            for n, layer in enumerate((net.layer1, net.layer2, net.layer3, net.layer4), 1):
-                h = layer(h)
+            f = {}
+            for n, h in enumerate(safetensors_io.layer_outputs(net, x), 1):
                 f["m%d" % n], f["s%d" % n] = h.mean((2, 3)), h.std((2, 3))
                 f["g%d" % n] = torch.nn.functional.adaptive_avg_pool2d(h, 2).flatten(1)
         out.append({k: v.double().numpy() for k, v in f.items()})

@@ -95,13 +95,9 @@ def scores(model, out_json, films):
     for f in films:
         x = tf(Image.open(f).convert("L").convert("RGB")).unsqueeze(0)
         with torch.no_grad():  # channel means of the detector's layers, concatenated in layer order
-            h = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-            parts = []
-            for i, layer in enumerate((net.layer1, net.layer2, net.layer3, net.layer4), 1):
-                h = layer(h)
-                if i in layers:
-                    parts.append(h.mean((2, 3)))
-            logits = net.fc(h.mean((2, 3)))
+            hs = safetensors_io.layer_outputs(net, x)
+            parts = [hs[i - 1].mean((2, 3)) for i in range(1, 5) if i in layers]
+            logits = net.fc(hs[3].mean((2, 3)))
         p = torch.softmax(logits / temperature, 1)[0].double().numpy()
         feat = torch.cat(parts, 1)[0].double().numpy()
         s = min(float((feat - mu[k]) @ prec @ (feat - mu[k])) for k in range(K))

@@ -76,3 +76,13 @@ def torchvision_model(path):
     net = torchvision.models.resnet18(num_classes=sd["fc.weight"].shape[0])
     net.load_state_dict({n: (t.float() if t.is_floating_point() else t) for n, t in sd.items()}, strict=True)
     return net.eval(), meta, temperature
+
+
+def layer_outputs(net, x):
+    """The outputs of a torchvision ResNet18's layer1..layer4 for the batch x (no grad is taken
+    here; call under torch.no_grad()): what the out-of-distribution detector pools."""
+    h, out = net.maxpool(net.relu(net.bn1(net.conv1(x)))), []
+    for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+        h = layer(h)
+        out.append(h)
+    return out
